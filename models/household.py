@@ -1,0 +1,646 @@
+"""Household evidence of one account: places, networks, devices, concurrent viewing.
+
+Everything runs on event time (epoch ms) with bounded memory. The state is a
+mutable dataclass updated in place on the hot path by :func:`apply_household`;
+:func:`household_features` turns it into a flat dict of documented features
+(see ``docs/sharing.md``).
+
+Privacy: an IP address is reduced to its network prefix (IPv4 /24, IPv6 /48),
+which is only kept as a salted hash. Raw IPs are never stored.
+
+Places are clusters of activity: an event with ``geo`` joins the nearest place
+within :data:`PLACE_RADIUS_KM` (or founds a new one); without ``geo`` a known
+prefix maps to the place it was last seen at; with neither, a device's place of
+the last :data:`INHERIT_MS` is inherited.
+
+Concurrency is measured per UTC day: a day is *sealed* once the watermark
+(highest event time minus the allowed lateness) is a session timeout past its
+end; its playback intervals are then swept once into small daily aggregates and
+dropped. Unsealed days (about the last one or two) are swept on demand when
+features are read, so the features are exact for events late by up to the
+allowed lateness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.contract import Event
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+WINDOW_DAYS = 28
+LATENESS_MS = HOUR_MS  # contract default allowed lateness
+SESSION_TIMEOUT_MS = 4 * HOUR_MS  # contract default: a playback with no stop is over after 4 h
+INHERIT_MS = 6 * HOUR_MS  # an event without ip/geo inherits its device's place this long
+DEFAULT_SALT = b"churnwatch-household-v1"
+
+PLACE_RADIUS_KM = 3.0
+IMPOSSIBLE_KMH = 1000.0  # faster than a airliner, door to door
+IMPOSSIBLE_MIN_KM = 500.0  # ignore jumps shorter than geolocation error
+NEW_DEVICE_GRACE_MS = 7 * DAY_MS  # devices of the account's first week are not "new"
+STATIONARY_TYPES = frozenset({"tv", "console"})
+RHYTHM_HALF_LIFE_MS = 7 * DAY_MS
+RHYTHM_MIN_HOURS = 2.0  # viewing hours a place needs before its evening peak counts
+
+MAX_PLACES = 16
+MAX_DEVICES = 32
+MAX_PLACES_PER_DEVICE = 8
+MAX_PREFIXES = 64
+MAX_PREFIXES_PER_PLACE = 16
+MAX_PROFILES = 16
+MAX_OPEN_SESSIONS = 16
+MAX_PENDING_STOPS = 16
+MAX_INTERVALS = 512
+MAX_TRAVEL_FLAGS = 32
+
+FEATURE_NAMES = (
+    "places_28d",
+    "distinct_prefixes_28d",
+    "devices_28d",
+    "new_devices_28d",
+    "profiles_28d",
+    "max_concurrent_streams_28d",
+    "over_limit_minutes_28d",
+    "cross_place_overlap_hours_28d",
+    "away_share",
+    "second_place_share",
+    "second_place_active_days_28d",
+    "second_place_coactive_days_28d",
+    "second_place_devices_28d",
+    "second_place_own_devices_28d",
+    "second_place_stationary_devices_28d",
+    "second_place_prefixes_28d",
+    "second_place_distance_km",
+    "impossible_travel_28d",
+    "rhythm_shift_hours",
+    "paid_member_places",
+    "verifications_failed",
+    "verifications_verified",
+)
+
+Interval = tuple[int, int, int]  # (start ms, end ms, place id or -1)
+
+
+@dataclass(slots=True)
+class Place:
+    """A cluster of activity (geo cell and/or network prefixes)."""
+
+    pid: int
+    lat: float | None
+    lon: float | None
+    n_geo: int = 0
+    last_ts: int = 0
+    paid: bool = False
+    prefixes: dict[str, int] = field(default_factory=dict)  # prefix hash -> last ts
+    days: dict[int, int] = field(default_factory=dict)  # day -> viewing ms (key = active)
+    overlap: dict[int, int] = field(default_factory=dict)  # sealed day -> cross-place ms
+    hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # decayed viewing h
+    hours_ts: int = 0
+
+
+@dataclass(slots=True)
+class Device:
+    first_ts: int
+    last_ts: int
+    kind: str = "other"
+    last_pid: int = -1
+    pos: tuple[int, float, float] | None = None  # (ts, lat, lon) of the latest geo
+    place_days: dict[int, set[int]] = field(default_factory=dict)  # pid -> active days
+
+
+@dataclass(slots=True)
+class HouseholdState:
+    """Bounded household evidence of one account (see module docstring)."""
+
+    first_ts: int | None = None
+    max_ts: int = 0
+    sealed_until: int | None = None  # day boundary (ms): days before it are sealed
+    next_pid: int = 0
+    places: dict[int, Place] = field(default_factory=dict)
+    prefixes: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (ts, pid)
+    devices: dict[str, Device] = field(default_factory=dict)
+    profiles: dict[str, int] = field(default_factory=dict)  # profile -> last ts
+    open_sessions: dict[str, tuple[int, int]] = field(default_factory=dict)  # sid->(ts,pid)
+    pending_stops: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    intervals: list[Interval] = field(default_factory=list)  # closed, not yet sealed
+    day_max_streams: dict[int, int] = field(default_factory=dict)  # sealed day aggregates
+    day_over_ms: dict[int, int] = field(default_factory=dict)
+    travel_flags: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_TRAVEL_FLAGS))
+    unplaced_paid_members: int = 0
+    verifications_failed: int = 0
+    verifications_verified: int = 0
+
+
+def new_household() -> HouseholdState:
+    """An empty household state.
+
+    >>> hs = new_household()
+    >>> len(hs.places), len(hs.devices)
+    (0, 0)
+    """
+    return HouseholdState()
+
+
+def prefix_hash(ip: str, salt: bytes = DEFAULT_SALT) -> str:
+    """Salted hash of an IP's network prefix (IPv4 /24, IPv6 /48); never the IP itself.
+
+    >>> prefix_hash("203.0.113.7") == prefix_hash("203.0.113.200")
+    True
+    >>> prefix_hash("203.0.113.7") == prefix_hash("203.0.114.7")
+    False
+    >>> len(prefix_hash("2001:db8::1"))
+    16
+    """
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+        bits = 24 if addr.version == 4 else 48
+        key = ipaddress.ip_network(f"{addr}/{bits}", strict=False).network_address.packed
+    except ValueError:
+        key = ip.encode("utf-8", "replace")  # unparsable: hashed whole, still never stored
+    return hashlib.blake2b(key, digest_size=8, key=salt[:64]).hexdigest()
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km.
+
+    >>> round(haversine_km(48.8566, 2.3522, 51.5074, -0.1278))
+    344
+    """
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 12_742.0 * math.asin(min(1.0, math.sqrt(a)))
+
+
+# --------------------------------------------------------------------------- updates
+
+
+def apply_household(
+    hs: HouseholdState,
+    event: Event,
+    *,
+    max_streams: int,
+    salt: bytes = DEFAULT_SALT,
+    lateness_ms: int = LATENESS_MS,
+    session_timeout_ms: int = SESSION_TIMEOUT_MS,
+) -> HouseholdState:
+    """Fold one event into the household state (in place) and return it.
+
+    Handles ``login``, ``playback_started``, ``playback_stopped``, ``activity``,
+    ``household_verification`` and ``extra_member_added``; ignores other types.
+    Duplicates must be dropped by the caller; late events (up to
+    ``lateness_ms``) are handled exactly.
+
+    >>> from models.contract import Event
+    >>> hs = new_household()
+    >>> e = Event("e1", "login", "a-1", 0, {"device_id": "d1", "ip": "198.51.100.9",
+    ...           "geo": {"lat": 52.52, "lon": 13.40}, "device_type": "tv"})
+    >>> hs = apply_household(hs, e, max_streams=2)
+    >>> len(hs.places), list(hs.devices)
+    (1, ['d1'])
+    """
+    f, ts, kind = event.fields, event.ts, event.type
+    if kind == "household_verification":
+        outcome = f.get("outcome")
+        if outcome == "verified":
+            hs.verifications_verified += 1
+        elif outcome in ("failed", "expired"):
+            hs.verifications_failed += 1
+        return hs
+    if kind == "extra_member_added":
+        _mark_paid(hs, ts)
+        return hs
+    if kind not in ("login", "playback_started", "playback_stopped", "activity"):
+        return hs
+
+    hs.first_ts = ts if hs.first_ts is None else min(hs.first_ts, ts)
+    if hs.sealed_until is None:
+        hs.sealed_until = ts - ts % DAY_MS
+    if kind == "playback_stopped":
+        _stop(hs, str(f.get("session_id", "")), ts, f.get("watched_s"))
+    else:
+        pid = _observe(hs, ts, f, salt)
+        if kind == "playback_started":
+            _start(hs, str(f.get("session_id", "")), ts, pid, session_timeout_ms)
+    if ts > hs.max_ts:
+        hs.max_ts = ts
+        _advance(hs, max_streams, lateness_ms, session_timeout_ms)
+    return hs
+
+
+def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> int:
+    """Locate an event's place, record device/profile presence; return the place id."""
+    device_id = f.get("device_id")
+    dev = _device(hs, str(device_id), ts, f.get("device_type")) if device_id else None
+    geo = f.get("geo")
+    lat = lon = None
+    if isinstance(geo, Mapping) and "lat" in geo and "lon" in geo:
+        lat, lon = float(geo["lat"]), float(geo["lon"])
+    ip = f.get("ip")
+    h = prefix_hash(str(ip), salt) if ip else None
+    pid = _locate(hs, ts, lat, lon, h, dev)
+    day = ts // DAY_MS
+    if pid >= 0:
+        place = hs.places[pid]
+        place.last_ts = max(place.last_ts, ts)
+        place.days.setdefault(day, 0)
+        if h is not None:
+            _put_capped(place.prefixes, h, ts, MAX_PREFIXES_PER_PLACE)
+            _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
+    if dev is not None:
+        if lat is not None and lon is not None:
+            _check_travel(hs, dev, ts, lat, lon)
+        if pid >= 0:
+            if ts >= dev.last_ts:
+                dev.last_pid = pid
+            days = dev.place_days.get(pid)
+            if days is None:
+                if len(dev.place_days) >= MAX_PLACES_PER_DEVICE:
+                    oldest = min(dev.place_days, key=lambda p: max(dev.place_days[p], default=0))
+                    del dev.place_days[oldest]
+                days = dev.place_days[pid] = set()
+            days.add(day)
+        dev.last_ts = max(dev.last_ts, ts)
+    profile = f.get("profile_id")
+    if profile:
+        _put_capped(
+            hs.profiles, str(profile), max(ts, hs.profiles.get(str(profile), ts)), MAX_PROFILES
+        )
+    return pid
+
+
+def _locate(
+    hs: HouseholdState,
+    ts: int,
+    lat: float | None,
+    lon: float | None,
+    h: str | None,
+    dev: Device | None,
+) -> int:
+    if lat is not None and lon is not None:
+        best, best_km = None, PLACE_RADIUS_KM
+        for place in hs.places.values():
+            if place.lat is not None and place.lon is not None:
+                km = haversine_km(lat, lon, place.lat, place.lon)
+                if km <= best_km:
+                    best, best_km = place, km
+        if best is None:
+            return _new_place(hs, ts, lat, lon)
+        if best.lat is not None and best.lon is not None and best.n_geo < 50:
+            best.n_geo += 1  # running centre, frozen after 50 fixes
+            best.lat += (lat - best.lat) / best.n_geo
+            best.lon += (lon - best.lon) / best.n_geo
+        return best.pid
+    if h is not None:
+        known = hs.prefixes.get(h)
+        if known is not None and known[1] in hs.places:
+            return known[1]
+        return _new_place(hs, ts, None, None)
+    if dev is not None and dev.last_pid in hs.places and abs(ts - dev.last_ts) <= INHERIT_MS:
+        return dev.last_pid
+    return -1
+
+
+def _new_place(hs: HouseholdState, ts: int, lat: float | None, lon: float | None) -> int:
+    if len(hs.places) >= MAX_PLACES:
+        del hs.places[min(hs.places.values(), key=lambda p: p.last_ts).pid]
+    pid = hs.next_pid
+    hs.next_pid += 1
+    place = Place(pid, lat, lon, n_geo=1 if lat is not None else 0, last_ts=ts)
+    if hs.unplaced_paid_members > 0:  # a member paid for before we saw their place
+        hs.unplaced_paid_members -= 1
+        place.paid = True
+    hs.places[pid] = place
+    return pid
+
+
+def _device(hs: HouseholdState, device_id: str, ts: int, kind: Any) -> Device:
+    dev = hs.devices.get(device_id)
+    if dev is None:
+        if len(hs.devices) >= MAX_DEVICES:
+            del hs.devices[min(hs.devices, key=lambda d: hs.devices[d].last_ts)]
+        dev = hs.devices[device_id] = Device(first_ts=ts, last_ts=ts)
+    dev.first_ts = min(dev.first_ts, ts)
+    if kind:
+        dev.kind = str(kind)
+    return dev
+
+
+def _check_travel(hs: HouseholdState, dev: Device, ts: int, lat: float, lon: float) -> None:
+    if dev.pos is not None:
+        pts, plat, plon = dev.pos
+        km = haversine_km(plat, plon, lat, lon)
+        hours = max(abs(ts - pts), 60_000) / HOUR_MS
+        if km >= IMPOSSIBLE_MIN_KM and km / hours > IMPOSSIBLE_KMH:
+            hs.travel_flags.append(ts)
+        if ts < pts:
+            return
+    dev.pos = (ts, lat, lon)
+
+
+def _start(hs: HouseholdState, sid: str, ts: int, pid: int, timeout_ms: int) -> None:
+    stop = hs.pending_stops.pop(sid, None)
+    if stop is not None:  # its stop arrived first (out of order)
+        _close(hs, ts, min(stop[0], ts + timeout_ms), pid, stop[1])
+        return
+    if len(hs.open_sessions) >= MAX_OPEN_SESSIONS:
+        oldest = min(hs.open_sessions, key=lambda s: hs.open_sessions[s][0])
+        ots, opid = hs.open_sessions.pop(oldest)
+        _close(hs, ots, min(ots + timeout_ms, max(ts, ots)), opid, None)
+    hs.open_sessions[sid] = (ts, pid)
+
+
+def _stop(hs: HouseholdState, sid: str, ts: int, watched_s: Any) -> None:
+    watched = float(watched_s) if isinstance(watched_s, int | float) else None
+    opened = hs.open_sessions.pop(sid, None)
+    if opened is None:
+        _put_capped(hs.pending_stops, sid, (ts, watched), MAX_PENDING_STOPS)
+    else:
+        _close(hs, opened[0], max(ts, opened[0]), opened[1], watched)
+
+
+def _close(hs: HouseholdState, start: int, end: int, pid: int, watched_s: float | None) -> None:
+    """Record a finished playback: viewing per place and day, rhythm, interval."""
+    if pid >= 0 and pid in hs.places:
+        place = hs.places[pid]
+        viewed = end - start if watched_s is None else min(end - start, int(watched_s * 1000))
+        for day, ms in _split_days(start, end, viewed):
+            place.days[day] = place.days.get(day, 0) + ms
+        decay = 0.5 ** ((start - place.hours_ts) / RHYTHM_HALF_LIFE_MS)
+        if start >= place.hours_ts:
+            place.hours = [h * decay for h in place.hours]
+            place.hours_ts = start
+            decay = 1.0
+        else:
+            decay = 1.0 / decay
+        place.hours[(start // HOUR_MS) % 24] += viewed / HOUR_MS * decay
+    sealed = hs.sealed_until if hs.sealed_until is not None else start
+    if end > sealed:
+        hs.intervals.append((max(start, sealed), end, pid))
+        if len(hs.intervals) > MAX_INTERVALS:
+            hs.intervals.sort()
+            del hs.intervals[0]
+
+
+def _split_days(start: int, end: int, viewed: int) -> Iterable[tuple[int, int]]:
+    """Spread ``viewed`` ms over the UTC days of [start, end) in proportion."""
+    span = max(end - start, 1)
+    t = start
+    while True:
+        day = t // DAY_MS
+        nxt = min(end, (day + 1) * DAY_MS)
+        yield day, viewed * (nxt - t) // span if end > start else viewed
+        if nxt >= end:
+            return
+        t = nxt
+
+
+def _mark_paid(hs: HouseholdState, ts: int) -> None:
+    view = _window_view(hs, ts)
+    home = _home(hs, view)
+    second = _second(hs, view, home)
+    if second is None:
+        hs.unplaced_paid_members += 1
+    else:
+        hs.places[second].paid = True
+
+
+def _advance(hs: HouseholdState, max_streams: int, lateness_ms: int, timeout_ms: int) -> None:
+    """Expire timed-out sessions and seal the days the watermark has passed."""
+    watermark = hs.max_ts - lateness_ms
+    for sid, (start, pid) in list(hs.open_sessions.items()):
+        if start + timeout_ms <= watermark:
+            del hs.open_sessions[sid]
+            _close(hs, start, start + timeout_ms, pid, None)
+    assert hs.sealed_until is not None
+    target = (watermark - timeout_ms) // DAY_MS * DAY_MS
+    sealed_any = False
+    while hs.sealed_until < target:
+        lo = hs.sealed_until
+        if hs.intervals:
+            lo = max(lo, min(s for s, _, _ in hs.intervals) // DAY_MS * DAY_MS)
+        else:
+            lo = target
+        if lo >= target:
+            hs.sealed_until = target
+            break
+        hi = lo + DAY_MS
+        peak, over, overlap = _sweep(hs.intervals, lo, hi, max_streams)
+        day = lo // DAY_MS
+        hs.day_max_streams[day] = peak
+        hs.day_over_ms[day] = over
+        for pid, ms in overlap.items():
+            if pid in hs.places:
+                hs.places[pid].overlap[day] = ms
+        hs.intervals = [iv for iv in hs.intervals if iv[1] > hi]
+        hs.sealed_until = hi
+        sealed_any = True
+    if sealed_any:
+        _prune(hs, hs.max_ts // DAY_MS - WINDOW_DAYS)
+
+
+def _prune(hs: HouseholdState, oldest_day: int) -> None:
+    """Drop per-day data that fell out of the window (once per sealed day)."""
+    for d in (hs.day_max_streams, hs.day_over_ms):
+        for day in [k for k in d if k < oldest_day]:
+            del d[day]
+    for place in hs.places.values():
+        for d2 in (place.days, place.overlap):
+            for day in [k for k in d2 if k < oldest_day]:
+                del d2[day]
+    for dev in hs.devices.values():
+        for pid in list(dev.place_days):
+            days = {d for d in dev.place_days[pid] if d >= oldest_day and pid in hs.places}
+            if days:
+                dev.place_days[pid] = days
+            else:
+                del dev.place_days[pid]
+
+
+def _sweep(
+    intervals: Iterable[Interval], lo: int, hi: int, max_streams: int
+) -> tuple[int, int, dict[int, int]]:
+    """Sweep intervals clipped to [lo, hi).
+
+    Returns (peak concurrent streams, ms above ``max_streams``, per place the ms
+    it streamed while at least one other known place streamed too).
+
+    >>> _sweep([(0, 10, 0), (5, 20, 1), (6, 8, 1)], 0, 100, 2)
+    (3, 2, {0: 5, 1: 5})
+    """
+    points: list[tuple[int, int, int]] = []
+    for s, e, pid in intervals:
+        s, e = max(s, lo), min(e, hi)
+        if s < e:
+            points.append((s, 1, pid))
+            points.append((e, -1, pid))
+    points.sort()  # at equal times ends (-1) sort before starts: back to back is not overlap
+    active = peak = over = 0
+    per_place: dict[int, int] = {}
+    overlap: dict[int, int] = {}
+    prev = lo
+    for t, delta, pid in points:
+        dt = t - prev
+        if dt > 0:
+            if active > max_streams:
+                over += dt
+            if len(per_place) >= 2:
+                for p in per_place:
+                    overlap[p] = overlap.get(p, 0) + dt
+        prev = t
+        active += delta
+        peak = max(peak, active)
+        if pid >= 0:
+            n = per_place.get(pid, 0) + delta
+            if n > 0:
+                per_place[pid] = n
+            else:
+                per_place.pop(pid, None)
+    return peak, over, overlap
+
+
+def _put_capped(d: dict[str, Any], key: str, value: Any, cap: int) -> None:
+    """Insert into a dict, evicting the least recently inserted key beyond ``cap``."""
+    d.pop(key, None)
+    d[key] = value
+    if len(d) > cap:
+        del d[next(iter(d))]
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _window_view(hs: HouseholdState, now_ms: int) -> dict[int, tuple[int, int]]:
+    """Per place with activity in the window: (viewing ms, active days)."""
+    lo, hi = now_ms // DAY_MS - WINDOW_DAYS + 1, now_ms // DAY_MS
+    out = {}
+    for pid, place in hs.places.items():
+        days = [ms for d, ms in place.days.items() if lo <= d <= hi]
+        if days:
+            out[pid] = (sum(days), len(days))
+    return out
+
+
+def _home(hs: HouseholdState, view: Mapping[int, tuple[int, int]]) -> int | None:
+    """The place with the most viewing (then most active days, then oldest)."""
+    return max(view, key=lambda p: (view[p], -p), default=None)
+
+
+def _second(
+    hs: HouseholdState, view: Mapping[int, tuple[int, int]], home: int | None
+) -> int | None:
+    """The most-viewed place other than home that no paid extra member covers."""
+    rest = [p for p in view if p != home and not hs.places[p].paid]
+    return max(rest, key=lambda p: (view[p], -p), default=None)
+
+
+def _peak_hour(place: Place) -> float | None:
+    w = sum(place.hours)
+    if w < RHYTHM_MIN_HOURS:
+        return None
+    x = sum(h * math.cos(i * math.pi / 12) for i, h in enumerate(place.hours))
+    y = sum(h * math.sin(i * math.pi / 12) for i, h in enumerate(place.hours))
+    return (math.atan2(y, x) * 12 / math.pi) % 24
+
+
+def household_features(
+    hs: HouseholdState,
+    now_ms: int,
+    *,
+    max_streams: int,
+    session_timeout_ms: int = SESSION_TIMEOUT_MS,
+) -> dict[str, float]:
+    """The household evidence at ``now_ms`` over the last 28 days (names in FEATURE_NAMES).
+
+    >>> f = household_features(new_household(), 0, max_streams=2)
+    >>> f["places_28d"], f["cross_place_overlap_hours_28d"], len(f) == len(FEATURE_NAMES)
+    (0.0, 0.0, True)
+    """
+    now_day = now_ms // DAY_MS
+    lo_day = now_day - WINDOW_DAYS + 1
+    lo_ms = lo_day * DAY_MS
+    sealed = hs.sealed_until if hs.sealed_until is not None else now_ms
+    live = list(hs.intervals)
+    live += [(s, min(now_ms, s + session_timeout_ms), p) for s, p in hs.open_sessions.values()]
+    peak, over_ms, live_overlap = _sweep(live, sealed, now_ms + 1, max_streams)
+    in_win = range(lo_day, now_day + 1)
+    peak = max([peak] + [v for d, v in hs.day_max_streams.items() if d in in_win])
+    over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
+
+    view = _window_view(hs, now_ms)
+    home = _home(hs, view)
+    second = _second(hs, view, home)
+    total_view = sum(v for v, _ in view.values())
+    away_view = sum(v for p, (v, _) in view.items() if p != home and not hs.places[p].paid)
+    overlap_ms = sum(
+        live_overlap.get(p, 0) + sum(v for d, v in hs.places[p].overlap.items() if d in in_win)
+        for p in view
+        if p != home and not hs.places[p].paid
+    )
+
+    sp: dict[str, float] = dict.fromkeys(
+        (n for n in FEATURE_NAMES if n.startswith("second_place_")), 0.0
+    )
+    shift = 0.0
+    if second is not None:
+        place = hs.places[second]
+        sp["second_place_share"] = view[second][0] / total_view if total_view else 0.0
+        sp["second_place_active_days_28d"] = view[second][1]
+        sp["second_place_prefixes_28d"] = sum(1 for t in place.prefixes.values() if t >= lo_ms)
+        if home is not None:
+            hp = hs.places[home]
+            home_days = {d for d in hp.days if d in in_win}
+            sp["second_place_coactive_days_28d"] = sum(
+                1 for d in place.days if d in in_win and d in home_days
+            )
+            if hp.lat is not None and hp.lon is not None and place.lat is not None:
+                assert place.lon is not None  # lat and lon are set together
+                sp["second_place_distance_km"] = haversine_km(hp.lat, hp.lon, place.lat, place.lon)
+            h1, h2 = _peak_hour(hp), _peak_hour(place)
+            if h1 is not None and h2 is not None:
+                shift = min(abs(h1 - h2), 24 - abs(h1 - h2))
+        for dev in hs.devices.values():
+            there = sum(1 for d in dev.place_days.get(second, ()) if d in in_win)
+            if not there:
+                continue
+            sp["second_place_devices_28d"] += 1
+            at_home = (
+                sum(1 for d in dev.place_days.get(home, ()) if d in in_win)
+                if home is not None
+                else 0
+            )
+            if there > at_home:
+                sp["second_place_own_devices_28d"] += 1
+                if dev.kind in STATIONARY_TYPES:
+                    sp["second_place_stationary_devices_28d"] += 1
+
+    grace = (hs.first_ts or 0) + NEW_DEVICE_GRACE_MS
+    feats: dict[str, float] = {
+        "places_28d": float(len(view)),
+        "distinct_prefixes_28d": float(sum(1 for t, _ in hs.prefixes.values() if t >= lo_ms)),
+        "devices_28d": float(sum(1 for d in hs.devices.values() if d.last_ts >= lo_ms)),
+        "new_devices_28d": float(
+            sum(1 for d in hs.devices.values() if d.first_ts >= max(lo_ms, grace))
+        ),
+        "profiles_28d": float(sum(1 for t in hs.profiles.values() if t >= lo_ms)),
+        "max_concurrent_streams_28d": float(peak),
+        "over_limit_minutes_28d": over_ms / 60_000,
+        "cross_place_overlap_hours_28d": overlap_ms / HOUR_MS,
+        "away_share": away_view / total_view if total_view else 0.0,
+        **sp,
+        "impossible_travel_28d": float(sum(1 for t in hs.travel_flags if t >= lo_ms)),
+        "rhythm_shift_hours": shift,
+        "paid_member_places": float(
+            sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
+        ),
+        "verifications_failed": float(hs.verifications_failed),
+        "verifications_verified": float(hs.verifications_verified),
+    }
+    return {name: float(feats[name]) for name in FEATURE_NAMES}

@@ -1,0 +1,260 @@
+"""Sharing score: evidence prior, online River model, blend, reasons and action.
+
+The score is ``combine(prior, model_proba, n_labels_seen)``:
+
+- the *prior* :func:`sharing_evidence_score` is a fixed logistic of a few
+  strong household signals (weights in :data:`PRIOR_WEIGHTS`), so the score
+  works from the first day, before any label exists;
+- the *model* :func:`make_sharing_model` is a scaled logistic regression
+  learned online from ``household_verification`` and ``extra_member_added``
+  outcomes (:func:`sharing_label`); its inputs are the household features plus
+  the prior's logit, so it can learn how far to trust the prior;
+- :func:`combine` moves from the prior to the model in logit space as labels
+  accumulate.
+
+The recommended action (:func:`sharing_action`) depends on how established the
+second household is and on the account's churn risk. See ``docs/sharing.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from river import compose, linear_model, optim, preprocessing
+
+from models.contract import Event
+from models.household import FEATURE_NAMES
+
+# Prior: logit = BIAS + sum(weight * transform(feature)). Transforms are fixed
+# (log1p of hours, counts capped) so one strong signal cannot dominate alone.
+PRIOR_BIAS = -5.0
+PRIOR_WEIGHTS: dict[str, float] = {
+    "cross_place_overlap_hours_28d": 0.8,  # log1p(hours) concurrent viewing at 2+ places
+    "second_place_own_devices_28d": 1.0,  # min(n, 3) devices living at the 2nd place
+    # min(n, 10) days home and 2nd place were both active; 0 unless a device lives there
+    "second_place_coactive_days_28d": 0.4,
+    "second_place_stationary_devices_28d": 0.6,  # min(n, 2) TVs/consoles living there
+    "over_limit_minutes_28d": 0.5,  # log1p(hours) above the plan's max_streams
+    "second_place_prefixes_28d": -1.0,  # min(max(n - 3, 0), 5): rotating carrier/VPN networks
+    "impossible_travel_28d": -0.8,  # min(n, 5): one device "jumping" = VPN, not a household
+}
+
+
+def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
+    """The transformed value of each prior signal."""
+    return {
+        "cross_place_overlap_hours_28d": math.log1p(f["cross_place_overlap_hours_28d"]),
+        "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 3.0),
+        "second_place_coactive_days_28d": min(f["second_place_coactive_days_28d"], 10.0)
+        if f["second_place_own_devices_28d"] >= 1
+        else 0.0,
+        "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
+        "over_limit_minutes_28d": math.log1p(f["over_limit_minutes_28d"] / 60.0),
+        "second_place_prefixes_28d": min(max(f["second_place_prefixes_28d"] - 3.0, 0.0), 5.0),
+        "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
+    }
+
+
+def _contributions(f: Mapping[str, float]) -> dict[str, float]:
+    return {k: PRIOR_WEIGHTS[k] * x for k, x in _prior_inputs(f).items()}
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def sharing_evidence_score(features: Mapping[str, float]) -> float:
+    """Transparent prior probability of sharing from household evidence alone.
+
+    >>> quiet = dict.fromkeys(FEATURE_NAMES, 0.0)
+    >>> round(sharing_evidence_score(quiet), 3)
+    0.007
+    >>> sharer = {**quiet, "cross_place_overlap_hours_28d": 12.0,
+    ...           "second_place_own_devices_28d": 2.0, "second_place_coactive_days_28d": 8.0,
+    ...           "second_place_stationary_devices_28d": 1.0, "second_place_prefixes_28d": 1.0}
+    >>> sharing_evidence_score(sharer) > 0.9
+    True
+    """
+    return _sigmoid(PRIOR_BIAS + sum(_contributions(features).values()))
+
+
+def sharing_reasons(features: Mapping[str, float], k: int = 3) -> list[dict[str, Any]]:
+    """The ``k`` prior signals that raise the score most (weight = logit contribution).
+
+    >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_own_devices_28d": 2.0}
+    >>> sharing_reasons(f)
+    [{'feature': 'second_place_own_devices_28d', 'value': 2.0, 'weight': 2.0}]
+    """
+    pos = [(w, name) for name, w in _contributions(features).items() if w > 0]
+    pos.sort(reverse=True)
+    return [
+        {"feature": name, "value": float(features[name]), "weight": round(w, 3)}
+        for w, name in pos[:k]
+    ]
+
+
+def sharing_label(event: Event) -> bool | None:
+    """Label carried by an event: True = shared outside the household.
+
+    >>> from models.contract import Event
+    >>> sharing_label(Event("e", "household_verification", "a", 0, {"outcome": "expired"}))
+    True
+    >>> sharing_label(Event("e", "household_verification", "a", 0, {"outcome": "verified"}))
+    False
+    >>> sharing_label(Event("e", "login", "a", 0, {"device_id": "d"})) is None
+    True
+    """
+    if event.type == "extra_member_added":
+        return True
+    if event.type == "household_verification":
+        outcome = event.fields.get("outcome")
+        if outcome in ("failed", "expired"):
+            return True
+        if outcome == "verified":
+            return False
+    return None
+
+
+# Heavy-tailed features get log1p; shares, distances and hours of shift are bounded already.
+_LOG_FEATURES = frozenset(FEATURE_NAMES) - {
+    "away_share",
+    "second_place_share",
+    "rhythm_shift_hours",
+}
+
+
+def sharing_model_input(features: Mapping[str, float]) -> dict[str, float]:
+    """Fixed transforms of the household features plus the prior's logit (model input).
+
+    >>> x = sharing_model_input(dict.fromkeys(FEATURE_NAMES, 0.0))
+    >>> round(x["prior_logit"], 1), x["places_28d"]
+    (-5.0, 0.0)
+    """
+    x = {
+        name: math.log1p(max(features[name], 0.0))
+        if name in _LOG_FEATURES
+        else float(features[name])
+        for name in FEATURE_NAMES
+    }
+    x["prior_logit"] = _logit(sharing_evidence_score(features))
+    return x
+
+
+def make_sharing_model(
+    *, lr: float = 0.01, l2: float = 1e-3, intercept_lr: float = 0.01
+) -> compose.Pipeline:
+    """River pipeline: fixed transforms + prior logit -> StandardScaler -> LogReg (Adam, L2).
+
+    Feed it the raw ``household_features`` dict.
+
+    >>> m = make_sharing_model()
+    >>> f = dict.fromkeys(FEATURE_NAMES, 0.0)
+    >>> m.predict_proba_one(f)[True]
+    0.5
+    >>> m.learn_one(f, False)
+    >>> m.predict_proba_one(f)[True] < 0.5
+    True
+    """
+    return (
+        compose.FuncTransformer(sharing_model_input)
+        | preprocessing.StandardScaler()
+        | linear_model.LogisticRegression(
+            optimizer=optim.Adam(lr), l2=l2, intercept_lr=intercept_lr
+        )
+    )
+
+
+def combine(
+    prior: float, model_proba: float | None, n_labels_seen: int, *, half_labels: int = 100
+) -> float:
+    """Blend prior and model in logit space; the model's weight is n / (n + half_labels).
+
+    >>> combine(0.2, None, 0)
+    0.2
+    >>> round(combine(0.2, 0.8, 100), 3)
+    0.5
+    >>> round(combine(0.2, 0.8, 10_000), 2)
+    0.8
+    """
+    if model_proba is None or n_labels_seen <= 0:
+        return prior
+    w = n_labels_seen / (n_labels_seen + half_labels)
+    return _sigmoid((1 - w) * _logit(prior) + w * _logit(model_proba))
+
+
+# --------------------------------------------------------------------------- enforcement
+
+
+@dataclass(frozen=True, slots=True)
+class SharingPolicy:
+    """Thresholds of the enforcement policy (see docs/sharing.md).
+
+    A second household is *established* when it has at least
+    ``established_coactive_days`` days active together with home,
+    ``established_own_devices`` devices living there and
+    ``established_overlap_hours`` hours of concurrent viewing; then the action is
+    ``extra_member_offer``. Otherwise (moderate evidence) it is
+    ``household_verification`` -- unless the account's churn score is at least
+    ``soften_above_churn``, where a hard verification would push a likely
+    leaver out: then ``extra_member_offer`` (with the soft wording, see
+    :func:`sharing_tone`).
+    """
+
+    established_coactive_days: int = 7
+    established_own_devices: int = 1
+    established_overlap_hours: float = 6.0
+    soften_above_churn: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.soften_above_churn <= 1.0:
+            raise ValueError("soften_above_churn must be in [0, 1]")
+        if min(self.established_coactive_days, self.established_own_devices) < 0:
+            raise ValueError("established_* thresholds must be >= 0")
+        if self.established_overlap_hours < 0:
+            raise ValueError("established_overlap_hours must be >= 0")
+
+
+def is_established(features: Mapping[str, float], policy: SharingPolicy) -> bool:
+    """Whether the evidence shows a stable second household.
+
+    >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_coactive_days_28d": 9.0,
+    ...      "second_place_own_devices_28d": 2.0, "cross_place_overlap_hours_28d": 10.0}
+    >>> is_established(f, SharingPolicy())
+    True
+    >>> is_established(f, SharingPolicy(established_coactive_days=10))
+    False
+    """
+    return (
+        features["second_place_coactive_days_28d"] >= policy.established_coactive_days
+        and features["second_place_own_devices_28d"] >= policy.established_own_devices
+        and features["cross_place_overlap_hours_28d"] >= policy.established_overlap_hours
+    )
+
+
+def sharing_action(features: Mapping[str, float], churn_score: float, policy: SharingPolicy) -> str:
+    """Recommended action of a sharing alert: ``household_verification`` or ``extra_member_offer``.
+
+    >>> f = dict.fromkeys(FEATURE_NAMES, 0.0)
+    >>> sharing_action(f, 0.1, SharingPolicy()), sharing_action(f, 0.9, SharingPolicy())
+    ('household_verification', 'extra_member_offer')
+    """
+    if is_established(features, policy) or churn_score >= policy.soften_above_churn:
+        return "extra_member_offer"
+    return "household_verification"
+
+
+def sharing_tone(churn_score: float, policy: SharingPolicy) -> str:
+    """Wording of the action: ``soft`` for accounts at churn risk, else ``standard``.
+
+    >>> sharing_tone(0.8, SharingPolicy()), sharing_tone(0.1, SharingPolicy())
+    ('soft', 'standard')
+    """
+    return "soft" if churn_score >= policy.soften_above_churn else "standard"

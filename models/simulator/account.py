@@ -1,0 +1,670 @@
+"""One account's life, lived one day of event time at a time.
+
+An :class:`Account` owns its random generator (derived from seed and index),
+its household, its latent satisfaction and its subscription. ``day(d, out)``
+appends ``(emission_key, event_dict)`` pairs for day ``d`` to ``out``; the
+engine merges all accounts by emission key. See docs/simulator.md for the
+behaviour model.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import accumulate
+from typing import Any
+
+from models.simulator.config import SimConfig
+from models.simulator.world import (
+    BROWSE_ACTIONS,
+    CHANNEL_CUM,
+    CHANNELS,
+    CITIES,
+    CITY_CUM,
+    CURRENCIES,
+    DAY_MS,
+    ENGAGED_ACTIONS,
+    HOUR_MS,
+    OTHER_ACTIONS,
+    PERSONAL_DEVICES,
+    PLANS,
+    RHYTHM_NAMES,
+    RHYTHMS,
+    Place,
+    World,
+    km_between,
+    make_place,
+    pick_cum,
+    poisson,
+)
+
+Out = list[tuple[int, dict[str, Any]]]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+H_SUDDEN = 0.0004  # per-day hazard of churning with no warning at all
+DECLINE_PER_DAY = 1 / 250  # chance a satisfaction decline episode starts on a day
+# Plan weights (basic, standard, premium) per archetype.
+PLAN_CUM = {
+    "big_family": list(accumulate((1, 3, 6))),
+    "sharer": list(accumulate((1, 3, 6))),
+    "subtle_sharer": list(accumulate((2, 5, 3))),
+}
+DEFAULT_PLAN_CUM = list(accumulate((3, 5, 2)))
+CANCEL_REASONS = {
+    "sudden": ("moving", "financial", "switching_service", "other"),
+    "disengaged": ("not_using", "content", "not_using", "other"),
+    "price": ("too_expensive", "too_expensive", "financial"),
+    "support": ("service_issue", "technical_problems", "other"),
+    "downgrade": ("too_expensive", "not_using"),
+    "crackdown": ("sharing_restrictions", "too_expensive", "other"),
+    "payment": ("payment_failed",),
+}
+FAIL_REASONS = ("insufficient_funds", "card_expired", "do_not_honor", "processing_error")
+SUPPORT_TOPICS = ("billing", "playback_issue", "account", "cancel_inquiry", "content_request")
+NEGATIVE_TOPICS = frozenset({"billing", "playback_issue", "cancel_inquiry"})
+VERIFY_FACTOR = {"borrower": 1.0, "hotel": 0.6, "vpn": 0.5, "carrier": 0.15}
+
+
+def sig(x: float) -> float:
+    """Logistic function.
+
+    >>> sig(0.0)
+    0.5
+    """
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def rfc3339(ms: int, tz_hours: float) -> str:
+    """Epoch ms as RFC 3339 with millisecond precision, in the given offset.
+
+    >>> rfc3339(1767225600000, 0)
+    '2026-01-01T00:00:00.000Z'
+    >>> rfc3339(1767225600123, 5.5)
+    '2026-01-01T05:30:00.123+05:30'
+    """
+    tz = timezone(timedelta(hours=tz_hours))
+    text = (EPOCH + timedelta(milliseconds=ms)).astimezone(tz).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Viewer:
+    """A profile watching from one place on its own devices and rhythm."""
+
+    profile_id: str
+    devices: list[tuple[str, str]]  # (device_id, device_type)
+    rhythm: list[float]
+    rate: float  # sessions per day at full engagement
+    dur_mean_s: float
+    place: Place
+    borrower: Borrower | None = None
+    last_content: int = 0
+    recent: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Borrower:
+    """Another household using the account from ``start_day`` on."""
+
+    member_id: str
+    start_day: int
+    viewers: list[Viewer] = field(default_factory=list)
+    status: str = "active"  # active | blocked | extra (paid extra member)
+    first_ts: int | None = None
+
+
+@dataclass(slots=True)
+class Trip:
+    dest: Place
+    depart: int
+    arrive: int
+    back_depart: int
+    back_arrive: int
+
+
+class Account:
+    """A subscriber household and everything that happens to it."""
+
+    def __init__(self, cfg: SimConfig, world: World, idx: int) -> None:
+        self.cfg, self.world = cfg, world
+        self.rng = rng = random.Random(f"{cfg.seed}:{idx}")
+        self.archetype = archetype = cfg.mix[
+            pick_cum(rng, list(accumulate(w for _, w in cfg.mix)))
+        ][0]
+        self.id = f"{cfg.id_prefix}{idx:07d}"
+        self.seq = self.sessions = self.n_devices = self.lo = 0
+        self.city_idx = city = pick_cum(rng, CITY_CUM)
+        self.home = make_place(rng, city, 0.5, 12, cfg.ipv6_rate)
+        name, country, lat, lon, _, _ = CITIES[city]
+        self.city_geo = {"lat": lat, "lon": lon, "country": country, "city": name}
+        self.currency, fx, self.decimals = CURRENCIES[country]
+        self.fx = fx
+        self.signup_day = rng.randrange(cfg.days) if rng.random() < cfg.new_signup_share else 0
+        self.plan = pick_cum(rng, PLAN_CUM.get(archetype, DEFAULT_PLAN_CUM))
+        self.price_mult = 1.0
+        self.yearly = rng.random() < 0.1
+        self.carrier = rng.randrange(2)
+        # Latent satisfaction: drives engagement, support contacts, downgrades and churn.
+        self.mu = rng.gauss(0.3, 0.45)
+        self.s = self.s_slow = self.mu
+        self.decline_left, self.drift, self.fatigue = 0, 0.0, False
+        self.price_sensitivity = rng.random() ** 2
+        self.bad_card = rng.random() < cfg.bad_card_share
+        self.until: dict[str, int] = {}  # hazard bumps: name -> last day in force
+        self.active, self.reactivate_day = False, -1
+        self.bill_due = self.next_bill = self.fails = 0
+        self.price_notice_day = -1
+        if country in world.price_countries:
+            self.price_notice_day = cfg.price_increase_start_day + rng.randrange(14)
+        self.trust: dict[str, int] = {}  # device_id -> last day it counts as verified
+        self.last_place: dict[str, str] = {}  # device_id -> where it was last used
+        self.viewers = self._household()
+        self.borrowers = self._borrowers()
+        self.trip: Trip | None = None
+        self.next_trip_day = self.signup_day + rng.randrange(3, 30)
+        self.vpn_share = rng.uniform(0.2, 0.8) if archetype == "vpn_user" else 0.0
+        self.vpn_exits = rng.sample(world.vpn_exits, 2)
+        self.work = make_place(rng, city, 8, 40, 0.0) if archetype == "commuter" else None
+        self.truth: dict[str, Any] = {
+            "account_id": self.id,
+            "archetype": archetype,
+            "country": country,
+            "city": name,
+            "plan": PLANS[self.plan][0],
+            "signup_ts": None,
+            "churned": False,
+            "churn_ts": None,
+            "churn_driver": None,
+            "cancels": [],
+            "reactivated": False,
+            "reactivate_ts": [],
+            "shared": False,
+            "share_start_ts": None,
+            "share_households": 0,
+            "borrowers_blocked": 0,
+            "extra_member_added": False,
+            "extra_member_ts": None,
+            "decline_start_ts": [],
+            "price_changed_ts": None,
+            "payment_failures": 0,
+        }
+
+    # ---------------------------------------------------------------- household
+
+    def _device(self, kind: str) -> tuple[str, str]:
+        self.n_devices += 1
+        return (f"{self.id}-d{self.n_devices}", kind)
+
+    def _viewer(
+        self, pid: str, place: Place, devices: list[tuple[str, str]], rate: float
+    ) -> Viewer:
+        rng = self.rng
+        rhythm = RHYTHMS[RHYTHM_NAMES[pick_cum(rng, [6.0, 8.0, 9.0])]]
+        dur = rng.choice((1500.0, 2700.0, 3300.0, 5400.0))
+        return Viewer(pid, devices, rhythm, rate * rng.lognormvariate(0, 0.4), dur, place)
+
+    def _household(self) -> list[Viewer]:
+        rng, arch = self.rng, self.archetype
+        if arch == "big_family":
+            n, tvs = 5, [self._device("tv"), self._device("tv")]
+        elif arch == "traveller":
+            n, tvs = rng.choice((1, 1, 2)), [self._device("tv")]
+        else:
+            n, tvs = rng.choice((1, 2, 2, 3, 3, 4)), [self._device("tv")]
+        viewers = []
+        for p in range(n):
+            own = [self._device(rng.choice(PERSONAL_DEVICES)) for _ in range(rng.choice((1, 1, 2)))]
+            if arch == "traveller":
+                own.append(self._device("mobile"))
+            rate = 1.1 if arch == "big_family" else 0.8
+            viewers.append(self._viewer(f"p{p + 1}", self.home, own + tvs, rate))
+        return viewers
+
+    def _borrowers(self) -> list[Borrower]:
+        rng, cfg, arch = self.rng, self.cfg, self.archetype
+        if arch not in ("sharer", "subtle_sharer"):
+            return []
+        first = self.signup_day if rng.random() < 0.3 else rng.randrange(self.signup_day, cfg.days)
+        count = 1 if arch == "subtle_sharer" else rng.choice((1, 1, 1, 2, 2, 3))
+        out = []
+        for b in range(count):
+            if arch == "subtle_sharer":
+                place, rate = make_place(rng, self.city_idx, 3, 25, cfg.ipv6_rate), 0.35
+            else:
+                place, rate = make_place(rng, self._other_city(), 0.5, 12, cfg.ipv6_rate), 0.7
+            start = first if b == 0 else rng.randrange(first, cfg.days)
+            borrower = Borrower(f"{self.id}-m{b + 1}", start)
+            for k in range(1 if arch == "subtle_sharer" else rng.choice((1, 2))):
+                devices = [self._device(rng.choice(("tv", "mobile", "web", "tablet")))]
+                reuse = rng.random() < (0.7 if arch == "subtle_sharer" else 0.4)
+                pid = rng.choice(self.viewers).profile_id if reuse else f"p{6 + 3 * b + k}"
+                viewer = self._viewer(pid, place, devices, rate)
+                viewer.borrower = borrower
+                borrower.viewers.append(viewer)
+            out.append(borrower)
+        return out
+
+    def _other_city(self) -> int:
+        rng = self.rng
+        same = [
+            i for i, c in enumerate(CITIES) if c[1] == self.home.country and c[0] != self.home.city
+        ]
+        if same and rng.random() < 0.5:
+            return rng.choice(same)
+        while True:
+            i = pick_cum(rng, CITY_CUM)
+            if CITIES[i][0] != self.home.city:
+                return i
+
+    # ------------------------------------------------------------------ emitting
+
+    def _emit(self, out: Out, ts: int, type_: str, fields: dict[str, Any]) -> None:
+        rng, cfg = self.rng, self.cfg
+        self.seq += 1
+        ev = {"event_id": f"{self.id}-{self.seq}", "type": type_, "account_id": self.id, "ts": ts}
+        ev.update(fields)
+        if rng.random() < cfg.rfc3339_rate:
+            ev["ts"] = rfc3339(ts, 0 if rng.random() < 0.5 else self.home.tz_hours)
+        key = ts
+        if rng.random() < cfg.late_rate:
+            key += rng.randrange(cfg.max_late_s * 1000 + 1)
+        out.append((key, ev))
+        if rng.random() < cfg.duplicate_rate:
+            out.append((key + rng.randrange(300_000), dict(ev)))
+
+    def _between(self, lo: int, hi: int) -> int:
+        return lo + self.rng.randrange(hi - lo) if hi > lo else lo
+
+    def _price(self) -> float:
+        return round(PLANS[self.plan][1] * self.fx * self.price_mult, self.decimals)
+
+    def _plan_fields(self) -> dict[str, Any]:
+        name, _, streams = PLANS[self.plan]
+        return {"plan": name, "price": self._price(), "max_streams": streams}
+
+    # ---------------------------------------------------------------------- life
+
+    def day(self, d: int, out: Out) -> None:
+        """Append day ``d``'s events of this account to ``out``."""
+        if d < self.signup_day:
+            return
+        rng = self.rng
+        day_start = self.cfg.start_ms + d * DAY_MS
+        lo = day_start
+        if d == self.signup_day and not self.truth["signup_ts"]:
+            lo = day_start + rng.randrange(DAY_MS)
+            self._signup(out, lo)
+        elif not self.active:
+            if d != self.reactivate_day:
+                return
+            lo = day_start + rng.randrange(DAY_MS)
+            self._reactivate(out, lo)
+        self.lo = lo  # nothing of today may be earlier (sign-up, reactivation)
+        hi = self._life(out, d, lo, day_start + DAY_MS)
+        self._usage(out, d, day_start, lo, hi)
+
+    def _start_billing(self, out: Out, ts: int) -> None:
+        self.active, self.fails = True, 0
+        self.bill_due = ts + (365 if self.yearly else 30) * DAY_MS
+        self.next_bill = self.bill_due
+        self._emit(out, ts + 1000, "payment_succeeded", {"amount": self._price()})
+
+    def _signup(self, out: Out, ts: int) -> None:
+        rng = self.rng
+        fields = {
+            "plan": PLANS[self.plan][0],
+            "price": self._price(),
+            "currency": self.currency,
+            "billing_period": "year" if self.yearly else "month",
+            "max_streams": PLANS[self.plan][2],
+            "country": self.home.country,
+            "channel": CHANNELS[pick_cum(rng, CHANNEL_CUM)],
+        }
+        if self.yearly:
+            fields["price"] = round(fields["price"] * 10, self.decimals)
+        self.truth["signup_ts"] = ts
+        self._emit(out, ts, "subscription_started", fields)
+        self._start_billing(out, ts)
+
+    def _reactivate(self, out: Out, ts: int) -> None:
+        rng = self.rng
+        self.s = self.s_slow = self.mu = rng.gauss(0.3, 0.4)
+        self.decline_left, self.fatigue, self.until = 0, False, {}
+        self.truth["reactivated"] = True
+        self.truth["reactivate_ts"].append(ts)
+        self._emit(out, ts, "subscription_reactivated", self._plan_fields())
+        self._start_billing(out, ts)
+
+    def _life(self, out: Out, d: int, lo: int, day_end: int) -> int:
+        """Latent state, subscription events and churn of day ``d``; returns the usage end."""
+        rng, cfg = self.rng, self.cfg
+        if self.decline_left == 0 and rng.random() < DECLINE_PER_DAY:
+            self.decline_left = rng.randrange(15, 50)
+            self.drift, self.fatigue = -rng.uniform(0.03, 0.08), rng.random() < 0.4
+            self.truth["decline_start_ts"].append(lo)
+        drift = 0.0
+        if self.decline_left:
+            self.decline_left -= 1
+            drift = self.drift
+        self.s += 0.01 * (self.mu - self.s) + drift + rng.gauss(0, 0.05)
+        s = self.s
+        self.s_slow += (s - self.s_slow) / 14  # people decide on the last weeks, not today
+        bumps = {
+            "sudden": H_SUDDEN,
+            "disengaged": 0.05 * sig(-6 * (self.s_slow + 1.0)),
+            "price": 0.006 * self.price_sensitivity if self.until.get("price", -1) >= d else 0,
+            "support": 0.004 if self.until.get("support", -1) >= d else 0,
+            "downgrade": 0.003 if self.until.get("downgrade", -1) >= d else 0,
+            "crackdown": 0.008 if self.until.get("crackdown", -1) >= d else 0,
+        }
+        hazard = cfg.churn_scale * sum(bumps.values())
+        hi = day_end
+        driver = None
+        if rng.random() < hazard:
+            hi = lo + rng.randrange(day_end - lo)
+            driver = list(bumps)[pick_cum(rng, list(accumulate(bumps.values())))]
+        if d == self.price_notice_day and self.truth["price_changed_ts"] is None:
+            ts = self._between(lo, hi)
+            self.price_mult = round(rng.uniform(1.08, 1.2), 2)
+            self.truth["price_changed_ts"] = ts
+            self.until["price"] = d + 45
+            self._emit(out, ts, "price_changed", {"price": self._price()})
+        if rng.random() < 0.002 + 0.03 * sig(-3 * (s + 0.7)):
+            topic = rng.choice(SUPPORT_TOPICS)
+            if topic in NEGATIVE_TOPICS and s < 0:
+                self.until["support"] = d + 21
+            fields = {"topic": topic} if rng.random() < 0.9 else {}
+            self._emit(out, self._between(lo, hi), "support_contacted", fields)
+        if self.plan > 0 and rng.random() < 0.0003 + 0.006 * sig(-3 * (s + 0.6)):
+            self.plan -= 1
+            self.until["downgrade"] = d + 60
+            self._emit(out, self._between(lo, hi), "plan_changed", self._plan_fields())
+        elif self.plan < len(PLANS) - 1 and s > 0.3 and rng.random() < 0.0006:
+            self.plan += 1
+            self._emit(out, self._between(lo, hi), "plan_changed", self._plan_fields())
+        while self.next_bill < hi:
+            ts = self.next_bill
+            if not self._bill(out, ts):
+                self._cancel(out, d, ts, "payment")
+                return ts
+        if driver is not None:
+            self._cancel(out, d, hi, driver)
+        return hi
+
+    def _bill(self, out: Out, ts: int) -> bool:
+        """One payment attempt at ``ts``; False when the account lapses."""
+        rng = self.rng
+        p_fail = 0.35 if self.bad_card else self.cfg.payment_failure_rate
+        if self.fails:
+            p_fail = 0.5
+        amount = self._price() * (10 if self.yearly else 1)
+        amount = round(amount, self.decimals)
+        if rng.random() >= p_fail:
+            self._emit(out, ts, "payment_succeeded", {"amount": amount})
+            self.fails = 0
+            self.bill_due += (365 if self.yearly else 30) * DAY_MS
+            self.next_bill = self.bill_due
+            return True
+        self.fails += 1
+        self.truth["payment_failures"] += 1
+        self._emit(
+            out, ts, "payment_failed", {"amount": amount, "reason": rng.choice(FAIL_REASONS)}
+        )
+        if self.fails >= 4:
+            return False
+        if rng.random() < 0.3:
+            self._emit(out, ts + rng.randrange(DAY_MS), "support_contacted", {"topic": "billing"})
+        self.next_bill = ts + 3 * DAY_MS
+        return True
+
+    def _cancel(self, out: Out, d: int, ts: int, driver: str) -> None:
+        rng = self.rng
+        reason = rng.choice(CANCEL_REASONS[driver])
+        fields = {"reason": reason} if driver == "payment" or rng.random() < 0.75 else {}
+        self._emit(out, ts, "subscription_cancelled", fields)
+        self.active = False
+        t = self.truth
+        if not t["churned"]:
+            t["churned"], t["churn_ts"], t["churn_driver"] = True, ts, driver
+        t["cancels"].append({"ts": ts, "driver": driver, "reason": reason})
+        if rng.random() < self.cfg.reactivation_rate:
+            self.reactivate_day = d + rng.randrange(7, 61)
+
+    # --------------------------------------------------------------------- usage
+
+    def _usage(self, out: Out, d: int, day_start: int, lo: int, hi: int) -> None:
+        rng, cfg = self.rng, self.cfg
+        if rng.random() < 1 / 150:  # a new phone or TV now and then
+            viewer = rng.choice(self.viewers)
+            viewer.devices.insert(0, self._device(rng.choice(PERSONAL_DEVICES)))
+        if self.archetype == "traveller":
+            self._plan_trip(d, day_start)
+        eng = min(2.0, math.exp(1.5 * (self.s - 0.3)))
+        local_day = (day_start + int(self.home.tz_hours * HOUR_MS)) // DAY_MS
+        weekend = (local_day + 3) % 7 >= 5
+        mult = eng * cfg.session_rate * (1.3 if weekend else 1.0)
+        for v in self.viewers:
+            for _ in range(poisson(rng, v.rate * mult)):
+                start = self._start(v, day_start)
+                if lo <= start < hi:
+                    self._home_session(out, d, v, start, eng)
+        if self.work is not None and not weekend:
+            self._commute(out, d, day_start, lo, hi, eng)
+        for b in self.borrowers:
+            if d < b.start_day or b.status == "blocked":
+                continue
+            for v in b.viewers:
+                for _ in range(poisson(rng, v.rate * cfg.session_rate)):
+                    start = self._start(v, day_start)
+                    if lo <= start < hi:
+                        self._session(out, d, v, start, eng, "borrower", v.place, None)
+        for _ in range(poisson(rng, 0.1 + 0.6 * self.fatigue)):
+            v = rng.choice(self.viewers)
+            device = rng.choice(v.devices)
+            self._activity(out, self._between(lo, hi), v, device, self.home.ip(rng, 0.5),
+                           self.home.geo, rng.choice(BROWSE_ACTIONS))  # fmt: skip
+
+    def _start(self, v: Viewer, day_start: int) -> int:
+        hour = (pick_cum(self.rng, v.rhythm) - v.place.tz_hours) % 24
+        return day_start + int((hour + self.rng.random()) * HOUR_MS)
+
+    def _plan_trip(self, d: int, day_start: int) -> None:
+        rng = self.rng
+        if self.trip is not None and self.trip.back_arrive < day_start:
+            self.trip = None
+            self.next_trip_day = d + rng.randrange(10, 45)
+        if self.trip is None and d >= self.next_trip_day:
+            dest = make_place(rng, self._other_city(), 0, 8, 0.0)
+            travel = int((km_between(self.home.lat, self.home.lon, dest.lat, dest.lon) / 800 + 2)
+                         * HOUR_MS)  # fmt: skip
+            depart = day_start + int(rng.uniform(6, 16) * HOUR_MS)
+            back = depart + rng.randrange(2, 11) * DAY_MS
+            self.trip = Trip(dest, depart, depart + travel, back, back + travel)
+
+    def _home_session(self, out: Out, d: int, v: Viewer, start: int, eng: float) -> None:
+        rng, trip = self.rng, self.trip
+        dur_s = self._duration(v, eng)
+        end = start + dur_s * 1000
+        if trip is not None and end > trip.depart and start < trip.back_arrive:
+            if start >= trip.arrive and end <= trip.back_depart:
+                portable = [dv for dv in v.devices if dv[1] != "tv"]
+                self._session(out, d, v, start, eng, "hotel", trip.dest, rng.choice(portable))
+            return  # in transit, or across a departure: no viewing
+        if self.vpn_share and rng.random() < self.vpn_share:
+            place = rng.choice(self.vpn_exits)
+            self._session(out, d, v, start, eng, "vpn", place, None, dur_s)
+        elif rng.random() < 0.03:  # on mobile data, anywhere in town
+            device = next((dv for dv in v.devices if dv[1] == "mobile"), None)
+            self._session(out, d, v, start, eng, "carrier", self.home, device, dur_s)
+        else:
+            self._session(out, d, v, start, eng, "home", self.home, None, dur_s)
+
+    def _commute(self, out: Out, d: int, day_start: int, lo: int, hi: int, eng: float) -> None:
+        rng, v = self.rng, self.viewers[0]
+        device = next((dv for dv in v.devices if dv[1] == "mobile"), None) or self._add_mobile(v)
+        for hour in (7.0, 17.5):
+            if rng.random() < 0.7 * min(1.0, eng):
+                local = hour + rng.random() * 1.5
+                start = day_start + int(((local - self.home.tz_hours) % 24) * HOUR_MS)
+                if lo <= start < hi:
+                    dur_s = rng.randrange(600, 2700)
+                    self._session(out, d, v, start, eng, "carrier", self.home, device, dur_s)
+
+    def _add_mobile(self, v: Viewer) -> tuple[str, str]:
+        device = self._device("mobile")
+        v.devices.append(device)
+        return device
+
+    def _duration(self, v: Viewer, eng: float) -> int:
+        mean = v.dur_mean_s * (0.5 if self.fatigue else 1.0) * (0.6 + 0.4 * min(1.0, eng))
+        return int(min(14_000.0, max(60.0, self.rng.lognormvariate(math.log(mean), 0.6))))
+
+    def _network(self, kind: str, place: Place) -> tuple[str, dict[str, Any]]:
+        rng = self.rng
+        if kind == "carrier":
+            work = self.work or place
+            f = rng.random()
+            lat, lon = (
+                place.lat + f * (work.lat - place.lat),
+                place.lon + f * (work.lon - place.lon),
+            )
+            geo = {"lat": round(lat, 3), "lon": round(lon, 3), "country": place.country,
+                   "city": place.city}  # fmt: skip
+            return self.world.carrier_ip(rng, place.country, self.carrier), geo
+        if kind == "vpn":
+            return f"{place.v4}.{rng.randrange(1, 255)}", place.geo
+        return place.ip(rng, 0.5), place.geo
+
+    def _session(
+        self,
+        out: Out,
+        d: int,
+        v: Viewer,
+        start: int,
+        eng: float,
+        kind: str,
+        place: Place,
+        device: tuple[str, str] | None,
+        dur_s: int = 0,
+    ) -> None:
+        """One viewing session (with login, verification and activity around it)."""
+        rng, cfg = self.rng, self.cfg
+        device_id, device_type = device or rng.choice(v.devices)
+        if kind != "home" and not self._verify(out, d, v, start, kind, device_id):
+            return
+        dur_s = dur_s or self._duration(v, eng)
+        ip, geo = self._network(kind, place)
+        net: dict[str, Any] = {"ip": ip, "geo": geo}
+        if rng.random() < cfg.missing_geo_rate:
+            net = {}
+        where = f"{kind}:{place.v4}"
+        if self.last_place.get(device_id) != where or rng.random() < 0.1:
+            self.last_place[device_id] = where
+            fields = {"device_id": device_id, **net, "device_type": device_type}
+            self._emit(out, max(self.lo, start - rng.randrange(1000, 60_000)), "login", fields)
+        self.sessions += 1
+        sid = f"{self.id}-s{self.sessions}"
+        started = {
+            "session_id": sid,
+            "device_id": device_id,
+            "profile_id": v.profile_id,
+            "content_id": f"c{self._content(v)}",
+            **net,
+            "device_type": device_type,
+        }
+        self._emit(out, start, "playback_started", started)
+        if v.borrower is not None and v.borrower.first_ts is None:
+            v.borrower.first_ts = start
+            self.truth["share_households"] += 1
+            if self.truth["share_start_ts"] is None:
+                self.truth["shared"], self.truth["share_start_ts"] = True, start
+        for _ in range(poisson(rng, cfg.activity_rate * (0.4 + 0.6 * min(1.0, eng)))):
+            ts = start + rng.randrange(dur_s * 1000 + 60_000)
+            self._activity(out, ts, v, (device_id, device_type), ip, geo, self._action(eng))
+        if rng.random() >= cfg.lost_stop_rate:
+            watched = dur_s if rng.random() < 0.8 else rng.randrange(dur_s)
+            stopped = {"session_id": sid, "watched_s": watched}
+            self._emit(out, start + dur_s * 1000, "playback_stopped", stopped)
+
+    def _verify(self, out: Out, d: int, v: Viewer, ts: int, kind: str, device_id: str) -> bool:
+        """The crackdown: may challenge a device outside the home network; False blocks it."""
+        rng, cfg = self.rng, self.cfg
+        if d < cfg.crackdown_start_day or self.trust.get(device_id, -1) >= d:
+            return True
+        if rng.random() >= cfg.verification_rate * VERIFY_FACTOR[kind]:
+            return True
+        legit = v.borrower is None
+        r = rng.random()
+        if legit:
+            outcome = "verified" if r < 0.85 else "expired" if r < 0.95 else "failed"
+        else:
+            outcome = "verified" if r < 0.3 else "expired" if r < 0.65 else "failed"
+        fields = {"device_id": device_id, "outcome": outcome}
+        self._emit(
+            out, max(self.lo, ts - rng.randrange(5_000, 120_000)), "household_verification", fields
+        )
+        if outcome == "verified":
+            self.trust[device_id] = d + 30
+            return True
+        if v.borrower is None:
+            return False
+        return self._blocked(out, d, v.borrower, ts)
+
+    def _blocked(self, out: Out, d: int, b: Borrower, ts: int) -> bool:
+        """A borrower failed verification: the account pays for it, or it goes."""
+        rng = self.rng
+        if rng.random() < self.cfg.extra_member_rate:
+            b.status = "extra"
+            for viewer in b.viewers:
+                for device_id, _ in viewer.devices:
+                    self.trust[device_id] = 1 << 40
+            self._emit(out, ts, "extra_member_added", {"member_id": b.member_id})
+            self.truth["extra_member_added"] = True
+            self.truth["extra_member_ts"] = self.truth["extra_member_ts"] or ts
+            return True
+        b.status = "blocked"
+        self.until["crackdown"] = d + 30
+        self.truth["borrowers_blocked"] += 1
+        return False
+
+    def _content(self, v: Viewer) -> int:
+        rng = self.rng
+        if v.last_content and rng.random() < 0.5:
+            return v.last_content  # next episode of the same series
+        if v.recent and rng.random() < (0.6 if self.fatigue else 0.1):
+            c = rng.choice(v.recent)  # rewatching: content fatigue
+        else:
+            c = 1 + int(5000 * rng.random() ** 3)
+        v.last_content = c
+        v.recent.append(c)
+        if len(v.recent) > 8:
+            del v.recent[0]
+        return c
+
+    def _action(self, eng: float) -> str:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.02:
+            return f"promo_banner_{rng.randrange(500)}"  # an open-ended long tail
+        if r < 0.5 * min(1.0, eng) * (0.4 if self.fatigue else 1.0):
+            return rng.choice(ENGAGED_ACTIONS)
+        if r < 0.8:
+            return rng.choice(BROWSE_ACTIONS)
+        return rng.choice(OTHER_ACTIONS)
+
+    def _activity(
+        self,
+        out: Out,
+        ts: int,
+        v: Viewer,
+        device: tuple[str, str],
+        ip: str,
+        geo: dict[str, Any],
+        action: str,
+    ) -> None:
+        fields: dict[str, Any] = {"action": action, "device_id": device[0], "ip": ip, "geo": geo}
+        if action == "download":
+            fields["quantity"] = self.rng.randrange(1, 6)
+        self._emit(out, ts, "activity", fields)

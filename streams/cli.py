@@ -1,0 +1,165 @@
+"""The ``churnwatch`` command line (also ``python -m streams``).
+
+Configuration comes from environment variables (see ``churnwatch config``);
+options here only choose what to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from streams.logs import setup_logging
+from streams.settings import Settings, SettingsError
+
+log = logging.getLogger("churnwatch")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import create_runtime
+    from streams.topics import ensure_topics
+
+    s = Settings.from_env()
+    setup_logging(s.log_level, s.log_format)
+    if s.create_topics:
+        ensure_topics(s)
+    rt = create_runtime(s)
+    worker = faust.Worker(
+        rt.app,
+        loglevel=s.log_level,
+        override_logging=False,
+        quiet=True,
+        redirect_stdouts=False,
+    )
+    log.info(
+        "churnwatch worker: broker %s, web :%d, %d partitions",
+        s.kafka_bootstrap_servers, s.web_port, s.partitions,
+    )  # fmt: skip
+    worker.execute_from_commandline()  # exits the process when the worker stops
+    return 0
+
+
+def cmd_dev_broker(args: argparse.Namespace) -> int:
+    from streams.devbroker import LocalBroker
+
+    setup_logging("info")
+    broker = LocalBroker(workdir=args.dir, port=args.port)
+    print(f"starting a local Kafka broker (logs in {broker.workdir}) ...", file=sys.stderr)
+    with broker:
+        print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
+        print("broker ready; Ctrl-C stops it", file=sys.stderr)
+        stop = False
+
+        def _stop(*_: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stop and broker.proc is not None and broker.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from streams.topics import ensure_topics, topic_specs
+
+    s = Settings.from_env()
+    setup_logging(s.log_level, s.log_format)
+    created = ensure_topics(s, wait_s=args.wait)
+    for name, (parts, cfg) in topic_specs(s).items():
+        state = "created" if name in created else "exists"
+        print(f"{name:32} {parts:3} partitions  {state}  {cfg or ''}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    s = Settings.from_env()
+    for name, default in Settings().documented():
+        field = name.removeprefix("CHURNWATCH_").lower()
+        current = getattr(
+            s, "kafka_bootstrap_servers" if name == "KAFKA_BOOTSTRAP_SERVERS" else field
+        )
+        print(f"{name:38} default={default!s:24} current={current}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="churnwatch",
+        description="Real-time churn and account-sharing monitor (Kafka, Faust, River). "
+        "Configuration is read from environment variables: see 'churnwatch config'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "worker",
+        help="run the stream worker (Faust)",
+        description="Run the churnwatch worker: ingest, account state, scoring, alerts, "
+        "learner and the HTTP endpoints. Stops gracefully on SIGTERM.",
+    )
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("topics", help="create the topics churnwatch needs",
+                       description="Create missing input, output and internal topics.")  # fmt: skip
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("config", help="show every setting, its default and current value")
+    p.set_defaults(func=cmd_config)
+
+    dev = sub.add_parser("dev", help="development tools (local broker)")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
+    p = dev_sub.add_parser("broker", help="run a local single-node Kafka broker (KRaft)",
+                           description="Fetch the pinned Kafka jars with Maven once (cache: "
+                           "CHURNWATCH_CACHE_DIR or ~/.cache/churnwatch), then run a KRaft "
+                           "broker on a loopback port until Ctrl-C.")  # fmt: skip
+    p.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
+    p.add_argument("--dir", default=None, help="broker folder (default: a new temporary one)")
+    p.set_defaults(func=cmd_dev_broker)
+
+    _register_optional(sub)
+    return parser
+
+
+def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Subcommands that live in their own modules."""
+    from streams import demo
+
+    try:  # TEMP until the simulator lands
+        from streams import cli_sim
+
+        cli_sim.register(sub)
+    except ImportError:
+        pass
+    demo.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"churnwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except (ConnectionError, RuntimeError) as exc:
+        if os.environ.get("CHURNWATCH_DEBUG"):
+            raise
+        print(f"churnwatch: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""A real single-node Apache Kafka broker (KRaft) for development and tests.
+
+The broker jars are pinned by ``deploy/kafka/pom.xml`` and fetched once with
+Maven into a cache (``CHURNWATCH_CACHE_DIR``, default ``~/.cache/churnwatch``).
+:class:`LocalBroker` formats a fresh KRaft storage directory, starts the broker
+on free loopback ports and waits until it answers metadata requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+KAFKA_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+POM = KAFKA_DIR / "pom.xml"
+LOG4J = KAFKA_DIR / "log4j2.properties"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be installed or started."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("CHURNWATCH_CACHE_DIR") or Path.home() / ".cache" / "churnwatch"
+    return Path(base)
+
+
+def _require(tool: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise BrokerError(f"'{tool}' was not found on PATH: {hint}")
+    return path
+
+
+def ensure_jars(pom: Path = POM) -> Path:
+    """Fetch the broker's jars with Maven once; return the folder that holds them.
+
+    The cache folder is named after the pom's hash, so a changed pin fetches anew.
+    """
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
+    libs = cache_dir() / f"kafka-{digest}" / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    _require("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
+    mvn = _require("mvn", "install Apache Maven (Debian: apt-get install maven)")
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.warning("fetching the Kafka broker jars with Maven into %s (once)", libs)
+    cmd = [
+        mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BrokerError(f"Maven could not fetch the Kafka jars:\n{proc.stdout}{proc.stderr}")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    (libs / ".complete").write_text(digest)
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _java_cmd(libs: Path, main: str, *args: str, log_dir: Path, heap: str = "512m") -> list[str]:
+    return [
+        _require("java", "install a Java 17+ runtime"),
+        f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J}", f"-Dkafka.logs.dir={log_dir}",
+        "-cp", f"{libs}/*", main, *args,
+    ]  # fmt: skip
+
+
+class LocalBroker:
+    """A single-node KRaft broker in a temporary folder, on free loopback ports.
+
+    Use as a context manager; ``bootstrap`` is the address clients connect to.
+    """
+
+    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="churnwatch-kafka-"))
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "broker.log"
+
+    def _write_config(self) -> Path:
+        cfg = self.workdir / "server.properties"
+        cfg.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self.workdir / 'data'}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.flush.interval.ms=60000",
+                    "",
+                ]
+            )
+        )
+        return cfg
+
+    def start(self, timeout: float = 90.0) -> LocalBroker:
+        libs = ensure_jars()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self._write_config()
+        cluster_id = uuid.uuid4().hex[:22]
+        fmt = subprocess.run(
+            _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg),
+                      "--ignore-formatted", log_dir=self.workdir, heap="256m"),
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
+        out = open(self.workdir / "broker.out", "wb")  # noqa: SIM115 - lives as long as the broker
+        self.proc = subprocess.Popen(
+            _java_cmd(libs, "kafka.Kafka", str(cfg), log_dir=self.workdir),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        from kafka import KafkaAdminClient  # kafka-python: admin/tools side
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = (self.workdir / "broker.out").read_text(errors="replace")[-3000:]
+                raise BrokerError(f"the broker exited with {self.proc.returncode}:\n{tail}")
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+                admin.list_topics()
+                admin.close()
+                return
+            except Exception as exc:  # not up yet
+                last = exc
+                time.sleep(0.3)
+        self.stop()
+        raise BrokerError(f"the broker did not answer within {timeout:.0f}s: {last}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def __enter__(self) -> LocalBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,140 @@
+"""Prometheus metrics: one object built on an injected registry.
+
+Every name starts with ``churnwatch_``; units are in the names; labels are
+bounded (topic, event type, error kind, alert kind/action, model name, partition)
+— never an account id. Each worker process serves its own ``/metrics``; with
+several workers, Prometheus scrapes each one and queries aggregate with ``sum``.
+The full list with meanings is in ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Milliseconds matter: processing latency of a batch is usually 1-50 ms.
+LATENCY_BUCKETS_S = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+# Event-time lag: from sub-second (live) to days (replay of history).
+EVENT_LAG_BUCKETS_S = (
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 604800.0,
+)  # fmt: skip
+SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
+LABEL_DELAY_BUCKETS_S = tuple(d * 86400.0 for d in (1, 3, 7, 14, 21, 30, 45, 60))
+
+
+class Metrics:
+    """All churnwatch metrics, registered on ``registry`` (a fresh one per test)."""
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, prefix: str = "churnwatch"
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r, p = self.registry, prefix
+
+        # Pipeline
+        self.events_consumed = Counter(
+            f"{p}_events_consumed_total", "Valid input events parsed, by topic and event type",
+            ["topic", "type"], registry=r,
+        )  # fmt: skip
+        self.messages_consumed = Counter(
+            f"{p}_messages_consumed_total", "Kafka messages read from input topics",
+            ["topic"], registry=r,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            f"{p}_dead_letters_total", "Bad input sent to the dead-letter topic, by error kind",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.events_applied = Counter(
+            f"{p}_events_applied_total", "Events applied to account state", registry=r
+        )
+        self.duplicates_dropped = Counter(
+            f"{p}_duplicates_dropped_total", "Events dropped as duplicates of an event_id",
+            registry=r,
+        )  # fmt: skip
+        self.late_dropped = Counter(
+            f"{p}_late_events_dropped_total",
+            "Events older than the watermark minus the allowed lateness, dropped", registry=r,
+        )  # fmt: skip
+        self.processing_latency = Histogram(
+            f"{p}_processing_latency_seconds",
+            "From a batch's receipt by the account agent to its scores being published",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.event_time_lag = Histogram(
+            f"{p}_event_time_lag_seconds",
+            "Wall clock minus event time of events applied (large during replays)",
+            buckets=EVENT_LAG_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            f"{p}_consumer_lag_messages", "Messages behind the partition end, per input partition",
+            ["topic", "partition"], registry=r,
+        )  # fmt: skip
+        self.watermark = Gauge(
+            f"{p}_watermark_timestamp_seconds",
+            "Event-time watermark (highest event time seen minus allowed lateness) per partition",
+            ["partition"], registry=r,
+        )  # fmt: skip
+        self.accounts = Gauge(
+            f"{p}_accounts_in_state", "Accounts held in this worker's state", registry=r
+        )
+        self.state_flush_seconds = Histogram(
+            f"{p}_state_flush_seconds", "Time to persist the dirty account states of one batch",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.state_writes = Counter(
+            f"{p}_state_writes_total", "Account states written to the changelog", registry=r
+        )
+
+        # Outputs
+        self.scores_published = Counter(
+            f"{p}_scores_published_total", "Messages published to risk-scores", registry=r
+        )
+        self.alerts = Counter(
+            f"{p}_alerts_total", "Alerts published, by kind and recommended action",
+            ["kind", "action"], registry=r,
+        )  # fmt: skip
+        self.alert_reasons = Counter(
+            f"{p}_alert_reasons_total", "Top reason features of published alerts",
+            ["kind", "feature"], registry=r,
+        )  # fmt: skip
+        self.score_distribution = Histogram(
+            f"{p}_score", "Scores published, by kind (churn, sharing)", ["kind"],
+            buckets=SCORE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.examples_published = Counter(
+            f"{p}_training_examples_total", "Labelled examples published for training",
+            ["model", "label"], registry=r,
+        )  # fmt: skip
+
+        # Models (set by the learner; read by every worker from the snapshots)
+        self.model_version = Gauge(
+            f"{p}_model_version", "Version of the model snapshot in use", ["model"], registry=r
+        )
+        self.model_examples = Gauge(
+            f"{p}_model_examples_learned", "Examples the model has learned from", ["model"],
+            registry=r,
+        )  # fmt: skip
+        self.model_auc = Gauge(
+            f"{p}_model_roc_auc", "Prequential ROC AUC (score before learn)", ["model"], registry=r
+        )
+        self.model_logloss = Gauge(
+            f"{p}_model_log_loss", "Prequential log loss", ["model"], registry=r
+        )
+        self.model_calibration_error = Gauge(
+            f"{p}_model_calibration_error",
+            "Expected calibration error of prequential predictions", ["model"], registry=r,
+        )  # fmt: skip
+        self.model_drifts = Gauge(
+            f"{p}_model_drift_detections", "ADWIN drift detections on the model's error",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.label_delay = Histogram(
+            f"{p}_label_delay_seconds", "Event time from an observation to its label",
+            ["model"], buckets=LABEL_DELAY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.alert_outcomes = Counter(
+            f"{p}_alert_outcomes_total",
+            "Alerted accounts whose label arrived, by kind and whether the alert proved right",
+            ["kind", "outcome"], registry=r,
+        )  # fmt: skip

@@ -1,0 +1,154 @@
+"""One typed, frozen settings object, read from the environment at the edge.
+
+Every knob has a documented default (README "Configuration"); a bad value fails
+fast with a message that names the variable. Nothing here is read at import
+time: call :meth:`Settings.from_env` where the process starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid."""
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """churnwatch configuration. Field ``x`` is read from ``CHURNWATCH_X``
+    unless ``_ENV_NAMES`` says otherwise."""
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    app_id: str = "churnwatch"
+    data_dir: str = ".churnwatch-data"
+    web_host: str = "0.0.0.0"
+    web_port: int = 6066
+    log_level: str = "info"
+    log_format: str = "text"  # text | json
+
+    # Topics (contract defaults)
+    subscription_topic: str = "subscription-events"
+    usage_topic: str = "usage-events"
+    dead_letter_topic: str = "churnwatch-dead-letter"
+    scores_topic: str = "risk-scores"
+    alerts_topic: str = "risk-alerts"
+    training_topic: str = "churnwatch-training"
+    account_events_topic: str = "churnwatch-account-events"
+    models_topic: str = "churnwatch-models"
+    partitions: int = 8
+    replication_factor: int = 1
+    create_topics: bool = True
+
+    # Input rules
+    max_message_bytes: int = 1_048_576
+    allowed_lateness_s: float = 3600.0
+    session_expiry_s: float = 4 * 3600.0
+
+    # Batching (internal topics carry JSON arrays of events)
+    ingest_batch_max: int = 1000
+    ingest_batch_within_s: float = 0.1
+
+    # Scoring and alerting
+    churn_horizon_days: float = 30.0
+    score_delta: float = 0.02
+    churn_threshold: float = 0.7
+    churn_reset: float = 0.5
+    sharing_threshold: float = 0.7
+    sharing_reset: float = 0.5
+
+    # Kafka consumer group timing (see DESIGN.md: the first join waits ~half the session timeout)
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 3.0
+    rebalance_timeout_s: float = 20.0
+    producer_linger_ms: int = 5
+
+    _ENV_NAMES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}
+
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        return Settings._ENV_NAMES.get(field_name, "CHURNWATCH_" + field_name.upper())
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); ``overrides`` win.
+
+        >>> Settings.from_env({"CHURNWATCH_PARTITIONS": "4"}).partitions
+        4
+        >>> Settings.from_env({"CHURNWATCH_PARTITIONS": "0"})
+        Traceback (most recent call last):
+        ...
+        streams.settings.SettingsError: CHURNWATCH_PARTITIONS must be >= 1
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = cls.env_name(f.name)
+            if name not in env or env[name] == "":
+                continue
+            parse: Callable[[str], Any] = {int: int, float: float, bool: _bool}.get(
+                type(f.default), str
+            )
+            try:
+                values[f.name] = parse(env[name])
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        problems = []
+        if not self.kafka_bootstrap_servers.strip():
+            problems.append("KAFKA_BOOTSTRAP_SERVERS is empty")
+        for name in ("partitions", "replication_factor", "max_message_bytes", "ingest_batch_max"):
+            if getattr(self, name) < 1:
+                problems.append(f"{self.env_name(name)} must be >= 1")
+        if not 0 < self.web_port < 65536:
+            problems.append(f"{self.env_name('web_port')} must be a TCP port")
+        for name in ("allowed_lateness_s", "session_expiry_s", "churn_horizon_days"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{self.env_name(name)} must be > 0")
+        for kind in ("churn", "sharing"):
+            thr, reset = getattr(self, f"{kind}_threshold"), getattr(self, f"{kind}_reset")
+            if not 0 <= reset < thr <= 1:
+                problems.append(
+                    f"need 0 <= CHURNWATCH_{kind.upper()}_RESET < "
+                    f"CHURNWATCH_{kind.upper()}_THRESHOLD <= 1"
+                )
+        if self.log_format not in {"text", "json"}:
+            problems.append("CHURNWATCH_LOG_FORMAT must be text or json")
+        if self.log_level.lower() not in {"debug", "info", "warn", "warning", "error", "critical"}:
+            problems.append("CHURNWATCH_LOG_LEVEL must be debug, info, warn, error or critical")
+        if self.heartbeat_interval_s * 3 > self.session_timeout_s:
+            problems.append(
+                "CHURNWATCH_HEARTBEAT_INTERVAL_S must be under a third of the session timeout"
+            )
+        if problems:
+            raise SettingsError("; ".join(problems))
+
+    @property
+    def input_topics(self) -> tuple[str, str]:
+        return (self.subscription_topic, self.usage_topic)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.data_dir)
+
+    def documented(self) -> list[tuple[str, str]]:
+        """(environment variable, default) for every setting, for the README and ``--help``."""
+        return [(self.env_name(f.name), str(f.default)) for f in fields(self)]

@@ -1,0 +1,118 @@
+"""Churn model factory and explanations: River-style generic checks."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import pytest
+from river import compose
+
+from models.churn import DEFAULT_KIND, KINDS, explain, make_churn_model
+
+
+def stream(n: int, seed: int = 1) -> list[tuple[dict[str, float], bool]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        fails = float(rng.random() < 0.2) * rng.randint(1, 3)
+        hours = rng.expovariate(0.2)
+        noise = rng.gauss(0, 1)
+        y = rng.random() < (0.8 if fails else 0.3 if hours < 2 else 0.05)
+        out.append(({"fails": fails, "hours": hours, "noise": noise}, y))
+    return out
+
+
+def trained(kind: str, n: int = 300, **params: object) -> compose.Pipeline:
+    model = make_churn_model(kind, **params)
+    for x, y in stream(n):
+        model.learn_one(x, y)
+    return model
+
+
+def test_default_is_logistic_regression_and_unknown_settings_fail() -> None:
+    assert DEFAULT_KIND == "logreg"
+    assert "LogisticRegression" in make_churn_model().steps
+    with pytest.raises(ValueError, match="kind"):
+        make_churn_model("svm")
+    with pytest.raises(ValueError, match="parameters"):
+        make_churn_model("logreg", learning_rate=0.1)
+
+
+def test_factory_returns_independent_models() -> None:
+    a, b = make_churn_model(), make_churn_model()
+    a.learn_one({"x": 1.0}, True)
+    assert b.predict_proba_one({"x": 1.0})[True] == 0.5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_never_changes_the_model(kind: str) -> None:
+    model = trained(kind, n=100)
+    before = pickle.dumps(model)
+    for x, _ in stream(50, seed=9):
+        model.predict_proba_one(x)
+    assert pickle.dumps(model) == before
+
+
+def test_river_updates_the_scaler_only_inside_learn_during_predict() -> None:
+    """Pins River 0.26 behaviour that 'scoring never changes a model' relies on."""
+    model = trained("logreg", n=50)
+    scaler = model["StandardScaler"]
+    n_before = dict(scaler.counts)
+    with compose.learn_during_predict():
+        model.predict_proba_one({"fails": 1.0, "hours": 1.0, "noise": 0.0})
+    assert dict(scaler.counts) != n_before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pickle_round_trip_predicts_the_same(kind: str) -> None:
+    model = trained(kind, n=150)
+    clone = pickle.loads(pickle.dumps(model))
+    for x, _ in stream(20, seed=5):
+        assert clone.predict_proba_one(x) == model.predict_proba_one(x)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_result(kind: str) -> None:
+    a, b = trained(kind, n=150), trained(kind, n=150)
+    x = {"fails": 1.0, "hours": 0.5, "noise": 0.1}
+    assert a.predict_proba_one(x) == b.predict_proba_one(x)
+
+
+def test_feature_order_does_not_matter() -> None:
+    a = make_churn_model()
+    b = make_churn_model()
+    for x, y in stream(200):
+        a.learn_one(x, y)
+        b.learn_one(dict(reversed(list(x.items()))), y)
+    x = {"noise": 0.3, "hours": 1.0, "fails": 2.0}
+    assert a.predict_proba_one(x)[True] == pytest.approx(b.predict_proba_one(x)[True])
+
+
+def test_logreg_learns_the_signal() -> None:
+    model = trained("logreg", n=2000)
+    p_fail = model.predict_proba_one({"fails": 2.0, "hours": 5.0, "noise": 0.0})[True]
+    p_idle = model.predict_proba_one({"fails": 0.0, "hours": 0.0, "noise": 0.0})[True]
+    p_busy = model.predict_proba_one({"fails": 0.0, "hours": 15.0, "noise": 0.0})[True]
+    assert p_fail > p_idle > p_busy
+
+
+def test_explain_logreg_is_coefficient_times_scaled_value() -> None:
+    model = trained("logreg", n=1000)
+    x = {"fails": 3.0, "hours": 0.0, "noise": 0.0}
+    reasons = explain(model, x, k=2)
+    assert reasons[0]["feature"] == "fails" and reasons[0]["value"] == 3.0
+    scaled = model["StandardScaler"].transform_one(x)
+    w = model["LogisticRegression"].weights
+    assert reasons[0]["weight"] == pytest.approx(w["fails"] * scaled["fails"], abs=1e-4)
+    assert all(r["weight"] > 0 for r in reasons) and len(reasons) <= 2
+    # a busy account without failures has no reason to be at risk from 'hours'
+    assert "hours" not in [r["feature"] for r in explain(model, {"fails": 0, "hours": 20.0})]
+
+
+def test_explain_falls_back_to_occlusion_for_forests() -> None:
+    model = trained("arf", n=600, n_models=3)
+    before = pickle.dumps(model)
+    reasons = explain(model, {"fails": 3.0, "hours": 0.0, "noise": 0.0}, k=3)
+    assert pickle.dumps(model) == before
+    assert all(set(r) == {"feature", "value", "weight"} and r["weight"] > 0 for r in reasons)

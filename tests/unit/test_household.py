@@ -1,0 +1,531 @@
+"""Household evidence: hand-built archetypes, out-of-order input, bounds, privacy."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import random
+
+import pytest
+
+from models.contract import Event
+from models.household import (
+    DAY_MS,
+    FEATURE_NAMES,
+    HOUR_MS,
+    MAX_DEVICES,
+    MAX_INTERVALS,
+    MAX_OPEN_SESSIONS,
+    MAX_PENDING_STOPS,
+    MAX_PLACES,
+    MAX_PREFIXES,
+    MAX_PROFILES,
+    apply_household,
+    household_features,
+    new_household,
+    prefix_hash,
+)
+from models.sharing import sharing_evidence_score
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN = 60_000
+HOME_GEO = {"lat": 52.520, "lon": 13.405}  # Berlin
+HOME_IP = "198.51.100.23"
+DAYS = 21
+
+_ids = itertools.count()
+
+
+def ev(kind: str, ts: int, **fields: object) -> Event:
+    return Event(f"e{next(_ids)}", kind, "a-1", ts, fields)
+
+
+def watch(out, device, start, minutes, *, kind="tv", ip=HOME_IP, geo=HOME_GEO, profile=None):
+    """A playback (start + stop) of ``device`` from ``start`` for ``minutes``."""
+    sid = f"s{next(_ids)}"
+    net = {k: v for k, v in (("ip", ip), ("geo", geo)) if v is not None}
+    prof = {"profile_id": profile} if profile else {}
+    out.append(
+        ev(
+            "playback_started",
+            start,
+            session_id=sid,
+            device_id=device,
+            device_type=kind,
+            **net,
+            **prof,
+        )
+    )
+    out.append(
+        ev("playback_stopped", start + minutes * MIN, session_id=sid, watched_s=minutes * 60)
+    )
+
+
+def home_life(out, days=range(DAYS), *, devices=(("tv", "tv"), ("phone", "mobile"))):
+    """An ordinary household: TV 20:00-22:00 UTC, the phone 21:00-21:40 every other day."""
+    for d in days:
+        base = T0 + d * DAY_MS
+        watch(out, devices[0][0], base + 20 * HOUR_MS, 120, kind=devices[0][1], profile="p1")
+        if d % 2 == 0 and len(devices) > 1:
+            watch(out, devices[1][0], base + 21 * HOUR_MS, 40, kind=devices[1][1], profile="p2")
+
+
+def single_household():
+    out = []
+    home_life(out)
+    return out, 2
+
+
+def big_family():
+    """Six devices at one address, four profiles, up to the plan's 4 streams every evening."""
+    out = []
+    kinds = ["tv", "tv", "tablet", "mobile", "mobile", "web"]
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        for i in range(4):
+            dev = (d + i) % 6
+            watch(
+                out,
+                f"dev{dev}",
+                base + (19 + i % 2) * HOUR_MS,
+                110,
+                kind=kinds[dev],
+                profile=f"p{i}",
+            )
+    return out, 4
+
+
+def traveller():
+    """One phone away for a week in Madrid (hotel Wi-Fi); home devices idle meanwhile."""
+    out = []
+    home_life(out, range(0, 10))
+    madrid, hotel_ip = {"lat": 40.4168, "lon": -3.7038}, "203.0.113.80"
+    out.append(
+        ev(
+            "login",
+            T0 + 10 * DAY_MS + 7 * HOUR_MS,
+            device_id="phone",
+            device_type="mobile",
+            ip=HOME_IP,
+            geo=HOME_GEO,
+        )
+    )
+    for d in range(10, 17):
+        watch(
+            out, "phone", T0 + d * DAY_MS + 20 * HOUR_MS, 60, kind="mobile", ip=hotel_ip, geo=madrid
+        )
+    home_life(out, range(17, DAYS))
+    return out, 2
+
+
+def traveller_family_home():
+    """The same trip, but the family keeps watching TV at home at the same hour."""
+    out, ms = traveller()
+    for d in range(10, 17):
+        watch(out, "tv", T0 + d * DAY_MS + 20 * HOUR_MS, 120)
+    return out, ms
+
+
+def long_trip():
+    """Away most of the window: the hotel becomes the busiest place, home the second."""
+    out = []
+    home_life(out, range(0, 4))
+    madrid, hotel_ip = {"lat": 40.4168, "lon": -3.7038}, "203.0.113.80"
+    for d in range(4, DAYS):
+        watch(
+            out, "phone", T0 + d * DAY_MS + 20 * HOUR_MS, 90, kind="mobile", ip=hotel_ip, geo=madrid
+        )
+    return out, 2
+
+
+def commuter():
+    """A phone on a carrier network on the way to and from work: a new prefix every
+    session, geo along the commute path; the family watches TV at home meanwhile."""
+    out = []
+    path = [(52.520 + 0.03 * k, 13.405 + 0.05 * k) for k in range(1, 5)]  # up to ~20 km out
+    n = itertools.count(1)
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        watch(out, "tv", base + 17 * HOUR_MS, 150, profile="kids")
+        watch(out, "tv", base + 20 * HOUR_MS, 90, profile="p1")
+        if d % 7 in (5, 6):
+            continue
+        out.append(
+            ev(
+                "login",
+                base + 6 * HOUR_MS + 50 * MIN,
+                device_id="phone",
+                device_type="mobile",
+                ip=HOME_IP,
+                geo=HOME_GEO,
+            )
+        )
+        for hour, leg in ((7, path), (17, path[::-1])):
+            for k, (lat, lon) in enumerate(leg):
+                watch(
+                    out,
+                    "phone",
+                    base + hour * HOUR_MS + 10 * k * MIN,
+                    10,
+                    kind="mobile",
+                    ip=f"10.{next(n) % 250}.{d}.7",
+                    geo={"lat": lat, "lon": lon},
+                )
+    return out, 2
+
+
+def commuter_phone_never_home():
+    """The commuter's phone is only ever used on the way."""
+    out, ms = commuter()
+    return [e for e in out if e.type != "login"], ms
+
+
+def vpn_user():
+    """A laptop that is at home, but on four evenings streams through a VPN exit in New York
+    (exit addresses rotate) while the TV plays at home."""
+    out = []
+    home_life(out)
+    ny = {"lat": 40.7128, "lon": -74.0060}
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        out.append(
+            ev(
+                "login",
+                base + 19 * HOUR_MS,
+                device_id="laptop",
+                device_type="web",
+                ip=HOME_IP,
+                geo=HOME_GEO,
+            )
+        )
+        if d in (3, 8, 13, 18):
+            watch(
+                out,
+                "laptop",
+                base + 20 * HOUR_MS + 30 * MIN,
+                50,
+                kind="web",
+                ip=f"192.0.2.{d}",
+                geo=ny,
+            )
+            out.append(
+                ev(
+                    "activity",
+                    base + 21 * HOUR_MS + 30 * MIN,
+                    action="rating",
+                    device_id="laptop",
+                    ip=HOME_IP,
+                    geo=HOME_GEO,
+                )
+            )
+    return out, 2
+
+
+def sharer(geo, ip, *, start_day=0, days=DAYS, hour=19):
+    """The account's household plus a second household with its own TV and phone."""
+    out = []
+    home_life(out)
+    for d in range(start_day, days):
+        base = T0 + d * DAY_MS
+        watch(out, "tv2", base + hour * HOUR_MS + 30 * MIN, 120, geo=geo, ip=ip, profile="x")
+        if d % 3 == 0:
+            watch(out, "phone2", base + (hour + 1) * HOUR_MS, 45, kind="mobile", geo=geo, ip=ip)
+    return out, 2
+
+
+def far_sharer():
+    return sharer({"lat": 48.137, "lon": 11.575}, "203.0.113.5")  # Munich, 500 km
+
+
+def nearby_sharer():
+    return sharer({"lat": 52.470, "lon": 13.300}, "100.64.12.200")  # 9 km across Berlin
+
+
+LOOKALIKES = {
+    "single": single_household,
+    "big_family": big_family,
+    "traveller": traveller,
+    "traveller_family_home": traveller_family_home,
+    "long_trip": long_trip,
+    "commuter": commuter,
+    "commuter_phone_never_home": commuter_phone_never_home,
+    "vpn": vpn_user,
+}
+SHARERS = {"far_sharer": far_sharer, "nearby_sharer": nearby_sharer}
+
+
+def run(events, max_streams, *, now=None, shuffle_seed=None):
+    events = sorted(events, key=lambda e: e.ts)
+    if shuffle_seed is not None:  # deliver each event up to 59 minutes late
+        rnd = random.Random(shuffle_seed)
+        events = sorted(events, key=lambda e: e.ts + rnd.randrange(0, 59 * MIN))
+    hs = new_household()
+    for e in events:
+        apply_household(hs, e, max_streams=max_streams)
+    now = now if now is not None else max(e.ts for e in events)
+    return hs, household_features(hs, now, max_streams=max_streams)
+
+
+@pytest.fixture(scope="module")
+def feats():
+    return {name: run(*build())[1] for name, build in {**LOOKALIKES, **SHARERS}.items()}
+
+
+def test_features_are_complete_and_named(feats):
+    for f in feats.values():
+        assert list(f) == list(FEATURE_NAMES)
+        assert all(isinstance(v, float) for v in f.values())
+
+
+def test_single_household(feats):
+    f = feats["single"]
+    assert f["places_28d"] == 1
+    assert f["distinct_prefixes_28d"] == 1
+    assert f["devices_28d"] == 2 and f["profiles_28d"] == 2
+    assert f["max_concurrent_streams_28d"] == 2
+    assert f["over_limit_minutes_28d"] == 0
+    assert f["cross_place_overlap_hours_28d"] == 0
+    assert f["away_share"] == 0 and f["second_place_active_days_28d"] == 0
+
+
+def test_big_family_stays_one_place_within_plan(feats):
+    f = feats["big_family"]
+    assert f["places_28d"] == 1 and f["devices_28d"] == 6 and f["profiles_28d"] == 4
+    assert f["max_concurrent_streams_28d"] == 4
+    assert f["over_limit_minutes_28d"] == 0
+    assert f["cross_place_overlap_hours_28d"] == 0
+
+
+def test_traveller_is_away_without_overlap(feats):
+    f = feats["traveller"]
+    assert f["places_28d"] == 2
+    assert f["second_place_active_days_28d"] == 7
+    assert f["second_place_distance_km"] == pytest.approx(1870, rel=0.02)
+    assert f["second_place_own_devices_28d"] == 0  # the phone lives at home
+    assert f["cross_place_overlap_hours_28d"] == 0
+    assert f["impossible_travel_28d"] == 0  # 11 hours for 1870 km is plausible
+
+
+def test_commuter_rotates_networks(feats):
+    f = feats["commuter"]
+    assert f["distinct_prefixes_28d"] > 20
+    assert f["second_place_prefixes_28d"] >= 8
+    assert f["cross_place_overlap_hours_28d"] > 0  # the kids' TV runs at 17:00
+    assert f["second_place_stationary_devices_28d"] == 0
+    assert f["impossible_travel_28d"] == 0
+
+
+def test_vpn_user_jumps_impossibly(feats):
+    f = feats["vpn"]
+    assert f["impossible_travel_28d"] == 8  # there and back, four times
+    assert f["second_place_own_devices_28d"] == 0
+    assert f["second_place_active_days_28d"] == 4
+    assert f["cross_place_overlap_hours_28d"] == pytest.approx(4 * 50 / 60)
+
+
+@pytest.mark.parametrize("name", sorted(SHARERS))
+def test_sharer_has_a_second_household(feats, name):
+    f = feats[name]
+    assert f["places_28d"] == 2 and f["distinct_prefixes_28d"] == 2
+    assert f["second_place_active_days_28d"] == DAYS
+    assert f["second_place_coactive_days_28d"] == DAYS
+    assert f["second_place_own_devices_28d"] == 2
+    assert f["second_place_stationary_devices_28d"] == 1
+    assert f["second_place_prefixes_28d"] == 1
+    assert f["cross_place_overlap_hours_28d"] == pytest.approx(DAYS * 1.5)  # 20:00-21:30 daily
+    assert f["impossible_travel_28d"] == 0
+    assert f["second_place_share"] > 0.4
+
+
+def test_nearby_sharer_is_a_separate_place(feats):
+    assert 5 < feats["nearby_sharer"]["second_place_distance_km"] < 15
+
+
+def test_evidence_ranks_every_sharer_above_every_lookalike(feats):
+    worst_sharer = min(sharing_evidence_score(feats[n]) for n in SHARERS)
+    scores = {n: sharing_evidence_score(feats[n]) for n in LOOKALIKES}
+    assert max(scores.values()) < worst_sharer
+    assert worst_sharer > 0.95
+    assert max(scores.values()) < 0.1, scores
+
+
+def test_sharer_is_flagged_within_three_days():
+    """Three evenings of a new second household already beat every look-alike's month."""
+    events, ms = sharer({"lat": 48.137, "lon": 11.575}, "203.0.113.5", start_day=14, days=17)
+    _, f = run(events, ms, now=T0 + 17 * DAY_MS)
+    assert f["second_place_active_days_28d"] == 3
+    assert sharing_evidence_score(f) > 0.5
+    for build in LOOKALIKES.values():
+        assert sharing_evidence_score(run(*build())[1]) < sharing_evidence_score(f)
+
+
+@pytest.mark.parametrize("name", sorted({**LOOKALIKES, **SHARERS}))
+def test_events_up_to_an_hour_late_give_the_same_features(feats, name):
+    events, ms = {**LOOKALIKES, **SHARERS}[name]()
+    now = max(e.ts for e in events)
+    _, f = run(events, ms, now=now, shuffle_seed=7)
+    assert f == pytest.approx(feats[name])
+
+
+def test_features_have_no_lookahead():
+    events, ms = far_sharer()
+    cut = T0 + 10 * DAY_MS
+    _, past_only = run([e for e in events if e.ts <= cut], ms, now=cut)
+    hs, _ = run([e for e in events if e.ts <= cut], ms)
+    assert household_features(hs, cut, max_streams=ms) == past_only
+
+
+def test_window_forgets_after_28_days():
+    events, ms = far_sharer()
+    hs, _ = run(events, ms)
+    later = T0 + (DAYS + 30) * DAY_MS
+    apply_household(hs, ev("login", later, device_id="tv", ip=HOME_IP, geo=HOME_GEO), max_streams=2)
+    f = household_features(hs, later, max_streams=2)
+    assert f["cross_place_overlap_hours_28d"] == 0
+    assert f["second_place_active_days_28d"] == 0
+    assert f["devices_28d"] == 1
+
+
+def test_over_limit_minutes_and_concurrency():
+    out = []
+    base = T0 + 20 * HOUR_MS
+    for i in range(3):
+        watch(out, f"d{i}", base + i * 10 * MIN, 60)
+    _, f = run(out, 2, now=base + 2 * HOUR_MS)
+    assert f["max_concurrent_streams_28d"] == 3
+    assert f["over_limit_minutes_28d"] == pytest.approx(40)  # 20:20-21:00 three streams
+
+
+def test_playback_without_stop_ends_after_session_timeout():
+    out = [ev("playback_started", T0, session_id="s", device_id="d", ip=HOME_IP, geo=HOME_GEO)]
+    out.append(ev("login", T0 + 2 * DAY_MS, device_id="d", ip=HOME_IP, geo=HOME_GEO))
+    hs, _ = run(out, 1)
+    assert not hs.open_sessions
+    assert hs.places[0].days[T0 // DAY_MS] == 4 * HOUR_MS
+
+
+def test_stop_before_start_is_paired():
+    out = [
+        ev("playback_stopped", T0 + 30 * MIN, session_id="s"),
+        ev("playback_started", T0, session_id="s", device_id="d", ip=HOME_IP, geo=HOME_GEO),
+    ]
+    hs = new_household()
+    for e in out:
+        apply_household(hs, e, max_streams=1)
+    assert not hs.pending_stops and not hs.open_sessions
+    assert hs.places[0].days[T0 // DAY_MS] == 30 * MIN
+
+
+def test_paid_extra_member_place_no_longer_counts():
+    events, ms = far_sharer()
+    events.append(ev("extra_member_added", T0 + 10 * DAY_MS + 12 * HOUR_MS, member_id="m"))
+    _, f = run(events, ms)
+    assert f["paid_member_places"] == 1
+    assert f["cross_place_overlap_hours_28d"] == 0
+    assert f["second_place_own_devices_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05
+
+
+def test_member_paid_before_their_place_appears_is_attached_to_the_next_place():
+    events, ms = far_sharer()
+    events.append(ev("extra_member_added", T0 + 5 * MIN, member_id="m"))
+    _, f = run(events, ms)
+    assert f["paid_member_places"] == 1
+    assert f["second_place_active_days_28d"] == 0
+
+
+def test_verification_outcomes_are_counted():
+    hs = new_household()
+    for outcome in ("failed", "expired", "verified"):
+        apply_household(
+            hs, ev("household_verification", T0, device_id="d", outcome=outcome), max_streams=1
+        )
+    f = household_features(hs, T0, max_streams=1)
+    assert (f["verifications_failed"], f["verifications_verified"]) == (2, 1)
+
+
+def test_other_event_types_are_ignored():
+    hs = new_household()
+    apply_household(hs, ev("payment_failed", T0, amount=9.99), max_streams=1)
+    assert hs == new_household()
+
+
+def test_rhythm_shift_between_time_zones():
+    out = []
+    home_life(out, range(7))
+    ny = {"lat": 40.7128, "lon": -74.0060}
+    for d in range(7):  # 20:00 in New York = 01:00 UTC
+        watch(out, "tv2", T0 + d * DAY_MS + 25 * HOUR_MS, 120, ip="203.0.113.9", geo=ny)
+    _, f = run(out, 2)
+    assert 4 < f["rhythm_shift_hours"] < 6
+    _, same = run(nearby_sharer()[0], 2)
+    assert same["rhythm_shift_hours"] < 1.5
+
+
+def test_places_without_geo_fall_back_to_prefixes():
+    out = []
+    for d in range(3):
+        watch(out, "tv", T0 + d * DAY_MS + 20 * HOUR_MS, 60, geo=None)
+        watch(out, "tv2", T0 + d * DAY_MS + 20 * HOUR_MS, 60, geo=None, ip="203.0.113.5")
+    out.append(ev("activity", T0 + 3 * DAY_MS, action="like", device_id="tv"))  # no ip/geo
+    hs, f = run(out, 2)
+    assert f["places_28d"] == 2
+    assert f["cross_place_overlap_hours_28d"] == pytest.approx(3)
+    assert hs.devices["tv"].last_pid == hs.devices["tv"].last_pid >= 0
+
+
+def test_ip_addresses_never_stored():
+    events, ms = commuter()
+    more, _ = vpn_user()
+    hs, _ = run(events + more, ms)
+    blob = pickle.dumps(hs)
+    ips = {e.fields["ip"] for e in events + more if "ip" in e.fields}
+    for ip in ips:
+        assert ip.encode() not in blob
+        assert ip.rsplit(".", 1)[0].encode() not in blob  # nor the /24 prefix
+    assert prefix_hash(HOME_IP).encode() in blob  # what is kept: the salted prefix hash
+    assert prefix_hash(HOME_IP, b"other salt") != prefix_hash(HOME_IP)
+
+
+def test_memory_is_bounded_under_random_events():
+    rnd = random.Random(1)
+    hs = new_household()
+    ts = T0
+    kinds = ["login", "playback_started", "playback_stopped", "activity"]
+    for i in range(10_000):
+        ts += rnd.randrange(0, 20 * MIN)
+        fields: dict[str, object] = {
+            "device_id": f"d{rnd.randrange(100)}",
+            "session_id": f"s{rnd.randrange(5000)}",
+            "profile_id": f"p{rnd.randrange(50)}",
+            "action": "x",
+        }
+        if rnd.random() < 0.9:
+            fields["ip"] = f"{rnd.randrange(1, 255)}.{rnd.randrange(255)}.{rnd.randrange(255)}.1"
+        if rnd.random() < 0.8:
+            fields["geo"] = {"lat": rnd.uniform(-60, 60), "lon": rnd.uniform(-180, 180)}
+        late = rnd.randrange(0, HOUR_MS)
+        apply_household(hs, ev(rnd.choice(kinds), ts - late, **fields), max_streams=3)
+        if i % 1000 == 0:
+            household_features(hs, ts, max_streams=3)
+    assert len(hs.places) <= MAX_PLACES and len(hs.devices) <= MAX_DEVICES
+    assert len(hs.prefixes) <= MAX_PREFIXES and len(hs.profiles) <= MAX_PROFILES
+    assert len(hs.open_sessions) <= MAX_OPEN_SESSIONS
+    assert len(hs.pending_stops) <= MAX_PENDING_STOPS
+    assert len(hs.intervals) <= MAX_INTERVALS
+    assert all(len(p.days) <= 29 and len(p.overlap) <= 29 for p in hs.places.values())
+    assert len(hs.day_max_streams) <= 29
+    assert len(pickle.dumps(hs)) < 100_000
+    f = household_features(hs, ts, max_streams=3)
+    assert f["places_28d"] <= MAX_PLACES
+
+
+def test_traveller_variants_lack_a_resident_device(feats):
+    f = feats["traveller_family_home"]
+    assert f["cross_place_overlap_hours_28d"] == pytest.approx(7)  # 20:00-21:00 for 7 days
+    assert f["second_place_coactive_days_28d"] == 7
+    assert f["second_place_own_devices_28d"] == 0
+    g = feats["long_trip"]  # the hotel is now "home": the real home is the second place
+    assert g["second_place_distance_km"] == pytest.approx(1870, rel=0.02)
+    assert g["second_place_coactive_days_28d"] == 0
+    assert g["cross_place_overlap_hours_28d"] == 0

@@ -1,0 +1,133 @@
+"""OnlineLearner: prequential order, metrics against scikit-learn, snapshots."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from typing import Any
+
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from models.churn import make_churn_model
+from models.learner import OnlineLearner
+
+
+class Spy:
+    """A River-like classifier that records the order of calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.p = 0.5
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
+        self.calls.append(("predict", x["i"]))
+        return {True: self.p, False: 1 - self.p}
+
+    def learn_one(self, x: dict[str, float], y: bool) -> None:
+        self.calls.append(("learn", x["i"]))
+        self.p = 0.9 if y else 0.1
+
+
+def test_every_example_is_scored_before_it_is_learned() -> None:
+    spy = Spy()
+    lrn = OnlineLearner(spy)
+    scores = [lrn.learn({"i": float(i)}, i % 2 == 0) for i in range(4)]
+    assert spy.calls == [(k, float(i)) for i in range(4) for k in ("predict", "learn")]
+    # the returned score is the one before learning the example
+    assert scores == [0.5, 0.9, 0.1, 0.9]
+
+
+def test_predict_does_not_change_the_model() -> None:
+    lrn = OnlineLearner(make_churn_model())
+    for i in range(50):
+        lrn.learn({"x": float(i % 7), "y": 1.0}, i % 3 == 0)
+    before = pickle.dumps(lrn.model)
+    lrn.predict_proba({"x": 100.0, "y": -5.0})
+    assert pickle.dumps(lrn.model) == before
+
+
+def test_metrics_match_scikit_learn() -> None:
+    rng = random.Random(3)
+    lrn = OnlineLearner(make_churn_model(), n_bins=10)
+    ys, ps = [], []
+    for _ in range(2000):
+        x = {"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)}
+        y = rng.random() < 1 / (1 + math.exp(-(2 * x["a"] - 1)))
+        p = lrn.learn(x, y)
+        assert p is not None
+        ys.append(y)
+        ps.append(p)
+    m = lrn.metrics()
+    assert m["examples"] == 2000 and m["positives"] == sum(ys)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(ys, ps), abs=2e-3)
+    assert m["log_loss"] == pytest.approx(log_loss(ys, ps), rel=1e-9)
+    assert m["roc_auc"] > 0.75
+    cal = lrn.calibration()
+    assert sum(c for _, _, c in cal) == 2000
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    spy = Spy()
+    lrn = OnlineLearner(spy, n_bins=2)
+    spy.learn_one = lambda x, y: None  # type: ignore[method-assign]
+    spy.p = 0.2
+    for y in (True, False, False, False):  # bin [0, .5): mean p .2, rate .25
+        lrn.learn({"i": 0.0}, y)
+    spy.p = 0.9
+    for y in (True, True, False, False):  # bin [.5, 1]: mean p .9, rate .5
+        lrn.learn({"i": 0.0}, y)
+    assert lrn.metrics()["ece"] == pytest.approx((4 * 0.05 + 4 * 0.4) / 8)
+    assert lrn.calibration() == [(pytest.approx(0.2), 0.25, 4), (pytest.approx(0.9), 0.5, 4)]
+
+
+def test_undefined_metrics_are_nan_and_duplicates_are_ignored() -> None:
+    lrn = OnlineLearner(make_churn_model(), max_ids=2)
+    assert math.isnan(lrn.metrics()["roc_auc"]) and math.isnan(lrn.metrics()["log_loss"])
+    assert lrn.learn({"x": 1.0}, True, example_id="e1") == 0.5
+    assert lrn.learn({"x": 1.0}, True, example_id="e1") is None
+    lrn.learn({"x": 1.0}, True, example_id="e2")
+    lrn.learn({"x": 1.0}, True, example_id="e3")  # evicts e1 (bounded memory)
+    assert lrn.learn({"x": 1.0}, True, example_id="e1") is not None
+    assert lrn.metrics()["examples"] == 4
+
+
+def test_drift_is_detected_when_the_concept_flips() -> None:
+    rng = random.Random(0)
+    lrn = OnlineLearner(make_churn_model(lr=0.05))
+    for i in range(6000):
+        x = {"a": rng.gauss(0, 1)}
+        y = (x["a"] > 0) if i < 3000 else (x["a"] < 0)
+        lrn.learn(x, y)
+    assert lrn.metrics()["drifts"] >= 1
+
+
+def test_snapshot_versions_and_round_trip() -> None:
+    lrn = OnlineLearner(make_churn_model(), name="churn")
+    for i in range(30):
+        lrn.learn({"x": float(i % 5)}, i % 2 == 0, example_id=str(i))
+    raw1 = lrn.snapshot()
+    raw2 = lrn.snapshot()
+    assert lrn.version == 2 and lrn.model_id == "churn-v2"
+    back = OnlineLearner.from_bytes(raw2)
+    assert back.model_id == "churn-v2" and back.metrics() == lrn.metrics()
+    assert back.predict_proba({"x": 3.0}) == lrn.predict_proba({"x": 3.0})
+    assert back.learn({"x": 1.0}, True, example_id="3") is None  # remembers ids
+    assert OnlineLearner.from_bytes(raw1).version == 1
+    with pytest.raises(ValueError, match="version"):
+        OnlineLearner.from_bytes(raw2[:4] + bytes([7]) + raw2[5:])
+    with pytest.raises(ValueError):
+        OnlineLearner.from_bytes(b"nope")
+
+
+def test_same_seed_same_metrics() -> None:
+    def run() -> dict[str, float]:
+        rng = random.Random(11)
+        lrn = OnlineLearner(make_churn_model("arf", n_models=3, seed=4))
+        for _ in range(300):
+            x = {"a": rng.random(), "b": rng.random()}
+            lrn.learn(x, x["a"] > 0.6)
+        return lrn.metrics()
+
+    assert run() == run()

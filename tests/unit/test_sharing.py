@@ -1,0 +1,256 @@
+"""Sharing score: prior, labels, online model, blend, reasons and enforcement policy."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import pytest
+
+from models.contract import Event
+from models.household import FEATURE_NAMES
+from models.sharing import (
+    PRIOR_WEIGHTS,
+    SharingPolicy,
+    combine,
+    make_sharing_model,
+    sharing_action,
+    sharing_evidence_score,
+    sharing_label,
+    sharing_reasons,
+    sharing_tone,
+)
+
+QUIET = dict.fromkeys(FEATURE_NAMES, 0.0)
+MODERATE = {
+    **QUIET,
+    "places_28d": 2.0,
+    "cross_place_overlap_hours_28d": 3.0,
+    "second_place_active_days_28d": 2.0,
+    "second_place_coactive_days_28d": 2.0,
+    "second_place_own_devices_28d": 1.0,
+    "second_place_prefixes_28d": 1.0,
+}
+ESTABLISHED = {
+    **MODERATE,
+    "cross_place_overlap_hours_28d": 20.0,
+    "second_place_active_days_28d": 12.0,
+    "second_place_coactive_days_28d": 12.0,
+    "second_place_own_devices_28d": 2.0,
+    "second_place_stationary_devices_28d": 1.0,
+}
+
+
+def ev(kind: str, **fields: object) -> Event:
+    return Event("e1", kind, "a-1", 0, fields)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize(
+    ("event", "label"),
+    [
+        (ev("household_verification", device_id="d", outcome="failed"), True),
+        (ev("household_verification", device_id="d", outcome="expired"), True),
+        (ev("household_verification", device_id="d", outcome="verified"), False),
+        (ev("household_verification", device_id="d", outcome="unknown"), None),
+        (ev("extra_member_added", member_id="m"), True),
+        (ev("extra_member_added"), True),
+        (ev("playback_started", session_id="s", device_id="d"), None),
+        (ev("subscription_cancelled"), None),
+    ],
+)
+def test_sharing_label(event, label):
+    assert sharing_label(event) is label
+
+
+# --------------------------------------------------------------------------- prior
+
+
+def test_prior_is_a_probability_and_ranks_evidence():
+    scores = [sharing_evidence_score(f) for f in (QUIET, MODERATE, ESTABLISHED)]
+    assert all(0.0 < s < 1.0 for s in scores)
+    assert scores[0] < 0.01 < scores[1] < scores[2]
+    assert scores[2] > 0.95
+
+
+@pytest.mark.parametrize("name", [n for n, w in PRIOR_WEIGHTS.items() if w > 0])
+def test_each_positive_signal_raises_the_prior(name):
+    more = {**MODERATE, name: MODERATE[name] + 5.0}
+    assert sharing_evidence_score(more) > sharing_evidence_score(MODERATE)
+
+
+def test_carrier_networks_and_impossible_travel_lower_the_prior():
+    base = sharing_evidence_score(ESTABLISHED)
+    assert sharing_evidence_score({**ESTABLISHED, "second_place_prefixes_28d": 12.0}) < base
+    assert sharing_evidence_score({**ESTABLISHED, "impossible_travel_28d": 4.0}) < base
+
+
+def test_coactive_days_need_a_device_living_at_the_second_place():
+    visiting = {
+        **ESTABLISHED,
+        "second_place_own_devices_28d": 0.0,
+        "second_place_stationary_devices_28d": 0.0,
+    }
+    fewer_days = {**visiting, "second_place_coactive_days_28d": 0.0}
+    assert sharing_evidence_score(visiting) == sharing_evidence_score(fewer_days)
+
+
+def test_prior_is_bounded_for_extreme_inputs():
+    huge = {k: 1e9 for k in FEATURE_NAMES}
+    assert 0.0 <= sharing_evidence_score(huge) <= 1.0
+
+
+# --------------------------------------------------------------------------- reasons
+
+
+def test_reasons_are_top_positive_contributions_in_order():
+    reasons = sharing_reasons(ESTABLISHED, k=3)
+    assert len(reasons) == 3
+    weights = [r["weight"] for r in reasons]
+    assert weights == sorted(weights, reverse=True) and min(weights) > 0
+    assert reasons[0] == {"feature": "second_place_coactive_days_28d", "value": 12.0, "weight": 4.0}
+    assert all(set(r) == {"feature", "value", "weight"} for r in reasons)
+    assert sharing_reasons(ESTABLISHED, k=1) == reasons[:1]
+    assert sharing_reasons(QUIET) == []
+
+
+def test_reasons_never_include_penalties():
+    f = {**ESTABLISHED, "impossible_travel_28d": 3.0, "second_place_prefixes_28d": 9.0}
+    names = {r["feature"] for r in sharing_reasons(f, k=10)}
+    assert "impossible_travel_28d" not in names and "second_place_prefixes_28d" not in names
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _synthetic(n: int, seed: int):
+    """Sharers have overlap and resident devices; non-sharers mostly not (noisy labels)."""
+    rnd = random.Random(seed)
+    for _ in range(n):
+        y = rnd.random() < 0.3
+        f = dict(QUIET)
+        f["cross_place_overlap_hours_28d"] = rnd.expovariate(1 / (12 if y else 1))
+        f["second_place_own_devices_28d"] = float(rnd.randint(1, 3) if y else rnd.random() < 0.1)
+        f["second_place_coactive_days_28d"] = float(rnd.randint(3, 14) if y else rnd.randint(0, 5))
+        f["places_28d"] = float(rnd.randint(2, 4) if y else rnd.randint(1, 3))
+        yield f, (y if rnd.random() > 0.05 else not y)
+
+
+def _logloss(pairs):
+    return -sum(math.log(p if y else 1 - p) for p, y in pairs) / len(pairs)
+
+
+def _auc(pairs):
+    pos = [p for p, y in pairs if y]
+    neg = [p for p, y in pairs if not y]
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_model_learns_online_and_stays_calibrated():
+    model = make_sharing_model()
+    for f, y in _synthetic(3000, seed=1):
+        model.learn_one(f, y)
+    held = list(_synthetic(600, seed=2))
+    probs = [(model.predict_proba_one(f)[True], y) for f, y in held]
+    assert _auc(probs) > 0.9
+    mean_p = sum(p for p, _ in probs) / len(probs)
+    base_rate = sum(y for _, y in held) / len(held)
+    assert abs(mean_p - base_rate) < 0.05
+    logloss = _logloss(probs)
+    assert logloss < 0.3
+    assert logloss < _logloss([(sharing_evidence_score(f), y) for f, y in held])  # beats prior
+
+
+def test_model_does_not_mutate_input_and_ignores_key_order():
+    model = make_sharing_model()
+    for f, y in _synthetic(200, seed=3):
+        model.learn_one(f, y)
+    f = dict(ESTABLISHED)
+    reordered = dict(reversed(list(f.items())))
+    assert model.predict_proba_one(f) == model.predict_proba_one(reordered)
+    assert f == ESTABLISHED
+
+
+def test_model_pickles_and_is_deterministic():
+    a, b = make_sharing_model(), make_sharing_model()
+    for f, y in _synthetic(300, seed=4):
+        a.learn_one(f, y)
+        b.learn_one(f, y)
+    c = pickle.loads(pickle.dumps(a))
+    assert a.predict_proba_one(MODERATE) == b.predict_proba_one(MODERATE)
+    assert c.predict_proba_one(MODERATE) == a.predict_proba_one(MODERATE)
+
+
+def test_model_factory_takes_params_without_shared_state():
+    a, b = make_sharing_model(lr=0.05, l2=0.0), make_sharing_model(lr=0.05, l2=0.0)
+    a.learn_one(ESTABLISHED, True)
+    assert b.predict_proba_one(ESTABLISHED)[True] == 0.5
+    assert a.predict_proba_one(ESTABLISHED)[True] > 0.5
+
+
+# --------------------------------------------------------------------------- combine
+
+
+def test_combine_starts_at_the_prior_and_moves_to_the_model():
+    assert combine(0.3, None, 500) == 0.3
+    assert combine(0.3, 0.9, 0) == 0.3
+    blends = [combine(0.1, 0.9, n) for n in (1, 10, 100, 1000, 100_000)]
+    assert blends == sorted(blends)
+    assert blends[0] < 0.15 and blends[-1] > 0.89
+    assert combine(0.1, 0.9, 100) == pytest.approx(0.5)
+    assert combine(0.1, 0.9, 10, half_labels=10) == pytest.approx(0.5)
+
+
+def test_combine_handles_certain_inputs():
+    assert 0.0 < combine(0.0, 1.0, 50) < 1.0
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def test_moderate_evidence_asks_for_verification():
+    assert sharing_action(MODERATE, 0.1, SharingPolicy()) == "household_verification"
+    assert sharing_tone(0.1, SharingPolicy()) == "standard"
+
+
+def test_established_second_household_gets_an_extra_member_offer():
+    assert sharing_action(ESTABLISHED, 0.1, SharingPolicy()) == "extra_member_offer"
+
+
+def test_high_churn_risk_softens_verification_into_an_offer():
+    policy = SharingPolicy(soften_above_churn=0.6)
+    assert sharing_action(MODERATE, 0.59, policy) == "household_verification"
+    assert sharing_action(MODERATE, 0.6, policy) == "extra_member_offer"
+    assert sharing_tone(0.6, policy) == "soft"
+    assert sharing_action(ESTABLISHED, 0.9, policy) == "extra_member_offer"
+
+
+def test_thresholds_are_configurable():
+    strict = SharingPolicy(established_coactive_days=20)
+    assert sharing_action(ESTABLISHED, 0.1, strict) == "household_verification"
+    lenient = SharingPolicy(established_coactive_days=1, established_overlap_hours=1.0)
+    assert sharing_action(MODERATE, 0.1, lenient) == "extra_member_offer"
+    no_soften = SharingPolicy(soften_above_churn=1.0)
+    assert sharing_action(MODERATE, 0.99, no_soften) == "household_verification"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"soften_above_churn": 1.5},
+        {"established_coactive_days": -1},
+        {"established_overlap_hours": -2.0},
+    ],
+)
+def test_policy_fails_fast_on_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        SharingPolicy(**kwargs)
+
+
+def test_policy_is_frozen():
+    with pytest.raises(AttributeError):
+        SharingPolicy().soften_above_churn = 0.1  # type: ignore[misc]
