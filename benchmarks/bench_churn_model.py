@@ -34,11 +34,11 @@ from models.learner import OnlineLearner
 from models.simulator import SimConfig, simulate
 
 CANDIDATES: dict[str, Callable[[], Any]] = {
-    "logreg sgd0.01 (river default)": lambda: _river_default_logreg(),
-    "logreg adam0.001 l2=1e-3": lambda: make_churn_model("logreg", lr=0.001),
-    "logreg adam0.005 l2=1e-3 *": lambda: make_churn_model("logreg", lr=0.005),
-    "logreg adam0.02 l2=1e-3": lambda: make_churn_model("logreg", lr=0.02),
-    "logreg adam0.005 l2=1e-2": lambda: make_churn_model("logreg", lr=0.005, l2=1e-2),
+    "river default (scaler+LR sgd0.01)": lambda: _river_default_logreg(),
+    "logreg adam0.005": lambda: make_churn_model("logreg", optimizer="adam", lr=0.005),
+    "logreg sgd0.02": lambda: make_churn_model("logreg", lr=0.02),
+    "logreg sgd0.05 (default) *": lambda: make_churn_model("logreg"),
+    "logreg sgd0.1": lambda: make_churn_model("logreg", lr=0.1),
     "arf n_models=10": lambda: make_churn_model("arf"),
 }
 
@@ -90,8 +90,11 @@ def replay(cfg: SimConfig, batch: int = 1000) -> tuple[list[Example], dict[str, 
     for s in sample:
         churn_features(s, clock)
     feat_us = (time.perf_counter() - t1) / len(sample) * 1e6
-    return examples, {"events": events, "replay_us_per_event": elapsed / events * 1e6,
-                      "features_us": feat_us}
+    return examples, {
+        "events": events,
+        "replay_us_per_event": elapsed / events * 1e6,
+        "features_us": feat_us,
+    }
 
 
 def evaluate(name: str, model: Any, examples: list[Example], split_ts: int) -> dict[str, Any]:
@@ -175,17 +178,25 @@ def main() -> None:
     examples, cost = replay(cfg)
     split_ts = cfg.start_ms + int(args.split * args.days) * DAY_MS
     pos = sum(ex.label for ex in examples)
-    print(f"simulator: {args.accounts} accounts x {args.days} days, seed {args.seed}: "
-          f"{cost['events']:.0f} events, {len(examples)} examples ({pos} positive, "
-          f"{pos / len(examples):.1%})")
-    print(f"replay parse+state+snapshots+labels: {cost['replay_us_per_event']:.1f} µs/event; "
-          f"churn_features: {cost['features_us']:.1f} µs")
+    print(
+        f"simulator: {args.accounts} accounts x {args.days} days, seed {args.seed}: "
+        f"{cost['events']:.0f} events, {len(examples)} examples ({pos} positive, "
+        f"{pos / len(examples):.1%})"
+    )
+    print(
+        f"replay parse+state+snapshots+labels: {cost['replay_us_per_event']:.1f} µs/event; "
+        f"churn_features: {cost['features_us']:.1f} µs"
+    )
     base = offline_baseline(examples, split_ts)
-    print(f"offline HistGradientBoosting (train {base['train']} < split <= test {base['test']}):"
-          f" AUC {base['auc']:.3f} logloss {base['logloss']:.4f} ECE {base['ece']:.4f};"
-          f" constant-rate logloss {base['const_logloss']:.4f}")
-    header = (f"{'candidate':32} {'AUC':>6} {'logloss':>8} {'ECE':>6} | {'late AUC':>8} "
-              f"{'logloss':>8} {'ECE':>6} | {'pred µs':>8} {'learn µs':>8} {'snap KiB':>9}")
+    print(
+        f"offline HistGradientBoosting (train {base['train']} < split <= test {base['test']}):"
+        f" AUC {base['auc']:.3f} logloss {base['logloss']:.4f} ECE {base['ece']:.4f};"
+        f" constant-rate logloss {base['const_logloss']:.4f}"
+    )
+    header = (
+        f"{'candidate':34} {'AUC':>6} {'logloss':>8} {'ECE':>6} | {'late AUC':>8} "
+        f"{'logloss':>8} {'ECE':>6} | {'pred µs':>8} {'learn µs':>8} {'snap KiB':>9}"
+    )
     print(header)
     results = []
     for name, factory in CANDIDATES.items():
@@ -193,9 +204,11 @@ def main() -> None:
             continue
         r = evaluate(name, factory(), examples, split_ts)
         results.append(r)
-        print(f"{name:32} {r['auc']:6.3f} {r['logloss']:8.4f} {r['ece']:6.4f} | "
-              f"{r['late_auc']:8.3f} {r['late_logloss']:8.4f} {r['late_ece']:6.4f} | "
-              f"{r['predict_us']:8.1f} {r['learn_us']:8.1f} {r['snapshot_kib']:9.1f}")
+        print(
+            f"{name:34} {r['auc']:6.3f} {r['logloss']:8.4f} {r['ece']:6.4f} | "
+            f"{r['late_auc']:8.3f} {r['late_logloss']:8.4f} {r['late_ece']:6.4f} | "
+            f"{r['predict_us']:8.1f} {r['learn_us']:8.1f} {r['snapshot_kib']:9.1f}"
+        )
     default = next(r for r in results if r["name"].endswith("*"))
     print("calibration of the default (mean predicted, observed rate, n):")
     for p, y, n in default["calibration"]:

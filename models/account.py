@@ -80,6 +80,9 @@ class StateConfig:
         return self.horizon_ms // self.observation_interval_ms + 1
 
 
+DEFAULT_CONFIG = StateConfig()
+
+
 @dataclass(slots=True)
 class DayBucket:
     """Usage of one UTC event-time day."""
@@ -162,7 +165,7 @@ def apply_event(
     event: Event,
     *,
     clock_ms: int | None = None,
-    cfg: StateConfig = StateConfig(),  # noqa: B008 - frozen, immutable
+    cfg: StateConfig = DEFAULT_CONFIG,
 ) -> bool:
     """Fold ``event`` into ``state`` in place; return False if it was not applied.
 
@@ -204,7 +207,7 @@ def apply_event(
     return True
 
 
-def expire(state: AccountState, clock_ms: int, cfg: StateConfig = StateConfig()) -> None:  # noqa: B008
+def expire(state: AccountState, clock_ms: int, cfg: StateConfig = DEFAULT_CONFIG) -> None:
     """Advance event time without an event (periodic sweep): close lost sessions.
 
     >>> s = new_account("a")
@@ -397,7 +400,9 @@ def _on_playback_stopped(state: AccountState, event: Event, cfg: StateConfig) ->
     watched = None if watched is None else max(0.0, float(watched))
     start = state.open_sessions.pop(session, None)
     if start is not None:
-        _add_watch(state, event.ts, _duration_s(start, event.ts, cfg) if watched is None else watched)
+        _add_watch(
+            state, event.ts, _duration_s(start, event.ts, cfg) if watched is None else watched
+        )
         return
     if watched is not None:  # credit now; a late start must not credit it again
         _add_watch(state, event.ts, watched)

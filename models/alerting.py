@@ -41,6 +41,10 @@ class ChurnActionConfig:
     retention_offer: str = "retention_offer"
 
 
+CHURN_ALERTS = AlertConfig()
+CHURN_ACTIONS = ChurnActionConfig()
+
+
 @dataclass(slots=True)
 class AlertTrack:
     """Hysteresis state of one (account, kind)."""
@@ -49,7 +53,7 @@ class AlertTrack:
     episode: int = 0
 
 
-def update_track(track: AlertTrack, score: float, cfg: AlertConfig = AlertConfig()) -> bool:  # noqa: B008
+def update_track(track: AlertTrack, score: float, cfg: AlertConfig = CHURN_ALERTS) -> bool:
     """Feed a score; True when an alert fires (mutates ``track``).
 
     >>> t = AlertTrack()
@@ -78,7 +82,7 @@ def alert_id(account_id: str, kind: str, episode: int) -> str:
     return f"{account_id}:{kind}:{episode}"
 
 
-def churn_action(features: dict[str, float], cfg: ChurnActionConfig = ChurnActionConfig()) -> str:  # noqa: B008
+def churn_action(features: dict[str, float], cfg: ChurnActionConfig = CHURN_ACTIONS) -> str:
     """Recommended next step for a churn alert.
 
     >>> churn_action({"payment_failed_28d": 2.0, "payment_unresolved": 1.0})

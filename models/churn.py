@@ -3,7 +3,9 @@
 ``make_churn_model(kind)`` builds a fresh pipeline (no subclassing, no shared
 mutable defaults). ``"logreg"`` (the default, chosen by measurement, see
 ``benchmarks/bench_churn_model.py``) is a fixed log1p of count-like features,
-a running standard scaler and a logistic regression with L2; ``"arf"`` is an Adaptive
+a running standard scaler and a logistic regression (plain SGD, step 0.05,
+L2 1e-3: better calibrated than Adam and as good as ARF in ROC AUC on the
+replayed simulator, at ~1/40 of the cost); ``"arf"`` is an Adaptive
 Random Forest, better at interactions but ~50x dearer per example and tens of
 MiB per snapshot.
 
@@ -52,7 +54,7 @@ def log1p_counts(x: dict[str, float]) -> dict[str, float]:
 def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipeline:
     """A fresh, untrained churn classifier.
 
-    ``logreg`` params: ``lr`` (Adam step, default 0.005), ``l2`` (default 1e-3).
+    ``logreg`` params: ``optimizer`` ("sgd" or "adam"), ``lr`` (0.05), ``l2`` (1e-3).
     ``arf`` params: ``n_models`` (10), ``seed`` (42), ``max_features`` ("sqrt").
 
     >>> m = make_churn_model()
@@ -62,13 +64,18 @@ def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipelin
     3
     """
     if kind == "logreg":
-        lr = float(params.pop("lr", 0.005))
+        optimizer = str(params.pop("optimizer", "sgd"))
+        lr = float(params.pop("lr", 0.05))
         l2 = float(params.pop("l2", 1e-3))
         _no_more(kind, params)
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; choose one of {sorted(_OPTIMIZERS)}"
+            )
         return compose.Pipeline(
             compose.FuncTransformer(log1p_counts),
             preprocessing.StandardScaler(),
-            linear_model.LogisticRegression(optimizer=optim.Adam(lr), l2=l2),
+            linear_model.LogisticRegression(optimizer=_OPTIMIZERS[optimizer](lr), l2=l2),
         )
     if kind == "arf":
         arf = forest.ARFClassifier(
@@ -81,12 +88,17 @@ def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipelin
     raise ValueError(f"unknown churn model kind {kind!r}; choose one of {KINDS}")
 
 
+_OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam}
+
+
 def _no_more(kind: str, params: dict[str, Any]) -> None:
     if params:
         raise ValueError(f"unknown parameters for {kind!r}: {sorted(params)}")
 
 
-def explain(model: compose.Pipeline, features: dict[str, float], k: int = 3) -> list[dict[str, Any]]:
+def explain(
+    model: compose.Pipeline, features: dict[str, float], k: int = 3
+) -> list[dict[str, Any]]:
     """Top ``k`` factors raising the score: ``{"feature", "value", "weight"}``.
 
     For a linear final step the weight is coefficient x transformed value; for

@@ -28,11 +28,9 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from models.account import AccountState, StateConfig, apply_event
+from models.account import DEFAULT_CONFIG, AccountState, StateConfig, apply_event
 from models.contract import Event
 from models.features import churn_features
-
-_DEFAULT_CFG = StateConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,7 @@ class Example:
         )
 
 
-def maybe_snapshot(state: AccountState, now_ms: int, cfg: StateConfig = _DEFAULT_CFG) -> None:
+def maybe_snapshot(state: AccountState, now_ms: int, cfg: StateConfig = DEFAULT_CONFIG) -> None:
     """Take the snapshots of all observation points ``<= now_ms`` not taken yet.
 
     Observation points are ``anchor + k * interval`` (k >= 0), anchored at the
@@ -90,7 +88,7 @@ def maybe_snapshot(state: AccountState, now_ms: int, cfg: StateConfig = _DEFAULT
 
 
 def mature_labels(
-    state: AccountState, now_ms: int, cfg: StateConfig = _DEFAULT_CFG
+    state: AccountState, now_ms: int, cfg: StateConfig = DEFAULT_CONFIG
 ) -> list[Example]:
     """Turn pending snapshots into examples; ``now_ms`` is the watermark.
 
@@ -125,7 +123,7 @@ def mature_labels(
 
 
 def observe(
-    state: AccountState, now_ms: int, *, watermark_ms: int, cfg: StateConfig = _DEFAULT_CFG
+    state: AccountState, now_ms: int, *, watermark_ms: int, cfg: StateConfig = DEFAULT_CONFIG
 ) -> list[Example]:
     """Take due snapshots up to ``now_ms`` and mature labels up to ``watermark_ms``.
 
@@ -150,7 +148,7 @@ def process_event(
     event: Event,
     *,
     clock_ms: int | None = None,
-    cfg: StateConfig = _DEFAULT_CFG,
+    cfg: StateConfig = DEFAULT_CONFIG,
 ) -> tuple[bool, list[Example]]:
     """Snapshot what is due before ``event``, apply it, snapshot again (sign-up), mature.
 

@@ -10,7 +10,9 @@
   grid), log loss, expected calibration error over ``n_bins`` equal-width
   bins, and the number of drifts ADWIN detected in the per-example log loss;
 - ``snapshot()`` bumps ``version`` and returns the versioned bytes that
-  ``from_bytes`` restores (model, metrics and all).
+  ``from_bytes`` restores (model, metrics and all: the learner's checkpoint);
+  ``model_bytes()`` / ``load_model()`` carry only the model and its id to the
+  scoring workers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from river import drift
 
 SNAPSHOT_VERSION = 1
 _MAGIC = b"CWLN"
+_MODEL_MAGIC = b"CWMD"
 _GRID = 1000
 _EPS = 1e-15
 
@@ -62,7 +65,7 @@ class OnlineLearner:
         self._cal_n = [0] * n_bins
         self._cal_p = [0.0] * n_bins
         self._cal_y = [0] * n_bins
-        self._adwin = drift.ADWIN()
+        self._adwin = drift.ADWIN()  # type: ignore[no-untyped-call]
 
     @property
     def model_id(self) -> str:
@@ -128,6 +131,10 @@ class OnlineLearner:
             raise ValueError("not a learner snapshot")
         return learner
 
+    def model_bytes(self) -> bytes:
+        """The model alone, for scoring workers (small: no metrics, no id memory)."""
+        return _MODEL_MAGIC + bytes([SNAPSHOT_VERSION]) + pickle.dumps((self.model_id, self.model))
+
     def _remember(self, example_id: str) -> None:
         self._ids[example_id] = None
         if len(self._ids) > self.max_ids:
@@ -138,7 +145,7 @@ class OnlineLearner:
         self.positives += y
         loss = -math.log(max(p, _EPS) if y else max(1.0 - p, _EPS))
         self._log_loss_sum += loss
-        self._adwin.update(loss)
+        self._adwin.update(loss)  # type: ignore[no-untyped-call]
         self.drifts += self._adwin.drift_detected
         cell = min(int(p * _GRID), _GRID - 1)
         (self._pos if y else self._neg)[cell] += 1
@@ -158,3 +165,18 @@ class OnlineLearner:
             wins += pos * (below + neg / 2)
             below += neg
         return wins / (n_pos * n_neg)
+
+
+def load_model(raw: bytes) -> tuple[str, Any]:
+    """Inverse of ``OnlineLearner.model_bytes``: ``(model_id, model)``.
+
+    >>> from models.churn import make_churn_model
+    >>> load_model(OnlineLearner(make_churn_model(), name="churn").model_bytes())[0]
+    'churn-v0'
+    """
+    if raw[:4] != _MODEL_MAGIC or len(raw) < 5:
+        raise ValueError("not a model snapshot")
+    if raw[4] != SNAPSHOT_VERSION:
+        raise ValueError(f"unsupported model snapshot version {raw[4]}")
+    model_id, model = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+    return str(model_id), model

@@ -78,7 +78,7 @@ def create_app(s: Settings) -> faust.App:
 def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     """The app with every topic, table, agent and web view registered."""
     from streams import web
-    from streams.agents import accounts, ingest
+    from streams.agents import accounts, ingest, learner
 
     rt = Runtime(settings=s, metrics=metrics or Metrics(), app=create_app(s))
     raw = {
@@ -95,6 +95,7 @@ def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     rt.topics["alerts"] = app.topic(s.alerts_topic, **raw)
     rt.topics["training"] = app.topic(s.training_topic, partitions=1, **raw)
     ingest.register(rt)
+    learner.register(rt)
     accounts.register(rt)
     web.register(rt)
     return rt

@@ -350,14 +350,14 @@ class Account:
             drift = self.drift
         self.s += 0.01 * (self.mu - self.s) + drift + rng.gauss(0, 0.05)
         s = self.s
-        self.s_slow += (s - self.s_slow) / 14  # people decide on the last weeks, not today
+        self.s_slow += (s - self.s_slow) / 21  # people decide on the last weeks, not today
         bumps = {
             "sudden": H_SUDDEN,
             "disengaged": 0.05 * sig(-6 * (self.s_slow + 1.0)),
             "price": 0.006 * self.price_sensitivity if self.until.get("price", -1) >= d else 0,
             "support": 0.004 if self.until.get("support", -1) >= d else 0,
             "downgrade": 0.003 if self.until.get("downgrade", -1) >= d else 0,
-            "crackdown": 0.008 if self.until.get("crackdown", -1) >= d else 0,
+            "crackdown": 0.005 if self.until.get("crackdown", -1) >= d else 0,
         }
         hazard = cfg.churn_scale * sum(bumps.values())
         hi = day_end

@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from models.alerting import (
+    CHURN_ALERTS,
     AlertConfig,
     AlertTrack,
     ChurnActionConfig,
@@ -17,7 +18,7 @@ from models.alerting import (
 )
 
 
-def fire(track: AlertTrack, scores: list[float], cfg: AlertConfig = AlertConfig()) -> list[int]:
+def fire(track: AlertTrack, scores: list[float], cfg: AlertConfig = CHURN_ALERTS) -> list[int]:
     return [track.episode for s in scores if update_track(track, s, cfg)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
 
@@ -37,6 +38,24 @@ def test_default_is_logistic_regression_and_unknown_settings_fail() -> None:
         make_churn_model("svm")
     with pytest.raises(ValueError, match="parameters"):
         make_churn_model("logreg", learning_rate=0.1)
+    with pytest.raises(ValueError, match="optimizer"):
+        make_churn_model("logreg", optimizer="rmsprop")
+    adam = make_churn_model("logreg", optimizer="adam", lr=0.001)
+    assert type(adam["LogisticRegression"].optimizer).__name__ == "Adam"
+
+
+def test_linear_model_sees_log1p_of_counts_but_explains_raw_values() -> None:
+    model = make_churn_model()
+    for _ in range(20):
+        model.learn_one({"sessions_7d": 0.0, "price_increase_pct_90d": 0.0}, True)
+        model.learn_one({"sessions_7d": 30.0, "price_increase_pct_90d": 0.3}, False)
+    scaler = model["StandardScaler"]
+    assert scaler.means["sessions_7d"] == pytest.approx(math.log1p(30) / 2)
+    assert scaler.means["price_increase_pct_90d"] == pytest.approx(0.15)
+    reasons = explain(model, {"sessions_7d": 0.0, "price_increase_pct_90d": 0.0})
+    assert {"feature": "sessions_7d", "value": 0.0} in [
+        {k: r[k] for k in ("feature", "value")} for r in reasons
+    ]
 
 
 def test_factory_returns_independent_models() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from models.account import DAY_MS, HOUR_MS, StateConfig, new_account
+from models.account import DAY_MS, DEFAULT_CONFIG, HOUR_MS, StateConfig, new_account
 from models.contract import Event
-from models.labels import Example, maybe_snapshot, mature_labels, observe, process_event
+from models.labels import Example, mature_labels, maybe_snapshot, observe, process_event
 
 T0 = 1_767_225_600_000
 D = DAY_MS
@@ -27,7 +27,7 @@ def start(ts: int = T0) -> Event:
     )
 
 
-def run(events: list[Event], cfg: StateConfig = StateConfig()) -> list[Example]:
+def run(events: list[Event], cfg: StateConfig = DEFAULT_CONFIG) -> list[Example]:
     s = new_account("a")
     out: list[Example] = []
     for e in events:

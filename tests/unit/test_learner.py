@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from models.churn import make_churn_model
-from models.learner import OnlineLearner
+from models.learner import OnlineLearner, load_model
 
 
 class Spy:
@@ -131,3 +131,16 @@ def test_same_seed_same_metrics() -> None:
         return lrn.metrics()
 
     assert run() == run()
+
+
+def test_model_bytes_carry_only_the_model_and_its_id() -> None:
+    lrn = OnlineLearner(make_churn_model(), name="churn")
+    for i in range(200):
+        lrn.learn({"x": float(i % 5)}, i % 2 == 0, example_id=str(i))
+    lrn.snapshot()
+    model_id, model = load_model(lrn.model_bytes())
+    assert model_id == "churn-v1"
+    assert model.predict_proba_one({"x": 2.0}) == lrn.model.predict_proba_one({"x": 2.0})
+    assert len(lrn.model_bytes()) < len(lrn.to_bytes())
+    with pytest.raises(ValueError):
+        load_model(lrn.to_bytes())

@@ -1,0 +1,106 @@
+"""Learner agent and model snapshots.
+
+Training examples from every account partition meet in the single-partition
+training topic, so exactly one worker at a time learns (single writer per
+model). Each example is scored before it is learned (``OnlineLearner``); the
+learner publishes versioned snapshots to the ``models`` global table every
+``SNAPSHOT_EVERY_S`` seconds of work, which every worker reads (and which is the
+checkpoint a restarted learner resumes from).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+
+from models.engine import KINDS, Models
+from models.learner import OnlineLearner
+from streams.app import Runtime
+from streams.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY_S = 2.0
+
+
+class ModelCache:
+    """The newest model snapshots, deserialised only when a new one arrives."""
+
+    def __init__(self, table: Any, metrics: Metrics) -> None:
+        self.table = table
+        self.metrics = metrics
+        self.raw: dict[str, bytes | None] = dict.fromkeys(KINDS)
+        self.models = Models.fresh()
+
+    def current(self) -> Models:
+        for kind in KINDS:
+            raw = self.table.get(kind)
+            if raw is not None and raw is not self.raw[kind]:
+                self.raw[kind] = raw
+                try:
+                    learner = OnlineLearner.from_bytes(raw)
+                except ValueError as exc:
+                    log.error("ignoring an unreadable %s model snapshot: %s", kind, exc)
+                    continue
+                setattr(self.models, kind, learner)
+                export_model_metrics(self.metrics, learner)
+        return self.models
+
+
+def export_model_metrics(m: Metrics, learner: OnlineLearner) -> None:
+    stats = learner.metrics()
+    name = learner.name
+    m.model_version.labels(name).set(learner.version)
+    m.model_examples.labels(name).set(stats["examples"])
+    m.model_drifts.labels(name).set(stats["drifts"])
+    for gauge, key in (
+        (m.model_auc, "roc_auc"),
+        (m.model_logloss, "log_loss"),
+        (m.model_calibration_error, "ece"),
+    ):
+        if not math.isnan(stats[key]):
+            gauge.labels(name).set(stats[key])
+
+
+def register(rt: Runtime) -> None:
+    app, m = rt.app, rt.metrics
+    table = app.GlobalTable(
+        "models",
+        default=None,
+        key_type=str,
+        value_type=bytes,
+        partitions=1,
+        use_partitioner=True,  # written from a timer, outside any event
+        help="Versioned model snapshots (models.learner.OnlineLearner), one key per model",
+    )
+    rt.tables["models"] = table
+    cache = rt.services["models"] = ModelCache(table, m)
+
+    learners: dict[str, OnlineLearner] = {}
+    changed: set[str] = set()
+
+    async def learner(stream: Any) -> None:
+        async for batch in stream.take_events(1000, within=0.5):
+            for ev in batch:
+                for ex in orjson.loads(ev.message.value):
+                    kind = ex["model"]
+                    if kind not in learners:  # resume from the newest snapshot
+                        learners[kind] = getattr(cache.current(), kind)
+                    p = learners[kind].learn(ex["features"], ex["label"], example_id=ex["example_id"])
+                    if p is None:
+                        continue  # a re-delivered example
+                    changed.add(kind)
+                    delay_ms = ex.get("labelled_ts", ex["snapshot_ts"]) - ex["snapshot_ts"]
+                    m.label_delay.labels(kind).observe(max(0.0, delay_ms / 1000))
+
+    async def snapshot() -> None:
+        for kind in sorted(changed):
+            table[kind] = learners[kind].snapshot()
+            export_model_metrics(m, learners[kind])
+        changed.clear()
+
+    app.agent(rt.topics["training"], name="churnwatch.learner")(learner)
+    app.timer(SNAPSHOT_EVERY_S, name="churnwatch.snapshot")(snapshot)
