@@ -78,7 +78,7 @@ def create_app(s: Settings) -> faust.App:
 def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     """The app with every topic, table, agent and web view registered."""
     from streams import web
-    from streams.agents import accounts, ingest, learner
+    from streams.agents import accounts, ingest, lag, learner
 
     rt = Runtime(settings=s, metrics=metrics or Metrics(), app=create_app(s))
     raw = {
@@ -97,5 +97,6 @@ def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     ingest.register(rt)
     learner.register(rt)
     accounts.register(rt)
+    lag.register(rt)
     web.register(rt)
     return rt

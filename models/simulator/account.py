@@ -43,7 +43,7 @@ from models.simulator.world import (
 Out = list[tuple[int, dict[str, Any]]]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-H_SUDDEN = 0.0004  # per-day hazard of churning with no warning at all
+H_SUDDEN = 0.0003  # per-day hazard of churning with no warning at all
 DECLINE_PER_DAY = 1 / 250  # chance a satisfaction decline episode starts on a day
 # Plan weights (basic, standard, premium) per archetype.
 PLAN_CUM = {
@@ -354,10 +354,10 @@ class Account:
         bumps = {
             "sudden": H_SUDDEN,
             "disengaged": 0.05 * sig(-6 * (self.s_slow + 1.0)),
-            "price": 0.006 * self.price_sensitivity if self.until.get("price", -1) >= d else 0,
+            "price": 0.008 * self.price_sensitivity if self.until.get("price", -1) >= d else 0,
             "support": 0.004 if self.until.get("support", -1) >= d else 0,
             "downgrade": 0.003 if self.until.get("downgrade", -1) >= d else 0,
-            "crackdown": 0.005 if self.until.get("crackdown", -1) >= d else 0,
+            "crackdown": 0.004 if self.until.get("crackdown", -1) >= d else 0,
         }
         hazard = cfg.churn_scale * sum(bumps.values())
         hi = day_end
@@ -369,7 +369,7 @@ class Account:
             ts = self._between(lo, hi)
             self.price_mult = round(rng.uniform(1.08, 1.2), 2)
             self.truth["price_changed_ts"] = ts
-            self.until["price"] = d + 45
+            self.until["price"] = d + 30
             self._emit(out, ts, "price_changed", {"price": self._price()})
         if rng.random() < 0.002 + 0.03 * sig(-3 * (s + 0.7)):
             topic = rng.choice(SUPPORT_TOPICS)

@@ -1,0 +1,41 @@
+"""Consumer lag per assigned partition, for ``churnwatch_consumer_lag_messages``.
+
+Every ``EVERY_S`` seconds: for each partition this worker consumes, the
+partition's high watermark minus the committed offset (messages not yet
+processed and committed). Series of partitions no longer assigned are removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.app import Runtime
+
+EVERY_S = 5.0
+
+
+def register(rt: Runtime) -> None:
+    app, gauge = rt.app, rt.metrics.consumer_lag
+    watched = {*rt.settings.input_topics, rt.settings.account_events_topic, rt.settings.training_topic}
+    shown: set[tuple[str, str]] = set()
+
+    async def measure() -> None:
+        consumer: Any = app.consumer
+        tps = [tp for tp in consumer.assignment() if tp.topic in watched]
+        if not tps:
+            return
+        highwaters = await consumer.highwaters(*tps)
+        current = set()
+        for tp in tps:
+            committed = consumer._committed_offset.get(tp)  # faust keeps the last commit here
+            if committed is None:
+                committed = await consumer.position(tp) or 0
+            labels = (tp.topic, str(tp.partition))
+            gauge.labels(*labels).set(max(0, highwaters.get(tp, 0) - committed))
+            current.add(labels)
+        for labels in shown - current:
+            gauge.remove(*labels)
+        shown.clear()
+        shown.update(current)
+
+    app.timer(EVERY_S, name="churnwatch.consumer_lag")(measure)

@@ -1,0 +1,168 @@
+"""models.engine: scoring, publishing on material change, alert episodes, outcomes."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from models.account import DAY_MS, new_account
+from models.contract import Event
+from models.engine import EngineConfig, Models, Outputs, ingest, risk, score, sweep
+from models.features import churn_features
+
+T0 = 1_767_225_600_000
+START = {"plan": "std", "price": 9.99, "currency": "EUR", "billing_period": "month", "max_streams": 2}
+
+
+def ev(i: str, type_: str, ts: int, acc: str = "a", **fields) -> Event:
+    return Event(i, type_, acc, ts, fields)
+
+
+def trained_models(n: int = 300) -> Models:
+    """A churn model that learned: failed payments and no viewing mean churn."""
+    models = Models.fresh()
+    healthy = new_account("h")
+    ingest(healthy, ev("h0", "subscription_started", T0, "h", **START), clock_ms=T0,
+           cfg=EngineConfig(), out=Outputs())  # fmt: skip
+    for d in range(10):
+        ingest(healthy, ev(f"h{d}p", "playback_started", T0 + d * DAY_MS, "h", session_id=f"s{d}",
+                           device_id="tv"), clock_ms=T0 + d * DAY_MS, cfg=EngineConfig(), out=Outputs())  # fmt: skip
+    risky = new_account("r")
+    ingest(risky, ev("r0", "subscription_started", T0, "r", **START), clock_ms=T0,
+           cfg=EngineConfig(), out=Outputs())  # fmt: skip
+    for d in range(3):
+        ingest(risky, ev(f"r{d}f", "payment_failed", T0 + (7 + d) * DAY_MS, "r", amount=9.99),
+               clock_ms=T0 + (7 + d) * DAY_MS, cfg=EngineConfig(), out=Outputs())  # fmt: skip
+    now = T0 + 10 * DAY_MS
+    good, bad = churn_features(healthy, now), churn_features(risky, now)
+    for i in range(n):
+        models.churn.learn(good, False, example_id=f"g{i}")
+        models.churn.learn(bad, True, example_id=f"b{i}")
+    return models
+
+
+def risky_account(models: Models, cfg: EngineConfig, out: Outputs):
+    s = new_account("a")
+    ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
+    for d in range(3):
+        ts = T0 + (7 + d) * DAY_MS
+        ingest(s, ev(f"f{d}", "payment_failed", ts, amount=9.99), clock_ms=ts, cfg=cfg, out=out)
+    return s
+
+
+def test_churn_alert_fires_once_per_episode_with_deterministic_id():
+    models, cfg, out = trained_models(), EngineConfig(), Outputs()
+    s = risky_account(models, cfg, out)
+    churn, _ = score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    assert churn > 0.7
+    [alert] = out.alerts
+    assert alert["alert_id"] == "a:churn:1" and alert["kind"] == "churn"
+    assert alert["action"] == "payment_reminder"
+    assert alert["threshold"] == 0.7 and alert["model"] == models.churn.model_id
+    assert alert["reasons"] and {"feature", "value", "weight"} <= set(alert["reasons"][0])
+    assert set(alert["scores"]) == {"churn", "sharing"}
+    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    assert len(out.alerts) == 1  # still above: no second alert (hysteresis)
+    # recovery: the payment succeeds and the account watches again -> falls below reset
+    ts = s.max_ts + DAY_MS
+    ingest(s, ev("ok", "payment_succeeded", ts, amount=9.99), clock_ms=ts, cfg=cfg, out=out)
+    risk(s).tracks["churn"].active = False  # as if the score had fallen below the reset level
+    ingest(s, ev("f9", "payment_failed", ts + 1, amount=9.99), clock_ms=ts + 1, cfg=cfg, out=out)
+    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    assert [a["alert_id"] for a in out.alerts] == ["a:churn:1", "a:churn:2"]
+
+
+def test_reprocessing_the_same_input_gives_the_same_outputs():
+    models = trained_models()
+    runs = []
+    for _ in range(2):
+        cfg, out = EngineConfig(), Outputs()
+        s = risky_account(models, cfg, out)
+        score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+        runs.append((out.alerts, out.scores, out.examples))
+    assert runs[0] == runs[1]
+
+
+def test_scores_are_published_only_on_material_change():
+    models, cfg, out = Models.fresh(), EngineConfig(score_delta=0.02), Outputs()
+    s = new_account("a")
+    ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
+    for _ in range(3):
+        score(s, now_ms=T0, models=models, cfg=cfg, out=out)
+    assert len(out.scores) == 1
+    msg = out.scores[0]
+    assert set(msg) == {"account_id", "ts", "churn_score", "sharing_score", "churn_model",
+                        "sharing_model", "top_factors"}  # fmt: skip
+    assert msg["ts"] == "2026-01-01T00:00:00Z"
+
+
+def test_untrained_churn_model_raises_no_alert_but_a_cancellation_does():
+    models, cfg, out = Models.fresh(), EngineConfig(), Outputs()
+    s = new_account("a")
+    ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
+    score(s, now_ms=T0, models=models, cfg=cfg, out=out)
+    assert out.alerts == []
+    ingest(s, ev("c", "subscription_cancelled", T0 + DAY_MS), clock_ms=T0 + DAY_MS, cfg=cfg, out=out)
+    churn, _ = score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    assert churn == 1.0
+    assert [(a["kind"], a["action"]) for a in out.alerts] == [("churn", "win_back")]
+
+
+def test_scoring_never_changes_a_model():
+    models = trained_models(50)
+    before = pickle.dumps(models)
+    cfg, out = EngineConfig(), Outputs()
+    s = risky_account(models, cfg, out)
+    for _ in range(5):
+        score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    assert pickle.dumps(models) == before
+
+
+def test_churn_alert_outcome_right_when_the_account_cancels_within_the_horizon():
+    models, cfg, out = trained_models(), EngineConfig(), Outputs()
+    s = risky_account(models, cfg, out)
+    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    ts = s.max_ts + 5 * DAY_MS
+    ingest(s, ev("c", "subscription_cancelled", ts), clock_ms=ts, cfg=cfg, out=out)
+    assert out.outcomes == [("churn", "right")]
+
+
+def test_churn_alert_outcome_wrong_when_the_horizon_passes():
+    models, cfg, out = trained_models(), EngineConfig(), Outputs()
+    s = risky_account(models, cfg, out)
+    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    sweep(s, clock_ms=s.max_ts + 40 * DAY_MS, models=models, cfg=cfg, out=out)
+    assert ("churn", "wrong") in out.outcomes
+
+
+def test_sharing_label_uses_the_evidence_before_the_label_event():
+    cfg, out = EngineConfig(), Outputs()
+    s = new_account("a")
+    ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
+    ingest(s, ev("x", "extra_member_added", T0 + 1), clock_ms=T0 + 1, cfg=cfg, out=out)
+    [example] = [x for x in out.examples if x["model"] == "sharing"]
+    assert example["label"] is True and example["example_id"] == "a:x"
+    assert example["features"]["paid_member_places"] == 0  # before the member was added
+
+
+def test_duplicate_label_event_gives_one_example():
+    cfg, out = EngineConfig(), Outputs()
+    s = new_account("a")
+    e = ev("v", "household_verification", T0, device_id="d", outcome="verified")
+    assert ingest(s, e, clock_ms=T0, cfg=cfg, out=out)
+    assert not ingest(s, e, clock_ms=T0, cfg=cfg, out=out)
+    assert [(x["model"], x["label"]) for x in out.examples] == [("sharing", False)]
+
+
+@pytest.mark.parametrize("quiet_days", [3, 40])
+def test_sweep_scores_quiet_accounts_and_matures_labels(quiet_days):
+    models, cfg, out = Models.fresh(), EngineConfig(), Outputs()
+    s = new_account("a")
+    ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
+    clock = T0 + quiet_days * DAY_MS
+    sweep(s, clock_ms=clock, models=models, cfg=cfg, out=out)
+    assert risk(s).scored_ts == clock - cfg.state.lateness_ms
+    negatives = [x for x in out.examples if x["model"] == "churn"]
+    assert (len(negatives) > 0) == (quiet_days > 30)
+    assert all(x["label"] is False for x in negatives)
