@@ -5,7 +5,7 @@ mutable defaults). ``"logreg"`` (the default, chosen by measurement, see
 ``benchmarks/bench_churn_model.py``) is a fixed log1p of count-like features,
 a running standard scaler and a logistic regression (plain SGD, step 0.05,
 L2 1e-3: better calibrated than Adam and as good as ARF in ROC AUC on the
-replayed simulator, at ~1/40 of the cost); ``"arf"`` is an Adaptive
+replayed simulator, at about a tenth of its cost per predict and learn); ``"arf"`` is an Adaptive
 Random Forest, better at interactions but ~50x dearer per example and tens of
 MiB per snapshot.
 

@@ -71,7 +71,7 @@ def create_app(s: Settings) -> faust.App:
         canonical_url=f"http://{host}:{s.web_port}",
         logging_config=None,
         table_standby_replicas=0,
-        stream_wait_empty=False,
+        stream_wait_empty=True,
     )
 
 

@@ -44,7 +44,7 @@ Out = list[tuple[int, dict[str, Any]]]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 H_SUDDEN = 0.0003  # per-day hazard of churning with no warning at all
-DECLINE_PER_DAY = 1 / 250  # chance a satisfaction decline episode starts on a day
+DECLINE_PER_DAY = 1 / 180  # chance a satisfaction decline episode starts on a day
 # Plan weights (basic, standard, premium) per archetype.
 PLAN_CUM = {
     "big_family": list(accumulate((1, 3, 6))),
