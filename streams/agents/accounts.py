@@ -136,6 +136,11 @@ def process(
     return applied, duplicates, late
 
 
+def reason_label(feature: str) -> str:
+    """Bounded metric label for a reason: open-ended per-action features fold into one."""
+    return "action_*" if feature.startswith("action_") else feature
+
+
 def describe(state: AccountState, clock_ms: int) -> dict[str, Any]:
     """The account lookup document (``/accounts/{id}``)."""
     now = max(clock_ms, state.max_ts)
@@ -232,21 +237,31 @@ def register(rt: Runtime) -> None:
             m.processing_latency.observe(time.monotonic() - started)
 
     async def publish(out: Outputs) -> None:
+        """Send every output, then wait until Kafka has them all.
+
+        The state (with its alert episode counters) is written only after this,
+        so a crash can repeat an alert (same ``alert_id``) but never lose one.
+        """
+        pending = []
         for msg in out.scores:
-            await scores_topic.send(key=msg["account_id"].encode(), value=orjson.dumps(msg))
+            key = msg["account_id"].encode()
+            pending.append(await scores_topic.send(key=key, value=orjson.dumps(msg)))
             m.score_distribution.labels("churn").observe(msg["churn_score"])
             m.score_distribution.labels("sharing").observe(msg["sharing_score"])
-        m.scores_published.inc(len(out.scores))
         for alert in out.alerts:
-            await alerts_topic.send(key=alert["account_id"].encode(), value=orjson.dumps(alert))
+            key = alert["account_id"].encode()
+            pending.append(await alerts_topic.send(key=key, value=orjson.dumps(alert)))
             m.alerts.labels(alert["kind"], alert["action"]).inc()
             for reason in alert["reasons"]:
-                m.alert_reasons.labels(alert["kind"], reason["feature"]).inc()
-        for kind, outcome in out.outcomes:
-            m.alert_outcomes.labels(kind, outcome).inc()
+                m.alert_reasons.labels(alert["kind"], reason_label(reason["feature"])).inc()
         if out.examples:
-            await training_topic.send(value=orjson.dumps(out.examples), partition=0)
+            pending.append(await training_topic.send(value=orjson.dumps(out.examples), partition=0))
             for ex in out.examples:
                 m.examples_published.labels(ex["model"], str(ex["label"]).lower()).inc()
+        for fut in pending:
+            await fut
+        m.scores_published.inc(len(out.scores))
+        for kind, outcome in out.outcomes:
+            m.alert_outcomes.labels(kind, outcome).inc()
 
     app.agent(rt.topics["account_events"], name="churnwatch.accounts")(accounts)

@@ -1,0 +1,154 @@
+"""``churnwatch simulate`` and ``churnwatch replay`` (registered into the main CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from models.contract import parse_ts
+from models.simulator import SimConfig, parse_mix, simulate
+from models.simulator.config import DEFAULT_MIX, START_2026
+from streams.simio import (
+    JsonlSink,
+    KafkaSink,
+    Progress,
+    RateLimiter,
+    Sink,
+    encode_events,
+    pump,
+    read_jsonl,
+)
+
+_SPECIAL = {"start_ms", "mix"}  # options with their own parsing below
+
+
+def _start_ms(text: str) -> int:
+    """``2026-01-01`` (midnight UTC) or a full RFC 3339 time, as epoch ms."""
+    return parse_ts(text + "T00:00:00Z" if len(text) == 10 else text)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "simulate",
+        help="generate a population's event history (JSONL files or Kafka)",
+        description="Live through the history of simulated subscriber households in event "
+        "time and emit contract events, in event-time order except for the deliberately late "
+        "and duplicated ones. Writes DIR/events.jsonl and DIR/truth.jsonl with --out; sends "
+        "to the input topics with --kafka (truth still goes to --out if given). Deterministic "
+        "for a given --seed. Behaviour model: docs/simulator.md.",
+    )
+    for f in fields(SimConfig):
+        if f.name in _SPECIAL:
+            continue
+        kind = int if f.default is None else type(f.default)
+        p.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=kind,
+            default=f.default,
+            help=f"{f.metadata['help']} (default: %(default)s)",
+        )
+    p.add_argument("--start", type=_start_ms, default=START_2026,
+                   help="event-time start, a date (UTC midnight) or RFC 3339 time "
+                   "(default: 2026-01-01)")  # fmt: skip
+    p.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX,
+                   help="archetype weights as name=weight,... (unnamed ones keep their default "
+                   "of " + ",".join(f"{n}={w}" for n, w in DEFAULT_MIX) + ")")  # fmt: skip
+    p.add_argument("--out", type=Path, help="directory for events.jsonl and truth.jsonl")
+    p.add_argument("--kafka", action="store_true",
+                   help="send events to the input topics (KAFKA_BOOTSTRAP_SERVERS, "
+                   "CHURNWATCH_SUBSCRIPTION_TOPIC, CHURNWATCH_USAGE_TOPIC)")  # fmt: skip
+    _add_output_options(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = subparsers.add_parser(
+        "replay",
+        help="send JSONL events to the input topics",
+        description="Send the events of JSONL files (one event object per line, ours or your "
+        "own) to the contract's input topics, keyed by account_id. Lines that are not a valid "
+        "contract event are reported with their line number and skipped.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="JSONL files, in order")
+    _add_output_options(p)
+    p.set_defaults(func=cmd_replay)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rate", type=float, default=None,
+                   help="events per second (default: as fast as possible)")  # fmt: skip
+    p.add_argument("--batch", type=int, default=1,
+                   help="Kafka only: send JSON arrays of up to N events per message "
+                   "(default: 1, one event per message keyed by account_id)")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
+
+def _kafka_sink(args: argparse.Namespace) -> KafkaSink:
+    from streams.settings import Settings
+
+    s = Settings.from_env()
+    topics = {"subscription": s.subscription_topic, "usage": s.usage_topic}
+    return KafkaSink(s.kafka_bootstrap_servers, topics, batch=args.batch)
+
+
+def _progress(label: str, args: argparse.Namespace) -> Progress:
+    return Progress(label, None if args.quiet else sys.stderr)
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The SimConfig described by parsed ``simulate`` options."""
+    values: dict[str, Any] = {f.name: getattr(args, f.name) for f in fields(SimConfig)
+                              if f.name not in _SPECIAL}  # fmt: skip
+    return SimConfig(start_ms=args.start, mix=args.mix, **values)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.out is None and not args.kafka:
+        sys.stderr.write("simulate: give --out DIR, --kafka, or both\n")
+        return 2
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        sys.stderr.write(f"simulate: {exc}\n")
+        return 2
+    truth_file = None
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        truth_file = open(args.out / "truth.jsonl", "wb")  # noqa: SIM115 - closed below
+    sink: Sink = _kafka_sink(args) if args.kafka else JsonlSink(args.out / "events.jsonl")
+    try:
+
+        def on_truth(record: dict[str, Any]) -> None:
+            if truth_file is not None:
+                truth_file.write(orjson.dumps(record) + b"\n")
+
+        events = encode_events(simulate(cfg, on_truth))
+        pump(events, sink, RateLimiter(args.rate), _progress("simulate", args))
+    finally:
+        sink.close()
+        if truth_file is not None:
+            truth_file.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    skipped: list[str] = []
+
+    def on_skip(message: str) -> None:
+        skipped.append(message)
+        sys.stderr.write(message + "\n")
+
+    sink = _kafka_sink(args)
+    progress = _progress("replay", args)
+    try:
+        pump(read_jsonl(args.files, on_skip), sink, RateLimiter(args.rate), progress)
+    finally:
+        sink.close()
+    sys.stderr.write(
+        f"replay: sent {progress.count:,} events in {sink.messages:,} messages, "
+        f"skipped {len(skipped):,} lines\n"
+    )
+    return 1 if skipped and not progress.count else 0

@@ -1,0 +1,203 @@
+"""Where simulated or replayed events go: JSONL files or Kafka, at a rate, with progress.
+
+The generator itself is pure (``models.simulator``); this module is its I/O edge:
+``JsonlSink`` and ``KafkaSink`` (kafka-python producer, key = account_id, or
+JSON-array batches), a ``RateLimiter`` on the event count, a rate-limited
+``Progress`` line on stderr, and ``replay`` of JSONL files.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+
+from models.contract import parse_message, parse_ts, topic_kind
+
+
+class Sink(Protocol):
+    def send(self, value: bytes, account_id: str, event_type: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlSink:
+    """One event per line, in the order given."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+
+    def send(self, value: bytes, account_id: str, event_type: str) -> None:
+        self._file.write(value + b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class KafkaSink:
+    """Sends to the contract topic of each event type: one event per message keyed by
+    ``account_id``, or (``batch`` > 1) JSON arrays of up to ``batch`` events without a key.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: dict[str, str],
+        batch: int = 1,
+        **producer_config: Any,
+    ) -> None:
+        from kafka import KafkaProducer
+
+        if not 1 <= batch <= 1000:
+            raise ValueError("batch must be within 1..1000 (the contract's limit)")
+        config = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1, **producer_config}
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+        self._topics, self._batch = topics, batch
+        self._buffers: dict[str, list[bytes]] = {kind: [] for kind in topics}
+        self.messages = 0
+        self.errors: list[Exception] = []
+
+    def send(self, value: bytes, account_id: str, event_type: str) -> None:
+        kind = topic_kind(event_type)
+        if self._batch == 1:
+            self._send(kind, value, account_id.encode())
+            return
+        buffer = self._buffers[kind]
+        buffer.append(value)
+        if len(buffer) >= self._batch:
+            self._flush(kind)
+
+    def _flush(self, kind: str) -> None:
+        buffer = self._buffers[kind]
+        if buffer:
+            self._send(kind, b"[" + b",".join(buffer) + b"]", None)
+            buffer.clear()
+
+    def _send(self, kind: str, value: bytes, key: bytes | None) -> None:
+        future = self._producer.send(self._topics[kind], value=value, key=key)
+        future.add_errback(self.errors.append)
+        self.messages += 1
+
+    def close(self) -> None:
+        for kind in self._buffers:
+            self._flush(kind)
+        self._producer.flush()
+        self._producer.close()
+        if self.errors:
+            raise RuntimeError(f"{len(self.errors)} Kafka sends failed, first: {self.errors[0]!r}")
+
+
+class RateLimiter:
+    """Paces calls to ``wait()`` to ``rate`` per second (None: no limit)."""
+
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._rate, self._clock, self._sleep = rate, clock, sleep
+        self._start = clock()
+        self._count = 0
+
+    def wait(self) -> None:
+        if self._rate is None:
+            return
+        self._count += 1
+        ahead = self._count / self._rate - (self._clock() - self._start)
+        if ahead > 0.005:  # sleep in slices of a few ms, not per event
+            self._sleep(ahead)
+
+
+class Progress:
+    """``label: 412,000 events, 98,000/s, event time 2026-03-04`` at most every ``every_s``."""
+
+    def __init__(
+        self,
+        label: str,
+        stream: IO[str] | None = sys.stderr,
+        every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._label, self._stream, self._every, self._clock = label, stream, every_s, clock
+        self._start = self._last = clock()
+        self.count = 0
+
+    def tick(self, ts: object = None) -> None:
+        self.count += 1
+        if self._stream is not None and self.count & 1023 == 0:
+            now = self._clock()
+            if now - self._last >= self._every:
+                self._last = now
+                self._write(ts, "\n")
+
+    def done(self, ts: object = None, extra: str = "") -> None:
+        if self._stream is not None:
+            self._write(ts, f"{extra}, done\n")
+
+    def _write(self, ts: object, end: str) -> None:
+        assert self._stream is not None
+        elapsed = max(self._clock() - self._start, 1e-9)
+        line = f"{self._label}: {self.count:,} events, {self.count / elapsed:,.0f}/s"
+        if ts is not None:
+            try:
+                day = datetime.fromtimestamp(parse_ts(ts) / 1000, UTC).date()
+                line += f", event time {day.isoformat()}"
+            except (TypeError, ValueError):
+                pass
+        self._stream.write(line + end)
+        self._stream.flush()
+
+
+def pump(
+    items: Iterable[tuple[bytes, str, str, object]],
+    sink: Sink,
+    limiter: RateLimiter,
+    progress: Progress,
+) -> None:
+    """Send ``(value, account_id, type, ts)`` items to ``sink``, paced and counted."""
+    ts: object = None
+    for value, account_id, event_type, ts in items:
+        limiter.wait()
+        sink.send(value, account_id, event_type)
+        progress.tick(ts)
+    progress.done(ts)
+
+
+def encode_events(events: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, str, str, object]]:
+    """Simulated event dicts as ``pump`` items."""
+    for ev in events:
+        yield orjson.dumps(ev), ev["account_id"], ev["type"], ev["ts"]
+
+
+def read_jsonl(
+    paths: Iterable[str | Path], on_skip: Callable[[str], None]
+) -> Iterator[tuple[bytes, str, str, object]]:
+    """Valid events of JSONL files as ``pump`` items, each line sent as it is.
+
+    A line that is not one contract-valid JSON object is passed to ``on_skip`` as
+    ``FILE:LINE: skipped: REASON`` and skipped; blank lines are ignored.
+    """
+    for path in paths:
+        with open(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.strip()
+                if not line:
+                    continue
+                reason = None
+                if not line.startswith(b"{"):
+                    reason = "not a JSON object"
+                else:
+                    events, dead = parse_message(line, topic=str(path), partition=0, offset=lineno)
+                    if dead:
+                        reason = dead[0].error
+                if reason is not None:
+                    on_skip(f"{path}:{lineno}: skipped: {reason}")
+                    continue
+                ev = events[0]
+                yield line, ev.account_id, ev.type, ev.ts
