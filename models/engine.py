@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.account import DAY_MS, AccountState, StateConfig, expire
+from models.account import DAY_MS, AccountState, StateConfig, expire, new_account
 from models.alerting import (
     AlertConfig,
     AlertTrack,
@@ -253,3 +253,65 @@ def score(
         r.open_alerts[kind] = now_ms
         r.recent = (r.recent + [alert])[-cfg.recent_alerts :]
     return churn_p, sharing_p
+
+
+@dataclass
+class Shard:
+    """The accounts of one partition, with the partition's event-time clock."""
+
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    clock: int = 0  # highest event time seen in the partition
+    next_sweep: int | None = None
+    dirty: set[str] = field(default_factory=set)  # changed since the caller last persisted
+
+    def get(self, account_id: str) -> AccountState:
+        state = self.accounts.get(account_id)
+        if state is None:
+            state = self.accounts[account_id] = new_account(account_id)
+        return state
+
+
+def process(
+    shard: Shard, events: list[Event], models: Models, cfg: EngineConfig, out: Outputs
+) -> tuple[int, int, int]:
+    """Apply a partition's events, score the accounts they touched, and sweep the quiet
+    accounts once per day of event time. Returns (applied, duplicates, late drops).
+
+    >>> shard, out = Shard(), Outputs()
+    >>> login = Event("e1", "login", "a", 0, {"device_id": "d"})
+    >>> process(shard, [login, login], Models.fresh(), EngineConfig(), out)
+    (1, 1, 0)
+    >>> len(out.scores), sorted(shard.dirty)
+    (1, ['a'])
+    """
+    touched: dict[str, AccountState] = {}
+    applied = duplicates = late = 0
+    for event in events:
+        shard.clock = max(shard.clock, event.ts)
+        state = shard.get(event.account_id)
+        if event.event_id in state.seen_ids:
+            duplicates += 1
+        elif ingest(state, event, clock_ms=shard.clock, cfg=cfg, out=out):
+            state.events_applied += 1
+            applied += 1
+            touched[event.account_id] = state
+        else:
+            late += 1
+    for state in touched.values():
+        score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out)
+    shard.dirty.update(touched)
+    day_end = shard.clock - shard.clock % DAY_MS + DAY_MS
+    if shard.next_sweep is None:
+        shard.next_sweep = day_end
+    elif shard.clock - cfg.state.lateness_ms >= shard.next_sweep:
+        for account_id, state in shard.accounts.items():
+            if account_id not in touched:
+                n = len(out.examples) + len(out.scores) + len(out.alerts)
+                scored = risk(state).scored_ts
+                sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out)
+                if n != len(out.examples) + len(out.scores) + len(out.alerts) or (
+                    scored != risk(state).scored_ts
+                ):
+                    shard.dirty.add(account_id)
+        shard.next_sweep = day_end
+    return applied, duplicates, late

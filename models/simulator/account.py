@@ -460,11 +460,11 @@ class Account:
                     start = self._start(v, day_start)
                     if lo <= start < hi:
                         self._session(out, d, v, start, eng, "borrower", v.place, None)
-        for _ in range(poisson(rng, 0.1 + 0.6 * self.fatigue)):
-            v = rng.choice(self.viewers)
-            device = rng.choice(v.devices)
-            self._activity(out, self._between(lo, hi), v, device, self.home.ip(rng, 0.5),
-                           self.home.geo, rng.choice(BROWSE_ACTIONS))  # fmt: skip
+        for _ in range(poisson(rng, 0.1 + 0.6 * self.fatigue)):  # browsing, no playback
+            v, ts = rng.choice(self.viewers), self._between(lo, hi)
+            if self.trip is None or not self.trip.depart <= ts < self.trip.back_arrive:
+                ip, action = self.home.ip(rng, 0.5), rng.choice(BROWSE_ACTIONS)
+                self._activity(out, ts, v, rng.choice(v.devices), ip, self.home.geo, action)
 
     def _start(self, v: Viewer, day_start: int) -> int:
         hour = (pick_cum(self.rng, v.rhythm) - v.place.tz_hours) % 24

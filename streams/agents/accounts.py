@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
-from models.account import DAY_MS, AccountState, load_state, new_account
-from models.contract import Event, decode_batch
-from models.engine import EngineConfig, Models, Outputs, ingest, risk, score, sweep
+from models.account import DAY_MS, AccountState, dump_state, load_state
+from models.contract import decode_batch
+from models.engine import EngineConfig, Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import household_features
 from streams.agents.learner import ModelCache
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class AccountStore:
-    """Live account states of this worker's partitions, persisted in bulk.
+    """This worker's partitions (``models.engine.Shard``), persisted in bulk.
 
     ``table`` is a Faust table (bytes -> bytes) whose changelog is partitioned by
     the account key exactly like the account-events topic.
@@ -41,99 +40,51 @@ class AccountStore:
     def __init__(self, table: Any, partitions: int) -> None:
         self.table = table
         self.partitions = partitions
-        self.live: dict[str, AccountState] = {}
-        self.by_partition: dict[int, set[str]] = defaultdict(set)
-        self.loaded: set[int] = set()
-        self.dirty: set[str] = set()
-        self.clocks: dict[int, int] = defaultdict(int)  # partition -> highest event time
-        self.next_sweep: dict[int, int] = {}
+        self.shards: dict[int, Shard] = {}
 
-    def load_partition(self, partition: int) -> None:
-        """Bring every persisted account of ``partition`` into memory (once)."""
-        if partition in self.loaded:
-            return
-        for key, raw in list(self.table.items()):
-            account_id = key.decode()
-            if account_id not in self.live and partition_for(account_id, self.partitions) == partition:
-                state = load_state(raw)
-                self.live[account_id] = state
-                self.by_partition[partition].add(account_id)
-                self.clocks[partition] = max(self.clocks[partition], state.max_ts)
-        self.loaded.add(partition)
-
-    def get(self, account_id: str, partition: int) -> AccountState:
-        state = self.live.get(account_id)
-        if state is None:
-            state = self.live[account_id] = new_account(account_id)
-            self.by_partition[partition].add(account_id)
-        return state
+    def shard(self, partition: int) -> Shard:
+        """The partition's accounts; the first call loads every persisted one."""
+        shard = self.shards.get(partition)
+        if shard is None:
+            shard = self.shards[partition] = Shard()
+            for key, raw in list(self.table.items()):
+                account_id = key.decode()
+                if partition_for(account_id, self.partitions) == partition:
+                    state = shard.accounts[account_id] = load_state(raw)
+                    shard.clock = max(shard.clock, state.max_ts)
+        return shard
 
     def peek(self, account_id: str) -> AccountState | None:
         """The state if this worker holds it (live or persisted), without creating one."""
-        state = self.live.get(account_id)
+        shard = self.shards.get(partition_for(account_id, self.partitions))
+        state = shard.accounts.get(account_id) if shard else None
         if state is None:
             raw = self.table.get(account_id.encode())
             state = load_state(raw) if raw else None
         return state
 
-    def flush(self) -> int:
-        from models.account import dump_state
+    def clock(self, account_id: str) -> int:
+        shard = self.shards.get(partition_for(account_id, self.partitions))
+        return shard.clock if shard else 0
 
-        for account_id in self.dirty:
-            self.table[account_id.encode()] = dump_state(self.live[account_id])
-        n = len(self.dirty)
-        self.dirty.clear()
+    def flush(self) -> int:
+        """Write every changed account once; return how many."""
+        n = 0
+        for shard in self.shards.values():
+            for account_id in shard.dirty:
+                self.table[account_id.encode()] = dump_state(shard.accounts[account_id])
+            n += len(shard.dirty)
+            shard.dirty.clear()
         return n
 
     def forget(self, partitions: Iterable[int]) -> None:
-        """Drop live states of revoked partitions (they reload from the table)."""
-        for p in set(partitions):
-            for account_id in self.by_partition.pop(p, set()):
-                self.live.pop(account_id, None)
-                self.dirty.discard(account_id)
-            self.loaded.discard(p)
-            self.clocks.pop(p, None)
-            self.next_sweep.pop(p, None)
+        """Drop revoked partitions from memory (they reload from the table if they return)."""
+        for p in partitions:
+            self.shards.pop(p, None)
 
-
-def process(
-    store: AccountStore, partition: int, events: list[Event], models: Models, cfg: EngineConfig,
-    out: Outputs,
-) -> tuple[int, int, int]:  # fmt: skip
-    """Apply one partition's events, score what changed, sweep when a day passed.
-
-    Returns (applied, duplicates, late drops).
-    """
-    store.load_partition(partition)
-    touched: dict[str, AccountState] = {}
-    applied = duplicates = late = 0
-    for event in events:
-        clock = store.clocks[partition] = max(store.clocks[partition], event.ts)
-        state = store.get(event.account_id, partition)
-        if event.event_id in state.seen_ids:
-            duplicates += 1
-        elif ingest(state, event, clock_ms=clock, cfg=cfg, out=out):
-            state.events_applied += 1
-            applied += 1
-            touched[event.account_id] = state
-        else:
-            late += 1
-    for state in touched.values():
-        score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out)
-    store.dirty.update(touched)
-    clock = store.clocks[partition]
-    due = store.next_sweep.setdefault(partition, clock - clock % DAY_MS + DAY_MS)
-    if clock - cfg.state.lateness_ms >= due:
-        for account_id in store.by_partition[partition]:
-            if account_id not in touched:
-                state = store.live[account_id]
-                before = (len(out.examples), len(out.scores), len(out.alerts), risk(state).scored_ts)
-                sweep(state, clock_ms=clock, models=models, cfg=cfg, out=out)
-                after = (len(out.examples), len(out.scores), len(out.alerts), risk(state).scored_ts)
-                if after != before:
-                    store.dirty.add(account_id)
-        store.next_sweep[partition] = clock - clock % DAY_MS + DAY_MS
-    return applied, duplicates, late
+    @property
+    def accounts(self) -> int:
+        return sum(len(shard.accounts) for shard in self.shards.values())
 
 
 def reason_label(feature: str) -> str:
@@ -204,7 +155,7 @@ def register(rt: Runtime) -> None:
         state = store.peek(account_id)
         if state is None:
             return None
-        return describe(state, store.clocks.get(partition_for(account_id, s.partitions), 0))
+        return describe(state, store.clock(account_id))
 
     rt.services["lookup"] = lookup
 
@@ -221,7 +172,8 @@ def register(rt: Runtime) -> None:
             out = Outputs()
             for ev in batch:
                 events = decode_batch(ev.message.value)
-                applied, dups, late = process(store, ev.message.partition, events, models, cfg, out)
+                shard = store.shard(ev.message.partition)
+                applied, dups, late = process(shard, events, models, cfg, out)
                 m.events_applied.inc(applied)
                 m.duplicates_dropped.inc(dups)
                 m.late_dropped.inc(late)
@@ -231,9 +183,9 @@ def register(rt: Runtime) -> None:
             t_flush = time.monotonic()
             m.state_writes.inc(store.flush())
             m.state_flush_seconds.observe(time.monotonic() - t_flush)
-            m.accounts.set(len(store.live))
-            for p, clock in store.clocks.items():
-                m.watermark.labels(str(p)).set((clock - cfg.state.lateness_ms) / 1000)
+            m.accounts.set(store.accounts)
+            for p, shard in store.shards.items():
+                m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
             m.processing_latency.observe(time.monotonic() - started)
 
     async def publish(out: Outputs) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from models.account import DAY_MS
 from models.contract import Event
 from models.engine import EngineConfig, Models, Outputs
-from streams.agents.accounts import AccountStore, describe, process
+from models.engine import process
+from streams.agents.accounts import AccountStore, describe
 from streams.app import partition_for
 
 T0 = 1_767_225_600_000
@@ -34,26 +35,24 @@ def test_each_changed_account_is_written_once_per_buffer_and_recovers():
     evs = events_for("a", 20) + events_for("b", 5)
     out = Outputs()
     for p, part in by_partition(evs).items():
-        assert process(store, p, part, models, cfg, out)[0] == len(part)
+        assert process(store.shard(p), part, models, cfg, out)[0] == len(part)
     assert store.flush() == 2 and set(table) == {b"a", b"b"}
     assert store.flush() == 0  # nothing changed since
 
     recovered = AccountStore(table, P)  # a new worker owning the same partitions
-    for p in {partition_for("a", P), partition_for("b", P)}:
-        recovered.load_partition(p)
-    assert recovered.live["a"].events_applied == 20
+    assert recovered.shard(partition_for("a", P)).accounts["a"].events_applied == 20
     # a re-delivered buffer after a crash is dropped event by event
     for p, part in by_partition(evs).items():
-        applied, dups, late = process(recovered, p, part, models, cfg, Outputs())
+        applied, dups, late = process(recovered.shard(p), part, models, cfg, Outputs())
         assert (applied, dups, late) == (0, len(part), 0)
 
 
 def test_late_events_beyond_the_lateness_are_dropped():
     store, cfg, models = AccountStore({}, P), EngineConfig(), Models.fresh()
     p = partition_for("a", P)
-    process(store, p, events_for("a", 2, start=T0 + 10 * 3_600_000), models, cfg, Outputs())
+    process(store.shard(p), events_for("a", 2, start=T0 + 10 * 3_600_000), models, cfg, Outputs())
     late = Event("old", "login", "a", T0, {"device_id": "tv"})
-    assert process(store, p, [late], models, cfg, Outputs()) == (0, 0, 1)
+    assert process(store.shard(p), [late], models, cfg, Outputs()) == (0, 0, 1)
 
 
 def test_quiet_accounts_are_swept_once_a_day_of_event_time_passes():
@@ -63,13 +62,13 @@ def test_quiet_accounts_are_swept_once_a_day_of_event_time_passes():
     while partition_for(busy, P) != p:
         busy += "x"
     out = Outputs()
-    process(store, p, events_for(quiet, 1), models, cfg, out)
+    process(store.shard(p), events_for(quiet, 1), models, cfg, out)
     scored_before = len(out.scores)
     store.flush()
     # 40 days later only the busy account sends events
     later = events_for(busy, 3, start=T0 + 40 * DAY_MS)
-    process(store, p, later, models, cfg, out)
-    assert quiet in store.dirty
+    process(store.shard(p), later, models, cfg, out)
+    assert quiet in store.shard(p).dirty
     negatives = [x for x in out.examples if x["account_id"] == quiet]
     assert negatives and not any(x["label"] for x in negatives)
     assert len(out.scores) > scored_before
@@ -79,17 +78,17 @@ def test_forget_drops_revoked_partitions_only():
     store, cfg, models = AccountStore({}, P), EngineConfig(), Models.fresh()
     evs = [e for acc in "abcdefgh" for e in events_for(acc, 1)]
     for p, part in by_partition(evs).items():
-        process(store, p, part, models, cfg, Outputs())
+        process(store.shard(p), part, models, cfg, Outputs())
     gone = partition_for("a", P)
     store.forget([gone])
-    assert all(partition_for(a, P) != gone for a in store.live)
-    assert any(partition_for(a, P) != gone for a in "abcdefgh")
+    assert gone not in store.shards and store.shards
+    assert store.peek("a") is None  # nothing was persisted: no table entry to fall back on
 
 
 def test_lookup_document():
     store, cfg, models = AccountStore({}, P), EngineConfig(), Models.fresh()
-    process(store, partition_for("a", P), events_for("a", 3), models, cfg, Outputs())
-    doc = describe(store.live["a"], T0)
+    process(store.shard(partition_for("a", P)), events_for("a", 3), models, cfg, Outputs())
+    doc = describe(store.peek("a"), T0)
     assert doc["events_applied"] == 3 and doc["status"] == "active"
     assert doc["models"] == {"churn": "churn-v0", "sharing": "sharing-v0"}
     assert "tenure_days_log" in doc["features"]["churn"]

@@ -1,0 +1,380 @@
+"""The simulator: determinism, contract validity, archetype behaviour, CLI and replay I/O."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from models.contract import EVENT_TYPES, parse_message, parse_ts
+from models.simulator import SimConfig, parse_mix, simulate
+from models.simulator.world import DAY_MS, km_between
+from streams import cli
+from streams.simio import JsonlSink, Progress, RateLimiter, encode_events, pump, read_jsonl
+
+CFG = SimConfig(accounts=400, days=75, seed=11)
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    truth: list[dict[str, Any]] = []
+    events = list(simulate(CFG, truth.append))
+    return events, {t["account_id"]: t for t in truth}
+
+
+@pytest.fixture(scope="module")
+def sessions(run: Any) -> dict[str, list[tuple[int, int, str | None]]]:
+    """Per account: (start, stop, city) of every playback with a stop event."""
+    events, _ = run
+    starts: dict[str, dict[str, Any]] = {}
+    out: dict[str, list[tuple[int, int, str | None]]] = defaultdict(list)
+    for ev in events:
+        if ev["type"] == "playback_started":
+            starts[ev["session_id"]] = ev
+    for ev in events:
+        if ev["type"] == "playback_stopped" and ev["session_id"] in starts:
+            st = starts.pop(ev["session_id"])
+            city = st["geo"]["city"] if "geo" in st else None
+            out[st["account_id"]].append((parse_ts(st["ts"]), parse_ts(ev["ts"]), city))
+    return out
+
+
+def _by_archetype(truth: dict[str, dict[str, Any]], archetype: str) -> list[str]:
+    return [a for a, t in truth.items() if t["archetype"] == archetype]
+
+
+def _network(ip: str) -> str:
+    """The /64 of an IPv6 address, the /24 of an IPv4 one."""
+    return ":".join(ip.split(":")[:4]) if ":" in ip else ip.rsplit(".", 1)[0]
+
+
+def _overlaps(a: tuple[int, int, Any], b: tuple[int, int, Any]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+# ------------------------------------------------------------------ determinism
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    def dump(seed: int) -> bytes:
+        truth: list[dict[str, Any]] = []
+        cfg = SimConfig(accounts=40, days=20, seed=seed)
+        body = b"\n".join(orjson.dumps(e) for e in simulate(cfg, truth.append))
+        return body + orjson.dumps(truth)
+
+    first = dump(5)
+    assert first == dump(5)
+    assert first != dump(6)
+
+
+def test_streams_lazily_without_generating_the_whole_run() -> None:
+    t0 = time.perf_counter()
+    first = next(simulate(SimConfig(accounts=5, days=200_000)))
+    assert first["type"] == "subscription_started"
+    assert time.perf_counter() - t0 < 2.0  # the whole run would take minutes
+
+
+# --------------------------------------------------------------------- contract
+
+
+def test_every_event_passes_the_contract_parser_and_every_type_occurs(run: Any) -> None:
+    events, _ = run
+    for i in range(0, len(events), 1000):  # batches of 1000, as the contract allows
+        raw = orjson.dumps(events[i : i + 1000])
+        parsed, dead = parse_message(raw, topic="t", partition=0, offset=i)
+        assert dead == [], dead[:3]
+        assert len(parsed) == len(events[i : i + 1000])
+    assert {e["type"] for e in events} == EVENT_TYPES
+
+
+def test_emission_order_is_event_time_except_late_and_duplicates(run: Any) -> None:
+    events, _ = run
+    high, lagging = 0, 0
+    for ev in events:
+        ts = parse_ts(ev["ts"])
+        assert high - ts <= CFG.max_late_s * 1000 + 300_000
+        lagging += ts < high
+        high = max(high, ts)
+    assert 0 < lagging < 3 * (CFG.late_rate + CFG.duplicate_rate) * len(events)
+    clean = SimConfig(accounts=30, days=15, late_rate=0, duplicate_rate=0)
+    stamps = [parse_ts(e["ts"]) for e in simulate(clean)]
+    assert stamps == sorted(stamps)
+
+
+def test_duplicates_are_exact_copies_at_about_the_configured_rate(run: Any) -> None:
+    events, _ = run
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ev in events:
+        by_id[ev["event_id"]].append(ev)
+    dups = [evs for evs in by_id.values() if len(evs) > 1]
+    assert all(evs[0] == evs[1] for evs in dups)
+    assert 0.3 * CFG.duplicate_rate < len(dups) / len(by_id) < 3 * CFG.duplicate_rate
+
+
+def test_noise_knobs_show_up(run: Any) -> None:
+    events, _ = run
+    n = len(events)
+    strings = sum(isinstance(e["ts"], str) for e in events)
+    assert 0.7 * CFG.rfc3339_rate < strings / n < 1.3 * CFG.rfc3339_rate
+    ips = [e["ip"] for e in events if "ip" in e]
+    assert 0.05 < sum(":" in ip for ip in ips) / len(ips) < 0.5  # some IPv6
+    started = {e["session_id"] for e in events if e["type"] == "playback_started"}
+    stopped = {e["session_id"] for e in events if e["type"] == "playback_stopped"}
+    lost = len(started - stopped) / len(started)
+    assert 0.5 * CFG.lost_stop_rate < lost < 2 * CFG.lost_stop_rate
+    actions = Counter(e["action"] for e in events if e["type"] == "activity")
+    assert len(actions) > 30 and actions.most_common(1)[0][1] < 0.3 * sum(actions.values())
+
+
+# ------------------------------------------------------------------ ground truth
+
+
+def test_truth_agrees_with_the_events(run: Any) -> None:
+    events, truth = run
+    assert len(truth) == CFG.accounts
+    cancels = {(e["account_id"], parse_ts(e["ts"])) for e in events
+               if e["type"] == "subscription_cancelled"}  # fmt: skip
+    churned = [t for t in truth.values() if t["churned"]]
+    assert 0.05 * len(truth) < len(churned) < 0.5 * len(truth)
+    for t in churned:
+        assert (t["account_id"], t["churn_ts"]) in cancels
+    starts = {(e["account_id"], parse_ts(e["ts"])) for e in events
+              if e["type"] == "playback_started"}  # fmt: skip
+    shared = [t for t in truth.values() if t["shared"]]
+    assert shared and all((t["account_id"], t["share_start_ts"]) in starts for t in shared)
+    assert {t["archetype"] for t in shared} <= {"sharer", "subtle_sharer"}
+    added = {e["account_id"] for e in events if e["type"] == "extra_member_added"}
+    assert added == {a for a, t in truth.items() if t["extra_member_added"]}
+    assert added <= {t["account_id"] for t in shared}
+
+
+def test_no_new_playback_while_cancelled(run: Any) -> None:
+    events, truth = run
+    state: dict[str, bool] = {}
+    for ev in sorted(events, key=lambda e: parse_ts(e["ts"])):
+        if ev["type"] in ("subscription_started", "subscription_reactivated"):
+            state[ev["account_id"]] = True
+        elif ev["type"] == "subscription_cancelled":
+            state[ev["account_id"]] = False
+        elif ev["type"] == "playback_started":
+            assert state.get(ev["account_id"]), ev
+    assert any(t["reactivated"] for t in truth.values())
+
+
+def test_archetype_mix_follows_the_config() -> None:
+    mix = parse_mix("household=1,big_family=0,traveller=0,commuter=0,vpn_user=0,sharer=1,"
+                    "subtle_sharer=0")  # fmt: skip
+    shares = Counter(a.archetype for a in _accounts(SimConfig(accounts=300, days=1, mix=mix)))
+    assert set(shares) == {"household", "sharer"}
+    assert 100 < shares["sharer"] < 200
+
+
+def _accounts(cfg: SimConfig) -> list[Any]:
+    from models.simulator.account import Account
+    from models.simulator.world import World
+
+    world = World(cfg.seed, cfg.price_increase_share)
+    return [Account(cfg, world, i) for i in range(cfg.accounts)]
+
+
+# -------------------------------------------------------------------- archetypes
+
+
+def test_travellers_go_elsewhere_but_never_while_home_is_watching(run: Any, sessions: Any) -> None:
+    _, truth = run
+    travellers = _by_archetype(truth, "traveller")
+    away_accounts = 0
+    for acct in travellers:
+        home_city = truth[acct]["city"]
+        ss = [s for s in sessions[acct] if s[2] is not None]
+        home = [s for s in ss if s[2] == home_city]
+        away = [s for s in ss if s[2] != home_city]
+        away_accounts += bool(away)
+        assert not any(_overlaps(a, h) for a in away for h in home)
+    assert away_accounts >= 0.6 * len(travellers)
+
+
+def test_travellers_move_at_plausible_speed(run: Any) -> None:
+    events, truth = run
+    last: dict[str, tuple[int, float, float]] = {}
+    for ev in sorted(events, key=lambda e: parse_ts(e["ts"])):
+        acct = ev["account_id"]
+        if truth[acct]["archetype"] != "traveller" or "geo" not in ev:
+            continue
+        ts, geo = parse_ts(ev["ts"]), ev["geo"]
+        if acct in last:
+            t0, lat, lon = last[acct]
+            km = km_between(lat, lon, geo["lat"], geo["lon"])
+            if km > 100:
+                assert km / max((ts - t0) / 3_600_000, 1e-9) < 1000, (acct, km, ts - t0)
+        last[acct] = (ts, geo["lat"], geo["lon"])
+
+
+def test_sharers_stream_concurrently_from_other_cities(run: Any, sessions: Any) -> None:
+    _, truth = run
+
+    def cross_city_overlap(acct: str) -> bool:
+        ss = sorted(s for s in sessions[acct] if s[2] is not None)
+        return any(
+            _overlaps(a, b) and a[2] != b[2] for i, a in enumerate(ss) for b in ss[i + 1 : i + 20]
+        )
+
+    sharers = [a for a in _by_archetype(truth, "sharer") if truth[a]["shared"]]
+    assert sum(map(cross_city_overlap, sharers)) >= 0.5 * len(sharers)
+    households = _by_archetype(truth, "household") + _by_archetype(truth, "big_family")
+    assert not any(map(cross_city_overlap, households))
+
+
+def test_subtle_sharers_stay_nearby(run: Any) -> None:
+    events, truth = run
+    subtle = set(_by_archetype(truth, "subtle_sharer"))
+    far = [e for e in events if e["account_id"] in subtle and "geo" in e
+           and e["geo"]["city"] != truth[e["account_id"]]["city"]]  # fmt: skip
+    assert not far
+
+
+def test_vpn_users_appear_far_away_on_shared_exit_networks(run: Any) -> None:
+    events, truth = run
+    vpn = set(_by_archetype(truth, "vpn_user"))
+    far: dict[str, set[str]] = defaultdict(set)  # /24 -> accounts seen far from home
+    for ev in events:
+        acct = ev["account_id"]
+        if acct in vpn and "geo" in ev and ev["geo"]["city"] != truth[acct]["city"]:
+            far[_network(ev["ip"])].add(acct)
+    assert len(set().union(*far.values())) >= 0.7 * len(vpn)
+    assert max(len(accts) for accts in far.values()) >= 3  # exits are shared
+
+
+def test_commuters_use_changing_carrier_ips_near_home(run: Any) -> None:
+    events, truth = run
+    ips: dict[str, set[str]] = defaultdict(set)
+    for ev in events:
+        t = truth[ev["account_id"]]
+        if ev["type"] == "playback_started" and "geo" in ev and t["archetype"] == "commuter":
+            ips[ev["account_id"]].add(ev["ip"])
+            assert ev["geo"]["city"] == t["city"]
+    household_ips: dict[str, set[str]] = defaultdict(set)
+    for ev in events:
+        if ev["type"] == "playback_started" and "ip" in ev:
+            if truth[ev["account_id"]]["archetype"] == "household":
+                household_ips[ev["account_id"]].add(_network(ev["ip"]))
+    commuter_median = sorted(len(v) for v in ips.values())[len(ips) // 2]
+    assert commuter_median > 10
+    assert sorted(len(v) for v in household_ips.values())[len(household_ips) // 2] <= 4
+
+
+def test_big_families_have_many_profiles_and_devices_at_one_address(run: Any) -> None:
+    events, truth = run
+    profiles: dict[str, set[str]] = defaultdict(set)
+    devices: dict[str, set[str]] = defaultdict(set)
+    for ev in events:
+        if (
+            ev["type"] == "playback_started"
+            and truth[ev["account_id"]]["archetype"] == "big_family"
+        ):
+            profiles[ev["account_id"]].add(ev["profile_id"])
+            devices[ev["account_id"]].add(ev["device_id"])
+    assert profiles and all(len(p) >= 5 for p in profiles.values())
+    assert all(len(d) >= 6 for d in devices.values())
+
+
+def test_crackdown_starts_on_its_day_and_challenges_sharers_most(run: Any) -> None:
+    events, truth = run
+    crackdown = CFG.start_ms + CFG.crackdown_start_day * DAY_MS
+    checks = [e for e in events if e["type"] == "household_verification"]
+    assert checks and min(parse_ts(e["ts"]) for e in checks) >= crackdown
+    failed = Counter(truth[e["account_id"]]["shared"] for e in checks if e["outcome"] != "verified")
+    assert failed[True] > failed[False]
+
+
+def test_disengaged_churners_watch_less_before_they_cancel(run: Any, sessions: Any) -> None:
+    _, truth = run
+    before = earlier = 0
+    for acct, t in truth.items():
+        if t["churn_driver"] == "disengaged" and t["churn_ts"] - t["signup_ts"] > 45 * DAY_MS:
+            c = t["churn_ts"]
+            before += sum(c - 14 * DAY_MS <= s[0] < c for s in sessions[acct])
+            earlier += sum(c - 45 * DAY_MS <= s[0] < c - 31 * DAY_MS for s in sessions[acct])
+    assert earlier > 50 and before < 0.6 * earlier
+
+
+# ----------------------------------------------------------------- CLI and I/O
+
+
+def test_cli_simulate_writes_events_and_truth(tmp_path: Path) -> None:
+    argv = ["simulate", "--accounts", "20", "--days", "10", "--seed", "3", "--start",
+            "2026-02-01", "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    cfg = SimConfig(accounts=20, days=10, seed=3, start_ms=parse_ts("2026-02-01T00:00:00Z"))
+    expected = b"".join(orjson.dumps(e) + b"\n" for e in simulate(cfg))
+    assert (tmp_path / "events.jsonl").read_bytes() == expected
+    truth = (tmp_path / "truth.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(t)["account_id"] for t in truth] == [f"a{i:07d}" for i in range(20)]
+
+
+def test_cli_rejects_bad_knobs_and_missing_output(tmp_path: Path) -> None:
+    assert cli.main(["simulate", "--accounts", "5"]) == 2
+    assert cli.main(["simulate", "--late-rate", "1.5", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["simulate", "--mix", "alien=1", "--out", str(tmp_path)])
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, str, str]] = []
+
+    def send(self, value: bytes, account_id: str, event_type: str) -> None:
+        self.sent.append((value, account_id, event_type))
+
+    def close(self) -> None:
+        pass
+
+
+def test_replay_sends_valid_lines_as_they_are_and_reports_bad_ones(tmp_path: Path) -> None:
+    good = b'{"event_id":"e1","type":"login","account_id":"x","ts":5,"device_id":"d"}'
+    lines = [good, b"", b"not json", b"[1]", b'{"type":"login","account_id":"x"}', good]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    skipped: list[str] = []
+    sink = ListSink()
+    pump(read_jsonl([path], skipped.append), sink, RateLimiter(None), Progress("r", None))
+    assert sink.sent == [(good, "x", "login")] * 2
+    assert [s.split(": skipped")[0] for s in skipped] == [f"{path}:{n}" for n in (3, 4, 5)]
+    assert "missing_field" in skipped[2]
+
+
+def test_jsonl_sink_round_trips_through_the_replay_reader(tmp_path: Path) -> None:
+    events = list(simulate(SimConfig(accounts=5, days=3)))
+    sink = JsonlSink(tmp_path / "e.jsonl")
+    pump(encode_events(events), sink, RateLimiter(None), Progress("s", None))
+    sink.close()
+    back = ListSink()
+    pump(read_jsonl([tmp_path / "e.jsonl"], pytest.fail), back, RateLimiter(None),
+         Progress("r", None))  # fmt: skip
+    assert [orjson.loads(v) for v, _, _ in back.sent] == events
+
+
+def test_rate_limiter_paces_and_progress_reports() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(100.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(300):
+        limiter.wait()
+    assert now[0] == pytest.approx(3.0, abs=0.01)
+    out = io.StringIO()
+    progress = Progress("simulate", out, every_s=1.0, clock=lambda: now[0])
+    for _ in range(2048):
+        progress.tick()
+    now[0] += 2.0
+    progress.done("2026-03-04T10:00:00Z")
+    assert out.getvalue() == "simulate: 2,048 events, 1,024/s, event time 2026-03-04, done\n"
