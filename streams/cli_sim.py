@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "--" + f.name.replace("_", "-"),
             type=kind,
             default=f.default,
-            help=f"{f.metadata['help']} (default: %(default)s)",
+            help=f.metadata["help"] + ("" if f.default is None else " (default: %(default)s)"),
         )
     p.add_argument("--start", type=_start_ms, default=START_2026,
                    help="event-time start, a date (UTC midnight) or RFC 3339 time "

@@ -55,7 +55,8 @@ class KafkaSink:
 
         if not 1 <= batch <= 1000:
             raise ValueError("batch must be within 1..1000 (the contract's limit)")
-        config = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1, **producer_config}
+        config = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1, "compression_type": "gzip"}
+        config.update(producer_config)
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
         self._topics, self._batch = topics, batch
         self._buffers: dict[str, list[bytes]] = {kind: [] for kind in topics}

@@ -313,7 +313,7 @@ class Account:
 
     def _signup(self, out: Out, ts: int) -> None:
         rng = self.rng
-        fields = {
+        fields: dict[str, Any] = {
             "plan": PLANS[self.plan][0],
             "price": self._price(),
             "currency": self.currency,

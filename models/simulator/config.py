@@ -65,7 +65,7 @@ class SimConfig:
         None, "day household verification starts (default: half of --days)"
     )
     verification_rate: float = _knob(
-        0.3, "chance a device seen outside its home network is asked to verify (per day)"
+        0.3, "chance a session on an unverified device outside the home network is challenged"
     )
     extra_member_rate: float = _knob(
         0.35, "chance an account pays for an extra member when a borrower is blocked"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -131,7 +132,7 @@ PERSONAL_DEVICES = ("mobile", "mobile", "mobile", "tablet", "web", "web", "conso
 _V4_FIRST = tuple(o for o in range(11, 224) if o not in (100, 127, 169, 172, 192, 198, 203))
 
 
-def pick_cum(rng: random.Random, cum: list[float]) -> int:
+def pick_cum(rng: random.Random, cum: Sequence[float]) -> int:
     """Index drawn with cumulative weights ``cum``.
 
     >>> pick_cum(random.Random(1), [0.0, 1.0, 1.0])

@@ -1,0 +1,160 @@
+"""Alert and score quality against ground truth (simulator ``truth.jsonl`` or your own).
+
+Truth records need ``account_id`` and, for churn, ``cancels`` (a list of
+``{"ts": epoch ms}``); for sharing, ``shared`` (bool), ``share_start_ts`` and
+optionally ``archetype`` (to report false positives per look-alike kind).
+Alerts and scores are the contract's ``risk-alerts`` / ``risk-scores`` messages.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from models.contract import parse_ts
+
+DAY_MS = 86_400_000
+LOOK_ALIKES = ("household", "big_family", "traveller", "commuter", "vpn_user")
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve (ties count half); NaN without both classes.
+
+    >>> roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True])
+    0.75
+    """
+    pos = sum(labels)
+    neg = len(labels) - pos
+    if not pos or not neg:
+        return float("nan")
+    ranked = sorted(zip(scores, labels, strict=True), key=lambda p: p[0])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        avg_rank = (i + j + 1) / 2  # ranks are 1-based
+        rank_sum += avg_rank * sum(1 for k in range(i, j) if ranked[k][1])
+        i = j
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def _by_account(alerts: Iterable[Mapping[str, Any]], kind: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in alerts:
+        if a["kind"] == kind:
+            out[a["account_id"]].append({**a, "ts_ms": parse_ts(a["ts"])})
+    return out
+
+
+def churn_alert_quality(
+    alerts: Iterable[Mapping[str, Any]],
+    truth: Iterable[Mapping[str, Any]],
+    *,
+    start_ms: int,
+    end_ms: int,
+    horizon_ms: int = 30 * DAY_MS,
+) -> dict[str, float]:
+    """Early-warning quality of churn alerts fired in ``[start_ms, end_ms]``.
+
+    - precision: alerts (not ``win_back``) fired by ``end - horizon`` whose account
+      cancelled within the horizon after the alert;
+    - recall: cancellations in ``[start + horizon, end]`` preceded by such an alert
+      within the horizon; lead time: from the first of those alerts to the cancellation.
+
+    >>> t = [{"account_id": "a", "cancels": [{"ts": 40 * DAY_MS}]},
+    ...      {"account_id": "b", "cancels": []}]
+    >>> al = [{"kind": "churn", "account_id": "a", "ts": 30 * DAY_MS, "action": "retention_offer"},
+    ...       {"kind": "churn", "account_id": "b", "ts": 31 * DAY_MS, "action": "retention_offer"}]
+    >>> q = churn_alert_quality(al, t, start_ms=0, end_ms=90 * DAY_MS)
+    >>> q["precision"], q["recall"], q["median_lead_days"]
+    (0.5, 1.0, 10.0)
+    """
+    early = _by_account(
+        (a for a in alerts if a.get("action") != "win_back"), "churn"
+    )
+    cancels = {t["account_id"]: sorted(int(c["ts"]) for c in t.get("cancels") or []) for t in truth}
+    right = judged = 0
+    for account, fired in early.items():
+        for a in fired:
+            if start_ms <= a["ts_ms"] <= end_ms - horizon_ms:
+                judged += 1
+                right += any(a["ts_ms"] < c <= a["ts_ms"] + horizon_ms for c in cancels.get(account, []))
+    caught, leads, counted = 0, [], 0
+    for account, times in cancels.items():
+        for c in times:
+            if not start_ms + horizon_ms <= c <= end_ms:
+                continue
+            counted += 1
+            before = [a["ts_ms"] for a in early.get(account, []) if c - horizon_ms <= a["ts_ms"] < c]
+            if before:
+                caught += 1
+                leads.append((c - min(before)) / DAY_MS)
+    return {
+        "alerts_judged": judged,
+        "precision": right / judged if judged else float("nan"),
+        "cancellations": counted,
+        "recall": caught / counted if counted else float("nan"),
+        "median_lead_days": statistics.median(leads) if leads else float("nan"),
+    }
+
+
+def sharing_alert_quality(
+    alerts: Iterable[Mapping[str, Any]],
+    final_scores: Mapping[str, float],
+    truth: Iterable[Mapping[str, Any]],
+    *,
+    end_ms: int,
+    min_shared_ms: int = 3 * DAY_MS,
+) -> dict[str, Any]:
+    """Per-account quality of sharing alerts and of the final ``sharing_score``.
+
+    A sharer counts for recall when it was shared at least ``min_shared_ms`` before
+    ``end_ms``; it is detected by a sharing alert at or after its share start.
+    An alert before the share start, or on an account never shared, is a false positive.
+
+    >>> t = [{"account_id": "s", "shared": True, "share_start_ts": 0, "archetype": "sharer"},
+    ...      {"account_id": "t", "shared": False, "archetype": "traveller"}]
+    >>> al = [{"kind": "sharing", "account_id": "s", "ts": DAY_MS}]
+    >>> q = sharing_alert_quality(al, {"s": 0.9, "t": 0.1}, t, end_ms=30 * DAY_MS)
+    >>> q["precision"], q["recall"], q["auc"], q["median_delay_days"], q["fp_rate"]["traveller"]
+    (1.0, 1.0, 1.0, 1.0, 0.0)
+    """
+    fired = _by_account(alerts, "sharing")
+    truth = list(truth)
+    tp = fp = 0
+    per_kind: Counter[str] = Counter()
+    fp_kind: Counter[str] = Counter()
+    delays: list[float] = []
+    eligible = detected = 0
+    for t in truth:
+        account, kind = t["account_id"], t.get("archetype", "unknown")
+        per_kind[kind] += 1
+        start = t.get("share_start_ts")
+        times = [a["ts_ms"] for a in fired.get(account, [])]
+        shared = bool(t.get("shared")) and start is not None
+        hits = [x for x in times if shared and x >= start]
+        if times:
+            if hits:
+                tp += 1
+            else:
+                fp += 1
+                fp_kind[kind] += 1
+        if shared and start <= end_ms - min_shared_ms:
+            eligible += 1
+            if hits:
+                detected += 1
+                delays.append((min(hits) - start) / DAY_MS)
+    labelled = [(final_scores[t["account_id"]], bool(t.get("shared")))
+                for t in truth if t["account_id"] in final_scores]  # fmt: skip
+    return {
+        "alerted": tp + fp,
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "sharers": eligible,
+        "recall": detected / eligible if eligible else float("nan"),
+        "median_delay_days": statistics.median(delays) if delays else float("nan"),
+        "auc": roc_auc([s for s, _ in labelled], [y for _, y in labelled]),
+        "fp_rate": {k: fp_kind[k] / per_kind[k] for k in sorted(per_kind)},
+    }
