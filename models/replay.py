@@ -65,8 +65,10 @@ def replay(
         out = Outputs()
         for p, part in by_partition.items():
             result.applied += process(shards[p], part, result.models, cfg, out)[0]
-        for ex in out.examples:  # the learner: score, then learn
-            result.models.get(ex["model"]).learn(ex["features"], ex["label"], example_id=ex["example_id"])
+        for kind in ("churn", "sharing"):  # the learner: score the batch, then learn it
+            result.models.get(kind).learn_many(
+                [(x["features"], x["label"], x["example_id"]) for x in out.examples if x["model"] == kind]
+            )
         result.examples += len(out.examples)
         result.alerts += out.alerts
         for s in out.scores:

@@ -133,14 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Subcommands that live in their own modules."""
-    from streams import demo
+    from streams import cli_sim, demo
 
-    try:  # TEMP until the simulator lands
-        from streams import cli_sim
-
-        cli_sim.register(sub)
-    except ImportError:
-        pass
+    cli_sim.register(sub)
     demo.register(sub)
 
 

@@ -278,7 +278,9 @@ class Account:
         return lo + self.rng.randrange(hi - lo) if hi > lo else lo
 
     def _price(self) -> float:
-        return round(PLANS[self.plan][1] * self.fx * self.price_mult, self.decimals)
+        """Price per billing period (a year costs ten months)."""
+        months = 10 if self.yearly else 1
+        return round(PLANS[self.plan][1] * months * self.fx * self.price_mult, self.decimals)
 
     def _plan_fields(self) -> dict[str, Any]:
         name, _, streams = PLANS[self.plan]
@@ -322,8 +324,6 @@ class Account:
             "country": self.home.country,
             "channel": CHANNELS[pick_cum(rng, CHANNEL_CUM)],
         }
-        if self.yearly:
-            fields["price"] = round(fields["price"] * 10, self.decimals)
         self.truth["signup_ts"] = ts
         self._emit(out, ts, "subscription_started", fields)
         self._start_billing(out, ts)
@@ -399,8 +399,7 @@ class Account:
         p_fail = 0.35 if self.bad_card else self.cfg.payment_failure_rate
         if self.fails:
             p_fail = 0.5
-        amount = self._price() * (10 if self.yearly else 1)
-        amount = round(amount, self.decimals)
+        amount = self._price()
         if rng.random() >= p_fail:
             self._emit(out, ts, "payment_succeeded", {"amount": amount})
             self.fails = 0

@@ -256,7 +256,7 @@ def test_commuters_use_changing_carrier_ips_near_home(run: Any) -> None:
     for ev in events:
         t = truth[ev["account_id"]]
         if ev["type"] == "playback_started" and "geo" in ev and t["archetype"] == "commuter":
-            ips[ev["account_id"]].add(ev["ip"])
+            ips[ev["account_id"]].add(_network(ev["ip"]))
             assert ev["geo"]["city"] == t["city"]
     household_ips: dict[str, set[str]] = defaultdict(set)
     for ev in events:
@@ -264,14 +264,16 @@ def test_commuters_use_changing_carrier_ips_near_home(run: Any) -> None:
             if truth[ev["account_id"]]["archetype"] == "household":
                 household_ips[ev["account_id"]].add(_network(ev["ip"]))
     commuter_median = sorted(len(v) for v in ips.values())[len(ips) // 2]
-    assert commuter_median > 10
-    assert sorted(len(v) for v in household_ips.values())[len(household_ips) // 2] <= 4
+    household_median = sorted(len(v) for v in household_ips.values())[len(household_ips) // 2]
+    assert commuter_median > 20 and household_median <= 6
 
 
 def test_big_families_have_many_profiles_and_devices_at_one_address(run: Any) -> None:
     events, truth = run
     profiles: dict[str, set[str]] = defaultdict(set)
     devices: dict[str, set[str]] = defaultdict(set)
+    networks: dict[str, Counter[str]] = defaultdict(Counter)
+    seen: Counter[str] = Counter()
     for ev in events:
         if (
             ev["type"] == "playback_started"
@@ -279,8 +281,15 @@ def test_big_families_have_many_profiles_and_devices_at_one_address(run: Any) ->
         ):
             profiles[ev["account_id"]].add(ev["profile_id"])
             devices[ev["account_id"]].add(ev["device_id"])
-    assert profiles and all(len(p) >= 5 for p in profiles.values())
-    assert all(len(d) >= 6 for d in devices.values())
+            if "ip" in ev:
+                networks[ev["account_id"]][_network(ev["ip"])] += 1
+            seen[ev["account_id"]] += 1
+    busy = [a for a, n in seen.items() if n >= 100]
+    assert len(busy) >= 10
+    assert all(len(profiles[a]) >= 5 and len(devices[a]) >= 6 for a in busy)
+    for a in busy:  # one address: the home /24 (and /64) carry nearly every stream
+        home = sum(n for _, n in networks[a].most_common(2))
+        assert home >= 0.9 * sum(networks[a].values())
 
 
 def test_crackdown_starts_on_its_day_and_challenges_sharers_most(run: Any) -> None:
