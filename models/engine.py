@@ -115,12 +115,14 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (kind, right|wrong)
+    failed: list[tuple[Event, str]] = field(default_factory=list)  # events our code failed on
 
     def extend(self, other: Outputs) -> None:
         self.scores += other.scores
         self.alerts += other.alerts
         self.examples += other.examples
         self.outcomes += other.outcomes
+        self.failed += other.failed
 
 
 def ingest(
@@ -199,7 +201,9 @@ def score(
     churn_p = 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
     prior = sharing_evidence_score(sharing_x)
     learned = models.sharing.examples
-    sharing_p = combine(prior, models.sharing.predict_proba(sharing_x) if learned else None, learned)
+    sharing_p = combine(
+        prior, models.sharing.predict_proba(sharing_x) if learned else None, learned
+    )
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)
     churn_open = r.open_alerts.get("churn")
@@ -211,7 +215,9 @@ def score(
     def why(kind: str) -> list[dict[str, Any]]:
         if kind not in reasons:
             reasons[kind] = (
-                explain(models.churn.model, churn_x) if kind == "churn" else sharing_reasons(sharing_x)
+                explain(models.churn.model, churn_x)
+                if kind == "churn"
+                else sharing_reasons(sharing_x)
             )
         return reasons[kind]
 
@@ -255,6 +261,11 @@ def score(
     return churn_p, sharing_p
 
 
+def _marker(state: AccountState) -> Event:
+    """Stands for "scoring this account" in ``Outputs.failed``."""
+    return Event(f"score:{state.account_id}", "score", state.account_id, state.max_ts, {})
+
+
 @dataclass
 class Shard:
     """The accounts of one partition, with the partition's event-time clock."""
@@ -291,14 +302,23 @@ def process(
         state = shard.get(event.account_id)
         if event.event_id in state.seen_ids:
             duplicates += 1
-        elif ingest(state, event, clock_ms=shard.clock, cfg=cfg, out=out):
+            continue
+        try:
+            ok = ingest(state, event, clock_ms=shard.clock, cfg=cfg, out=out)
+        except Exception as exc:  # a bug must not stop the stream: report the event, go on
+            out.failed.append((event, f"{type(exc).__name__}: {exc}"))
+            continue
+        if ok:
             state.events_applied += 1
             applied += 1
             touched[event.account_id] = state
         else:
             late += 1
     for state in touched.values():
-        score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out)
+        try:
+            score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out)
+        except Exception as exc:
+            out.failed.append((_marker(state), f"{type(exc).__name__}: {exc}"))
     shard.dirty.update(touched)
     day_end = shard.clock - shard.clock % DAY_MS + DAY_MS
     if shard.next_sweep is None:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from models.account import DAY_MS, AccountState, dump_state, load_state
-from models.contract import decode_batch
+from models.contract import Event, decode_batch
 from models.engine import EngineConfig, Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import household_features
@@ -93,6 +93,15 @@ class AccountStore:
     @property
     def accounts(self) -> int:
         return sum(len(shard.accounts) for shard in self.shards.values())
+
+
+def failure_record(event: Event, why: str, topic: str) -> dict[str, Any]:
+    """A dead-letter record for a valid event that churnwatch's own code failed on."""
+    return {
+        "error": f"processing_error: {why}", "kind": "processing_error", "topic": topic,
+        "partition": -1, "offset": -1, "index": None,
+        "raw": orjson.dumps(event.to_dict()).decode()[:65536],
+    }  # fmt: skip
 
 
 def reason_label(feature: str) -> str:
@@ -220,7 +229,9 @@ def register(rt: Runtime) -> None:
             m.score_distribution.labels("churn").observe(msg["churn_score"])
             m.score_distribution.labels("sharing").observe(msg["sharing_score"])
         for alert in out.alerts:
-            records.append((s.alerts_topic, alert["account_id"].encode(), orjson.dumps(alert), None))
+            records.append(
+                (s.alerts_topic, alert["account_id"].encode(), orjson.dumps(alert), None)
+            )
             m.alerts.labels(alert["kind"], alert["action"]).inc()
             for reason in alert["reasons"]:
                 m.alert_reasons.labels(alert["kind"], reason_label(reason["feature"])).inc()
@@ -233,5 +244,19 @@ def register(rt: Runtime) -> None:
         m.scores_published.inc(len(out.scores))
         for kind, outcome in out.outcomes:
             m.alert_outcomes.labels(kind, outcome).inc()
+        if out.failed:
+            await send_all(
+                (
+                    s.dead_letter_topic,
+                    None,
+                    orjson.dumps(failure_record(ev, why, s.account_events_topic)),
+                    None,
+                )
+                for ev, why in out.failed
+            )
+            m.dead_letters.labels("processing_error").inc(len(out.failed))
+            log.error(
+                "%d event(s) failed in processing; first: %s", len(out.failed), out.failed[0][1]
+            )
 
     app.agent(rt.topics["account_events"], name="churnwatch.accounts")(accounts)
