@@ -51,21 +51,10 @@ def log1p_counts(x: dict[str, float]) -> dict[str, float]:
     }
 
 
-def model_input(x: dict[str, float]) -> dict[str, float]:
-    """What the linear model sees: ``log1p_counts`` without the open-ended ``action_*``.
-
-    >>> model_input({"action_like_28d": 3.0, "sessions_7d": 0.0})
-    {'sessions_7d': 0.0}
-    """
-    return {k: v for k, v in log1p_counts(x).items() if not k.startswith("action_")}
-
-
 def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipeline:
     """A fresh, untrained churn classifier.
 
-    ``logreg`` params: ``optimizer`` ("sgd", "adam" or "adagrad"), ``lr``,
-    ``l2``, ``intercept_lr``, ``scaler`` ("running", "adaptive" or "none"),
-    ``actions`` (False: ``action_*`` features stay out of the model input).
+    ``logreg`` params: ``optimizer`` ("sgd" or "adam"), ``lr`` (0.05), ``l2`` (1e-3).
     ``arf`` params: ``n_models`` (10), ``seed`` (42), ``max_features`` ("sqrt").
 
     >>> m = make_churn_model()
@@ -75,26 +64,19 @@ def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipelin
     3
     """
     if kind == "logreg":
-        p = {**LOGREG_DEFAULTS, **params}
-        optimizer, scaler = str(p.pop("optimizer")), str(p.pop("scaler"))
-        lr, l2, intercept_lr = float(p.pop("lr")), float(p.pop("l2")), float(p.pop("intercept_lr"))
-        actions = bool(p.pop("actions"))
-        _no_more(kind, p)
+        optimizer = str(params.pop("optimizer", "sgd"))
+        lr = float(params.pop("lr", 0.05))
+        l2 = float(params.pop("l2", 1e-3))
+        _no_more(kind, params)
         if optimizer not in _OPTIMIZERS:
             raise ValueError(
                 f"unknown optimizer {optimizer!r}; choose one of {sorted(_OPTIMIZERS)}"
             )
-        if scaler not in _SCALERS:
-            raise ValueError(f"unknown scaler {scaler!r}; choose one of {sorted(_SCALERS)}")
-        steps: list[Any] = [compose.FuncTransformer(log1p_counts if actions else model_input)]
-        if _SCALERS[scaler] is not None:
-            steps.append(_SCALERS[scaler]())
-        steps.append(
-            linear_model.LogisticRegression(
-                optimizer=_OPTIMIZERS[optimizer](lr), l2=l2, intercept_lr=intercept_lr
-            )
+        return compose.Pipeline(
+            compose.FuncTransformer(log1p_counts),
+            preprocessing.StandardScaler(),
+            linear_model.LogisticRegression(optimizer=_OPTIMIZERS[optimizer](lr), l2=l2),
         )
-        return compose.Pipeline(*steps)
     if kind == "arf":
         arf = forest.ARFClassifier(
             n_models=int(params.pop("n_models", 10)),
@@ -106,20 +88,7 @@ def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipelin
     raise ValueError(f"unknown churn model kind {kind!r}; choose one of {KINDS}")
 
 
-LOGREG_DEFAULTS: dict[str, Any] = {
-    "optimizer": "sgd",
-    "lr": 0.05,
-    "l2": 1e-3,
-    "intercept_lr": 0.01,
-    "scaler": "running",
-    "actions": False,
-}
-_OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam, "adagrad": optim.AdaGrad}
-_SCALERS = {
-    "running": preprocessing.StandardScaler,
-    "adaptive": preprocessing.AdaptiveStandardScaler,
-    "none": None,
-}
+_OPTIMIZERS = {"sgd": optim.SGD, "adam": optim.Adam}
 
 
 def _no_more(kind: str, params: dict[str, Any]) -> None:
