@@ -142,7 +142,9 @@ def main() -> int:
         print(f"churnwatch worker (parse, state, scores, alerts, learner): {rate:,.0f} events/s "
               f"({worker_s:.1f}s, within 1s polling)")  # fmt: skip
         print(f"ratio worker / bare consumer: {rate / (n / bare_s):.3f}")
-        print(f"state writes {m.get('churnwatch_state_writes_total', 0):,.0f}, "
+        print(f"late drops {m.get('churnwatch_late_events_dropped_total', 0):,.0f}, "
+              f"duplicates {m.get('churnwatch_duplicates_dropped_total', 0):,.0f}, "
+              f"state writes {m.get('churnwatch_state_writes_total', 0):,.0f}, "
               f"scores {m.get('churnwatch_scores_published_total', 0):,.0f}, "
               f"alerts {m.get('churnwatch_alerts_total', 0):,.0f}")  # fmt: skip
     return 0

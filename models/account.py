@@ -42,7 +42,7 @@ from models.household import HouseholdState, apply_household, new_household
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 _HOUSEHOLD_TYPES = USAGE_TYPES | {"household_verification", "extra_member_added"}
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: household state reshaped (per-device places, failed devices)
 _STATE_MAGIC = b"CWAS"
 
 

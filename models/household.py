@@ -13,6 +13,12 @@ within :data:`PLACE_RADIUS_KM` (or founds a new one); without ``geo`` a known
 prefix maps to the place it was last seen at; with neither, a device's place of
 the last :data:`INHERIT_MS` is inherited.
 
+Devices *live* where they are seen: a device never seen at home in the window
+and mostly at one other place lives there (a second household's device); one
+seen at home and elsewhere is the household on the move. Concurrent viewing,
+second-place days and failed verifications count as evidence only for devices
+that live away.
+
 Concurrency is measured per UTC day: a day is *sealed* once the watermark
 (highest event time minus the allowed lateness) is a session timeout past its
 end; its playback intervals are then swept once into small daily aggregates and
@@ -59,8 +65,10 @@ MAX_OPEN_SESSIONS = 16
 MAX_PENDING_STOPS = 16
 MAX_INTERVALS = 512
 MAX_TRAVEL_FLAGS = 32
+MAX_FAILED_DEVICES = 16
 
 FEATURE_NAMES = (
+    "observed_days_28d",
     "places_28d",
     "distinct_prefixes_28d",
     "devices_28d",
@@ -73,19 +81,23 @@ FEATURE_NAMES = (
     "second_place_share",
     "second_place_active_days_28d",
     "second_place_coactive_days_28d",
+    "second_place_own_coactive_days_28d",
     "second_place_devices_28d",
     "second_place_own_devices_28d",
+    "second_place_shared_devices_28d",
     "second_place_stationary_devices_28d",
     "second_place_prefixes_28d",
+    "second_place_oneoff_prefixes_28d",
     "second_place_distance_km",
     "impossible_travel_28d",
     "rhythm_shift_hours",
     "paid_member_places",
+    "away_devices_failed_28d",
     "verifications_failed",
     "verifications_verified",
 )
 
-Interval = tuple[int, int, int]  # (start ms, end ms, place id or -1)
+Interval = tuple[int, int, int, str]  # (start ms, end ms, place id or -1, device id or "")
 
 
 @dataclass(slots=True)
@@ -98,9 +110,8 @@ class Place:
     n_geo: int = 0
     last_ts: int = 0
     paid: bool = False
-    prefixes: dict[str, int] = field(default_factory=dict)  # prefix hash -> last ts
+    prefixes: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (first, last)
     days: dict[int, int] = field(default_factory=dict)  # day -> viewing ms (key = active)
-    overlap: dict[int, int] = field(default_factory=dict)  # sealed day -> cross-place ms
     hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # decayed viewing h
     hours_ts: int = 0
 
@@ -113,6 +124,7 @@ class Device:
     last_pid: int = -1
     pos: tuple[int, float, float] | None = None  # (ts, lat, lon) of the latest geo
     place_days: dict[int, set[int]] = field(default_factory=dict)  # pid -> active days
+    overlap: dict[int, int] = field(default_factory=dict)  # sealed day -> cross-place ms
 
 
 @dataclass(slots=True)
@@ -127,13 +139,14 @@ class HouseholdState:
     prefixes: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (ts, pid)
     devices: dict[str, Device] = field(default_factory=dict)
     profiles: dict[str, int] = field(default_factory=dict)  # profile -> last ts
-    open_sessions: dict[str, tuple[int, int]] = field(default_factory=dict)  # sid->(ts,pid)
+    open_sessions: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # ts,pid,dev
     pending_stops: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     intervals: list[Interval] = field(default_factory=list)  # closed, not yet sealed
     day_max_streams: dict[int, int] = field(default_factory=dict)  # sealed day aggregates
     day_over_ms: dict[int, int] = field(default_factory=dict)
     travel_flags: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_TRAVEL_FLAGS))
     unplaced_paid_members: int = 0
+    failed_devices: dict[str, int] = field(default_factory=dict)  # device -> last failed ts
     verifications_failed: int = 0
     verifications_verified: int = 0
 
@@ -213,6 +226,10 @@ def apply_household(
             hs.verifications_verified += 1
         elif outcome in ("failed", "expired"):
             hs.verifications_failed += 1
+            if f.get("device_id"):
+                device = str(f["device_id"])
+                ts = max(ts, hs.failed_devices.get(device, ts))
+                _put_capped(hs.failed_devices, device, ts, MAX_FAILED_DEVICES)
         return hs
     if kind == "extra_member_added":
         _mark_paid(hs, ts)
@@ -228,7 +245,8 @@ def apply_household(
     else:
         pid = _observe(hs, ts, f, salt)
         if kind == "playback_started":
-            _start(hs, str(f.get("session_id", "")), ts, pid, session_timeout_ms)
+            dev = str(f.get("device_id") or "")
+            _start(hs, str(f.get("session_id", "")), ts, pid, dev, session_timeout_ms)
     if ts > hs.max_ts:
         hs.max_ts = ts
         _advance(hs, max_streams, lateness_ms, session_timeout_ms)
@@ -252,7 +270,8 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
         place.last_ts = max(place.last_ts, ts)
         place.days.setdefault(day, 0)
         if h is not None:
-            _put_capped(place.prefixes, h, ts, MAX_PREFIXES_PER_PLACE)
+            first, last = place.prefixes.get(h, (ts, ts))
+            _put_capped(place.prefixes, h, (min(first, ts), max(last, ts)), MAX_PREFIXES_PER_PLACE)
             _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
     if dev is not None:
         if lat is not None and lon is not None:
@@ -345,16 +364,16 @@ def _check_travel(hs: HouseholdState, dev: Device, ts: int, lat: float, lon: flo
     dev.pos = (ts, lat, lon)
 
 
-def _start(hs: HouseholdState, sid: str, ts: int, pid: int, timeout_ms: int) -> None:
+def _start(hs: HouseholdState, sid: str, ts: int, pid: int, dev: str, timeout_ms: int) -> None:
     stop = hs.pending_stops.pop(sid, None)
     if stop is not None:  # its stop arrived first (out of order)
-        _close(hs, ts, min(stop[0], ts + timeout_ms), pid, stop[1])
+        _close(hs, ts, min(stop[0], ts + timeout_ms), pid, dev, stop[1])
         return
     if len(hs.open_sessions) >= MAX_OPEN_SESSIONS:
         oldest = min(hs.open_sessions, key=lambda s: hs.open_sessions[s][0])
-        ots, opid = hs.open_sessions.pop(oldest)
-        _close(hs, ots, min(ots + timeout_ms, max(ts, ots)), opid, None)
-    hs.open_sessions[sid] = (ts, pid)
+        ots, opid, odev = hs.open_sessions.pop(oldest)
+        _close(hs, ots, min(ots + timeout_ms, max(ts, ots)), opid, odev, None)
+    hs.open_sessions[sid] = (ts, pid, dev)
 
 
 def _stop(hs: HouseholdState, sid: str, ts: int, watched_s: Any) -> None:
@@ -363,10 +382,12 @@ def _stop(hs: HouseholdState, sid: str, ts: int, watched_s: Any) -> None:
     if opened is None:
         _put_capped(hs.pending_stops, sid, (ts, watched), MAX_PENDING_STOPS)
     else:
-        _close(hs, opened[0], max(ts, opened[0]), opened[1], watched)
+        _close(hs, opened[0], max(ts, opened[0]), opened[1], opened[2], watched)
 
 
-def _close(hs: HouseholdState, start: int, end: int, pid: int, watched_s: float | None) -> None:
+def _close(
+    hs: HouseholdState, start: int, end: int, pid: int, dev: str, watched_s: float | None
+) -> None:
     """Record a finished playback: viewing per place and day, rhythm, interval."""
     if pid >= 0 and pid in hs.places:
         place = hs.places[pid]
@@ -383,7 +404,7 @@ def _close(hs: HouseholdState, start: int, end: int, pid: int, watched_s: float 
         place.hours[(start // HOUR_MS) % 24] += viewed / HOUR_MS * decay
     sealed = hs.sealed_until if hs.sealed_until is not None else start
     if end > sealed:
-        hs.intervals.append((max(start, sealed), end, pid))
+        hs.intervals.append((max(start, sealed), end, pid, dev))
         if len(hs.intervals) > MAX_INTERVALS:
             hs.intervals.sort()
             del hs.intervals[0]
@@ -415,17 +436,17 @@ def _mark_paid(hs: HouseholdState, ts: int) -> None:
 def _advance(hs: HouseholdState, max_streams: int, lateness_ms: int, timeout_ms: int) -> None:
     """Expire timed-out sessions and seal the days the watermark has passed."""
     watermark = hs.max_ts - lateness_ms
-    for sid, (start, pid) in list(hs.open_sessions.items()):
+    for sid, (start, pid, dev) in list(hs.open_sessions.items()):
         if start + timeout_ms <= watermark:
             del hs.open_sessions[sid]
-            _close(hs, start, start + timeout_ms, pid, None)
+            _close(hs, start, start + timeout_ms, pid, dev, None)
     assert hs.sealed_until is not None
     target = (watermark - timeout_ms) // DAY_MS * DAY_MS
     sealed_any = False
     while hs.sealed_until < target:
         lo = hs.sealed_until
         if hs.intervals:
-            lo = max(lo, min(s for s, _, _ in hs.intervals) // DAY_MS * DAY_MS)
+            lo = max(lo, min(iv[0] for iv in hs.intervals) // DAY_MS * DAY_MS)
         else:
             lo = target
         if lo >= target:
@@ -436,9 +457,9 @@ def _advance(hs: HouseholdState, max_streams: int, lateness_ms: int, timeout_ms:
         day = lo // DAY_MS
         hs.day_max_streams[day] = peak
         hs.day_over_ms[day] = over
-        for pid, ms in overlap.items():
-            if pid in hs.places:
-                hs.places[pid].overlap[day] = ms
+        for dev_id, ms in overlap.items():
+            if dev_id in hs.devices:
+                hs.devices[dev_id].overlap[day] = ms
         hs.intervals = [iv for iv in hs.intervals if iv[1] > hi]
         hs.sealed_until = hi
         sealed_any = True
@@ -452,10 +473,11 @@ def _prune(hs: HouseholdState, oldest_day: int) -> None:
         for day in [k for k in d if k < oldest_day]:
             del d[day]
     for place in hs.places.values():
-        for d2 in (place.days, place.overlap):
-            for day in [k for k in d2 if k < oldest_day]:
-                del d2[day]
+        for day in [k for k in place.days if k < oldest_day]:
+            del place.days[day]
     for dev in hs.devices.values():
+        for day in [k for k in dev.overlap if k < oldest_day]:
+            del dev.overlap[day]
         for pid in list(dev.place_days):
             days = {d for d in dev.place_days[pid] if d >= oldest_day and pid in hs.places}
             if days:
@@ -466,44 +488,51 @@ def _prune(hs: HouseholdState, oldest_day: int) -> None:
 
 def _sweep(
     intervals: Iterable[Interval], lo: int, hi: int, max_streams: int
-) -> tuple[int, int, dict[int, int]]:
+) -> tuple[int, int, dict[str, int]]:
     """Sweep intervals clipped to [lo, hi).
 
-    Returns (peak concurrent streams, ms above ``max_streams``, per place the ms
-    it streamed while at least one other known place streamed too).
+    Returns (peak concurrent streams, ms above ``max_streams``, per device the ms
+    it streamed while at least two known places streamed).
 
-    >>> _sweep([(0, 10, 0), (5, 20, 1), (6, 8, 1)], 0, 100, 2)
-    (3, 2, {0: 5, 1: 5})
+    >>> _sweep([(0, 10, 0, "tv"), (5, 20, 1, "phone"), (6, 8, 1, "")], 0, 100, 2)
+    (3, 2, {'tv': 5, 'phone': 5})
     """
-    points: list[tuple[int, int, int]] = []
-    for s, e, pid in intervals:
+    points: list[tuple[int, int, int, str]] = []
+    for s, e, pid, dev in intervals:
         s, e = max(s, lo), min(e, hi)
         if s < e:
-            points.append((s, 1, pid))
-            points.append((e, -1, pid))
+            points.append((s, 1, pid, dev))
+            points.append((e, -1, pid, dev))
     points.sort()  # at equal times ends (-1) sort before starts: back to back is not overlap
     active = peak = over = 0
     per_place: dict[int, int] = {}
-    overlap: dict[int, int] = {}
+    per_dev: dict[str, int] = {}
+    overlap: dict[str, int] = {}
     prev = lo
-    for t, delta, pid in points:
+    for t, delta, pid, dev in points:
         dt = t - prev
         if dt > 0:
             if active > max_streams:
                 over += dt
             if len(per_place) >= 2:
-                for p in per_place:
-                    overlap[p] = overlap.get(p, 0) + dt
+                for d in per_dev:
+                    overlap[d] = overlap.get(d, 0) + dt
         prev = t
         active += delta
         peak = max(peak, active)
         if pid >= 0:
-            n = per_place.get(pid, 0) + delta
-            if n > 0:
-                per_place[pid] = n
-            else:
-                per_place.pop(pid, None)
+            _bump(per_place, pid, delta)
+            _bump(per_dev, dev, delta)
+    overlap.pop("", None)
     return peak, over, overlap
+
+
+def _bump(counts: dict[Any, int], key: Any, delta: int) -> None:
+    n = counts.get(key, 0) + delta
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
 
 
 def _put_capped(d: dict[str, Any], key: str, value: Any, cap: int) -> None:
@@ -529,8 +558,8 @@ def _window_view(hs: HouseholdState, now_ms: int) -> dict[int, tuple[int, int]]:
 
 
 def _home(hs: HouseholdState, view: Mapping[int, tuple[int, int]]) -> int | None:
-    """The place with the most viewing (then most active days, then oldest)."""
-    return max(view, key=lambda p: (view[p], -p), default=None)
+    """The place active on the most days (then most viewing, then oldest)."""
+    return max(view, key=lambda p: (view[p][1], view[p][0], -p), default=None)
 
 
 def _second(
@@ -568,7 +597,9 @@ def household_features(
     lo_ms = lo_day * DAY_MS
     sealed = hs.sealed_until if hs.sealed_until is not None else now_ms
     live = list(hs.intervals)
-    live += [(s, min(now_ms, s + session_timeout_ms), p) for s, p in hs.open_sessions.values()]
+    live += [
+        (s, min(now_ms, s + session_timeout_ms), p, d) for s, p, d in hs.open_sessions.values()
+    ]
     peak, over_ms, live_overlap = _sweep(live, sealed, now_ms + 1, max_streams)
     in_win = range(lo_day, now_day + 1)
     peak = max([peak] + [v for d, v in hs.day_max_streams.items() if d in in_win])
@@ -579,50 +610,70 @@ def household_features(
     second = _second(hs, view, home)
     total_view = sum(v for v, _ in view.values())
     away_view = sum(v for p, (v, _) in view.items() if p != home and not hs.places[p].paid)
-    overlap_ms = sum(
-        live_overlap.get(p, 0) + sum(v for d, v in hs.places[p].overlap.items() if d in in_win)
-        for p in view
-        if p != home and not hs.places[p].paid
-    )
 
     sp: dict[str, float] = dict.fromkeys(
         (n for n in FEATURE_NAMES if n.startswith("second_place_")), 0.0
     )
+    overlap_ms = 0
+    at_home_devices: set[str] = set()
+    own_days: set[int] = set()  # days a device living at the second place was active there
+    for dev_id, dev in hs.devices.items():
+        days = {p: n for p, ds in dev.place_days.items() if (n := sum(d in in_win for d in ds))}
+        if not days:
+            continue
+        at_home = days.get(home, 0) if home is not None else 0
+        if at_home:
+            at_home_devices.add(dev_id)
+        main = max(days, key=days.__getitem__)
+        where = hs.places.get(main)
+        # lives away: never at home, and mostly at one (unpaid) place -- not on the move
+        lives_away = (
+            not at_home
+            and main != home
+            and where is not None
+            and not where.paid
+            and 2 * days[main] >= sum(days.values())
+        )
+        if lives_away:
+            overlap_ms += live_overlap.get(dev_id, 0)
+            overlap_ms += sum(v for d, v in dev.overlap.items() if d in in_win)
+        if second is not None and second in days:
+            sp["second_place_devices_28d"] += 1
+            if at_home:
+                sp["second_place_shared_devices_28d"] += 1
+            elif lives_away and main == second:
+                sp["second_place_own_devices_28d"] += 1
+                own_days.update(d for d in dev.place_days[second] if d in in_win)
+                if dev.kind in STATIONARY_TYPES:
+                    sp["second_place_stationary_devices_28d"] += 1
+
     shift = 0.0
     if second is not None:
         place = hs.places[second]
         sp["second_place_share"] = view[second][0] / total_view if total_view else 0.0
         sp["second_place_active_days_28d"] = view[second][1]
-        sp["second_place_prefixes_28d"] = sum(1 for t in place.prefixes.values() if t >= lo_ms)
+        seen = [(a // DAY_MS, b // DAY_MS) for a, b in place.prefixes.values() if b >= lo_ms]
+        sp["second_place_prefixes_28d"] = len(seen)
+        sp["second_place_oneoff_prefixes_28d"] = sum(1 for a, b in seen if a == b)
         if home is not None:
             hp = hs.places[home]
             home_days = {d for d in hp.days if d in in_win}
             sp["second_place_coactive_days_28d"] = sum(
                 1 for d in place.days if d in in_win and d in home_days
             )
+            sp["second_place_own_coactive_days_28d"] = len(own_days & home_days)
             if hp.lat is not None and hp.lon is not None and place.lat is not None:
                 assert place.lon is not None  # lat and lon are set together
                 sp["second_place_distance_km"] = haversine_km(hp.lat, hp.lon, place.lat, place.lon)
             h1, h2 = _peak_hour(hp), _peak_hour(place)
             if h1 is not None and h2 is not None:
                 shift = min(abs(h1 - h2), 24 - abs(h1 - h2))
-        for dev in hs.devices.values():
-            there = sum(1 for d in dev.place_days.get(second, ()) if d in in_win)
-            if not there:
-                continue
-            sp["second_place_devices_28d"] += 1
-            at_home = (
-                sum(1 for d in dev.place_days.get(home, ()) if d in in_win)
-                if home is not None
-                else 0
-            )
-            if there > at_home:
-                sp["second_place_own_devices_28d"] += 1
-                if dev.kind in STATIONARY_TYPES:
-                    sp["second_place_stationary_devices_28d"] += 1
 
     grace = (hs.first_ts or 0) + NEW_DEVICE_GRACE_MS
     feats: dict[str, float] = {
+        "observed_days_28d": min(WINDOW_DAYS, (now_ms - hs.first_ts) / DAY_MS)
+        if hs.first_ts is not None
+        else 0.0,
         "places_28d": float(len(view)),
         "distinct_prefixes_28d": float(sum(1 for t, _ in hs.prefixes.values() if t >= lo_ms)),
         "devices_28d": float(sum(1 for d in hs.devices.values() if d.last_ts >= lo_ms)),
@@ -639,6 +690,9 @@ def household_features(
         "rhythm_shift_hours": shift,
         "paid_member_places": float(
             sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
+        ),
+        "away_devices_failed_28d": float(
+            sum(1 for d, t in hs.failed_devices.items() if t >= lo_ms and d not in at_home_devices)
         ),
         "verifications_failed": float(hs.verifications_failed),
         "verifications_verified": float(hs.verifications_verified),

@@ -30,32 +30,45 @@ from models.household import FEATURE_NAMES
 
 # Prior: logit = BIAS + sum(weight * transform(feature)). Transforms are fixed
 # (log1p of hours, counts capped) so one strong signal cannot dominate alone.
-PRIOR_BIAS = -5.0
+# A second household is a place with devices that *live* there (never at home),
+# active on the same days as home, over a stable network. Devices that come and
+# go between home and that place, rotating networks and impossible jumps are the
+# household on the move (travel, commute, VPN), never a second household.
+PRIOR_BIAS = -4.0
 PRIOR_WEIGHTS: dict[str, float] = {
-    "cross_place_overlap_hours_28d": 0.8,  # log1p(hours) concurrent viewing at 2+ places
-    "second_place_own_devices_28d": 1.0,  # min(n, 3) devices living at the 2nd place
-    # min(n, 10) days home and 2nd place were both active; 0 unless a device lives there
-    "second_place_coactive_days_28d": 0.4,
-    "second_place_stationary_devices_28d": 0.6,  # min(n, 2) TVs/consoles living there
-    "over_limit_minutes_28d": 0.5,  # log1p(hours) above the plan's max_streams
-    "second_place_prefixes_28d": -1.0,  # min(max(n - 3, 0), 5): rotating carrier/VPN networks
-    "impossible_travel_28d": -0.8,  # min(n, 5): one device "jumping" = VPN, not a household
+    "second_place_own_devices_28d": 1.5,  # min(n, 2) devices living at the 2nd place
+    "second_place_own_coactive_days_28d": 1.8,  # min(n, 5) days they were active with home
+    "cross_place_overlap_hours_28d": 0.6,  # log1p(h) they streamed while another place did
+    "second_place_stationary_devices_28d": 0.5,  # min(n, 2) of them TVs or consoles
+    "away_devices_failed_28d": 3.0,  # min(n, 2) devices not at home that failed verification
+    "second_place_shared_devices_28d": -2.0,  # min(n, 3) devices seen at home and there
+    "second_place_prefixes_28d": -1.5,  # min(max(n - 2, 0), 4) networks beyond v4 + v6
+    "second_place_oneoff_prefixes_28d": -2.0,  # min(max(n - 1, 0), 4) networks seen one day
+    "impossible_travel_28d": -1.0,  # min(n, 5) impossible jumps of one device (VPN)
 }
+# The home is unknown in an account's first days: the second-household signals
+# ramp up linearly over this many days of observed usage.
+RAMP_DAYS = 3.0
+_RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4])
 
 
 def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     """The transformed value of each prior signal."""
-    return {
+    ramp = min(1.0, f["observed_days_28d"] / RAMP_DAYS)
+    x = {
+        "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
+        "second_place_own_coactive_days_28d": min(f["second_place_own_coactive_days_28d"], 5.0),
         "cross_place_overlap_hours_28d": math.log1p(f["cross_place_overlap_hours_28d"]),
-        "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 3.0),
-        "second_place_coactive_days_28d": min(f["second_place_coactive_days_28d"], 10.0)
-        if f["second_place_own_devices_28d"] >= 1
-        else 0.0,
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
-        "over_limit_minutes_28d": math.log1p(f["over_limit_minutes_28d"] / 60.0),
-        "second_place_prefixes_28d": min(max(f["second_place_prefixes_28d"] - 3.0, 0.0), 5.0),
+        "away_devices_failed_28d": min(f["away_devices_failed_28d"], 2.0),
+        "second_place_shared_devices_28d": min(f["second_place_shared_devices_28d"], 3.0),
+        "second_place_prefixes_28d": min(max(f["second_place_prefixes_28d"] - 2.0, 0.0), 4.0),
+        "second_place_oneoff_prefixes_28d": min(
+            max(f["second_place_oneoff_prefixes_28d"] - 1.0, 0.0), 4.0
+        ),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
     }
+    return {k: v * ramp if k in _RAMPED else v for k, v in x.items()}
 
 
 def _contributions(f: Mapping[str, float]) -> dict[str, float]:
@@ -76,12 +89,13 @@ def sharing_evidence_score(features: Mapping[str, float]) -> float:
 
     >>> quiet = dict.fromkeys(FEATURE_NAMES, 0.0)
     >>> round(sharing_evidence_score(quiet), 3)
-    0.007
-    >>> sharer = {**quiet, "cross_place_overlap_hours_28d": 12.0,
-    ...           "second_place_own_devices_28d": 2.0, "second_place_coactive_days_28d": 8.0,
-    ...           "second_place_stationary_devices_28d": 1.0, "second_place_prefixes_28d": 1.0}
-    >>> sharing_evidence_score(sharer) > 0.9
-    True
+    0.018
+    >>> sharer = {**quiet, "observed_days_28d": 20.0, "second_place_own_devices_28d": 1.0,
+    ...           "second_place_own_coactive_days_28d": 3.0, "second_place_prefixes_28d": 1.0}
+    >>> round(sharing_evidence_score(sharer), 2)
+    0.95
+    >>> round(sharing_evidence_score({**sharer, "second_place_shared_devices_28d": 2.0}), 2)
+    0.25
     """
     return _sigmoid(PRIOR_BIAS + sum(_contributions(features).values()))
 
@@ -89,9 +103,10 @@ def sharing_evidence_score(features: Mapping[str, float]) -> float:
 def sharing_reasons(features: Mapping[str, float], k: int = 3) -> list[dict[str, Any]]:
     """The ``k`` prior signals that raise the score most (weight = logit contribution).
 
-    >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_own_devices_28d": 2.0}
+    >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_own_devices_28d": 2.0,
+    ...      "observed_days_28d": 10.0, "second_place_shared_devices_28d": 1.0}
     >>> sharing_reasons(f)
-    [{'feature': 'second_place_own_devices_28d', 'value': 2.0, 'weight': 2.0}]
+    [{'feature': 'second_place_own_devices_28d', 'value': 2.0, 'weight': 3.0}]
     """
     pos = [(w, name) for name, w in _contributions(features).items() if w > 0]
     pos.sort(reverse=True)
@@ -123,26 +138,32 @@ def sharing_label(event: Event) -> bool | None:
     return None
 
 
-# Heavy-tailed features get log1p; shares, distances and hours of shift are bounded already.
-_LOG_FEATURES = frozenset(FEATURE_NAMES) - {
+# What the model sees: the second-household evidence, not the household's size
+# (devices, profiles and streams at home are big families, not sharing) and not
+# the running verification counts (they *are* past labels, on biased samples:
+# only suspicious accounts are challenged, and owners fail too). Heavy-tailed
+# counts get log1p; shares, distances and hours of shift are bounded already.
+MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_")) + (
+    "cross_place_overlap_hours_28d",
     "away_share",
-    "second_place_share",
+    "away_devices_failed_28d",
+    "impossible_travel_28d",
     "rhythm_shift_hours",
-}
+    "observed_days_28d",
+)
+_UNLOGGED = frozenset({"away_share", "second_place_share", "rhythm_shift_hours"})
 
 
 def sharing_model_input(features: Mapping[str, float]) -> dict[str, float]:
-    """Fixed transforms of the household features plus the prior's logit (model input).
+    """Fixed transforms of the evidence features plus the prior's logit (model input).
 
     >>> x = sharing_model_input(dict.fromkeys(FEATURE_NAMES, 0.0))
-    >>> round(x["prior_logit"], 1), x["places_28d"]
-    (-5.0, 0.0)
+    >>> round(x["prior_logit"], 1), x["second_place_own_devices_28d"], "devices_28d" in x
+    (-4.0, 0.0, False)
     """
     x = {
-        name: math.log1p(max(features[name], 0.0))
-        if name in _LOG_FEATURES
-        else float(features[name])
-        for name in FEATURE_NAMES
+        name: float(features[name]) if name in _UNLOGGED else math.log1p(max(features[name], 0.0))
+        for name in MODEL_FEATURES
     }
     x["prior_logit"] = _logit(sharing_evidence_score(features))
     return x
@@ -173,20 +194,30 @@ def make_sharing_model(
 
 
 def combine(
-    prior: float, model_proba: float | None, n_labels_seen: int, *, half_labels: int = 100
+    prior: float,
+    model_proba: float | None,
+    n_labels_seen: int,
+    *,
+    half_labels: int = 100,
+    max_model_weight: float = 0.5,
 ) -> float:
-    """Blend prior and model in logit space; the model's weight is n / (n + half_labels).
+    """Blend prior and model in logit space; the model's weight is n / (n + half_labels),
+    at most ``max_model_weight``.
+
+    The labels the model learns from are biased (only suspicious accounts are
+    challenged) and noisy (owners fail or let codes expire too), so the model
+    adjusts the evidence prior and never replaces it.
 
     >>> combine(0.2, None, 0)
     0.2
     >>> round(combine(0.2, 0.8, 100), 3)
     0.5
-    >>> round(combine(0.2, 0.8, 10_000), 2)
-    0.8
+    >>> round(combine(0.2, 0.8, 10_000), 2), round(combine(0.2, 0.8, 10_000, max_model_weight=1), 2)
+    (0.5, 0.8)
     """
     if model_proba is None or n_labels_seen <= 0:
         return prior
-    w = n_labels_seen / (n_labels_seen + half_labels)
+    w = min(max_model_weight, n_labels_seen / (n_labels_seen + half_labels))
     return _sigmoid((1 - w) * _logit(prior) + w * _logit(model_proba))
 
 
@@ -197,9 +228,9 @@ def combine(
 class SharingPolicy:
     """Thresholds of the enforcement policy (see docs/sharing.md).
 
-    A second household is *established* when it has at least
-    ``established_coactive_days`` days active together with home,
-    ``established_own_devices`` devices living there and
+    A second household is *established* when the devices living there were
+    active together with home on at least ``established_coactive_days`` days,
+    there are at least ``established_own_devices`` such devices and
     ``established_overlap_hours`` hours of concurrent viewing; then the action is
     ``extra_member_offer``. Otherwise (moderate evidence) it is
     ``household_verification`` -- unless the account's churn score is at least
@@ -225,7 +256,7 @@ class SharingPolicy:
 def is_established(features: Mapping[str, float], policy: SharingPolicy) -> bool:
     """Whether the evidence shows a stable second household.
 
-    >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_coactive_days_28d": 9.0,
+    >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_own_coactive_days_28d": 9.0,
     ...      "second_place_own_devices_28d": 2.0, "cross_place_overlap_hours_28d": 10.0}
     >>> is_established(f, SharingPolicy())
     True
@@ -233,7 +264,7 @@ def is_established(features: Mapping[str, float], policy: SharingPolicy) -> bool
     False
     """
     return (
-        features["second_place_coactive_days_28d"] >= policy.established_coactive_days
+        features["second_place_own_coactive_days_28d"] >= policy.established_coactive_days
         and features["second_place_own_devices_28d"] >= policy.established_own_devices
         and features["cross_place_overlap_hours_28d"] >= policy.established_overlap_hours
     )

@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import mode
 from aiokafka.partitioner import murmur2
 
 from streams.metrics import Metrics
 from streams.settings import Settings
+
+
+# An agent that raises takes the worker down (exit code != 0) instead of being
+# restarted in a loop or silently stalling: the orchestrator restarts the
+# process and ops see it. Bad input never gets here (it is dead-lettered).
+CRASH = mode.CrashingSupervisor
 
 
 def partition_for(account_id: str, partitions: int) -> int:

@@ -7,12 +7,13 @@ options here only choose what to run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from streams.logs import setup_logging
 from streams.settings import Settings, SettingsError
@@ -31,7 +32,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if s.create_topics:
         ensure_topics(s)
     rt = create_runtime(s)
-    worker = faust.Worker(
+
+    class Worker(faust.Worker):  # type: ignore[misc]
+        """Drains what ingest holds before Faust's own graceful stop (SIGTERM, SIGINT)."""
+
+        def _on_sigterm(self) -> None:
+            asyncio.ensure_future(self._drain_then(super()._on_sigterm))
+
+        def _on_sigint(self) -> None:
+            asyncio.ensure_future(self._drain_then(super()._on_sigint))
+
+        async def _drain_then(self, stop: Callable[[], None]) -> None:
+            try:
+                await asyncio.wait_for(rt.services["drain"](), timeout=10)
+            except Exception:  # stopping matters more than draining
+                log.exception("could not drain held input before stopping")
+            stop()
+
+    worker = Worker(
         rt.app,
         loglevel=s.log_level,
         override_logging=False,

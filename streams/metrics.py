@@ -70,6 +70,11 @@ class Metrics:
             f"{p}_consumer_lag_messages", "Messages behind the partition end, per input partition",
             ["topic", "partition"], registry=r,
         )  # fmt: skip
+        self.events_held = Gauge(
+            f"{p}_input_events_held",
+            "Valid input events held to be released in event-time order across partitions",
+            registry=r,
+        )  # fmt: skip
         self.watermark = Gauge(
             f"{p}_watermark_timestamp_seconds",
             "Event-time watermark (highest event time seen minus allowed lateness) per partition",

@@ -57,6 +57,8 @@ class Settings:
     max_message_bytes: int = 1_048_576
     allowed_lateness_s: float = 3600.0
     session_expiry_s: float = 4 * 3600.0
+    # an input partition silent this long (wall clock) stops holding back the others
+    input_idle_s: float = 3.0
 
     # Batching (internal topics carry JSON arrays of events)
     ingest_batch_max: int = 1000
@@ -120,7 +122,7 @@ class Settings:
                 problems.append(f"{self.env_name(name)} must be >= 1")
         if not 0 < self.web_port < 65536:
             problems.append(f"{self.env_name('web_port')} must be a TCP port")
-        for name in ("allowed_lateness_s", "session_expiry_s", "churn_horizon_days"):
+        for name in ("allowed_lateness_s", "session_expiry_s", "churn_horizon_days", "input_idle_s"):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")
         for kind in ("churn", "sharing"):

@@ -25,7 +25,7 @@ from models.engine import EngineConfig, Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import household_features
 from streams.agents.learner import ModelCache
-from streams.app import Runtime, partition_for
+from streams.app import CRASH, Runtime, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -259,4 +259,6 @@ def register(rt: Runtime) -> None:
                 "%d event(s) failed in processing; first: %s", len(out.failed), out.failed[0][1]
             )
 
-    app.agent(rt.topics["account_events"], name="churnwatch.accounts")(accounts)
+    app.agent(rt.topics["account_events"], name="churnwatch.accounts", supervisor_strategy=CRASH)(
+        accounts
+    )

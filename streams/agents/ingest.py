@@ -1,24 +1,35 @@
-"""Ingest agent: raw input messages -> validated events, repartitioned by account.
+"""Ingest agent: raw input messages -> validated events, in event-time order, by account.
 
-Reads both input topics as raw bytes, in buffers of up to
-``CHURNWATCH_INGEST_BATCH_MAX`` messages. Bad input becomes dead-letter records
-(never an exception); valid events are grouped by the partition their
-``account_id`` hashes to and sent as one JSON array per partition to the internal
-account-events topic, so results never depend on the producer's key or batching,
-and Faust's per-message cost is paid per batch, not per event.
+Reads both input topics as raw bytes. Bad input becomes dead-letter records
+(never an exception). Valid events go through a watermark merge
+(``models.ordering.Reorderer``): they are released in event-time order once
+every input partition that is still delivering has passed them, so a backlog
+read faster from one topic than the other never looks "late" downstream.
+Released events are grouped by the partition their ``account_id`` hashes to
+and sent as JSON arrays to the internal account-events topic. An input message
+is acknowledged only when all of its events were sent, so a crash re-delivers
+whatever was still held (and the account state drops what it already applied).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import defaultdict
+from typing import Any
 
 import orjson
 
 from models.contract import Event, encode_batch, parse_message
-from streams.app import Runtime, partition_for
+from models.ordering import Reorderer
+from streams.app import CRASH, Runtime, partition_for
 
 log = logging.getLogger(__name__)
+
+# events per internal message: ~150 KB, well under Kafka's 1 MiB default message size
+INTERNAL_BATCH = 500
+FLUSH_EVERY_S = 0.2
 
 
 def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
@@ -29,32 +40,77 @@ def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
     return routed
 
 
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
 def register(rt: Runtime) -> None:
-    s, m = rt.settings, rt.metrics
+    s, m, app = rt.settings, rt.metrics, rt.app
     dead_letter, account_events = rt.topics["dead_letter"], rt.topics["account_events"]
+    reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000))
+    lock = asyncio.Lock()
+    streams: dict[str, Any] = {}
 
-    async def ingest(stream):  # type: ignore[no-untyped-def]
-        async for batch in stream.take_events(s.ingest_batch_max, within=s.ingest_batch_within_s):
-            valid: list[Event] = []
-            for ev in batch:
-                msg = ev.message
-                m.messages_consumed.labels(msg.topic).inc()
-                events, dead = parse_message(
-                    msg.value or b"",
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    max_bytes=s.max_message_bytes,
-                )
-                for bad in dead:
-                    m.dead_letters.labels(bad.kind).inc()
-                    await dead_letter.send(value=orjson.dumps(bad.to_record()))
-                for event in events:
-                    m.events_consumed.labels(msg.topic, event.type).inc()
-                valid.extend(events)
-            for partition, events in route(valid, s.partitions).items():
+    async def forward(everything: bool = False) -> None:
+        """Send what the frontier allows; acknowledge the messages fully sent."""
+        events, done = reorder.release(1 << 62 if everything else _now_ms())
+        for partition, part in route(events, s.partitions).items():
+            for i in range(0, len(part), INTERNAL_BATCH):
                 await account_events.send(
-                    key=str(partition).encode(), value=encode_batch(events), partition=partition
+                    key=str(partition).encode(),
+                    value=encode_batch(part[i : i + INTERNAL_BATCH]),
+                    partition=partition,
                 )
+        stream = streams.get("input")
+        for token in done:
+            await stream.ack(token)
+        m.events_held.set(reorder.held)
 
-    rt.app.agent(rt.topics["input"], name="churnwatch.ingest")(ingest)
+    async def ingest(stream: Any) -> None:
+        stream = streams["input"] = stream.noack()
+        async for ev in stream.events():
+            msg = ev.message
+            m.messages_consumed.labels(msg.topic).inc()
+            events, dead = parse_message(
+                msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                max_bytes=s.max_message_bytes,
+            )  # fmt: skip
+            for bad in dead:
+                m.dead_letters.labels(bad.kind).inc()
+                await dead_letter.send(value=orjson.dumps(bad.to_record()))
+            for event in events:
+                m.events_consumed.labels(msg.topic, event.type).inc()
+            async with lock:
+                reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
+                if reorder.settle(ev):
+                    await stream.ack(ev)
+                if reorder.held >= INTERNAL_BATCH:
+                    await forward()
+
+    async def flush() -> None:
+        if "input" in streams:
+            async with lock:
+                await forward()
+
+    async def drain() -> None:
+        """Before a graceful stop: send everything held, so every message read is acked."""
+        if "input" in streams:
+            async with lock:
+                await forward(everything=True)
+
+    rt.services["drain"] = drain
+
+    async def on_assigned(sender: object, assigned: set[Any], **kwargs: object) -> None:
+        now = _now_ms()
+        for tp in assigned:
+            if tp.topic in s.input_topics:
+                reorder.expect(tp, now)
+
+    async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
+        for tp in revoked:
+            reorder.forget(tp)
+
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_revoked.connect(on_revoked)
+    app.agent(rt.topics["input"], name="churnwatch.ingest", supervisor_strategy=CRASH)(ingest)
+    app.timer(FLUSH_EVERY_S, name="churnwatch.ingest_flush")(flush)

@@ -18,7 +18,7 @@ import orjson
 
 from models.engine import KINDS, Models
 from models.learner import OnlineLearner
-from streams.app import Runtime
+from streams.app import CRASH, Runtime
 from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -102,5 +102,5 @@ def register(rt: Runtime) -> None:
             export_model_metrics(m, learners[kind])
         changed.clear()
 
-    app.agent(rt.topics["training"], name="churnwatch.learner")(learner)
+    app.agent(rt.topics["training"], name="churnwatch.learner", supervisor_strategy=CRASH)(learner)
     app.timer(SNAPSHOT_EVERY_S, name="churnwatch.snapshot")(snapshot)

@@ -25,10 +25,12 @@ from models.sharing import (
 QUIET = dict.fromkeys(FEATURE_NAMES, 0.0)
 MODERATE = {
     **QUIET,
+    "observed_days_28d": 20.0,
     "places_28d": 2.0,
     "cross_place_overlap_hours_28d": 3.0,
     "second_place_active_days_28d": 2.0,
     "second_place_coactive_days_28d": 2.0,
+    "second_place_own_coactive_days_28d": 1.0,
     "second_place_own_devices_28d": 1.0,
     "second_place_prefixes_28d": 1.0,
 }
@@ -37,6 +39,7 @@ ESTABLISHED = {
     "cross_place_overlap_hours_28d": 20.0,
     "second_place_active_days_28d": 12.0,
     "second_place_coactive_days_28d": 12.0,
+    "second_place_own_coactive_days_28d": 12.0,
     "second_place_own_devices_28d": 2.0,
     "second_place_stationary_devices_28d": 1.0,
 }
@@ -72,7 +75,7 @@ def test_sharing_label(event, label):
 def test_prior_is_a_probability_and_ranks_evidence():
     scores = [sharing_evidence_score(f) for f in (QUIET, MODERATE, ESTABLISHED)]
     assert all(0.0 < s < 1.0 for s in scores)
-    assert scores[0] < 0.01 < scores[1] < scores[2]
+    assert scores[0] < 0.02 < 0.3 < scores[1] < scores[2]
     assert scores[2] > 0.95
 
 
@@ -86,16 +89,37 @@ def test_carrier_networks_and_impossible_travel_lower_the_prior():
     base = sharing_evidence_score(ESTABLISHED)
     assert sharing_evidence_score({**ESTABLISHED, "second_place_prefixes_28d": 12.0}) < base
     assert sharing_evidence_score({**ESTABLISHED, "impossible_travel_28d": 4.0}) < base
+    assert sharing_evidence_score({**ESTABLISHED, "second_place_oneoff_prefixes_28d": 3.0}) < base
 
 
-def test_coactive_days_need_a_device_living_at_the_second_place():
-    visiting = {
-        **ESTABLISHED,
-        "second_place_own_devices_28d": 0.0,
-        "second_place_stationary_devices_28d": 0.0,
-    }
+def test_devices_also_seen_at_home_are_the_household_on_the_move():
+    """A place visited by home devices (trip, VPN) is no second household."""
+    moved = {**MODERATE, "second_place_shared_devices_28d": 1.0}
+    assert sharing_evidence_score(moved) < sharing_evidence_score(MODERATE) / 3
+    assert sharing_evidence_score({**moved, "second_place_shared_devices_28d": 3.0}) < 0.01
+
+
+def test_second_household_signals_ramp_up_over_the_first_days():
+    """In an account's first days the home is not known yet."""
+    scores = [
+        sharing_evidence_score({**ESTABLISHED, "observed_days_28d": d}) for d in (0, 1, 2, 3, 20)
+    ]
+    assert scores == sorted(scores) and scores[0] == sharing_evidence_score(QUIET)
+    assert scores[3] == scores[4] > 0.99
+
+
+def test_failed_verification_of_a_device_away_from_home_raises_the_prior():
+    failed = {**MODERATE, "away_devices_failed_28d": 1.0}
+    assert sharing_evidence_score(failed) > 0.7 > sharing_evidence_score(MODERATE)
+    alone = {**QUIET, "away_devices_failed_28d": 1.0}
+    assert sharing_evidence_score(alone) < 0.3  # alone, it is an owner's device too
+
+
+def test_only_days_of_devices_living_at_the_second_place_count():
+    visiting = {**ESTABLISHED, "second_place_own_coactive_days_28d": 0.0}
     fewer_days = {**visiting, "second_place_coactive_days_28d": 0.0}
     assert sharing_evidence_score(visiting) == sharing_evidence_score(fewer_days)
+    assert sharing_evidence_score(visiting) < sharing_evidence_score(ESTABLISHED)
 
 
 def test_prior_is_bounded_for_extreme_inputs():
@@ -111,7 +135,11 @@ def test_reasons_are_top_positive_contributions_in_order():
     assert len(reasons) == 3
     weights = [r["weight"] for r in reasons]
     assert weights == sorted(weights, reverse=True) and min(weights) > 0
-    assert reasons[0] == {"feature": "second_place_coactive_days_28d", "value": 12.0, "weight": 4.0}
+    assert reasons[0] == {
+        "feature": "second_place_own_coactive_days_28d",
+        "value": 12.0,
+        "weight": 9.0,
+    }
     assert all(set(r) == {"feature", "value", "weight"} for r in reasons)
     assert sharing_reasons(ESTABLISHED, k=1) == reasons[:1]
     assert sharing_reasons(QUIET) == []
@@ -135,6 +163,8 @@ def _synthetic(n: int, seed: int):
         f["cross_place_overlap_hours_28d"] = rnd.expovariate(1 / (12 if y else 1))
         f["second_place_own_devices_28d"] = float(rnd.randint(1, 3) if y else rnd.random() < 0.1)
         f["second_place_coactive_days_28d"] = float(rnd.randint(3, 14) if y else rnd.randint(0, 5))
+        f["second_place_own_coactive_days_28d"] = f["second_place_coactive_days_28d"] if y else 0.0
+        f["observed_days_28d"] = 28.0
         f["places_28d"] = float(rnd.randint(2, 4) if y else rnd.randint(1, 3))
         yield f, (y if rnd.random() > 0.05 else not y)
 
@@ -200,7 +230,8 @@ def test_combine_starts_at_the_prior_and_moves_to_the_model():
     assert combine(0.3, 0.9, 0) == 0.3
     blends = [combine(0.1, 0.9, n) for n in (1, 10, 100, 1000, 100_000)]
     assert blends == sorted(blends)
-    assert blends[0] < 0.15 and blends[-1] > 0.89
+    assert blends[0] < 0.15 and blends[-1] == pytest.approx(0.5)  # the model never dominates
+    assert combine(0.1, 0.9, 100_000, max_model_weight=1.0) > 0.89
     assert combine(0.1, 0.9, 100) == pytest.approx(0.5)
     assert combine(0.1, 0.9, 10, half_labels=10) == pytest.approx(0.5)
 
