@@ -108,12 +108,13 @@ def mature_labels(
     for ts, features in state.pending:
         if state.status_at(ts) == "cancelled":
             continue  # cancelled before the snapshot (a late cancellation): no example
-        if _cancelled_within(state, ts, cfg.horizon_ms):
-            label: bool | None = True
-        elif ts + cfg.horizon_ms <= now_ms:
-            label = False
+        if ts + cfg.horizon_ms > now_ms:
+            # positive or negative, every label waits for the horizon: releasing
+            # positives at the cancellation but negatives only 30 days later would
+            # feed the learner recent positives without their negatives (biased up)
+            label: bool | None = None
         else:
-            label = None
+            label = _cancelled_within(state, ts, cfg.horizon_ms)
         if label is None:
             keep.append((ts, features))
         else:
@@ -161,7 +162,9 @@ def process_event(
     ...     "currency": "EUR", "billing_period": "month", "max_streams": 1})
     >>> process_event(s, start)
     (True, [])
-    >>> applied, examples = process_event(s, Event("e2", "subscription_cancelled", "a", DAY_MS, {}))
+    >>> process_event(s, Event("e2", "subscription_cancelled", "a", DAY_MS, {}))
+    (True, [])
+    >>> examples = mature_labels(s, 30 * DAY_MS)  # labels wait for the horizon
     >>> [(x.example_id, x.label, x.features["tenure_days_log"]) for x in examples]
     [('a:0', True, 0.0)]
     """

@@ -29,8 +29,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     s = Settings.from_env()
     setup_logging(s.log_level, s.log_format)
-    if s.create_topics:
-        ensure_topics(s)
+    if s.create_topics:  # waits for the broker as long as it takes, one log line per 10 s
+        ensure_topics(s, wait_s=float("inf"))
     rt = create_runtime(s)
 
     class Worker(faust.Worker):  # type: ignore[misc]

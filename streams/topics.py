@@ -51,6 +51,7 @@ def connect_admin(
                     bootstrap_servers=s.kafka_bootstrap_servers.split(","),
                     client_id=f"{s.app_id}-admin",
                     request_timeout_ms=10_000,
+                    bootstrap_timeout_ms=5_000,
                 )
         except KafkaError as exc:
             now = time.monotonic()

@@ -12,6 +12,7 @@ was not persisted, and a re-delivered event is dropped by its ``event_id``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -180,7 +181,10 @@ def register(rt: Runtime) -> None:
     app.on_partitions_revoked.connect(on_revoked)
 
     async def accounts(stream: Any) -> None:
-        async for batch in stream.take_events(s.ingest_batch_max, within=s.ingest_batch_within_s):
+        # internal messages hold up to 500 events: 100 of them are plenty per step
+        async for batch in stream.take_events(
+            min(s.ingest_batch_max, 100), within=s.ingest_batch_within_s
+        ):
             started = time.monotonic()
             now_s = time.time()
             models = model_cache.current()
@@ -189,6 +193,7 @@ def register(rt: Runtime) -> None:
                 events = decode_batch(ev.message.value)
                 shard = store.shard(ev.message.partition)
                 applied, dups, late = process(shard, events, models, cfg, out)
+                await asyncio.sleep(0)  # let heartbeats and HTTP requests through
                 m.events_applied.inc(applied)
                 m.duplicates_dropped.inc(dups)
                 m.late_dropped.inc(late)

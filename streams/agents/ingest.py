@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # events per internal message: ~150 KB, well under Kafka's 1 MiB default message size
 INTERNAL_BATCH = 500
-FLUSH_EVERY_S = 0.2
+FLUSH_EVERY_S = 0.2  # released events go downstream at least this often
+HELD_HIGH_WATER = 100_000  # ... or as soon as this many are held
 
 
 def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
@@ -84,8 +85,8 @@ def register(rt: Runtime) -> None:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):
                     await stream.ack(ev)
-                if reorder.held >= INTERNAL_BATCH:
-                    await forward()
+                if reorder.held >= HELD_HIGH_WATER:
+                    await forward()  # otherwise the timer sends, in larger batches
 
     async def flush() -> None:
         if "input" in streams:

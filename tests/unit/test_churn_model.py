@@ -9,7 +9,7 @@ import random
 import pytest
 from river import compose
 
-from models.churn import DEFAULT_KIND, KINDS, explain, make_churn_model
+from models.churn import DEFAULT_KIND, KINDS, explain, make_churn_model, model_input
 
 
 def stream(n: int, seed: int = 1) -> list[tuple[dict[str, float], bool]]:
@@ -40,8 +40,30 @@ def test_default_is_logistic_regression_and_unknown_settings_fail() -> None:
         make_churn_model("logreg", learning_rate=0.1)
     with pytest.raises(ValueError, match="optimizer"):
         make_churn_model("logreg", optimizer="rmsprop")
-    adam = make_churn_model("logreg", optimizer="adam", lr=0.001)
-    assert type(adam["LogisticRegression"].optimizer).__name__ == "Adam"
+    with pytest.raises(ValueError, match="scaler"):
+        make_churn_model("logreg", scaler="minmax")
+    default = make_churn_model()["LogisticRegression"]
+    assert type(default.optimizer).__name__ == "Adam"
+    assert default.optimizer.learning_rate == 1e-3 and default.l2 == 1e-3
+    sgd = make_churn_model("logreg", optimizer="sgd", lr=0.05, intercept_lr=0.001)
+    assert type(sgd["LogisticRegression"].optimizer).__name__ == "SGD"
+    assert sgd["LogisticRegression"].intercept_lr.learning_rate == 0.001
+
+
+def test_scaler_choice() -> None:
+    assert "StandardScaler" in make_churn_model().steps
+    assert "AdaptiveStandardScaler" in make_churn_model(scaler="adaptive").steps
+    bare = make_churn_model(scaler="none")
+    assert list(bare.steps) == ["model_input", "LogisticRegression"]
+
+
+def test_action_counts_stay_out_of_the_model_input_unless_asked() -> None:
+    x = {"action_like_28d": 4.0, "activity_28d": 4.0}
+    assert model_input(x) == {"activity_28d": math.log1p(4.0)}
+    for actions, seen in ((False, {"activity_28d"}), (True, set(x))):
+        model = make_churn_model(actions=actions)
+        model.learn_one(x, True)
+        assert set(model["LogisticRegression"].weights) == seen
 
 
 def test_linear_model_sees_log1p_of_counts_but_explains_raw_values() -> None:
@@ -135,3 +157,15 @@ def test_explain_falls_back_to_occlusion_for_forests() -> None:
     reasons = explain(model, {"fails": 3.0, "hours": 0.0, "noise": 0.0}, k=3)
     assert pickle.dumps(model) == before
     assert all(set(r) == {"feature", "value", "weight"} and r["weight"] > 0 for r in reasons)
+
+
+def test_default_logreg_is_calibrated_on_a_stationary_stream() -> None:
+    model = trained("logreg", n=4000)
+    test = stream(2000, seed=7)
+    p = [model.predict_proba_one(x)[True] for x, _ in test]
+    observed = sum(y for _, y in test) / len(test)
+    assert sum(p) / len(p) == pytest.approx(observed, abs=0.03)
+    # the risky group (a failed payment, true rate 0.8; the linear fit is misspecified)
+    risky = [(pi, y) for pi, (x, y) in zip(p, test, strict=True) if x["fails"]]
+    mean_p = sum(pi for pi, _ in risky) / len(risky)
+    assert mean_p == pytest.approx(sum(y for _, y in risky) / len(risky), abs=0.2)

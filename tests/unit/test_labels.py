@@ -28,11 +28,12 @@ def start(ts: int = T0) -> Event:
 
 
 def run(events: list[Event], cfg: StateConfig = DEFAULT_CONFIG) -> list[Example]:
+    """Process ``events``, then let event time run on until every label has matured."""
     s = new_account("a")
     out: list[Example] = []
     for e in events:
         out += process_event(s, e, cfg=cfg)[1]
-    return out
+    return out + mature_labels(s, events[-1].ts + cfg.horizon_ms + cfg.lateness_ms, cfg)
 
 
 def labels(examples: list[Example]) -> list[tuple[int, bool]]:
@@ -61,8 +62,9 @@ def test_cancellation_exactly_at_the_horizon_is_positive_just_after_is_not() -> 
     s = new_account("a")
     process_event(s, start())
     _, out = process_event(s, ev("c", "subscription_cancelled", T0 + 30 * D + 1))
-    assert labels(out) == [(7, True), (14, True), (21, True), (28, True)]
+    assert out == []  # every label waits for its horizon, positives too
     assert labels(mature_labels(s, T0 + 30 * D)) == [(0, False)]
+    assert labels(mature_labels(s, T0 + 58 * D)) == [(7, True), (14, True), (21, True), (28, True)]
 
 
 def test_no_snapshots_while_cancelled_and_again_after_reactivation() -> None:
@@ -74,8 +76,8 @@ def test_no_snapshots_while_cancelled_and_again_after_reactivation() -> None:
             ev("l", "login", T0 + 60 * D, device_id="d"),
         ]
     )
-    # day 0 positive; days 7 and 14 skipped (cancelled); 21.. negatives up to the watermark
-    assert labels(out) == [(0, True), (21, False), (28, False)]
+    # day 0 positive; days 7 and 14 skipped (cancelled); weekly negatives from day 21 on
+    assert labels(out) == [(0, True)] + [(k, False) for k in range(21, 57, 7)]
 
 
 def test_snapshot_taken_before_a_late_cancellation_is_not_an_example() -> None:
@@ -85,7 +87,8 @@ def test_snapshot_taken_before_a_late_cancellation_is_not_an_example() -> None:
     assert [ts for ts, _ in s.pending] == [T0, T0 + 7 * D]
     # the cancellation happened 20 minutes before the day-7 snapshot, arrives late
     _, out = process_event(s, ev("c", "subscription_cancelled", T0 + 7 * D - 20 * 60_000))
-    assert labels(out) == [(0, True)]
+    assert out == []
+    assert labels(mature_labels(s, T0 + 30 * D)) == [(0, True)]
     assert s.pending == []
 
 
@@ -93,8 +96,9 @@ def test_duplicate_cancellation_does_not_label_twice() -> None:
     s = new_account("a")
     process_event(s, start())
     cancel = ev("c", "subscription_cancelled", T0 + 5 * D)
-    assert len(process_event(s, cancel)[1]) == 1
+    assert process_event(s, cancel) == (True, [])
     assert process_event(s, cancel) == (False, [])
+    assert labels(mature_labels(s, T0 + 60 * D)) == [(0, True)]
 
 
 def test_negatives_wait_for_the_watermark_not_the_event() -> None:
@@ -130,7 +134,7 @@ def test_maybe_snapshot_alone_keeps_pending_capped() -> None:
 def test_custom_horizon_and_interval() -> None:
     cfg = StateConfig(horizon_ms=10 * D, observation_interval_ms=D)
     out = run([start(), ev("c", "subscription_cancelled", T0 + 12 * D + 1)], cfg)
-    assert labels(out) == [(0, False), (1, False)] + [(k, True) for k in range(3, 13)]
+    assert labels(out) == [(0, False), (1, False), (2, False)] + [(k, True) for k in range(3, 13)]
 
 
 def test_examples_are_deterministic() -> None:

@@ -1,0 +1,30 @@
+"""A worker whose broker is unreachable waits with a visible, rate-limited log line."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from streams.devbroker import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_worker_waits_for_the_broker_without_crashing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+               CHURNWATCH_DATA_DIR=str(tmp_path), CHURNWATCH_WEB_PORT=str(free_port()))  # fmt: skip
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        time.sleep(14)
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+    waiting = [line for line in log.read_text().splitlines() if "waiting for Kafka" in line]
+    assert 1 <= len(waiting) <= 2, log.read_text()  # one line per 10 s, not one per attempt
+    assert "Traceback" not in log.read_text()
