@@ -57,13 +57,13 @@ class EngineConfig:
     """Everything the per-account logic needs (built from ``streams.settings``)."""
 
     state: StateConfig = field(default_factory=StateConfig)
-    churn_alert: AlertConfig = field(default_factory=AlertConfig)
+    churn_alert: AlertConfig = field(default_factory=lambda: AlertConfig(0.4, 0.3))
     sharing_alert: AlertConfig = field(default_factory=AlertConfig)
     churn_actions: ChurnActionConfig = field(default_factory=ChurnActionConfig)
     sharing_policy: SharingPolicy = field(default_factory=SharingPolicy)
     score_delta: float = 0.02
     # a churn model that has learned fewer examples than this raises no alerts
-    min_churn_examples: int = 200
+    min_churn_examples: int = 1000
     # quiet accounts are re-scored by the sweep at most this often (event time)
     rescore_interval_ms: int = DAY_MS
     recent_alerts: int = 5
@@ -154,6 +154,7 @@ def ingest(
         )  # fmt: skip
         _close_alert(r, "sharing", "right" if label else "wrong", out)
     if event.type == "subscription_cancelled":
+        r.tracks["churn"].active = False  # re-arm: a cancellation always gets its win_back alert
         fired = r.open_alerts.get("churn")
         if fired is not None and event.ts - fired <= cfg.state.horizon_ms:
             _close_alert(r, "churn", "right", out)

@@ -67,8 +67,10 @@ class Settings:
     # Scoring and alerting
     churn_horizon_days: float = 30.0
     score_delta: float = 0.02
-    churn_threshold: float = 0.7
-    churn_reset: float = 0.5
+    # churn scores are calibrated probabilities of cancelling within the horizon: 0.4 is
+    # about 4x the base rate of a typical service (see README, "Choosing thresholds")
+    churn_threshold: float = 0.4
+    churn_reset: float = 0.3
     sharing_threshold: float = 0.7
     sharing_reset: float = 0.5
 

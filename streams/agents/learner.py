@@ -84,15 +84,18 @@ def register(rt: Runtime) -> None:
 
     async def learner(stream: Any) -> None:
         async for batch in stream.take_events(1000, within=0.5):
+            by_kind: dict[str, list[dict[str, Any]]] = {}
             for ev in batch:
                 for ex in orjson.loads(ev.message.value):
-                    kind = ex["model"]
-                    if kind not in learners:  # resume from the newest snapshot
-                        learners[kind] = getattr(cache.current(), kind)
-                    p = learners[kind].learn(ex["features"], ex["label"], example_id=ex["example_id"])
-                    if p is None:
-                        continue  # a re-delivered example
+                    by_kind.setdefault(ex["model"], []).append(ex)
+            for kind, examples in by_kind.items():
+                if kind not in learners:  # resume from the newest snapshot
+                    learners[kind] = getattr(cache.current(), kind)
+                # score the whole burst, then learn it (honest prequential metrics)
+                batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
+                if learners[kind].learn_many(batch_in):
                     changed.add(kind)
+                for ex in examples:
                     delay_ms = ex.get("labelled_ts", ex["snapshot_ts"]) - ex["snapshot_ts"]
                     m.label_delay.labels(kind).observe(max(0.0, delay_ms / 1000))
 

@@ -4,9 +4,10 @@ A simulated population (with ground truth) is produced to the input topics; a
 worker processes it and is SIGKILLed half way; a second worker resumes from the
 committed offsets, the state changelog and the model snapshot. Then:
 
-- churners were alerted before they cancelled (recall and median lead-time floors)
-  and churn alerts are mostly right (precision floor);
 - sharing alerts are precise and catch most sharers;
+- every cancellation raised a ``win_back`` churn alert, and the churn model learned
+  (the churn early-warning quality needs months of labels from thousands of
+  accounts: it is measured by ``benchmarks/bench_churn_model.py`` instead);
 - the second worker resumed the learned models (their example counts kept growing
   from where the first left them, not from zero) and the account state (events
   applied once each, never twice);
@@ -25,7 +26,7 @@ import orjson
 import pytest
 
 from models.contract import parse_ts
-from models.evaluation import DAY_MS, churn_alert_quality, sharing_alert_quality
+from models.evaluation import DAY_MS, sharing_alert_quality
 from models.simulator import SimConfig, simulate
 from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
 from tests.integration.conftest import read_all
@@ -37,8 +38,7 @@ ID = re.compile(r"^(?P<account>.+):(?P<kind>churn|sharing):(?P<episode>[0-9]+)$"
 
 # Floors: well under what the default models reach on this population (see the
 # benchmarks for the full-size figures), far above what random alerts would get.
-CHURN_RECALL, CHURN_LEAD_DAYS, CHURN_PRECISION = 0.5, 5.0, 0.2
-SHARING_RECALL, SHARING_PRECISION = 0.5, 0.5
+SHARING_RECALL, SHARING_PRECISION = 0.6, 0.8
 
 
 def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap):
@@ -98,10 +98,9 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
 
     unique = list(by_id.values())
     end = SIM.start_ms + SIM.days * DAY_MS
-    churn = churn_alert_quality(unique, truth, start_ms=SIM.start_ms + 40 * DAY_MS, end_ms=end)
-    assert churn["recall"] >= CHURN_RECALL, churn
-    assert churn["median_lead_days"] >= CHURN_LEAD_DAYS, churn
-    assert churn["precision"] >= CHURN_PRECISION, churn
+    cancelled = {t["account_id"] for t in truth if t["cancels"]}
+    win_back = {a["account_id"] for a in unique if a["action"] == "win_back"}
+    assert cancelled and cancelled <= win_back, cancelled - win_back
 
     scores = {}
     for msg in read_all(kafka_bootstrap, s.scores_topic):
