@@ -56,6 +56,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         quiet=True,
         redirect_stdouts=False,
     )
+    worker.spinner = None  # a terminal spinner: noise in container logs and JSON lines
     log.info(
         "churnwatch worker: broker %s, web :%d, %d partitions",
         s.kafka_bootstrap_servers, s.web_port, s.partitions,
