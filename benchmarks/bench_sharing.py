@@ -1,7 +1,7 @@
 """Quality of sharing alerts on simulated populations, through the whole pipeline.
 
 Run: python benchmarks/bench_sharing.py --accounts 2000 --days 120 [--seeds 11 23] [--mix ...]
-     [--prior]
+     [--prior] [--census-shards N] [--popular-accounts 5]
 
 For each seed, simulates a population (default archetype mix unless ``--mix``
 is given, e.g. ``--mix sharer=0.06,subtle_sharer=0.12,vpn_user=0.12``), replays
@@ -13,7 +13,10 @@ the ROC AUC of each account's final ``sharing_score``, and the false-positive
 rate per archetype (look-alikes should stay under 3%). With ``--prior`` it also
 prints the quality of the evidence prior alone (``sharing_evidence_score``
 scored at every playback start and verification, same hysteresis), so the
-learned model's effect is visible.
+learned model's effect is visible. With ``--census-shards N`` the household
+features use a cross-account ``PrefixCensus``, one per ``crc32(account) % N``
+(as one per partition would; the engine does not hold one yet, so this script
+patches it in); 0 runs without.
 
 Targets of the issue: precision >= 0.90, recall >= 0.85, median delay <= 3
 days, no look-alike above 3% false positives.
@@ -22,16 +25,25 @@ days, no look-alike above 3% false positives.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
+from models import engine
 from models.alerting import AlertConfig, AlertTrack, update_track
 from models.contract import parse_message
 from models.evaluation import DAY_MS, LOOK_ALIKES, sharing_alert_quality
-from models.household import HouseholdState, apply_household, household_features, new_household
+from models.household import (
+    HouseholdState,
+    PrefixCensus,
+    apply_household,
+    household_features,
+    new_household,
+)
 from models.replay import replay
 from models.sharing import sharing_evidence_score
 from models.simulator import SimConfig, simulate
@@ -65,12 +77,48 @@ def show(label: str, q: Mapping[str, Any]) -> None:
     print(f"  {'':<12} FP rate: {looks}")
 
 
-def run(cfg: SimConfig, *, with_prior: bool) -> None:
+class Censuses:
+    """One ``PrefixCensus`` per ``crc32(account) % shards`` (none if ``shards`` is 0)."""
+
+    def __init__(self, shards: int, popular_accounts: int) -> None:
+        self.shards = [PrefixCensus(popular_accounts=popular_accounts) for _ in range(shards)]
+
+    def features(self, account_id: str, hs: HouseholdState, now_ms: int, **kw: Any) -> Any:
+        if not self.shards:
+            return household_features(hs, now_ms, **kw)
+        census = self.shards[zlib.crc32(account_id.encode()) % len(self.shards)]
+        census.observe(account_id, hs)
+        return household_features(hs, now_ms, census=census, **kw)
+
+
+@contextlib.contextmanager
+def census_in_engine(censuses: Censuses) -> Iterator[None]:
+    """Patch ``models.engine`` so that ``score`` and ``ingest`` read features with a census."""
+    saved = engine.score, engine.ingest, engine.household_features
+    current = [""]
+
+    def track(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(state: Any, *args: Any, **kw: Any) -> Any:
+            current[0] = state.account_id
+            return fn(state, *args, **kw)
+
+        return wrapped
+
+    engine.score, engine.ingest = track(saved[0]), track(saved[1])
+    engine.household_features = lambda hs, now, **kw: censuses.features(current[0], hs, now, **kw)
+    try:
+        yield
+    finally:
+        engine.score, engine.ingest, engine.household_features = saved
+
+
+def run(cfg: SimConfig, *, with_prior: bool, census_shards: int, popular_accounts: int) -> None:
     truths: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     events = list(simulate(cfg, truths.append))
     sim_s = time.perf_counter() - t0
-    r = replay(events)
+    with census_in_engine(Censuses(census_shards, popular_accounts)):
+        r = replay(events)
     end = cfg.start_ms + cfg.days * DAY_MS
     final = {a: s["sharing_score"] for a, s in r.scores.items()}
     print(
@@ -82,13 +130,13 @@ def run(cfg: SimConfig, *, with_prior: bool) -> None:
     if not with_prior:
         return
     prior = PriorOnly()
-    prior_events(events, prior)
+    prior_events(events, prior, Censuses(census_shards, popular_accounts))
     for t in truths:
         prior.final.setdefault(t["account_id"], 0.0)
     show("prior only", sharing_alert_quality(prior.alerts, prior.final, truths, end_ms=end))
 
 
-def prior_events(events: list[dict[str, Any]], prior: PriorOnly) -> None:
+def prior_events(events: list[dict[str, Any]], prior: PriorOnly, censuses: Censuses) -> None:
     """Household evidence per account (dedup by event id), prior scored at each playback."""
     states: dict[str, HouseholdState] = {}
     streams: dict[str, int] = {}
@@ -105,7 +153,8 @@ def prior_events(events: list[dict[str, Any]], prior: PriorOnly) -> None:
             ms = streams.get(e.account_id, 1)
             apply_household(hs, e, max_streams=ms)
             if e.type in ("playback_started", "household_verification"):
-                prior.see(e.account_id, e.ts, household_features(hs, hs.max_ts, max_streams=ms))
+                f = censuses.features(e.account_id, hs, hs.max_ts, max_streams=ms)
+                prior.see(e.account_id, e.ts, f)
 
 
 def main() -> None:
@@ -115,12 +164,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 23])
     ap.add_argument("--mix", default="", help="archetype weights name=w,... (default mix)")
     ap.add_argument("--prior", action="store_true", help="also score the prior alone")
+    ap.add_argument("--census-shards", type=int, default=0, help="prefix censuses (0: none)")
+    ap.add_argument("--popular-accounts", type=int, default=5, help="PrefixCensus threshold")
     args = ap.parse_args()
     mix = parse_mix(args.mix)
     print(f"mix: {', '.join(f'{k}={w:g}' for k, w in mix)}")
+    print(f"census: {args.census_shards} shard(s), popular at {args.popular_accounts} accounts")
     for seed in args.seeds:
         cfg = SimConfig(accounts=args.accounts, days=args.days, seed=seed, mix=mix)
-        run(cfg, with_prior=args.prior)
+        run(
+            cfg,
+            with_prior=args.prior,
+            census_shards=args.census_shards,
+            popular_accounts=args.popular_accounts,
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from models.alerting import (
 from models.churn import explain, make_churn_model
 from models.contract import Event
 from models.features import churn_features
-from models.household import household_features
+from models.household import PrefixCensus, household_features
 from models.labels import observe, process_event
 from models.learner import OnlineLearner
 from models.sharing import (
@@ -126,7 +126,13 @@ class Outputs:
 
 
 def ingest(
-    state: AccountState, event: Event, *, clock_ms: int, cfg: EngineConfig, out: Outputs
+    state: AccountState,
+    event: Event,
+    *,
+    clock_ms: int,
+    cfg: EngineConfig,
+    out: Outputs,
+    census: PrefixCensus | None = None,
 ) -> bool:
     """Apply ``event`` (False: duplicate or too late); collect examples and outcomes.
 
@@ -140,7 +146,9 @@ def ingest(
     """
     label = sharing_label(event)
     if label is not None and event.event_id not in state.seen_ids:
-        before = household_features(state.household, event.ts, max_streams=state.max_streams)
+        before = household_features(
+            state.household, event.ts, max_streams=state.max_streams, census=census
+        )
     applied, examples = process_event(state, event, clock_ms=clock_ms, cfg=cfg.state)
     out.examples += [{"model": "churn", **x.to_dict(), "labelled_ts": event.ts} for x in examples]
     if not applied:
@@ -167,7 +175,13 @@ def _close_alert(r: RiskState, kind: str, outcome: str, out: Outputs) -> None:
 
 
 def sweep(
-    state: AccountState, *, clock_ms: int, models: Models, cfg: EngineConfig, out: Outputs
+    state: AccountState,
+    *,
+    clock_ms: int,
+    models: Models,
+    cfg: EngineConfig,
+    out: Outputs,
+    census: PrefixCensus | None = None,
 ) -> None:
     """Advance a quiet account to the partition clock and re-score it when due."""
     watermark = clock_ms - cfg.state.lateness_ms
@@ -180,11 +194,17 @@ def sweep(
     ]
     r = risk(state)
     if r.scored_ts is None or watermark - r.scored_ts >= cfg.rescore_interval_ms:
-        score(state, now_ms=watermark, models=models, cfg=cfg, out=out)
+        score(state, now_ms=watermark, models=models, cfg=cfg, out=out, census=census)
 
 
 def score(
-    state: AccountState, *, now_ms: int, models: Models, cfg: EngineConfig, out: Outputs
+    state: AccountState,
+    *,
+    now_ms: int,
+    models: Models,
+    cfg: EngineConfig,
+    out: Outputs,
+    census: PrefixCensus | None = None,
 ) -> tuple[float, float]:
     """Both scores at event time ``now_ms``; publishes and alerts as configured.
 
@@ -198,7 +218,11 @@ def score(
     """
     r = risk(state)
     churn_x = churn_features(state, now_ms)
-    sharing_x = household_features(state.household, now_ms, max_streams=state.max_streams)
+    if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
+        census.observe(state.account_id, state.household)
+    sharing_x = household_features(
+        state.household, now_ms, max_streams=state.max_streams, census=census
+    )
     churn_p = 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
     prior = sharing_evidence_score(sharing_x)
     learned = models.sharing.examples
@@ -284,7 +308,12 @@ class Shard:
 
 
 def process(
-    shard: Shard, events: list[Event], models: Models, cfg: EngineConfig, out: Outputs
+    shard: Shard,
+    events: list[Event],
+    models: Models,
+    cfg: EngineConfig,
+    out: Outputs,
+    census: PrefixCensus | None = None,
 ) -> tuple[int, int, int]:
     """Apply a partition's events, score the accounts they touched, and sweep the quiet
     accounts once per day of event time. Returns (applied, duplicates, late drops).
@@ -305,7 +334,7 @@ def process(
             duplicates += 1
             continue
         try:
-            ok = ingest(state, event, clock_ms=shard.clock, cfg=cfg, out=out)
+            ok = ingest(state, event, clock_ms=shard.clock, cfg=cfg, out=out, census=census)
         except Exception as exc:  # a bug must not stop the stream: report the event, go on
             out.failed.append((event, f"{type(exc).__name__}: {exc}"))
             continue
@@ -317,7 +346,7 @@ def process(
             late += 1
     for state in touched.values():
         try:
-            score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out)
+            score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out, census=census)
         except Exception as exc:
             out.failed.append((_marker(state), f"{type(exc).__name__}: {exc}"))
     shard.dirty.update(touched)
@@ -329,7 +358,7 @@ def process(
             if account_id not in touched:
                 n = len(out.examples) + len(out.scores) + len(out.alerts)
                 scored = risk(state).scored_ts
-                sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out)
+                sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)
                 if n != len(out.examples) + len(out.scores) + len(out.alerts) or (
                     scored != risk(state).scored_ts
                 ):

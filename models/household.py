@@ -67,6 +67,9 @@ MAX_INTERVALS = 512
 MAX_TRAVEL_FLAGS = 32
 MAX_FAILED_DEVICES = 16
 
+POPULAR_ACCOUNTS = 5  # a network used away from home by this many accounts is no household
+CENSUS_MAX_PREFIXES = 50_000  # prefixes one census tracks (11 MB with one account each)
+
 FEATURE_NAMES = (
     "observed_days_28d",
     "places_28d",
@@ -90,6 +93,7 @@ FEATURE_NAMES = (
     "second_place_oneoff_prefixes_28d",
     "second_place_distance_km",
     "impossible_travel_28d",
+    "popular_network_places_28d",
     "rhythm_shift_hours",
     "paid_member_places",
     "away_devices_failed_28d",
@@ -563,11 +567,27 @@ def _home(hs: HouseholdState, view: Mapping[int, tuple[int, int]]) -> int | None
 
 
 def _second(
-    hs: HouseholdState, view: Mapping[int, tuple[int, int]], home: int | None
+    hs: HouseholdState,
+    view: Mapping[int, tuple[int, int]],
+    home: int | None,
+    hubs: frozenset[int] = frozenset(),
 ) -> int | None:
-    """The most-viewed place other than home that no paid extra member covers."""
-    rest = [p for p in view if p != home and not hs.places[p].paid]
+    """The most-viewed place other than home that no paid extra member covers (not a hub)."""
+    rest = [p for p in view if p != home and not hs.places[p].paid and p not in hubs]
     return max(rest, key=lambda p: (view[p], -p), default=None)
+
+
+def _hubs(
+    hs: HouseholdState, view: Mapping[int, tuple[int, int]], census: PrefixCensus, now_ms: int
+) -> frozenset[int]:
+    """Places whose networks in the window are all popular in ``census``."""
+    lo_ms = (now_ms // DAY_MS - WINDOW_DAYS + 1) * DAY_MS
+    out = []
+    for pid in view:
+        seen = [h for h, (_, last) in hs.places[pid].prefixes.items() if last >= lo_ms]
+        if seen and all(census.popular(h, now_ms) for h in seen):
+            out.append(pid)
+    return frozenset(out)
 
 
 def _peak_hour(place: Place) -> float | None:
@@ -585,8 +605,14 @@ def household_features(
     *,
     max_streams: int,
     session_timeout_ms: int = SESSION_TIMEOUT_MS,
+    census: PrefixCensus | None = None,
 ) -> dict[str, float]:
     """The household evidence at ``now_ms`` over the last 28 days (names in FEATURE_NAMES).
+
+    With a ``census``, a place reached only over popular networks (VPN exits,
+    carrier NAT: see :class:`PrefixCensus`) is a *hub*: the household on the
+    move, like travel. It is never the home (unless there is no other place) nor
+    the second place, and no device lives there.
 
     >>> f = household_features(new_household(), 0, max_streams=2)
     >>> f["places_28d"], f["cross_place_overlap_hours_28d"], len(f) == len(FEATURE_NAMES)
@@ -606,8 +632,13 @@ def household_features(
     over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
 
     view = _window_view(hs, now_ms)
-    home = _home(hs, view)
-    second = _second(hs, view, home)
+    hubs = _hubs(hs, view, census, now_ms) if census is not None else frozenset()
+    # a hub is nobody's home, even when most days are spent behind the VPN
+    home = _home(hs, {p: v for p, v in view.items() if p not in hubs})
+    if home is None:  # only hubs: the busiest stands for home
+        home = _home(hs, view)
+    hubs = hubs - {home}
+    second = _second(hs, view, home, hubs)
     total_view = sum(v for v, _ in view.values())
     away_view = sum(v for p, (v, _) in view.items() if p != home and not hs.places[p].paid)
 
@@ -632,6 +663,7 @@ def household_features(
             and main != home
             and where is not None
             and not where.paid
+            and main not in hubs
             and 2 * days[main] >= sum(days.values())
         )
         if lives_away:
@@ -687,6 +719,7 @@ def household_features(
         "away_share": away_view / total_view if total_view else 0.0,
         **sp,
         "impossible_travel_28d": float(sum(1 for t in hs.travel_flags if t >= lo_ms)),
+        "popular_network_places_28d": float(len(hubs)),
         "rhythm_shift_hours": shift,
         "paid_member_places": float(
             sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
@@ -698,3 +731,71 @@ def household_features(
         "verifications_verified": float(hs.verifications_verified),
     }
     return {name: float(feats[name]) for name in FEATURE_NAMES}
+
+
+# --------------------------------------------------------------------------- census
+
+
+@dataclass(slots=True)
+class PrefixCensus:
+    """Cross-account census: which accounts used each network prefix *away from home*.
+
+    A prefix that many accounts use away from their own home (in the last
+    ``window_ms`` of event time) is a VPN exit, a carrier's NAT pool, a hotel or
+    a datacenter -- never somebody's home. A residential prefix shared by many
+    subscribers' homes does not count: it is home to each of them. Bounded: at
+    most ``2 * popular_accounts`` accounts per prefix (the latest) and
+    ``max_prefixes`` prefixes (the least used are evicted first). A census sees
+    only the accounts fed to it (one worker's or one partition's): it needs
+    ``popular_accounts`` of them per shared network to recognise it.
+
+    >>> hs = new_household()
+    >>> for i, ip in enumerate(["198.51.100.1", "203.0.113.9"]):  # home, then a VPN exit
+    ...     e = Event(f"e{i}", "login", "a", i * DAY_MS, {"device_id": "d", "ip": ip})
+    ...     hs = apply_household(hs, e, max_streams=1)
+    >>> census = PrefixCensus(popular_accounts=2)
+    >>> census.observe("a", hs); census.observe("b", hs)
+    >>> vpn, home = prefix_hash("203.0.113.9"), prefix_hash("198.51.100.1")
+    >>> census.accounts(vpn, DAY_MS), census.popular(vpn, DAY_MS), census.popular(home, DAY_MS)
+    (2, True, False)
+    """
+
+    popular_accounts: int = POPULAR_ACCOUNTS
+    max_prefixes: int = CENSUS_MAX_PREFIXES
+    window_ms: int = WINDOW_DAYS * DAY_MS
+    users: dict[str, dict[str, int]] = field(default_factory=dict)  # prefix -> account -> ts
+
+    def __post_init__(self) -> None:
+        if self.popular_accounts < 2 or self.max_prefixes < 1 or self.window_ms <= 0:
+            raise ValueError("popular_accounts must be >= 2, max_prefixes and window_ms > 0")
+
+    def observe(self, account_id: str, hs: HouseholdState) -> None:
+        """Record the prefixes ``hs`` used away from its home (cheap when nothing changed)."""
+        if not hs.prefixes:
+            return
+        home = _home(hs, _window_view(hs, hs.max_ts))
+        cap = 2 * self.popular_accounts
+        for h, (ts, pid) in hs.prefixes.items():
+            if pid == home:
+                continue
+            users = self.users.setdefault(h, {})
+            if users.get(account_id, -1) >= ts:
+                continue
+            users[account_id] = ts
+            if len(users) > cap:
+                del users[min(users, key=users.__getitem__)]
+        if len(self.users) > self.max_prefixes:
+            keep = sorted(
+                self.users.items(), key=lambda kv: (len(kv[1]), max(kv[1].values(), default=0))
+            )
+            self.users = dict(keep[len(keep) - self.max_prefixes * 3 // 4 :])
+
+    def accounts(self, prefix: str, now_ms: int) -> int:
+        """Distinct accounts that used ``prefix`` away from home in the window up to ``now_ms``."""
+        users = self.users.get(prefix)
+        lo = now_ms - self.window_ms
+        return sum(1 for ts in users.values() if ts > lo) if users else 0
+
+    def popular(self, prefix: str, now_ms: int) -> bool:
+        """Whether ``prefix`` is a shared network (VPN exit, carrier NAT), not a home."""
+        return self.accounts(prefix, now_ms) >= self.popular_accounts

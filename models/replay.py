@@ -19,6 +19,7 @@ import orjson
 
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
+from models.household import PrefixCensus
 
 
 @dataclass
@@ -53,6 +54,7 @@ def replay(
     cfg = cfg or EngineConfig()
     result = ReplayResult(models=models or Models.fresh())
     shards = [Shard() for _ in range(partitions)]
+    census = PrefixCensus()  # one per process, shared by its partitions, as in a worker
     pending: list[Event] = []
     started = time.perf_counter()
 
@@ -64,10 +66,11 @@ def replay(
         pending.clear()
         out = Outputs()
         for p, part in by_partition.items():
-            result.applied += process(shards[p], part, result.models, cfg, out)[0]
+            result.applied += process(shards[p], part, result.models, cfg, out, census)[0]
         for kind in ("churn", "sharing"):  # the learner: score the batch, then learn it
+            batch_in = [(x["features"], x["label"], x["example_id"]) for x in out.examples]
             result.models.get(kind).learn_many(
-                [(x["features"], x["label"], x["example_id"]) for x in out.examples if x["model"] == kind]
+                [b for b, x in zip(batch_in, out.examples, strict=True) if x["model"] == kind]
             )
         result.examples += len(out.examples)
         result.alerts += out.alerts

@@ -148,6 +148,7 @@ MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_")
     "away_share",
     "away_devices_failed_28d",
     "impossible_travel_28d",
+    "popular_network_places_28d",
     "rhythm_shift_hours",
     "observed_days_28d",
 )

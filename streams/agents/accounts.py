@@ -24,7 +24,7 @@ from models.account import DAY_MS, AccountState, dump_state, load_state
 from models.contract import Event, decode_batch
 from models.engine import EngineConfig, Outputs, Shard, process, risk
 from models.features import churn_features
-from models.household import household_features
+from models.household import PrefixCensus, household_features
 from streams.agents.learner import ModelCache
 from streams.app import CRASH, Runtime, partition_for
 
@@ -44,6 +44,9 @@ class AccountStore:
         self.table = table
         self.partitions = partitions
         self.shards: dict[int, Shard] = {}
+        # networks used away from home by many accounts (VPN exits, carrier NAT): one per
+        # worker, shared by its partitions; soft state, rebuilt as accounts are scored
+        self.census = PrefixCensus()
 
     def shard(self, partition: int) -> Shard:
         """The partition's accounts; the first call loads every persisted one."""
@@ -192,7 +195,7 @@ def register(rt: Runtime) -> None:
             for ev in batch:
                 events = decode_batch(ev.message.value)
                 shard = store.shard(ev.message.partition)
-                applied, dups, late = process(shard, events, models, cfg, out)
+                applied, dups, late = process(shard, events, models, cfg, out, store.census)
                 await asyncio.sleep(0)  # let heartbeats and HTTP requests through
                 m.events_applied.inc(applied)
                 m.duplicates_dropped.inc(dups)

@@ -21,6 +21,9 @@ from models.household import (
     MAX_PLACES,
     MAX_PREFIXES,
     MAX_PROFILES,
+    POPULAR_ACCOUNTS,
+    WINDOW_DAYS,
+    PrefixCensus,
     apply_household,
     household_features,
     new_household,
@@ -575,3 +578,119 @@ def test_observed_days_measure_usage_history():
     assert f["observed_days_28d"] == pytest.approx(2 - 20 / 24)
     _, g = run(out, 2, now=T0 + 60 * DAY_MS)
     assert g["observed_days_28d"] == 28
+
+
+# --------------------------------------------------------------------------- prefix census
+
+
+def vpn_only_laptop():
+    """A laptop that only ever streams through a VPN exit (never at home), on four
+    evenings while the TV plays at home: alone, this looks like a second household."""
+    out = []
+    home_life(out)
+    ny = {"lat": 40.7128, "lon": -74.0060}
+    for d in (3, 8, 13, 18):
+        watch(out, "laptop", T0 + d * DAY_MS + 20 * HOUR_MS, 50, kind="web", ip="192.0.2.9", geo=ny)
+    return out, 2
+
+
+def census_of(hs, accounts):
+    census = PrefixCensus()
+    for account in accounts:
+        census.observe(account, hs)
+    return census
+
+
+@pytest.mark.parametrize("name", [*LOOKALIKES, *SHARERS, "vpn_only_laptop"])
+def test_census_below_threshold_changes_nothing(name):
+    events, ms = {**LOOKALIKES, **SHARERS, "vpn_only_laptop": vpn_only_laptop}[name]()
+    hs, plain = run(events, ms)
+    census = census_of(hs, [f"a{i}" for i in range(POPULAR_ACCOUNTS - 1)])
+    assert household_features(hs, hs.max_ts, max_streams=ms, census=census) == plain
+    assert plain["popular_network_places_28d"] == 0
+
+
+def test_vpn_exit_used_by_many_accounts_is_no_second_household():
+    hs, plain = run(*vpn_only_laptop())
+    assert plain["second_place_own_devices_28d"] == 1  # the known false positive, without census
+    assert sharing_evidence_score(plain) > 0.9
+    census = census_of(hs, [f"a{i}" for i in range(POPULAR_ACCOUNTS)])
+    assert census.popular(prefix_hash("192.0.2.200"), hs.max_ts)
+    f = household_features(hs, hs.max_ts, max_streams=2, census=census)
+    assert f["popular_network_places_28d"] == 1
+    assert f["second_place_own_devices_28d"] == 0 and f["second_place_active_days_28d"] == 0
+    assert f["cross_place_overlap_hours_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05
+
+
+def test_a_popular_exit_is_nobodys_home():
+    """Most evenings behind the VPN: the exit is the busiest place, yet the TV at home is
+    the household, not a second one."""
+    out = []
+    ny = {"lat": 40.7128, "lon": -74.0060}
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        watch(out, "laptop", base + 19 * HOUR_MS, 50, kind="web", ip="192.0.2.9", geo=ny)
+        if d % 3 == 0:
+            watch(out, "tv", base + 20 * HOUR_MS, 120)
+    hs, plain = run(out, 2)
+    assert plain["second_place_own_devices_28d"] == 1  # home taken for the exit
+    census = census_of(hs, ["a-1"])
+    assert census.accounts(prefix_hash("192.0.2.9"), hs.max_ts) == 0  # this account's "home"
+    others, _ = run(*vpn_only_laptop())  # other accounts use the exit away from home
+    for i in range(POPULAR_ACCOUNTS):
+        census.observe(f"a{i}", others)
+    f = household_features(hs, hs.max_ts, max_streams=2, census=census)
+    assert f["popular_network_places_28d"] == 1 and f["second_place_own_devices_28d"] == 0
+    assert f["away_share"] > 0.5 and sharing_evidence_score(f) < 0.05
+
+
+def test_a_home_network_shared_by_many_homes_is_not_popular():
+    """A residential prefix that is *home* to many accounts (one ISP pool) keeps being
+    evidence when an account's borrowers live on it."""
+    homes, munich, events = new_household(), {"lat": 48.137, "lon": 11.575}, []
+    for d in range(DAYS):
+        watch(events, "tv9", T0 + d * DAY_MS + 20 * HOUR_MS, 60, ip="203.0.113.77", geo=munich)
+    for e in events:
+        apply_household(homes, e, max_streams=2)
+    census = census_of(homes, [f"n{i}" for i in range(20)])
+    hs, plain = run(*far_sharer())
+    census.observe("a-1", hs)
+    assert census.accounts(prefix_hash("203.0.113.5"), hs.max_ts) == 1
+    assert household_features(hs, hs.max_ts, max_streams=2, census=census) == plain
+
+
+def test_census_forgets_accounts_outside_its_window():
+    hs, _ = run(*vpn_only_laptop())
+    census = census_of(hs, [f"a{i}" for i in range(POPULAR_ACCOUNTS)])
+    vpn = prefix_hash("192.0.2.1")
+    assert census.accounts(vpn, hs.max_ts) == POPULAR_ACCOUNTS
+    assert census.accounts(vpn, hs.max_ts + WINDOW_DAYS * DAY_MS) == 0
+    assert not census.popular(vpn, hs.max_ts + WINDOW_DAYS * DAY_MS)
+
+
+def test_census_memory_is_bounded():
+    hs, _ = run(*vpn_only_laptop())
+    census = PrefixCensus(popular_accounts=3, max_prefixes=40)
+    for i in range(100):
+        census.observe(f"a{i}", hs)  # one prefix, many accounts
+    assert len(census.users[prefix_hash("192.0.2.1")]) <= 6
+    rnd = random.Random(5)
+    for i in range(300):  # many prefixes, one account each
+        other = new_household()
+        for d in range(2):
+            ip = HOME_IP if d == 0 else f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.1"
+            apply_household(
+                other, ev("login", T0 + d * DAY_MS, device_id="p", ip=ip), max_streams=1
+            )
+        census.observe(f"b{i}", other)
+    assert len(census.users) <= 40
+    assert census.popular(prefix_hash("192.0.2.1"), hs.max_ts)  # the most used one survives
+    pickle.loads(pickle.dumps(census))
+
+
+def test_census_rejects_bad_parameters():
+    with pytest.raises(ValueError):
+        PrefixCensus(popular_accounts=1)
+    with pytest.raises(ValueError):
+        PrefixCensus(max_prefixes=0)
