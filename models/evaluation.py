@@ -72,23 +72,25 @@ def churn_alert_quality(
     >>> q["precision"], q["recall"], q["median_lead_days"]
     (0.5, 1.0, 10.0)
     """
-    early = _by_account(
-        (a for a in alerts if a.get("action") != "win_back"), "churn"
-    )
+    early = _by_account((a for a in alerts if a.get("action") != "win_back"), "churn")
     cancels = {t["account_id"]: sorted(int(c["ts"]) for c in t.get("cancels") or []) for t in truth}
     right = judged = 0
     for account, fired in early.items():
         for a in fired:
             if start_ms <= a["ts_ms"] <= end_ms - horizon_ms:
                 judged += 1
-                right += any(a["ts_ms"] < c <= a["ts_ms"] + horizon_ms for c in cancels.get(account, []))
+                right += any(
+                    a["ts_ms"] < c <= a["ts_ms"] + horizon_ms for c in cancels.get(account, [])
+                )
     caught, leads, counted = 0, [], 0
     for account, times in cancels.items():
         for c in times:
             if not start_ms + horizon_ms <= c <= end_ms:
                 continue
             counted += 1
-            before = [a["ts_ms"] for a in early.get(account, []) if c - horizon_ms <= a["ts_ms"] < c]
+            before = [
+                a["ts_ms"] for a in early.get(account, []) if c - horizon_ms <= a["ts_ms"] < c
+            ]
             if before:
                 caught += 1
                 leads.append((c - min(before)) / DAY_MS)

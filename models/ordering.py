@@ -56,7 +56,9 @@ class Reorderer:
     def held(self) -> int:
         return len(self._heap)
 
-    def add(self, source: Hashable, events: Sequence[Event], *, token: Hashable, now_ms: int) -> None:
+    def add(
+        self, source: Hashable, events: Sequence[Event], *, token: Hashable, now_ms: int
+    ) -> None:
         """Hold ``events`` that ``source`` delivered in the message ``token``."""
         top, _ = self._sources.get(source, (-1, now_ms))
         for event in events:

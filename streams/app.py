@@ -18,7 +18,6 @@ from aiokafka.partitioner import murmur2
 from streams.metrics import Metrics
 from streams.settings import Settings
 
-
 # An agent that raises takes the worker down (exit code != 0) instead of being
 # restarted in a loop or silently stalling: the orchestrator restarts the
 # process and ops see it. Bad input never gets here (it is dead-lettered).

@@ -124,7 +124,12 @@ class Settings:
                 problems.append(f"{self.env_name(name)} must be >= 1")
         if not 0 < self.web_port < 65536:
             problems.append(f"{self.env_name('web_port')} must be a TCP port")
-        for name in ("allowed_lateness_s", "session_expiry_s", "churn_horizon_days", "input_idle_s"):
+        for name in (
+            "allowed_lateness_s",
+            "session_expiry_s",
+            "churn_horizon_days",
+            "input_idle_s",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")
         for kind in ("churn", "sharing"):

@@ -16,7 +16,11 @@ EVERY_S = 5.0
 
 def register(rt: Runtime) -> None:
     app, gauge = rt.app, rt.metrics.consumer_lag
-    watched = {*rt.settings.input_topics, rt.settings.account_events_topic, rt.settings.training_topic}
+    watched = {
+        *rt.settings.input_topics,
+        rt.settings.account_events_topic,
+        rt.settings.training_topic,
+    }
     shown: set[tuple[str, str]] = set()
 
     async def measure() -> None:

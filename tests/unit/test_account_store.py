@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from models.account import DAY_MS
 from models.contract import Event
-from models.engine import EngineConfig, Models, Outputs
-from models.engine import process
+from models.engine import EngineConfig, Models, Outputs, process
 from streams.agents.accounts import AccountStore, describe
 from streams.app import partition_for
 
