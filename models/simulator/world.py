@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
+from models.household import haversine_km as km_between  # noqa: F401 (re-exported)
+
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
@@ -184,18 +186,6 @@ def v6_host(rng: random.Random, prefix: str) -> str:
     """An address in a /64 prefix with a random interface id."""
     r = rng.getrandbits(64)
     return f"{prefix}:{r >> 48:x}:{(r >> 32) & 0xFFFF:x}:{(r >> 16) & 0xFFFF:x}:{r & 0xFFFF:x}"
-
-
-def km_between(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km.
-
-    >>> round(km_between(51.51, -0.13, 48.86, 2.35))
-    343
-    """
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 12742.0 * math.asin(min(1.0, math.sqrt(a)))
 
 
 def offset_km(
