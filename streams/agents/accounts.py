@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from models.account import DAY_MS, AccountState, dump_state, load_state
-from models.contract import Event, decode_batch
+from models.contract import MAX_RAW_CHARS, DeadLetter, Event, decode_batch
 from models.engine import EngineConfig, Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
@@ -101,11 +101,9 @@ class AccountStore:
 
 def failure_record(event: Event, why: str, topic: str) -> dict[str, Any]:
     """A dead-letter record for a valid event that churnwatch's own code failed on."""
-    return {
-        "error": f"processing_error: {why}", "kind": "processing_error", "topic": topic,
-        "partition": -1, "offset": -1, "index": None,
-        "raw": orjson.dumps(event.to_dict()).decode()[:65536],
-    }  # fmt: skip
+    raw = orjson.dumps(event.to_dict()).decode()[:MAX_RAW_CHARS]
+    kind = "processing_error"
+    return DeadLetter(kind, f"{kind}: {why}", topic, -1, -1, None, raw).to_record()
 
 
 def reason_label(feature: str) -> str:

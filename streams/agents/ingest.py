@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import orjson
@@ -79,8 +79,8 @@ def register(rt: Runtime) -> None:
             for bad in dead:
                 m.dead_letters.labels(bad.kind).inc()
                 await dead_letter.send(value=orjson.dumps(bad.to_record()))
-            for event in events:
-                m.events_consumed.labels(msg.topic, event.type).inc()
+            for event_type, n in Counter(e.type for e in events).items():
+                m.events_consumed.labels(msg.topic, event_type).inc(n)
             async with lock:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):
