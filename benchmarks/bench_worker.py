@@ -102,7 +102,7 @@ def main() -> int:
             "CHURNWATCH_SESSION_TIMEOUT_S": "6", "CHURNWATCH_HEARTBEAT_INTERVAL_S": "1.5",
         }  # fmt: skip
         for name in ("subscription_topic", "usage_topic", "dead_letter_topic", "scores_topic",
-                     "alerts_topic", "training_topic", "account_events_topic", "models_topic"):  # fmt: skip
+                     "alerts_topic", "training_topic", "account_events_topic"):  # fmt: skip
             env[Settings.env_name(name)] = f"{getattr(Settings(), name)}-{run}"
         s = Settings.from_env(env)
         ensure_topics(s)

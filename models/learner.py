@@ -12,15 +12,20 @@
 - ``snapshot()`` bumps ``version`` and returns the versioned bytes that
   ``from_bytes`` restores (model, metrics and all: the learner's checkpoint);
   ``model_bytes()`` / ``load_model()`` carry only the model and its id to the
-  scoring workers.
+  scoring workers;
+- ``dump_bundle()`` / ``load_bundle()``: several learners in one JSON file, to
+  move trained models between deployments (``churnwatch models``).
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from river import drift
 
 SNAPSHOT_VERSION = 1
@@ -28,6 +33,7 @@ _MAGIC = b"CWLN"
 _MODEL_MAGIC = b"CWMD"
 _GRID = 1000
 _EPS = 1e-15
+BUNDLE_FORMAT = "churnwatch-models"
 
 
 class OnlineLearner:
@@ -144,8 +150,16 @@ class OnlineLearner:
         self.version += 1
         return self.to_bytes()
 
-    def to_bytes(self) -> bytes:
-        return _MAGIC + bytes([SNAPSHOT_VERSION]) + pickle.dumps(self, protocol=5)
+    def to_bytes(self, *, with_ids: bool = True) -> bytes:
+        """The snapshot; ``with_ids=False`` leaves out the recent example ids (a portable copy:
+        they only matter to the deployment whose training topic they came from)."""
+        if with_ids:
+            return _MAGIC + bytes([SNAPSHOT_VERSION]) + pickle.dumps(self, protocol=5)
+        ids, self._ids = self._ids, {}
+        try:
+            return self.to_bytes()
+        finally:
+            self._ids = ids
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> OnlineLearner:
@@ -208,3 +222,86 @@ def load_model(raw: bytes) -> tuple[str, Any]:
         raise ValueError(f"unsupported model snapshot version {raw[4]}")
     model_id, model = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
     return str(model_id), model
+
+
+def dump_bundle(learners: Mapping[str, OnlineLearner], **meta: Any) -> bytes:
+    """Learner snapshots (model, metrics, version) as one JSON document.
+
+    Each model carries its prequential metrics in the clear, so a bundle can be
+    inspected without loading it; ``meta`` adds free-form provenance.
+
+    >>> from models.churn import make_churn_model
+    >>> raw = dump_bundle({"churn": OnlineLearner(make_churn_model(), name="churn")}, seed=5)
+    >>> doc = orjson.loads(raw)
+    >>> doc["format"], doc["meta"], doc["models"]["churn"]["model_id"]
+    ('churnwatch-models', {'seed': 5}, 'churn-v0')
+    >>> load_bundle(raw)["churn"].name
+    'churn'
+    """
+    models = {}
+    for kind, learner in learners.items():
+        stats = learner.metrics()
+        models[kind] = {
+            "model_id": learner.model_id,
+            "metrics": {k: None if math.isnan(v) else v for k, v in stats.items()},
+            "snapshot": base64.b64encode(learner.to_bytes(with_ids=False)).decode(),
+        }
+    doc = {"format": BUNDLE_FORMAT, "version": SNAPSHOT_VERSION, "meta": meta, "models": models}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+
+def load_bundle(raw: bytes) -> dict[str, OnlineLearner]:
+    """Inverse of ``dump_bundle``; raises ValueError naming what is wrong.
+
+    >>> load_bundle(b"{}")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a churnwatch model bundle (format is None)
+    """
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not a churnwatch model bundle: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
+        fmt = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"not a churnwatch model bundle (format is {fmt!r})")
+    learners = {}
+    for kind, entry in (doc.get("models") or {}).items():
+        try:
+            snapshot = base64.b64decode(entry["snapshot"], validate=True)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"model {kind!r}: unreadable snapshot ({exc})") from None
+        learners[kind] = OnlineLearner.from_bytes(snapshot)
+    return learners
+
+
+IMPORT = "model_import"
+
+
+def import_record(kind: str, learner: OnlineLearner) -> bytes:
+    """A training-topic message that makes the learner replace its ``kind`` model.
+
+    >>> from models.churn import make_churn_model
+    >>> raw = import_record("churn", OnlineLearner(make_churn_model(), name="churn"))
+    >>> kind, learner = read_import(orjson.loads(raw))
+    >>> kind, learner.model_id
+    ('churn', 'churn-v0')
+    >>> read_import([{"model": "churn"}]) is None  # a list of examples is not an import
+    True
+    """
+    snapshot = base64.b64encode(learner.to_bytes(with_ids=False)).decode()
+    return orjson.dumps({IMPORT: kind, "model_id": learner.model_id, "snapshot": snapshot})
+
+
+def read_import(doc: Any) -> tuple[str, OnlineLearner] | None:
+    """``(kind, learner)`` if ``doc`` (a decoded training message) is an import, else None.
+
+    Raises ValueError for an import whose snapshot cannot be read.
+    """
+    if not isinstance(doc, dict) or IMPORT not in doc:
+        return None
+    try:
+        raw = base64.b64decode(doc["snapshot"], validate=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"model import: unreadable snapshot ({exc})") from None
+    return str(doc[IMPORT]), OnlineLearner.from_bytes(raw)

@@ -11,7 +11,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.engine import EngineConfig
 
 
 class SettingsError(ValueError):
@@ -48,7 +51,6 @@ class Settings:
     alerts_topic: str = "risk-alerts"
     training_topic: str = "churnwatch-training"
     account_events_topic: str = "churnwatch-account-events"
-    models_topic: str = "churnwatch-models"
     partitions: int = 8
     replication_factor: int = 1
     create_topics: bool = True
@@ -73,6 +75,8 @@ class Settings:
     churn_reset: float = 0.3
     sharing_threshold: float = 0.7
     sharing_reset: float = 0.5
+    # false: serve the model snapshots as they are (imported or last learned), learn nothing
+    learn: bool = True
 
     # Kafka consumer group timing (see DESIGN.md: the first join waits ~half the session timeout)
     session_timeout_s: float = 10.0
@@ -155,8 +159,34 @@ class Settings:
         return (self.subscription_topic, self.usage_topic)
 
     @property
+    def models_topic(self) -> str:
+        """The ``models`` table's changelog: model snapshots, compacted, key = model kind.
+
+        Named like every Faust table changelog (``{app_id}-{table}-changelog``);
+        ``churnwatch models export`` / ``import`` read and write it.
+        """
+        return f"{self.app_id}-models-changelog"
+
+    @property
     def state_dir(self) -> Path:
         return Path(self.data_dir)
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's rules as configured (the worker's, and ``churnwatch models train``'s)."""
+        from models.account import DAY_MS, StateConfig
+        from models.alerting import AlertConfig
+        from models.engine import EngineConfig
+
+        return EngineConfig(
+            state=StateConfig(
+                lateness_ms=int(self.allowed_lateness_s * 1000),
+                session_expiry_ms=int(self.session_expiry_s * 1000),
+                horizon_ms=int(self.churn_horizon_days * DAY_MS),
+            ),
+            churn_alert=AlertConfig(self.churn_threshold, self.churn_reset),
+            sharing_alert=AlertConfig(self.sharing_threshold, self.sharing_reset),
+            score_delta=self.score_delta,
+        )
 
     def documented(self) -> list[tuple[str, str]]:
         """(environment variable, default) for every setting, for the README and ``--help``."""

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from models.account import DAY_MS, AccountState, dump_state, load_state
+from models.account import AccountState, dump_state, load_state
 from models.contract import MAX_RAW_CHARS, DeadLetter, Event, decode_batch
-from models.engine import EngineConfig, Outputs, Shard, process, risk
+from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
 from streams.agents.learner import ModelCache
@@ -134,26 +134,9 @@ def describe(state: AccountState, clock_ms: int) -> dict[str, Any]:
     }
 
 
-def engine_config(rt: Runtime) -> EngineConfig:
-    from models.account import StateConfig
-    from models.alerting import AlertConfig
-
-    s = rt.settings
-    return EngineConfig(
-        state=StateConfig(
-            lateness_ms=int(s.allowed_lateness_s * 1000),
-            session_expiry_ms=int(s.session_expiry_s * 1000),
-            horizon_ms=int(s.churn_horizon_days * DAY_MS),
-        ),
-        churn_alert=AlertConfig(s.churn_threshold, s.churn_reset),
-        sharing_alert=AlertConfig(s.sharing_threshold, s.sharing_reset),
-        score_delta=s.score_delta,
-    )
-
-
 def register(rt: Runtime) -> None:
     s, m, app = rt.settings, rt.metrics, rt.app
-    cfg = engine_config(rt)
+    cfg = s.engine_config()
     table = app.Table(
         "accounts",
         default=None,

@@ -2,7 +2,8 @@
 
 Every ``EVERY_S`` seconds: for each partition this worker consumes, the
 partition's high watermark minus the committed offset (messages not yet
-processed and committed). Series of partitions no longer assigned are removed.
+processed and committed; before the first commit, minus the log start).
+Series of partitions no longer assigned are removed.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ def register(rt: Runtime) -> None:
         if not tps:
             return
         highwaters = await consumer.highwaters(*tps)
+        uncommitted = [tp for tp in tps if consumer._committed_offset.get(tp) is None]
+        # nothing committed yet: everything since the start of the log is still to do (the
+        # fetch position would say 0 while fetched messages wait unprocessed in buffers)
+        earliest = await consumer.earliest_offsets(*uncommitted) if uncommitted else {}
         current = set()
         for tp in tps:
             committed = consumer._committed_offset.get(tp)  # faust keeps the last commit here
             if committed is None:
-                committed = await consumer.position(tp) or 0
+                committed = earliest.get(tp, 0)
             labels = (tp.topic, str(tp.partition))
             gauge.labels(*labels).set(max(0, highwaters.get(tp, 0) - committed))
             current.add(labels)

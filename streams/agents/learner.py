@@ -6,6 +6,14 @@ model). Each example is scored before it is learned (``OnlineLearner``); the
 learner publishes versioned snapshots to the ``models`` global table every
 ``SNAPSHOT_EVERY_S`` seconds of work, which every worker reads (and which is the
 checkpoint a restarted learner resumes from).
+
+The table's changelog is ``Settings.models_topic`` (compacted, key = model
+kind, value = ``OnlineLearner`` snapshot), which ``churnwatch models export``
+reads. ``churnwatch models import`` does not write there: it sends an import
+record (``models.learner.import_record``) through the training topic, so the
+learner stays the table's only writer; it replaces its model with the imported
+one, in order with the examples around it, and learns on from it. With
+``CHURNWATCH_LEARN=false`` the learner applies imports and learns nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from typing import Any
 import orjson
 
 from models.engine import KINDS, Models
-from models.learner import OnlineLearner
+from models.learner import OnlineLearner, read_import
 from streams.app import CRASH, Runtime
 from streams.metrics import Metrics
 
@@ -66,7 +74,7 @@ def export_model_metrics(m: Metrics, learner: OnlineLearner) -> None:
 
 
 def register(rt: Runtime) -> None:
-    app, m = rt.app, rt.metrics
+    app, m, s = rt.app, rt.metrics, rt.settings
     table = app.GlobalTable(
         "models",
         default=None,
@@ -78,26 +86,44 @@ def register(rt: Runtime) -> None:
     )
     rt.tables["models"] = table
     cache = rt.services["models"] = ModelCache(table, m)
-
     learners: dict[str, OnlineLearner] = {}
     changed: set[str] = set()
+    if not s.learn:
+        log.info("CHURNWATCH_LEARN=false: scoring with the current model snapshots, not learning")
+
+    def learn(by_kind: dict[str, list[dict[str, Any]]]) -> None:
+        for kind, examples in by_kind.items():
+            if kind not in learners:  # resume from the newest snapshot
+                learners[kind] = getattr(cache.current(), kind)
+            # score the whole burst, then learn it (honest prequential metrics)
+            batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
+            if learners[kind].learn_many(batch_in):
+                changed.add(kind)
+            for ex in examples:
+                delay_ms = ex.get("labelled_ts", ex["snapshot_ts"]) - ex["snapshot_ts"]
+                m.label_delay.labels(kind).observe(max(0.0, delay_ms / 1000))
+        by_kind.clear()
 
     async def learner(stream: Any) -> None:
         async for batch in stream.take_events(1000, within=0.5):
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for ev in batch:
-                for ex in orjson.loads(ev.message.value):
-                    by_kind.setdefault(ex["model"], []).append(ex)
-            for kind, examples in by_kind.items():
-                if kind not in learners:  # resume from the newest snapshot
-                    learners[kind] = getattr(cache.current(), kind)
-                # score the whole burst, then learn it (honest prequential metrics)
-                batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
-                if learners[kind].learn_many(batch_in):
+                doc = orjson.loads(ev.message.value)
+                try:
+                    imported = read_import(doc)
+                except ValueError as exc:
+                    log.error("ignoring a model import at offset %d: %s", ev.message.offset, exc)
+                    continue
+                if imported is not None:  # what came before it was learned by the old model
+                    learn(by_kind)
+                    kind, model = imported
+                    learners[kind] = model
                     changed.add(kind)
-                for ex in examples:
-                    delay_ms = ex.get("labelled_ts", ex["snapshot_ts"]) - ex["snapshot_ts"]
-                    m.label_delay.labels(kind).observe(max(0.0, delay_ms / 1000))
+                    log.info("model %s: replaced by an imported %s", kind, learners[kind].model_id)
+                elif s.learn:
+                    for ex in doc:
+                        by_kind.setdefault(ex["model"], []).append(ex)
+            learn(by_kind)
 
     async def snapshot() -> None:
         for kind in sorted(changed):

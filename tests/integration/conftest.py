@@ -30,7 +30,7 @@ from streams.settings import Settings
 
 TOPIC_FIELDS = (
     "subscription_topic", "usage_topic", "dead_letter_topic", "scores_topic",
-    "alerts_topic", "training_topic", "account_events_topic", "models_topic",
+    "alerts_topic", "training_topic", "account_events_topic",
 )  # fmt: skip
 
 

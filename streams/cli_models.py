@@ -1,0 +1,248 @@
+"""``churnwatch models``: train, show, export and import model snapshots.
+
+A bundle is one JSON file (``models.learner.dump_bundle``) holding learner
+snapshots by kind (``churn``, ``sharing``) with their prequential metrics.
+``export`` reads the newest snapshots from the models topic; ``import`` sends
+a bundle to the learner through the training topic (the learner replaces its
+models with it and learns on from them; every worker then scores with it).
+``train`` learns a bundle offline from recorded events with the worker's own
+pipeline (``models.replay``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from models.engine import KINDS
+from models.learner import OnlineLearner, dump_bundle, import_record, load_bundle
+from streams.simio import Progress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    models = subparsers.add_parser(
+        "models",
+        help="train, show, export and import model snapshots",
+        description="Move trained models between files and a deployment's models topic "
+        "(CHURNWATCH_APP_ID-models-changelog): start a new deployment from a trained model, "
+        "roll back, or reprocess history with a fixed model (with CHURNWATCH_LEARN=false).",
+    )
+    sub = models.add_subparsers(dest="models_command", required=True, metavar="MODELS_COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="learn models offline from recorded events (JSONL)",
+        description="Run JSONL event files (contract events, one per line, in arrival order; "
+        "e.g. 'churnwatch simulate --out DIR' writes DIR/events.jsonl) through the worker's "
+        "pipeline in this process: account state, snapshots, delayed labels, and the learners "
+        "(each example scored before it is learned). The rules come from the same CHURNWATCH_* "
+        "settings as the worker's. Writes a bundle for 'churnwatch models import'.",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="JSONL files, in order")
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("show", help="print the models of a bundle and their prequential metrics")
+    p.add_argument("bundle", type=Path, help="bundle file")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "export",
+        help="write a deployment's current models to a bundle",
+        description="Read the newest snapshot of every model from the models topic "
+        "(CHURNWATCH_APP_ID-models-changelog on KAFKA_BOOTSTRAP_SERVERS) and write them to "
+        "a bundle file.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "import",
+        help="install a bundle's models into a deployment",
+        description="Send a bundle's models to the deployment's learner through the training "
+        "topic (CHURNWATCH_TRAINING_TOPIC, created if missing). The learner replaces its "
+        "models with them (also with CHURNWATCH_LEARN=false) and learns on from them, and "
+        "every worker scores with them within seconds. Imported before the first start, they "
+        "replace the untrained models within the first seconds.",
+    )
+    p.add_argument("bundle", type=Path, help="bundle file")
+    p.add_argument("--only", choices=KINDS, action="append",
+                   help="import only this kind (repeatable; default: all)")  # fmt: skip
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    p.set_defaults(func=cmd_import)
+
+
+def describe(kind: str, learner: OnlineLearner) -> str:
+    """One line about a model: id, examples, prequential quality.
+
+    >>> from models.engine import Models
+    >>> describe("churn", Models.fresh().churn)
+    'churn: churn-v0, 0 examples (0 positive), ROC AUC -, log loss -, ECE -'
+    """
+    st = learner.metrics()
+
+    def fmt(v: float) -> str:
+        return "-" if math.isnan(v) else f"{v:.3f}"
+
+    return (
+        f"{kind}: {learner.model_id}, {st['examples']:,} examples ({st['positives']:,} positive), "
+        f"ROC AUC {fmt(st['roc_auc'])}, log loss {fmt(st['log_loss'])}, ECE {fmt(st['ece'])}"
+    )
+
+
+def read_events(paths: list[Path], on_bad: Any) -> Iterator[dict[str, Any]]:
+    """JSON objects of JSONL files; other lines go to ``on_bad(path, lineno)``."""
+    for path in paths:
+        with open(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    on_bad(path, lineno)
+                    continue
+                if isinstance(doc, dict):
+                    yield doc
+                else:
+                    on_bad(path, lineno)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.replay import replay
+    from streams.settings import Settings
+
+    cfg = Settings.from_env().engine_config()
+    progress = Progress("train", None if args.quiet else sys.stderr)
+    bad: list[str] = []
+
+    def events() -> Iterator[dict[str, Any]]:
+        for doc in read_events(args.files, lambda p, n: bad.append(f"{p}:{n}")):
+            progress.tick(doc.get("ts"))
+            yield doc
+
+    try:
+        result = replay(events(), cfg=cfg)
+    except FileNotFoundError as exc:
+        print(f"models train: {exc}", file=sys.stderr)
+        return 2
+    progress.done()
+    if result.applied == 0:
+        print("models train: no valid event in the input; nothing written", file=sys.stderr)
+        return 1
+    learners = {kind: result.models.get(kind) for kind in KINDS}
+    meta = {"trained_from": [str(p) for p in args.files], "events": result.events}
+    args.out.write_bytes(dump_bundle(learners, **meta))
+    print(f"trained on {result.applied:,} events ({result.dead_letters:,} invalid, "
+          f"{len(bad):,} lines not JSON objects), {result.examples:,} labelled examples; "
+          f"wrote {args.out}")  # fmt: skip
+    for kind, learner in learners.items():
+        print("  " + describe(kind, learner))
+    return 0
+
+
+def _load(path: Path) -> dict[str, OnlineLearner] | None:
+    try:
+        return load_bundle(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"models: cannot read {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    learners = _load(args.bundle)
+    if learners is None:
+        return 2
+    for kind, learner in learners.items():
+        print(describe(kind, learner))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.settings import Settings
+    from streams.topics import connect_admin
+
+    s = Settings.from_env()
+    connect_admin(s, wait_s=args.wait).close()
+    consumer = KafkaConsumer(
+        bootstrap_servers=s.kafka_bootstrap_servers.split(","),
+        enable_auto_commit=False,
+        consumer_timeout_ms=10_000,
+    )
+    try:
+        parts = consumer.partitions_for_topic(s.models_topic)
+        if not parts:
+            print(f"models export: topic {s.models_topic} does not exist", file=sys.stderr)
+            return 1
+        tps = [TopicPartition(s.models_topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        newest: dict[str, bytes | None] = {}
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            records = consumer.poll(timeout_ms=2000)
+            if not records:
+                break
+            for batch in records.values():
+                for msg in batch:
+                    if msg.key is not None:  # Faust writes str keys as JSON strings
+                        newest[str(orjson.loads(msg.key))] = msg.value  # None: deleted
+    finally:
+        consumer.close()
+    learners = {}
+    for kind, raw in sorted(newest.items()):
+        if raw is None:
+            continue
+        try:
+            learners[kind] = OnlineLearner.from_bytes(raw)
+        except ValueError as exc:
+            print(f"models export: skipping {kind}: {exc}", file=sys.stderr)
+    if not learners:
+        print(f"models export: no model snapshot in {s.models_topic}", file=sys.stderr)
+        return 1
+    args.out.write_bytes(dump_bundle(learners, exported_from=s.models_topic))
+    for kind, learner in learners.items():
+        print(describe(kind, learner))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from kafka import KafkaProducer
+
+    from streams.settings import Settings
+    from streams.topics import ensure_topics
+
+    learners = _load(args.bundle)
+    if learners is None:
+        return 2
+    chosen = {k: v for k, v in learners.items() if not args.only or k in args.only}
+    unknown = sorted(set(chosen) - set(KINDS))
+    if unknown or not chosen:
+        print(f"models import: nothing to import (unknown kinds: {unknown})", file=sys.stderr)
+        return 2
+    s = Settings.from_env()
+    ensure_topics(s, wait_s=args.wait)
+    records = {kind: import_record(kind, learner) for kind, learner in chosen.items()}
+    producer = KafkaProducer(
+        bootstrap_servers=s.kafka_bootstrap_servers.split(","),
+        acks="all",
+        max_request_size=max(1_048_576, max(map(len, records.values())) + 4096),
+    )
+    try:  # through the training topic: the learner applies it, in order with the examples
+        for kind, value in records.items():
+            producer.send(s.training_topic, value=value, partition=0).get(timeout=30)
+            print(f"imported {describe(kind, chosen[kind])}")
+    finally:
+        producer.close()
+    return 0
