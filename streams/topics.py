@@ -33,7 +33,8 @@ def topic_specs(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         s.scores_topic: (p, COMPACTED),
         s.alerts_topic: (p, {}),
         s.training_topic: (1, retention_week),  # one learner per model reads it
-        s.models_topic: (1, COMPACTED),
+        # the models table's changelog (s.models_topic) is left to Faust to create: a worker
+        # whose changelog topic was created outside Faust stalled in tests (docs/design.md)
     }
 
 
