@@ -342,12 +342,6 @@ def process(
             state.events_applied += 1
             applied += 1
             touched[event.account_id] = state
-            if event.type == "subscription_cancelled":  # win_back now, whatever follows it
-                try:
-                    now = state.max_ts
-                    score(state, now_ms=now, models=models, cfg=cfg, out=out, census=census)
-                except Exception as exc:
-                    out.failed.append((_marker(state), f"{type(exc).__name__}: {exc}"))
         else:
             late += 1
     for state in touched.values():
