@@ -61,6 +61,9 @@ class Settings:
     session_expiry_s: float = 4 * 3600.0
     # an input partition silent this long (wall clock) stops holding back the others
     input_idle_s: float = 3.0
+    # ... unless Kafka holds more of it (the consumer is busy, not the source quiet):
+    # then it stops holding them back only after this long
+    input_stall_s: float = 60.0
 
     # Batching (internal topics carry JSON arrays of events)
     ingest_batch_max: int = 1000
@@ -133,6 +136,7 @@ class Settings:
             "session_expiry_s",
             "churn_horizon_days",
             "input_idle_s",
+            "input_stall_s",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")

@@ -41,6 +41,22 @@ def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
     return routed
 
 
+def behind(highwater: int | None, next_offset: int | None) -> bool:
+    """Whether a partition holds messages not yet delivered to the agent.
+
+    ``highwater`` is the consumer's last known end of the log (None before its
+    first fetch); ``next_offset`` the offset after the last message delivered, or
+    the committed offset the stream resumes from (None: a new group, which starts
+    at the beginning of the log).
+
+    >>> behind(120, 120), behind(120, 80), behind(None, 80), behind(0, None), behind(5, None)
+    (False, True, True, False, True)
+    """
+    if highwater is None:
+        return True
+    return highwater > (next_offset or 0)
+
+
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
@@ -48,12 +64,26 @@ def _now_ms() -> int:
 def register(rt: Runtime) -> None:
     s, m, app = rt.settings, rt.metrics, rt.app
     dead_letter, account_events = rt.topics["dead_letter"], rt.topics["account_events"]
-    reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000))
+    reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000), stall_ms=int(s.input_stall_s * 1000))
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
+    delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
+
+    def check_backlogs(now_ms: int) -> None:
+        """Tell the merge which silent partitions still have messages in Kafka."""
+        consumer: Any = app.consumer
+        for tp in reorder.silent(now_ms):
+            try:
+                highwater = consumer.highwater(tp)  # the fetcher's latest view
+            except Exception:  # noqa: BLE001 - not assigned any more: let it go idle
+                highwater = 0
+            start = delivered.get(tp, consumer._committed_offset.get(tp))
+            reorder.mark_behind(tp, behind(highwater, start))
 
     async def forward(everything: bool = False) -> None:
         """Send what the frontier allows; acknowledge the messages fully sent."""
+        if not everything:
+            check_backlogs(_now_ms())
         events, done = reorder.release(1 << 62 if everything else _now_ms())
         for partition, part in route(events, s.partitions).items():
             for i in range(0, len(part), INTERNAL_BATCH):
@@ -71,6 +101,7 @@ def register(rt: Runtime) -> None:
         stream = streams["input"] = stream.noack()
         async for ev in stream.events():
             msg = ev.message
+            delivered[msg.tp] = msg.offset + 1
             m.messages_consumed.labels(msg.topic).inc()
             events, dead = parse_message(
                 msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset,
@@ -110,6 +141,7 @@ def register(rt: Runtime) -> None:
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         for tp in revoked:
             reorder.forget(tp)
+            delivered.pop(tp, None)
 
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

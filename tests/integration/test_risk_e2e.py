@@ -57,6 +57,7 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
 
     first.wait_metric("churnwatch_events_applied_total", len(events) // 2, timeout=300)
     learned_before = first.metrics().get("churnwatch_model_examples_learned", 0.0)
+    first_late = first.metrics().get("churnwatch_late_events_dropped_total", 0.0)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
 
     second = worker_factory().start()
@@ -100,10 +101,12 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
     end = SIM.start_ms + SIM.days * DAY_MS
     cancelled = {t["account_id"] for t in truth if t["cancels"]}
     win_back = {a["account_id"] for a in unique if a["action"] == "win_back"}
-    # every cancellation should raise a win_back alert; on a loaded machine the same 4 of
-    # the cancelled accounts went without one in 3 of 4 runs (cause not found yet: see the
-    # session notes), so this asserts 90% until that is fixed
-    assert cancelled and len(cancelled & win_back) >= 0.9 * len(cancelled), cancelled - win_back
+    # every cancellation raises a win_back alert (a loaded worker once dropped a few
+    # cancellations as late: see the backlog check of the input merge, models/ordering.py)
+    assert cancelled and cancelled <= win_back, cancelled - win_back
+    # and nothing was dropped as late before the kill (after it, re-delivered events whose
+    # ids the state no longer remembers count as late: they are duplicates)
+    assert first_late == 0
 
     scores = {}
     for msg in read_all(kafka_bootstrap, s.scores_topic):
