@@ -89,8 +89,11 @@ FEATURE_NAMES = (
     "second_place_own_devices_28d",
     "second_place_shared_devices_28d",
     "second_place_stationary_devices_28d",
+    "second_place_phone_devices_28d",
     "second_place_prefixes_28d",
     "second_place_oneoff_prefixes_28d",
+    "second_place_rotating_prefixes_28d",
+    "second_place_recurring_prefixes_28d",
     "second_place_distance_km",
     "impossible_travel_28d",
     "popular_network_places_28d",
@@ -114,7 +117,9 @@ class Place:
     n_geo: int = 0
     last_ts: int = 0
     paid: bool = False
-    prefixes: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (first, last)
+    # hash -> (first ts, last ts, IP version 4 / 6, or 0 if unknown); states pickled before
+    # the version was kept hold (first, last) pairs, read as version 0
+    prefixes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     days: dict[int, int] = field(default_factory=dict)  # day -> viewing ms (key = active)
     hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # decayed viewing h
     hours_ts: int = 0
@@ -175,13 +180,20 @@ def prefix_hash(ip: str, salt: bytes = DEFAULT_SALT) -> str:
     >>> len(prefix_hash("2001:db8::1"))
     16
     """
+    return _prefix(ip, salt)[0]
+
+
+def _prefix(ip: str, salt: bytes) -> tuple[str, int]:
+    """(salted prefix hash, IP version 4 or 6; 0 if unparsable)."""
     try:
         addr = ipaddress.ip_address(ip.strip())
         bits = 24 if addr.version == 4 else 48
         key = ipaddress.ip_network(f"{addr}/{bits}", strict=False).network_address.packed
+        version = addr.version
     except ValueError:
         key = ip.encode("utf-8", "replace")  # unparsable: hashed whole, still never stored
-    return hashlib.blake2b(key, digest_size=8, key=salt[:64]).hexdigest()
+        version = 0
+    return hashlib.blake2b(key, digest_size=8, key=salt[:64]).hexdigest(), version
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -266,7 +278,7 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
     if isinstance(geo, Mapping) and "lat" in geo and "lon" in geo:
         lat, lon = float(geo["lat"]), float(geo["lon"])
     ip = f.get("ip")
-    h = prefix_hash(str(ip), salt) if ip else None
+    h, version = _prefix(str(ip), salt) if ip else (None, 0)
     pid = _locate(hs, ts, lat, lon, h, dev)
     day = ts // DAY_MS
     if pid >= 0:
@@ -274,8 +286,9 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
         place.last_ts = max(place.last_ts, ts)
         place.days.setdefault(day, 0)
         if h is not None:
-            first, last = place.prefixes.get(h, (ts, ts))
-            _put_capped(place.prefixes, h, (min(first, ts), max(last, ts)), MAX_PREFIXES_PER_PLACE)
+            first, last = place.prefixes.get(h, (ts, ts))[:2]
+            seen = (min(first, ts), max(last, ts), version)
+            _put_capped(place.prefixes, h, seen, MAX_PREFIXES_PER_PLACE)
             _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
     if dev is not None:
         if lat is not None and lon is not None:
@@ -429,7 +442,7 @@ def _split_days(start: int, end: int, viewed: int) -> Iterable[tuple[int, int]]:
 
 def _mark_paid(hs: HouseholdState, ts: int) -> None:
     view = _window_view(hs, ts)
-    home = _home(hs, view)
+    home = _home(hs, view, ts)
     second = _second(hs, view, home)
     if second is None:
         hs.unplaced_paid_members += 1
@@ -561,9 +574,44 @@ def _window_view(hs: HouseholdState, now_ms: int) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _home(hs: HouseholdState, view: Mapping[int, tuple[int, int]]) -> int | None:
-    """The place active on the most days (then most viewing, then oldest)."""
-    return max(view, key=lambda p: (view[p][1], view[p][0], -p), default=None)
+def _anchors(
+    hs: HouseholdState, view: Mapping[int, tuple[int, int]], now_ms: int
+) -> tuple[set[int], set[int]]:
+    """Places of ``view`` where, in the window up to ``now_ms``, a TV or console was
+    active, and places with a network seen on two or more days (a fixed line)."""
+    lo_day, hi_day = now_ms // DAY_MS - WINDOW_DAYS + 1, now_ms // DAY_MS
+    stationary: set[int] = set()
+    for dev in hs.devices.values():
+        if dev.kind in STATIONARY_TYPES:
+            for pid, days in dev.place_days.items():
+                if pid in view and any(lo_day <= d <= hi_day for d in days):
+                    stationary.add(pid)
+    lo_ms = lo_day * DAY_MS
+    fixed = {
+        pid
+        for pid in view
+        if any(v[1] >= lo_ms and v[0] // DAY_MS < v[1] // DAY_MS
+               for v in hs.places[pid].prefixes.values())
+    }  # fmt: skip
+    return stationary, fixed
+
+
+def _home(hs: HouseholdState, view: Mapping[int, tuple[int, int]], now_ms: int) -> int | None:
+    """The account's home among the places of ``view``.
+
+    A place no paid extra member covers; where a TV or console plays, then with a
+    fixed-line network (a place only phones and laptops pass through on changing
+    networks -- a commute, a hotel for a night -- is nobody's home); then active on
+    the most days, with the most viewing, the oldest.
+    """
+    stationary, fixed = _anchors(hs, view, now_ms)
+    return max(
+        view,
+        key=lambda p: (
+            not hs.places[p].paid, p in stationary, p in fixed, view[p][1], view[p][0], -p
+        ),
+        default=None,
+    )
 
 
 def _second(
@@ -584,7 +632,7 @@ def _hubs(
     lo_ms = (now_ms // DAY_MS - WINDOW_DAYS + 1) * DAY_MS
     out = []
     for pid in view:
-        seen = [h for h, (_, last) in hs.places[pid].prefixes.items() if last >= lo_ms]
+        seen = [h for h, v in hs.places[pid].prefixes.items() if v[1] >= lo_ms]
         if seen and all(census.popular(h, now_ms) for h in seen):
             out.append(pid)
     return frozenset(out)
@@ -634,9 +682,9 @@ def household_features(
     view = _window_view(hs, now_ms)
     hubs = _hubs(hs, view, census, now_ms) if census is not None else frozenset()
     # a hub is nobody's home, even when most days are spent behind the VPN
-    home = _home(hs, {p: v for p, v in view.items() if p not in hubs})
+    home = _home(hs, {p: v for p, v in view.items() if p not in hubs}, now_ms)
     if home is None:  # only hubs: the busiest stands for home
-        home = _home(hs, view)
+        home = _home(hs, view, now_ms)
     hubs = hubs - {home}
     second = _second(hs, view, home, hubs)
     total_view = sum(v for v, _ in view.values())
@@ -647,6 +695,7 @@ def household_features(
     )
     overlap_ms = 0
     at_home_devices: set[str] = set()
+    paid_devices: set[str] = set()  # devices living at a paid extra member's place
     own_days: set[int] = set()  # days a device living at the second place was active there
     for dev_id, dev in hs.devices.items():
         days = {p: n for p, ds in dev.place_days.items() if (n := sum(d in in_win for d in ds))}
@@ -657,10 +706,15 @@ def household_features(
             at_home_devices.add(dev_id)
         main = max(days, key=days.__getitem__)
         where = hs.places.get(main)
+        if not at_home and where is not None and where.paid:
+            paid_devices.add(dev_id)
         # lives away: never at home, and mostly at one (unpaid) place -- not on the move
+        # (a device seen at two or more places other than home is somebody moving about:
+        # a commute along carrier cells, a trip, VPN exits; a TV stays put)
         lives_away = (
             not at_home
             and main != home
+            and sum(1 for p in days if p != home) < 2
             and where is not None
             and not where.paid
             and main not in hubs
@@ -678,15 +732,28 @@ def household_features(
                 own_days.update(d for d in dev.place_days[second] if d in in_win)
                 if dev.kind in STATIONARY_TYPES:
                     sp["second_place_stationary_devices_28d"] += 1
+                elif dev.kind == "mobile":
+                    sp["second_place_phone_devices_28d"] += 1
 
     shift = 0.0
     if second is not None:
         place = hs.places[second]
         sp["second_place_share"] = view[second][0] / total_view if total_view else 0.0
         sp["second_place_active_days_28d"] = view[second][1]
-        seen = [(a // DAY_MS, b // DAY_MS) for a, b in place.prefixes.values() if b >= lo_ms]
+        seen = [
+            (v[0] // DAY_MS, v[1] // DAY_MS, v[2] if len(v) > 2 else 0)
+            for v in place.prefixes.values()
+            if v[1] >= lo_ms
+        ]
         sp["second_place_prefixes_28d"] = len(seen)
-        sp["second_place_oneoff_prefixes_28d"] = sum(1 for a, b in seen if a == b)
+        oneoff = [version for a, b, version in seen if a == b]
+        sp["second_place_oneoff_prefixes_28d"] = len(oneoff)
+        sp["second_place_recurring_prefixes_28d"] = len(seen) - len(oneoff)
+        # rotation: a second one-day network of the same IP version (a dual-stack home
+        # shows one IPv4 and one IPv6 prefix, each possibly on one day only so far)
+        sp["second_place_rotating_prefixes_28d"] = sum(
+            max(oneoff.count(version) - 1, 0) for version in set(oneoff)
+        )
         if home is not None:
             hp = hs.places[home]
             home_days = {d for d in hp.days if d in in_win}
@@ -725,7 +792,11 @@ def household_features(
             sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
         ),
         "away_devices_failed_28d": float(
-            sum(1 for d, t in hs.failed_devices.items() if t >= lo_ms and d not in at_home_devices)
+            sum(
+                1
+                for d, t in hs.failed_devices.items()
+                if t >= lo_ms and d not in at_home_devices and d not in paid_devices
+            )
         ),
         "verifications_failed": float(hs.verifications_failed),
         "verifications_verified": float(hs.verifications_verified),
@@ -773,7 +844,7 @@ class PrefixCensus:
         """Record the prefixes ``hs`` used away from its home (cheap when nothing changed)."""
         if not hs.prefixes:
             return
-        home = _home(hs, _window_view(hs, hs.max_ts))
+        home = _home(hs, _window_view(hs, hs.max_ts), hs.max_ts)
         cap = 2 * self.popular_accounts
         for h, (ts, pid) in hs.prefixes.items():
             if pid == home:

@@ -43,7 +43,7 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "away_devices_failed_28d": 3.0,  # min(n, 2) devices not at home that failed verification
     "second_place_shared_devices_28d": -2.0,  # min(n, 3) devices seen at home and there
     "second_place_prefixes_28d": -1.5,  # min(max(n - 2, 0), 4) networks beyond v4 + v6
-    "second_place_oneoff_prefixes_28d": -2.0,  # min(max(n - 1, 0), 4) networks seen one day
+    "second_place_rotating_prefixes_28d": -2.0,  # min(n, 4) more one-day networks per IP version
     "impossible_travel_28d": -1.0,  # min(n, 5) impossible jumps of one device (VPN)
 }
 # The home is unknown in an account's first days: the second-household signals
@@ -52,20 +52,33 @@ RAMP_DAYS = 3.0
 _RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4])
 
 
+def _settled(f: Mapping[str, float]) -> bool:
+    """Whether the second place looks like somewhere people live, not a spot a phone
+    passes through: a network there recurs on another day, or a device other than a
+    phone lives there, or there is no network to judge by (geo only)."""
+    return (
+        f["second_place_recurring_prefixes_28d"] > 0
+        or f["second_place_own_devices_28d"] > f["second_place_phone_devices_28d"]
+        or f["second_place_prefixes_28d"] == 0
+    )
+
+
 def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     """The transformed value of each prior signal."""
     ramp = min(1.0, f["observed_days_28d"] / RAMP_DAYS)
+    # days of a phone on networks that never recur count once: a commute, not a home
+    days_cap = 5.0 if _settled(f) else 1.0
     x = {
         "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
-        "second_place_own_coactive_days_28d": min(f["second_place_own_coactive_days_28d"], 5.0),
+        "second_place_own_coactive_days_28d": min(
+            f["second_place_own_coactive_days_28d"], days_cap
+        ),
         "cross_place_overlap_hours_28d": math.log1p(f["cross_place_overlap_hours_28d"]),
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
         "away_devices_failed_28d": min(f["away_devices_failed_28d"], 2.0),
         "second_place_shared_devices_28d": min(f["second_place_shared_devices_28d"], 3.0),
         "second_place_prefixes_28d": min(max(f["second_place_prefixes_28d"] - 2.0, 0.0), 4.0),
-        "second_place_oneoff_prefixes_28d": min(
-            max(f["second_place_oneoff_prefixes_28d"] - 1.0, 0.0), 4.0
-        ),
+        "second_place_rotating_prefixes_28d": min(f["second_place_rotating_prefixes_28d"], 4.0),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
     }
     return {k: v * ramp if k in _RAMPED else v for k, v in x.items()}

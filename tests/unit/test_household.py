@@ -131,7 +131,7 @@ def traveller_family_home():
 
 
 def long_trip():
-    """Away most of the window: the hotel becomes the busiest place, home the second."""
+    """Away most of the window: the hotel becomes the busiest place (the home keeps its TV)."""
     out = []
     home_life(out, range(0, 4))
     madrid, hotel_ip = {"lat": 40.4168, "lon": -3.7038}, "203.0.113.80"
@@ -542,7 +542,9 @@ def test_traveller_variants_lack_a_resident_device(feats):
     assert f["second_place_own_coactive_days_28d"] == 0
     assert f["second_place_own_devices_28d"] == 0
     assert f["second_place_shared_devices_28d"] == 1
-    g = feats["long_trip"]  # the hotel is now "home": the real home is the second place
+    g = feats["long_trip"]  # the hotel is the busiest place, but the TV keeps the home home
+    assert g["second_place_active_days_28d"] == DAYS - 4
+    assert g["second_place_shared_devices_28d"] == 1  # the phone was at home before the trip
     assert g["second_place_distance_km"] == pytest.approx(1870, rel=0.02)
     assert g["second_place_coactive_days_28d"] == 0
     assert g["cross_place_overlap_hours_28d"] == 0
@@ -623,20 +625,27 @@ def test_vpn_exit_used_by_many_accounts_is_no_second_household():
     assert sharing_evidence_score(f) < 0.05
 
 
-def test_a_popular_exit_is_nobodys_home():
-    """Most evenings behind the VPN: the exit is the busiest place, yet the TV at home is
-    the household, not a second one."""
+@pytest.mark.parametrize("home_kind", ["tv", "web"])
+def test_a_popular_exit_is_nobodys_home(home_kind):
+    """Most evenings behind the VPN: the exit is the busiest place, yet the device at home is
+    the household, not a second one. A TV anchors the home even without a census; a laptop
+    at home does not, and then the exit is taken for the home until the census knows it."""
     out = []
     ny = {"lat": 40.7128, "lon": -74.0060}
     for d in range(DAYS):
         base = T0 + d * DAY_MS
         watch(out, "laptop", base + 19 * HOUR_MS, 50, kind="web", ip="192.0.2.9", geo=ny)
         if d % 3 == 0:
-            watch(out, "tv", base + 20 * HOUR_MS, 120)
+            watch(out, "homedev", base + 20 * HOUR_MS, 120, kind=home_kind)
     hs, plain = run(out, 2)
-    assert plain["second_place_own_devices_28d"] == 1  # home taken for the exit
     census = census_of(hs, ["a-1"])
-    assert census.accounts(prefix_hash("192.0.2.9"), hs.max_ts) == 0  # this account's "home"
+    if home_kind == "tv":  # the laptop lives at the exit: the no-census false positive
+        assert plain["second_place_own_devices_28d"] == 1
+        assert plain["second_place_distance_km"] > 6000
+        assert census.accounts(prefix_hash("192.0.2.9"), hs.max_ts) == 1
+    else:  # home taken for the exit
+        assert plain["second_place_own_devices_28d"] == 1
+        assert census.accounts(prefix_hash("192.0.2.9"), hs.max_ts) == 0  # this account's "home"
     others, _ = run(*vpn_only_laptop())  # other accounts use the exit away from home
     for i in range(POPULAR_ACCOUNTS):
         census.observe(f"a{i}", others)
@@ -694,3 +703,131 @@ def test_census_rejects_bad_parameters():
         PrefixCensus(popular_accounts=1)
     with pytest.raises(ValueError):
         PrefixCensus(max_prefixes=0)
+
+
+# --------------------------------------------------------------------------- commuters
+
+
+def _carrier_ip(n: int, version: int) -> str:
+    """A fresh mobile-carrier address: a new /24 (or /48) every time."""
+    return f"100.{64 + n % 60}.{n % 250}.9" if version == 4 else f"2001:db8:{n:x}::9"
+
+
+def commuter_busier_than_home():
+    """The phone streams at lunch at work (13 km out) every weekday on a new carrier address
+    and is never used at home; the TV at home plays on weekends and on Wednesday evenings
+    only. Work is active on more days than home."""
+    out = []
+    work = {"lat": 52.520 + 0.08, "lon": 13.405 + 0.12}
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        if d % 7 in (2, 5, 6):
+            watch(out, "tv", base + 20 * HOUR_MS, 120, profile="p1")
+        if d % 7 < 5:
+            watch(out, "phone", base + 12 * HOUR_MS, 30, kind="mobile",
+                  ip=_carrier_ip(d, 4), geo=work)  # fmt: skip
+    return out, 2
+
+
+def test_a_tv_anchors_the_home_even_when_a_commute_spot_is_busier():
+    events, ms = commuter_busier_than_home()
+    _, f = run(events, ms)
+    # the home is where the TV plays: the second place is work, not the living room
+    assert f["second_place_active_days_28d"] == 15 and f["second_place_coactive_days_28d"] == 3
+    assert f["second_place_stationary_devices_28d"] == 0
+    assert f["second_place_distance_km"] == pytest.approx(12.0, abs=0.5)
+    assert f["second_place_rotating_prefixes_28d"] == 14  # a new /24 every weekday
+    assert sharing_evidence_score(f) < 0.01
+
+
+def test_a_fixed_line_anchors_the_home_without_device_types():
+    """Same, with no device types at all: the home's network recurs, the carrier's never."""
+    events, ms = commuter_busier_than_home()
+    untyped = [
+        Event(e.event_id, e.type, e.account_id, e.ts,
+              {k: v for k, v in e.fields.items() if k != "device_type"})
+        for e in events
+    ]  # fmt: skip
+    _, f = run(untyped, ms)
+    assert f["second_place_active_days_28d"] == 15
+    assert sharing_evidence_score(f) < 0.01
+
+
+def test_a_device_seen_at_two_places_away_from_home_lives_nowhere():
+    """A laptop never used at home, at the office (fixed line) on weekdays and at a cafe
+    (another fixed line) twice a week: its owner moving about, not a second household."""
+    out = []
+    home_life(out)
+    office, cafe = {"lat": 52.60, "lon": 13.50}, {"lat": 52.45, "lon": 13.30}
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        if d % 7 < 5:
+            watch(out, "laptop", base + 12 * HOUR_MS, 30, kind="web", ip="192.0.2.40", geo=office)
+        if d % 7 in (1, 3):
+            watch(out, "laptop", base + 18 * HOUR_MS, 40, kind="web", ip="198.51.100.200",
+                  geo=cafe)  # fmt: skip
+    _, f = run(out, 2)
+    assert f["places_28d"] == 3
+    assert f["second_place_own_devices_28d"] == 0 and f["second_place_own_coactive_days_28d"] == 0
+    assert f["cross_place_overlap_hours_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05
+
+
+def spot_on_two_days(device, kind, nets):
+    """A new account: the home TV every evening from day 0, and ``device`` (never at home)
+    at one place 9 km out on days 1 and 2, over the networks ``nets`` (one per day)."""
+    out = []
+    home_life(out, range(4), devices=(("tv", "tv"),))
+    spot = {"lat": 52.470, "lon": 13.300}
+    for d, ip in zip((1, 2), nets, strict=True):
+        watch(out, device, T0 + d * DAY_MS + 18 * HOUR_MS, 40, kind=kind, ip=ip, geo=spot)
+    return out, 2
+
+
+def test_a_phone_on_one_day_networks_is_a_commute_until_the_network_recurs():
+    """Two days of a phone that never comes home, over a new carrier address each day
+    (IPv4, then IPv6 -- no rotation within one IP version yet): a commute spot."""
+    _, phone = run(*spot_on_two_days("phone", "mobile", [_carrier_ip(1, 4), _carrier_ip(2, 6)]))
+    assert phone["second_place_own_devices_28d"] == 1
+    assert phone["second_place_own_coactive_days_28d"] == 2
+    assert phone["second_place_rotating_prefixes_28d"] == 0  # v4 + v6: could be dual stack
+    assert phone["second_place_recurring_prefixes_28d"] == 0
+    assert phone["second_place_phone_devices_28d"] == 1
+    assert sharing_evidence_score(phone) < 0.4
+    # a borrower's phone on its home line (the same /24 both days) is settled
+    _, fixed = run(*spot_on_two_days("phone", "mobile", ["203.0.113.5", "203.0.113.77"]))
+    assert fixed["second_place_recurring_prefixes_28d"] == 1
+    assert sharing_evidence_score(fixed) > 0.7
+    # so is a tablet on a dual-stack line (v4 one day, v6 the next): tablets stay put
+    dual = ["203.0.113.5", "2001:db8:aa::5"]
+    _, tablet = run(*spot_on_two_days("tab", "tablet", dual))
+    assert tablet["second_place_rotating_prefixes_28d"] == 0
+    assert sharing_evidence_score(tablet) > 0.7
+
+
+def test_rotation_counts_one_day_networks_per_ip_version():
+    v4s = [_carrier_ip(1, 4), _carrier_ip(2, 4)]
+    _, f = run(*spot_on_two_days("phone", "mobile", v4s))
+    assert f["second_place_oneoff_prefixes_28d"] == 2
+    assert f["second_place_rotating_prefixes_28d"] == 1
+    assert sharing_evidence_score(f) < 0.1
+
+
+def test_a_paid_member_busier_than_home_never_becomes_the_home():
+    """The member watches daily, the owner's TV every third day: the member's place is the
+    busiest, yet once paid for it neither counts nor turns the owner's home into evidence;
+    the member's failed verification from before the payment no longer counts either."""
+    out = []
+    munich = {"lat": 48.137, "lon": 11.575}
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        watch(out, "tv2", base + 19 * HOUR_MS, 120, geo=munich, ip="203.0.113.5")
+        if d % 3 == 0:
+            watch(out, "tv", base + 20 * HOUR_MS, 60)
+    out.append(ev("household_verification", T0 + 2 * DAY_MS, device_id="tv2", outcome="failed"))
+    out.append(ev("extra_member_added", T0 + 2 * DAY_MS + MIN, member_id="m"))
+    _, f = run(out, 2)
+    assert f["paid_member_places"] == 1
+    assert f["second_place_active_days_28d"] == 0 and f["second_place_own_devices_28d"] == 0
+    assert f["away_devices_failed_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05

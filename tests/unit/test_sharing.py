@@ -89,7 +89,8 @@ def test_carrier_networks_and_impossible_travel_lower_the_prior():
     base = sharing_evidence_score(ESTABLISHED)
     assert sharing_evidence_score({**ESTABLISHED, "second_place_prefixes_28d": 12.0}) < base
     assert sharing_evidence_score({**ESTABLISHED, "impossible_travel_28d": 4.0}) < base
-    assert sharing_evidence_score({**ESTABLISHED, "second_place_oneoff_prefixes_28d": 3.0}) < base
+    rotating = {**ESTABLISHED, "second_place_rotating_prefixes_28d": 2.0}
+    assert sharing_evidence_score(rotating) < base
 
 
 def test_devices_also_seen_at_home_are_the_household_on_the_move():
