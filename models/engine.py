@@ -11,8 +11,15 @@ and a replay of history give the same outputs.
 - :func:`score` computes both scores with the current models, returns a
   ``risk-scores`` message when either moved more than ``score_delta`` since the
   last one published, and the alerts that fire (hysteresis, deterministic ids).
+- :func:`decide_churn` decides churn alerts at points the data defines (every
+  multiple of ``churn_decision_interval_ms`` of event time, before the first
+  event past it; ``ingest`` also decides after each subscription event), so a
+  replay of the same input gives the same churn alerts whatever its batches.
 - :func:`sweep` advances a quiet account in event time (snapshots, labels,
-  lost sessions) and re-scores it, so disengaged accounts are scored too.
+  lost sessions, churn decisions) and re-scores it, so disengaged accounts are
+  scored too.
+- :func:`process` runs a partition's batch: events, scores of the accounts
+  touched, labels whose horizon passed (event-time timers), the daily sweep.
 
 Scoring never changes a model; learning happens in the learner only, from the
 examples returned here, each scored before it is learned (``OnlineLearner``).
@@ -20,6 +27,7 @@ examples returned here, each scored before it is learned (``OnlineLearner``).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +42,7 @@ from models.alerting import (
     update_track,
 )
 from models.churn import explain, make_churn_model
-from models.contract import Event
+from models.contract import SUBSCRIPTION_TYPES, Event
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
 from models.labels import observe, process_event
@@ -66,6 +74,10 @@ class EngineConfig:
     min_churn_examples: int = 1000
     # quiet accounts are re-scored by the sweep at most this often (event time)
     rescore_interval_ms: int = DAY_MS
+    # churn alerts are decided at points the data defines, so a replay of the same input
+    # gives the same alerts whatever its batches: after each subscription event and at
+    # each multiple of this interval of event time (UTC midnights by default)
+    churn_decision_interval_ms: int = DAY_MS
     recent_alerts: int = 5
 
 
@@ -98,6 +110,7 @@ class RiskState:
     scored_ts: int | None = None
     open_alerts: dict[str, int] = field(default_factory=dict)  # kind -> alert event time
     recent: list[dict[str, Any]] = field(default_factory=list)
+    decided_ts: int | None = None  # the last churn decision point (event time)
 
 
 def risk(state: AccountState) -> RiskState:
@@ -133,8 +146,12 @@ def ingest(
     cfg: EngineConfig,
     out: Outputs,
     census: PrefixCensus | None = None,
+    models: Models | None = None,
 ) -> bool:
     """Apply ``event`` (False: duplicate or too late); collect examples and outcomes.
+
+    With ``models``, also the churn alert decisions: at the decision points the
+    event passes (before applying it) and after a subscription event.
 
     >>> from models.account import new_account
     >>> s, out = new_account("a"), Outputs()
@@ -145,6 +162,8 @@ def ingest(
     [('sharing', 'a:v1', True)]
     """
     label = sharing_label(event)
+    if models is not None and event.event_id not in state.seen_ids:
+        decide_churn(state, until_ms=event.ts, models=models, cfg=cfg, out=out)
     if label is not None and event.event_id not in state.seen_ids:
         before = household_features(
             state.household, event.ts, max_streams=state.max_streams, census=census
@@ -166,7 +185,101 @@ def ingest(
         fired = r.open_alerts.get("churn")
         if fired is not None and event.ts - fired <= cfg.state.horizon_ms:
             _close_alert(r, "churn", "right", out)
+    if models is not None and event.type in SUBSCRIPTION_TYPES:
+        decide(state, now_ms=event.ts, models=models, cfg=cfg, out=out)
     return True
+
+
+def decide_churn(
+    state: AccountState, *, until_ms: int, models: Models, cfg: EngineConfig, out: Outputs
+) -> None:
+    """Churn alert decisions at the decision points (multiples of
+    ``churn_decision_interval_ms``) after the last one, up to ``until_ms``.
+
+    Called before an event at ``until_ms`` is applied, and by the sweep with the
+    watermark: either way the state holds the account's events before each point
+    and none after it, so the decision is the same in every replay.
+    """
+    if state.first_ts is None:
+        return
+    r = risk(state)
+    step = cfg.churn_decision_interval_ms
+    last = getattr(r, "decided_ts", None)  # states saved before decisions existed lack it
+    point = (state.first_ts if last is None else last) // step * step + step
+    for t in range(point, until_ms + 1, step):
+        decide(state, now_ms=t, models=models, cfg=cfg, out=out)
+        r.decided_ts = t
+
+
+def decide(
+    state: AccountState, *, now_ms: int, models: Models, cfg: EngineConfig, out: Outputs
+) -> float:
+    """One churn alert decision at event time ``now_ms``; returns the churn score.
+
+    Publishes no score (``score`` does). The sharing score an alert carries is
+    computed without the cross-account census, whose content depends on timing.
+
+    >>> from models.account import new_account, apply_event
+    >>> s, out = new_account("a"), Outputs()
+    >>> _ = apply_event(s, Event("c", "subscription_cancelled", "a", 0, {}))
+    >>> decide(s, now_ms=0, models=Models.fresh(), cfg=EngineConfig(), out=out)
+    1.0
+    >>> [(a["alert_id"], a["action"]) for a in out.alerts]
+    [('a:churn:1', 'win_back')]
+    """
+    r = risk(state)
+    churn_x = churn_features(state, now_ms)
+    churn_p = 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
+    fired = r.open_alerts.get("churn")
+    if fired is not None and now_ms - fired > cfg.state.horizon_ms:
+        _close_alert(r, "churn", "wrong", out)
+    if models.churn.examples < cfg.min_churn_examples and churn_p < 1.0:
+        return churn_p  # an untrained churn model raises no alerts (a cancelled account does)
+    track = r.tracks["churn"]
+    if update_track(track, churn_p, cfg.churn_alert):
+        sharing_p, _ = _sharing(state, now_ms, models, census=None)
+        _alert(
+            state, "churn", churn_p, now_ms, reasons=explain(models.churn.model, churn_x),
+            action=churn_action(churn_x, cfg.churn_actions), both=(churn_p, sharing_p),
+            models=models, cfg=cfg, out=out,
+        )  # fmt: skip
+    return churn_p
+
+
+def _sharing(
+    state: AccountState, now_ms: int, models: Models, census: PrefixCensus | None
+) -> tuple[float, dict[str, float]]:
+    """The sharing score (evidence prior combined with the learned model) and its features."""
+    x = household_features(state.household, now_ms, max_streams=state.max_streams, census=census)
+    learned = models.sharing.examples
+    model_p = models.sharing.predict_proba(x) if learned else None
+    return combine(sharing_evidence_score(x), model_p, learned), x
+
+
+def _alert(
+    state: AccountState,
+    kind: str,
+    p: float,
+    ts_ms: int,
+    *,
+    reasons: list[dict[str, Any]],
+    action: str,
+    both: tuple[float, float],
+    models: Models,
+    cfg: EngineConfig,
+    out: Outputs,
+) -> None:
+    r = risk(state)
+    alert_cfg = cfg.churn_alert if kind == "churn" else cfg.sharing_alert
+    alert = make_alert(
+        kind=kind, account_id=state.account_id, episode=r.tracks[kind].episode, ts_ms=ts_ms,
+        score=p, threshold=alert_cfg.threshold, reasons=reasons, action=action,
+        model=models.get(kind).model_id,
+        scores={"churn": round(both[0], 4), "sharing": round(both[1], 4)},
+    )  # fmt: skip
+    out.alerts.append(alert)
+    r.open_alerts[kind] = ts_ms
+    r.recent = (r.recent + [alert])[-cfg.recent_alerts :]
 
 
 def _close_alert(r: RiskState, kind: str, outcome: str, out: Outputs) -> None:
@@ -192,6 +305,7 @@ def sweep(
         {"model": "churn", **x.to_dict(), "labelled_ts": watermark}
         for x in observe(state, watermark, watermark_ms=watermark, cfg=cfg.state)
     ]
+    decide_churn(state, until_ms=watermark, models=models, cfg=cfg, out=out)
     r = risk(state)
     if r.scored_ts is None or watermark - r.scored_ts >= cfg.rescore_interval_ms:
         score(state, now_ms=watermark, models=models, cfg=cfg, out=out, census=census)
@@ -206,7 +320,8 @@ def score(
     out: Outputs,
     census: PrefixCensus | None = None,
 ) -> tuple[float, float]:
-    """Both scores at event time ``now_ms``; publishes and alerts as configured.
+    """Both scores at event time ``now_ms``: publishes them on material change and
+    decides sharing alerts (churn alerts are decided at fixed points: ``decide``).
 
     >>> from models.account import new_account, apply_event
     >>> s, out = new_account("a"), Outputs()
@@ -220,20 +335,10 @@ def score(
     churn_x = churn_features(state, now_ms)
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
         census.observe(state.account_id, state.household)
-    sharing_x = household_features(
-        state.household, now_ms, max_streams=state.max_streams, census=census
-    )
+    sharing_p, sharing_x = _sharing(state, now_ms, models, census)
     churn_p = 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
-    prior = sharing_evidence_score(sharing_x)
-    learned = models.sharing.examples
-    sharing_p = combine(
-        prior, models.sharing.predict_proba(sharing_x) if learned else None, learned
-    )
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)
-    churn_open = r.open_alerts.get("churn")
-    if churn_open is not None and now_ms - churn_open > cfg.state.horizon_ms:
-        _close_alert(r, "churn", "wrong", out)
 
     reasons: dict[str, list[dict[str, Any]]] = {}
 
@@ -260,29 +365,12 @@ def score(
                 "top_factors": {"churn": why("churn"), "sharing": why("sharing")},
             }
         )
-    both = {"churn": round(churn_p, 4), "sharing": round(sharing_p, 4)}
-    for kind, p, alert_cfg in (
-        ("churn", churn_p, cfg.churn_alert),
-        ("sharing", sharing_p, cfg.sharing_alert),
-    ):
-        if kind == "churn" and models.churn.examples < cfg.min_churn_examples and p < 1.0:
-            continue  # an untrained churn model raises no alerts (a cancelled account does)
-        track = r.tracks[kind]
-        if not update_track(track, p, alert_cfg):
-            continue
-        action = (
-            churn_action(churn_x, cfg.churn_actions)
-            if kind == "churn"
-            else sharing_action(sharing_x, churn_p, cfg.sharing_policy)
-        )
-        alert = make_alert(
-            kind=kind, account_id=state.account_id, episode=track.episode, ts_ms=state.max_ts,
-            score=p, threshold=alert_cfg.threshold, reasons=why(kind), action=action,
-            model=r.models[0] if kind == "churn" else r.models[1], scores=both,
+    if update_track(r.tracks["sharing"], sharing_p, cfg.sharing_alert):
+        _alert(
+            state, "sharing", sharing_p, state.max_ts, reasons=why("sharing"),
+            action=sharing_action(sharing_x, churn_p, cfg.sharing_policy),
+            both=(churn_p, sharing_p), models=models, cfg=cfg, out=out,
         )  # fmt: skip
-        out.alerts.append(alert)
-        r.open_alerts[kind] = now_ms
-        r.recent = (r.recent + [alert])[-cfg.recent_alerts :]
     return churn_p, sharing_p
 
 
@@ -299,6 +387,30 @@ class Shard:
     clock: int = 0  # highest event time seen in the partition
     next_sweep: int | None = None
     dirty: set[str] = field(default_factory=set)  # changed since the caller last persisted
+    # event-time timers: when each account's oldest pending snapshot gets its label, as
+    # a min-heap of (due, account) whose stale entries are skipped; rebuilt from the
+    # states on first use (so not persisted)
+    labels_due: list[tuple[int, str]] | None = None
+    _due: dict[str, int] = field(default_factory=dict)
+
+    def arm(self, state: AccountState, horizon_ms: int) -> None:
+        """(Re)set the account's label timer after its pending snapshots changed."""
+        due = state.pending[0][0] + horizon_ms if state.pending else None
+        if due is None:
+            self._due.pop(state.account_id, None)
+        elif self._due.get(state.account_id) != due and self.labels_due is not None:
+            self._due[state.account_id] = due
+            heapq.heappush(self.labels_due, (due, state.account_id))
+
+    def due_accounts(self, watermark: int) -> list[AccountState]:
+        """Accounts whose oldest pending snapshot reached its horizon by ``watermark``."""
+        heap, out = self.labels_due or [], []
+        while heap and heap[0][0] <= watermark:
+            due, account_id = heapq.heappop(heap)
+            if self._due.get(account_id) == due:
+                del self._due[account_id]
+                out.append(self.accounts[account_id])
+        return out
 
     def get(self, account_id: str) -> AccountState:
         state = self.accounts.get(account_id)
@@ -325,6 +437,11 @@ def process(
     >>> len(out.scores), sorted(shard.dirty)
     (1, ['a'])
     """
+    horizon = cfg.state.horizon_ms
+    if shard.labels_due is None:
+        shard.labels_due = []
+        for state in shard.accounts.values():
+            shard.arm(state, horizon)
     touched: dict[str, AccountState] = {}
     applied = duplicates = late = 0
     for event in events:
@@ -334,7 +451,9 @@ def process(
             duplicates += 1
             continue
         try:
-            ok = ingest(state, event, clock_ms=shard.clock, cfg=cfg, out=out, census=census)
+            ok = ingest(
+                state, event, clock_ms=shard.clock, cfg=cfg, out=out, census=census, models=models
+            )
         except Exception as exc:  # a bug must not stop the stream: report the event, go on
             out.failed.append((event, f"{type(exc).__name__}: {exc}"))
             continue
@@ -349,7 +468,18 @@ def process(
             score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out, census=census)
         except Exception as exc:
             out.failed.append((_marker(state), f"{type(exc).__name__}: {exc}"))
+        shard.arm(state, horizon)
     shard.dirty.update(touched)
+    # labels at their horizon, for quiet accounts too: every label waits for the same
+    # delay, so the learner never gets one day's cancellations in a burst at a sweep
+    watermark = shard.clock - cfg.state.lateness_ms
+    for state in shard.due_accounts(watermark):
+        examples = observe(state, watermark, watermark_ms=watermark, cfg=cfg.state)
+        out.examples += [
+            {"model": "churn", **x.to_dict(), "labelled_ts": watermark} for x in examples
+        ]
+        shard.arm(state, horizon)
+        shard.dirty.add(state.account_id)
     day_end = shard.clock - shard.clock % DAY_MS + DAY_MS
     if shard.next_sweep is None:
         shard.next_sweep = day_end
@@ -359,6 +489,7 @@ def process(
                 n = len(out.examples) + len(out.scores) + len(out.alerts)
                 scored = risk(state).scored_ts
                 sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)
+                shard.arm(state, horizon)
                 if n != len(out.examples) + len(out.scores) + len(out.alerts) or (
                     scored != risk(state).scored_ts
                 ):

@@ -76,6 +76,9 @@ class Settings:
     # about 4x the base rate of a typical service (see README, "Choosing thresholds")
     churn_threshold: float = 0.4
     churn_reset: float = 0.3
+    # churn alerts are decided after each subscription event and at every multiple of
+    # this much event time (UTC midnights), so a replay gives the same alerts
+    churn_decision_interval_h: float = 24.0
     sharing_threshold: float = 0.7
     sharing_reset: float = 0.5
     # false: serve the model snapshots as they are (imported or last learned), learn nothing
@@ -137,6 +140,7 @@ class Settings:
             "churn_horizon_days",
             "input_idle_s",
             "input_stall_s",
+            "churn_decision_interval_h",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")
@@ -188,6 +192,7 @@ class Settings:
                 horizon_ms=int(self.churn_horizon_days * DAY_MS),
             ),
             churn_alert=AlertConfig(self.churn_threshold, self.churn_reset),
+            churn_decision_interval_ms=int(self.churn_decision_interval_h * 3_600_000),
             sharing_alert=AlertConfig(self.sharing_threshold, self.sharing_reset),
             score_delta=self.score_delta,
         )

@@ -25,7 +25,9 @@ T0 = 1_767_225_600_000
 
 def _require(tool: str) -> str:
     path = shutil.which(tool)
-    assert path, f"'{tool}' is missing: install Debian's 'prometheus' package (apt-get install prometheus)"
+    assert path, (
+        f"'{tool}' is missing: install Debian's 'prometheus' package (apt-get install prometheus)"
+    )
     return path
 
 

@@ -80,10 +80,9 @@ def test_the_learner_gets_examples_in_release_order_in_hourly_bursts():
     ]  # fmt: skip
 
 
-def test_a_label_is_released_no_later_than_the_first_midnight_past_its_horizon():
+def test_a_busy_worker_releases_every_label_at_its_horizon():
     snap = 10 * DAY_MS + 5 * HOUR_MS
-    midnight = snap + bench.HORIZON_MS + 19 * HOUR_MS  # day 41, 00:00
-    own_event = ({}, True, "a:1", snap, snap + bench.HORIZON_MS + 2 * HOUR_MS)
-    late_sweep = ({}, True, "a:1", snap, midnight + 7 * HOUR_MS)  # a small replay's flush
-    assert bench.busy_release(own_event) == own_event[4]
-    assert bench.busy_release(late_sweep) == midnight
+    own_event = ({}, False, "a:1", snap, snap + bench.HORIZON_MS + 2 * HOUR_MS)
+    late_flush = ({}, True, "b:1", snap, snap + bench.HORIZON_MS + 26 * HOUR_MS)  # small replay
+    assert bench.busy_release(own_event) == bench.busy_release(late_flush)
+    assert bench.busy_release(late_flush) == snap + bench.HORIZON_MS

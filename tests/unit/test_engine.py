@@ -8,11 +8,17 @@ import pytest
 
 from models.account import DAY_MS, new_account
 from models.contract import Event
-from models.engine import EngineConfig, Models, Outputs, ingest, risk, score, sweep
+from models.engine import EngineConfig, Models, Outputs, decide, ingest, risk, score, sweep
 from models.features import churn_features
 
 T0 = 1_767_225_600_000
-START = {"plan": "std", "price": 9.99, "currency": "EUR", "billing_period": "month", "max_streams": 2}
+START = {
+    "plan": "std",
+    "price": 9.99,
+    "currency": "EUR",
+    "billing_period": "month",
+    "max_streams": 2,
+}
 
 
 def ev(i: str, type_: str, ts: int, acc: str = "a", **fields) -> Event:
@@ -54,7 +60,7 @@ def risky_account(models: Models, cfg: EngineConfig, out: Outputs):
 def test_churn_alert_fires_once_per_episode_with_deterministic_id():
     models, cfg, out = trained_models(), EngineConfig(), Outputs()
     s = risky_account(models, cfg, out)
-    churn, _ = score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    churn = decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     assert churn > 0.4
     [alert] = out.alerts
     assert alert["alert_id"] == "a:churn:1" and alert["kind"] == "churn"
@@ -62,14 +68,14 @@ def test_churn_alert_fires_once_per_episode_with_deterministic_id():
     assert alert["threshold"] == 0.4 and alert["model"] == models.churn.model_id
     assert alert["reasons"] and {"feature", "value", "weight"} <= set(alert["reasons"][0])
     assert set(alert["scores"]) == {"churn", "sharing"}
-    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     assert len(out.alerts) == 1  # still above: no second alert (hysteresis)
     # recovery: the payment succeeds and the account watches again -> falls below reset
     ts = s.max_ts + DAY_MS
     ingest(s, ev("ok", "payment_succeeded", ts, amount=9.99), clock_ms=ts, cfg=cfg, out=out)
     risk(s).tracks["churn"].active = False  # as if the score had fallen below the reset level
     ingest(s, ev("f9", "payment_failed", ts + 1, amount=9.99), clock_ms=ts + 1, cfg=cfg, out=out)
-    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     assert [a["alert_id"] for a in out.alerts] == ["a:churn:1", "a:churn:2"]
 
 
@@ -79,6 +85,7 @@ def test_reprocessing_the_same_input_gives_the_same_outputs():
     for _ in range(2):
         cfg, out = EngineConfig(), Outputs()
         s = risky_account(models, cfg, out)
+        decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
         score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
         runs.append((out.alerts, out.scores, out.examples))
     assert runs[0] == runs[1]
@@ -101,10 +108,12 @@ def test_untrained_churn_model_raises_no_alert_but_a_cancellation_does():
     models, cfg, out = Models.fresh(), EngineConfig(), Outputs()
     s = new_account("a")
     ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
-    score(s, now_ms=T0, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=T0, models=models, cfg=cfg, out=out)
     assert out.alerts == []
-    ingest(s, ev("c", "subscription_cancelled", T0 + DAY_MS), clock_ms=T0 + DAY_MS, cfg=cfg, out=out)
-    churn, _ = score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    ingest(
+        s, ev("c", "subscription_cancelled", T0 + DAY_MS), clock_ms=T0 + DAY_MS, cfg=cfg, out=out
+    )
+    churn = decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     assert churn == 1.0
     assert [(a["kind"], a["action"]) for a in out.alerts] == [("churn", "win_back")]
 
@@ -116,13 +125,14 @@ def test_scoring_never_changes_a_model():
     s = risky_account(models, cfg, out)
     for _ in range(5):
         score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+        decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     assert pickle.dumps(models) == before
 
 
 def test_churn_alert_outcome_right_when_the_account_cancels_within_the_horizon():
     models, cfg, out = trained_models(), EngineConfig(), Outputs()
     s = risky_account(models, cfg, out)
-    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     ts = s.max_ts + 5 * DAY_MS
     ingest(s, ev("c", "subscription_cancelled", ts), clock_ms=ts, cfg=cfg, out=out)
     assert out.outcomes == [("churn", "right")]
@@ -131,7 +141,7 @@ def test_churn_alert_outcome_right_when_the_account_cancels_within_the_horizon()
 def test_churn_alert_outcome_wrong_when_the_horizon_passes():
     models, cfg, out = trained_models(), EngineConfig(), Outputs()
     s = risky_account(models, cfg, out)
-    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     sweep(s, clock_ms=s.max_ts + 40 * DAY_MS, models=models, cfg=cfg, out=out)
     assert ("churn", "wrong") in out.outcomes
 
@@ -162,7 +172,8 @@ def test_sweep_scores_quiet_accounts_and_matures_labels(quiet_days):
     ingest(s, ev("s", "subscription_started", T0, **START), clock_ms=T0, cfg=cfg, out=out)
     clock = T0 + quiet_days * DAY_MS
     sweep(s, clock_ms=clock, models=models, cfg=cfg, out=out)
-    assert risk(s).scored_ts == clock - cfg.state.lateness_ms
+    watermark = clock - cfg.state.lateness_ms  # scored within the last day before it
+    assert watermark - DAY_MS < risk(s).scored_ts <= watermark
     negatives = [x for x in out.examples if x["model"] == "churn"]
     assert (len(negatives) > 0) == (quiet_days > 30)
     assert all(x["label"] is False for x in negatives)
@@ -189,10 +200,70 @@ def test_an_event_our_code_fails_on_is_reported_and_the_rest_go_on(monkeypatch):
 def test_a_cancellation_after_a_retention_alert_still_gets_a_win_back_alert():
     models, cfg, out = trained_models(), EngineConfig(), Outputs()
     s = risky_account(models, cfg, out)
-    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     ts = s.max_ts + DAY_MS
     ingest(s, ev("c", "subscription_cancelled", ts), clock_ms=ts, cfg=cfg, out=out)
-    score(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
+    decide(s, now_ms=s.max_ts, models=models, cfg=cfg, out=out)
     assert [(a["alert_id"], a["action"]) for a in out.alerts] == [
-        ("a:churn:1", "payment_reminder"), ("a:churn:2", "win_back")
+        ("a:churn:1", "payment_reminder"),
+        ("a:churn:2", "win_back"),
     ]
+
+
+def test_labels_are_released_at_their_horizon_whether_the_account_is_active_or_quiet():
+    # "q" cancels and goes quiet; "b" keeps watching. Both labels of the sign-up snapshot
+    # come with the batch in which the partition's watermark passes snapshot + horizon,
+    # not at the quiet account's next daily sweep.
+    from models.engine import Shard, process
+
+    cfg, out, shard = EngineConfig(), Outputs(), Shard()
+    t0 = T0 + 6 * 3_600_000  # 06:00: the horizon does not end at a midnight sweep
+    starts = [ev(f"{a}0", "subscription_started", t0 + 60_000 * i, a, **START) for i, a in
+              enumerate("qb")]  # fmt: skip
+    process(shard, starts + [ev("q1", "subscription_cancelled", T0 + 5 * DAY_MS, "q")],
+            Models.fresh(), cfg, out)  # fmt: skip
+    horizon = cfg.state.horizon_ms + cfg.state.lateness_ms
+    released: list[tuple[str, bool, int]] = []
+    for h in range(7, 31 * 24):  # an hourly login of "b"
+        ts = T0 + h * 3_600_000 + 30 * 60_000
+        batch = Outputs()
+        process(shard, [ev(f"b{h}", "login", ts, "b", device_id="tv")], Models.fresh(), cfg, batch)
+        released += [(x["account_id"], x["label"], ts) for x in batch.examples
+                     if x["model"] == "churn"]  # fmt: skip
+    first = {(a, label): ts for a, label, ts in reversed(released)}
+    assert set(first) == {("q", True), ("b", False)}
+    for (account, _), ts in first.items():  # within the hour after the horizon
+        due = t0 + horizon + (60_000 if account == "b" else 0)
+        assert due <= ts < due + 3_600_000, (account, (ts - due) / 3_600_000)
+
+
+def test_churn_alerts_do_not_depend_on_where_batches_end():
+    # an account that fails payments, recovers, fails again and cancels, next to a healthy
+    # one: the same churn alerts (ids, times, scores, actions) whatever the batches
+    from models.engine import Shard, process
+
+    models, cfg = trained_models(), EngineConfig()
+    events = [ev("s", "subscription_started", T0, **START),
+              ev("h0", "subscription_started", T0 + 1, "h", **START)]  # fmt: skip
+    for d in range(40):
+        ts = T0 + d * DAY_MS + 20 * 3_600_000
+        events.append(ev(f"h{d}", "playback_started", ts, "h", session_id=f"s{d}", device_id="tv"))
+        if d in (7, 8, 9, 25, 26):
+            events.append(ev(f"f{d}", "payment_failed", ts + 60_000, amount=9.99))
+        if d in (12, 13):
+            events.append(ev(f"p{d}", "payment_succeeded", ts + 60_000, amount=9.99))
+        if d % 3 == 0:
+            events.append(ev(f"l{d}", "login", ts + 120_000, device_id="phone"))
+    events.append(ev("c", "subscription_cancelled", T0 + 35 * DAY_MS))
+    events.sort(key=lambda e: e.ts)
+    runs = []
+    for cuts in ([1], [7, 2, 30], [len(events)]):
+        shard, out, i, k = Shard(), Outputs(), 0, 0
+        while i < len(events):
+            n = cuts[k % len(cuts)]
+            process(shard, events[i : i + n], models, cfg, out)
+            i, k = i + n, k + 1
+        runs.append([(a["alert_id"], a["ts"], a["score"], a["action"]) for a in out.alerts
+                     if a["kind"] == "churn"])  # fmt: skip
+    assert len(runs[0]) >= 2 and runs[0][-1][3] == "win_back", runs[0]
+    assert runs[1] == runs[0] and runs[2] == runs[0]
