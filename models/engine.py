@@ -45,7 +45,7 @@ from models.churn import explain, make_churn_model
 from models.contract import SUBSCRIPTION_TYPES, Event
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
-from models.labels import observe, process_event
+from models.labels import Example, observe, process_event
 from models.learner import OnlineLearner
 from models.sharing import (
     SharingPolicy,
@@ -130,6 +130,12 @@ class Outputs:
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (kind, right|wrong)
     failed: list[tuple[Event, str]] = field(default_factory=list)  # events our code failed on
 
+    def churn_examples(self, examples: list[Example], labelled_ts: int) -> None:
+        """Matured churn examples, as training-topic records labelled at ``labelled_ts``."""
+        self.examples += [
+            {"model": "churn", **x.to_dict(), "labelled_ts": labelled_ts} for x in examples
+        ]
+
     def extend(self, other: Outputs) -> None:
         self.scores += other.scores
         self.alerts += other.alerts
@@ -162,14 +168,15 @@ def ingest(
     [('sharing', 'a:v1', True)]
     """
     label = sharing_label(event)
-    if models is not None and event.event_id not in state.seen_ids:
+    fresh = event.event_id not in state.seen_ids
+    if models is not None and fresh:
         decide_churn(state, until_ms=event.ts, models=models, cfg=cfg, out=out)
-    if label is not None and event.event_id not in state.seen_ids:
+    if label is not None and fresh:
         before = household_features(
             state.household, event.ts, max_streams=state.max_streams, census=census
         )
     applied, examples = process_event(state, event, clock_ms=clock_ms, cfg=cfg.state)
-    out.examples += [{"model": "churn", **x.to_dict(), "labelled_ts": event.ts} for x in examples]
+    out.churn_examples(examples, event.ts)
     if not applied:
         return False
     r = risk(state)
@@ -229,7 +236,7 @@ def decide(
     """
     r = risk(state)
     churn_x = churn_features(state, now_ms)
-    churn_p = 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
+    churn_p = _churn_p(churn_x, models)
     fired = r.open_alerts.get("churn")
     if fired is not None and now_ms - fired > cfg.state.horizon_ms:
         _close_alert(r, "churn", "wrong", out)
@@ -244,6 +251,11 @@ def decide(
             models=models, cfg=cfg, out=out,
         )  # fmt: skip
     return churn_p
+
+
+def _churn_p(churn_x: dict[str, float], models: Models) -> float:
+    """The churn score: 1 once the account is cancelled, else the model's probability."""
+    return 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
 
 
 def _sharing(
@@ -301,10 +313,7 @@ def sweep(
     if watermark <= state.max_ts:
         return
     expire(state, clock_ms, cfg.state)
-    out.examples += [
-        {"model": "churn", **x.to_dict(), "labelled_ts": watermark}
-        for x in observe(state, watermark, watermark_ms=watermark, cfg=cfg.state)
-    ]
+    out.churn_examples(observe(state, watermark, watermark_ms=watermark, cfg=cfg.state), watermark)
     decide_churn(state, until_ms=watermark, models=models, cfg=cfg, out=out)
     r = risk(state)
     if r.scored_ts is None or watermark - r.scored_ts >= cfg.rescore_interval_ms:
@@ -336,7 +345,7 @@ def score(
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
         census.observe(state.account_id, state.household)
     sharing_p, sharing_x = _sharing(state, now_ms, models, census)
-    churn_p = 1.0 if churn_x.get("cancelled", 0.0) >= 1.0 else models.churn.predict_proba(churn_x)
+    churn_p = _churn_p(churn_x, models)
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)
 
@@ -474,10 +483,9 @@ def process(
     # delay, so the learner never gets one day's cancellations in a burst at a sweep
     watermark = shard.clock - cfg.state.lateness_ms
     for state in shard.due_accounts(watermark):
-        examples = observe(state, watermark, watermark_ms=watermark, cfg=cfg.state)
-        out.examples += [
-            {"model": "churn", **x.to_dict(), "labelled_ts": watermark} for x in examples
-        ]
+        out.churn_examples(
+            observe(state, watermark, watermark_ms=watermark, cfg=cfg.state), watermark
+        )
         shard.arm(state, horizon)
         shard.dirty.add(state.account_id)
     day_end = shard.clock - shard.clock % DAY_MS + DAY_MS
