@@ -147,13 +147,18 @@ def run_demo(args: argparse.Namespace) -> int:
                     f" | alerts {counts[settings.alerts_topic]:,}",
                     flush=True,
                 )
-            if simulator.poll() is not None and applied > 0:
-                if applied == last_applied:
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since > 8:
-                        break
-                else:
-                    idle_since = None
+            # done: the simulator finished and the worker has nothing left (no input or
+            # internal messages uncommitted, nothing held by the input merge) and went quiet
+            drained = (
+                metrics.get("churnwatch_consumer_lag_messages", 1.0) == 0
+                and metrics.get("churnwatch_input_events_held", 1.0) == 0
+            )
+            if simulator.poll() is not None and applied > 0 and drained and applied == last_applied:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 8:
+                    break
+            else:
+                idle_since = None
             last_applied = applied
         if simulator.poll() not in (None, 0):
             print(f"demo: the simulator failed; see {workdir}/simulate.log")
