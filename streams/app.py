@@ -48,7 +48,42 @@ class Runtime:
     services: dict[str, Any] = field(default_factory=dict)
 
 
+def rewind_uncommitted_partitions() -> None:
+    """Make Faust's "seek to committed" rewind partitions that have no commit yet.
+
+    After a rebalance, Faust drops the records fetched while its streams were paused
+    (table recovery) and seeks every partition back to its committed offset. aiokafka
+    seeks only where that offset is > 0, so a partition with no commit stays past the
+    records that were dropped: they are never delivered (faust-streaming issue #596
+    describes the race). A new deployment reading topics that already hold data, or a
+    learner killed before its first commit, lost messages that way (found by
+    ``tests/integration/test_learner_checkpoint.py``). This rewinds such partitions to
+    their first offset (``consumer_auto_offset_reset="earliest"``); table changelogs
+    are left to Faust's recovery. Applied once, by :func:`create_app`.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread.seek_to_committed
+    if getattr(original, "rewinds_uncommitted", False):
+        return
+
+    async def seek_to_committed(self: Any) -> Any:
+        committed = await original(self)
+        changelogs = self.app.tables.changelog_topics
+        fresh = [
+            tp for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and tp.topic not in changelogs
+        ]  # fmt: skip
+        if fresh:
+            await self.seek_to_beginning(*fresh)
+        return committed
+
+    seek_to_committed.rewinds_uncommitted = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed
+
+
 def create_app(s: Settings) -> faust.App:
+    rewind_uncommitted_partitions()
     brokers = [f"kafka://{host.strip()}" for host in s.kafka_bootstrap_servers.split(",")]
     host = socket.gethostname()
     return faust.App(

@@ -34,7 +34,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     rt = create_runtime(s)
 
     class Worker(faust.Worker):  # type: ignore[misc]
-        """Drains what ingest holds before Faust's own graceful stop (SIGTERM, SIGINT)."""
+        """Drains what ingest holds and checkpoints the learner before Faust's own graceful
+        stop (SIGTERM, SIGINT)."""
 
         def _on_sigterm(self) -> None:
             asyncio.ensure_future(self._drain_then(super()._on_sigterm))
@@ -45,8 +46,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         async def _drain_then(self, stop: Callable[[], None]) -> None:
             try:
                 await asyncio.wait_for(rt.services["drain"](), timeout=10)
+                await asyncio.wait_for(rt.services["checkpoint"](), timeout=10)
             except Exception:  # stopping matters more than draining
-                log.exception("could not drain held input before stopping")
+                log.exception("could not drain held input or checkpoint the learner")
             stop()
 
     worker = Worker(

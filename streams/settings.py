@@ -83,6 +83,9 @@ class Settings:
     sharing_reset: float = 0.5
     # false: serve the model snapshots as they are (imported or last learned), learn nothing
     learn: bool = True
+    # the learner writes model snapshots this often; a training example is committed only
+    # once a snapshot holds it
+    model_snapshot_s: float = 2.0
 
     # Kafka consumer group timing (see DESIGN.md: the first join waits ~half the session timeout)
     session_timeout_s: float = 10.0
@@ -141,6 +144,7 @@ class Settings:
             "input_idle_s",
             "input_stall_s",
             "churn_decision_interval_h",
+            "model_snapshot_s",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")

@@ -4,8 +4,14 @@ Training examples from every account partition meet in the single-partition
 training topic, so exactly one worker at a time learns (single writer per
 model). Each example is scored before it is learned (``OnlineLearner``); the
 learner publishes versioned snapshots to the ``models`` global table every
-``SNAPSHOT_EVERY_S`` seconds of work, which every worker reads (and which is the
-checkpoint a restarted learner resumes from).
+``CHURNWATCH_MODEL_SNAPSHOT_S`` seconds (2 s), which every worker reads (and which is the
+checkpoint a restarted learner resumes from). A training message is acknowledged
+only once a snapshot that learned it has been written (``noack_take`` plus
+``checkpoint``), and Faust flushes the producer before it commits, so a hard kill
+loses no example: what the last snapshot lacks is delivered again, and the
+learner's recent example ids drop what it already has. A worker that loses the
+training partition drops its in-memory learners; the next owner resumes from
+the table.
 
 The table's changelog is ``Settings.models_topic`` (compacted, key = model
 kind, value = ``OnlineLearner`` snapshot), which ``churnwatch models export``
@@ -30,9 +36,6 @@ from streams.app import CRASH, Runtime
 from streams.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-SNAPSHOT_EVERY_S = 2.0
-
 
 class ModelCache:
     """The newest model snapshots, deserialised only when a new one arrives."""
@@ -88,6 +91,8 @@ def register(rt: Runtime) -> None:
     cache = rt.services["models"] = ModelCache(table, m)
     learners: dict[str, OnlineLearner] = {}
     changed: set[str] = set()
+    pending: list[Any] = []  # events learned and not yet in a snapshot: acked once they are
+    streams: dict[str, Any] = {}
     if not s.learn:
         log.info("CHURNWATCH_LEARN=false: scoring with the current model snapshots, not learning")
 
@@ -105,7 +110,8 @@ def register(rt: Runtime) -> None:
         by_kind.clear()
 
     async def learner(stream: Any) -> None:
-        async for batch in stream.take_events(1000, within=0.5):
+        streams["training"] = stream
+        async for batch in stream.noack_take(1000, within=0.5):
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for ev in batch:
                 doc = orjson.loads(ev.message.value)
@@ -124,12 +130,28 @@ def register(rt: Runtime) -> None:
                     for ex in doc:
                         by_kind.setdefault(ex["model"], []).append(ex)
             learn(by_kind)
+            pending.extend(batch)
 
-    async def snapshot() -> None:
+    async def checkpoint() -> None:
+        """Write a snapshot of each changed model, then acknowledge what it learned."""
+        done = pending[:]
+        pending.clear()
         for kind in sorted(changed):
             table[kind] = learners[kind].snapshot()
             export_model_metrics(m, learners[kind])
         changed.clear()
+        for ev in done:
+            await streams["training"].ack(ev)
 
+    rt.services["checkpoint"] = checkpoint
+
+    async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
+        if any(tp.topic == s.training_topic for tp in revoked):
+            learners.clear()  # unacked examples go to the next owner, with the table's snapshot
+            cache.raw = dict.fromkeys(KINDS)  # and a copy of it, not a learner that went on
+            changed.clear()
+            pending.clear()
+
+    app.on_partitions_revoked.connect(on_revoked)
     app.agent(rt.topics["training"], name="churnwatch.learner", supervisor_strategy=CRASH)(learner)
-    app.timer(SNAPSHOT_EVERY_S, name="churnwatch.snapshot")(snapshot)
+    app.timer(s.model_snapshot_s, name="churnwatch.snapshot")(checkpoint)
