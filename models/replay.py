@@ -31,6 +31,7 @@ class ReplayResult:
     events: int = 0
     applied: int = 0
     dead_letters: int = 0
+    failed: int = 0  # valid events (or account scorings) our own code raised on
     seconds: float = 0.0
     clock_ms: int = 0
 
@@ -48,7 +49,7 @@ def replay(
 
     >>> from models.simulator import SimConfig, simulate
     >>> r = replay(simulate(SimConfig(accounts=20, days=20, seed=1)))
-    >>> r.applied > 0 and len(r.scores) == 20
+    >>> r.applied > 0 and len(r.scores) == 20 and r.failed == 0
     True
     """
     cfg = cfg or EngineConfig()
@@ -73,6 +74,7 @@ def replay(
                 [b for b, x in zip(batch_in, out.examples, strict=True) if x["model"] == kind]
             )
         result.examples += len(out.examples)
+        result.failed += len(out.failed)
         result.alerts += out.alerts
         for s in out.scores:
             result.scores[s["account_id"]] = s

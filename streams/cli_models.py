@@ -142,7 +142,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = {"trained_from": [str(p) for p in args.files], "events": result.events}
     args.out.write_bytes(dump_bundle(learners, **meta))
     print(f"trained on {result.applied:,} events ({result.dead_letters:,} invalid, "
-          f"{len(bad):,} lines not JSON objects), {result.examples:,} labelled examples; "
+          f"{len(bad):,} lines not JSON objects, {result.failed:,} failed), "
+          f"{result.examples:,} labelled examples; "
           f"wrote {args.out}")  # fmt: skip
     for kind, learner in learners.items():
         print("  " + describe(kind, learner))

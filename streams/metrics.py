@@ -41,6 +41,12 @@ class Metrics:
             f"{p}_messages_consumed_total", "Kafka messages read from input topics",
             ["topic"], registry=r,
         )  # fmt: skip
+        self.unaligned_events = Counter(
+            f"{p}_input_unaligned_events_total",
+            "Valid input events in a message not keyed by their account_id (unkeyed arrays, "
+            "wrong keys): safe with one worker, dropped as late when several read them",
+            registry=r,
+        )  # fmt: skip
         self.dead_letters = Counter(
             f"{p}_dead_letters_total", "Bad input sent to the dead-letter topic, by error kind",
             ["kind"], registry=r,

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 INTERNAL_BATCH = 500
 FLUSH_EVERY_S = 0.2  # released events go downstream at least this often
 HELD_HIGH_WATER = 100_000  # ... or as soon as this many are held
+UNALIGNED_WARN_EVERY_S = 600.0
 
 
 def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
@@ -57,6 +58,18 @@ def behind(highwater: int | None, next_offset: int | None) -> bool:
     return highwater > (next_offset or 0)
 
 
+def keyed_by_account(key: bytes | None, events: list[Event]) -> bool:
+    """Whether a message's key is the account_id of every event in it (co-partitioned input).
+
+    >>> e = lambda a: Event("x", "login", a, 0, {})
+    >>> keyed_by_account(b"a1", [e("a1"), e("a1")]), keyed_by_account(None, [e("a1")])
+    (True, False)
+    >>> keyed_by_account(b"a1", [e("a1"), e("a2")])
+    False
+    """
+    return key is not None and all(e.account_id.encode() == key for e in events)
+
+
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
@@ -68,6 +81,24 @@ def register(rt: Runtime) -> None:
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
+
+    warned_at = [-UNALIGNED_WARN_EVERY_S]
+
+    def warn_unaligned(n: int) -> None:
+        """Count input not keyed by account; warn (now and then) if other workers read input."""
+        m.unaligned_events.inc(n)
+        now = time.monotonic()
+        consumer: Any = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic in s.input_topics]
+        every = sum(consumer.topic_partitions(t) or s.partitions for t in s.input_topics)
+        if len(assigned) < every and now - warned_at[0] >= UNALIGNED_WARN_EVERY_S:
+            warned_at[0] = now
+            log.warning(
+                "input messages not keyed by account_id while other workers read input too: "
+                "an account's events then reach its state from several workers and those "
+                "behind are dropped as late. Key input by account_id, or run one worker "
+                "(churnwatch_input_unaligned_events_total counts them)"
+            )
 
     def check_backlogs(now_ms: int) -> None:
         """Tell the merge which silent partitions still have messages in Kafka."""
@@ -112,6 +143,8 @@ def register(rt: Runtime) -> None:
                 await dead_letter.send(value=orjson.dumps(bad.to_record()))
             for event_type, n in Counter(e.type for e in events).items():
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
+            if events and not keyed_by_account(msg.key, events):
+                warn_unaligned(len(events))
             async with lock:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):
@@ -133,6 +166,8 @@ def register(rt: Runtime) -> None:
     rt.services["drain"] = drain
 
     async def on_assigned(sender: object, assigned: set[Any], **kwargs: object) -> None:
+        log.info("rebalance: %d input partitions assigned (%d partitions in all)",
+                 sum(tp.topic in s.input_topics for tp in assigned), len(assigned))  # fmt: skip
         now = _now_ms()
         for tp in assigned:
             if tp.topic in s.input_topics:

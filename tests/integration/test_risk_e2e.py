@@ -57,7 +57,6 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
 
     first.wait_metric("churnwatch_events_applied_total", len(events) // 2, timeout=300)
     learned_before = first.metrics().get("churnwatch_model_examples_learned", 0.0)
-    first_late = first.metrics().get("churnwatch_late_events_dropped_total", 0.0)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
 
     second = worker_factory().start()
@@ -79,9 +78,15 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
         time.sleep(2)
     time.sleep(3)  # the last buffers' outputs
 
-    for a in SAMPLE:  # applied once each (a few late events may be dropped, never doubled)
-        applied = second.get_json(f"/accounts/{a}")[1]["events_applied"]
-        assert 0.99 * per_account[a] <= applied <= per_account[a], a
+    # every event of every account applied exactly once: none lost to the kill or to
+    # the input merge, none applied twice. (Re-delivered events the state applied before
+    # the kill are duplicates; those older than its id memory count as late drops.)
+    wrong = {}
+    for a, n in per_account.items():
+        applied = second.get_json(f"/accounts/{a}")[1].get("events_applied")
+        if applied != n:
+            wrong[a] = (n, applied)
+    assert not wrong, wrong
 
     # the learner resumed the first worker's snapshot and lost nothing to the kill: a
     # training message is acked only once a snapshot holds it, so its snapshots count
@@ -113,9 +118,6 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
     # every cancellation raises a win_back alert (a loaded worker once dropped a few
     # cancellations as late: see the backlog check of the input merge, models/ordering.py)
     assert cancelled and cancelled <= win_back, cancelled - win_back
-    # and nothing was dropped as late before the kill (after it, re-delivered events whose
-    # ids the state no longer remembers count as late: they are duplicates)
-    assert first_late == 0
 
     scores = {}
     for msg in read_all(kafka_bootstrap, s.scores_topic):

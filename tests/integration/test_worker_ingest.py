@@ -77,6 +77,7 @@ def test_valid_events_once_bad_input_dead_lettered(worker_factory, kafka_bootstr
     per_account = _events()
     subs, usage = [], []
     batch_elements = []
+    unaligned = 0  # valid events in messages not keyed by their account
     for i, (acc, evs) in enumerate(sorted(per_account.items())):
         for j, ev in enumerate(evs):
             raw = orjson.dumps(ev)
@@ -86,8 +87,10 @@ def test_valid_events_once_bad_input_dead_lettered(worker_factory, kafka_bootstr
                 batch_elements.append(ev)  # batched: key irrelevant
             elif i % 3 == 1:
                 usage.append((b"wrong-key", raw))  # producer keyed it wrongly
+                unaligned += 1
             else:
                 usage.append((None if j % 2 else acc.encode(), raw))
+                unaligned += j % 2
     # duplicates: at-least-once delivery sends some events twice
     dups = [per_account["acct-1"][1], per_account["acct-2"][0], per_account["acct-3"][2]]
     usage += [(b"acct-1", orjson.dumps(dups[0])), (b"acct-3", orjson.dumps(dups[2]))]
@@ -97,6 +100,7 @@ def test_valid_events_once_bad_input_dead_lettered(worker_factory, kafka_bootstr
     bad_element = {"event_id": "bad-1", "type": "login", "account_id": "acct-0", "ts": T0}
     batch = batch_elements[:5] + [bad_element, 17] + batch_elements[5:]
     usage.append((None, orjson.dumps(batch)))
+    unaligned += len(batch_elements)  # its valid elements
     malformed = [
         (s.usage_topic, b"{not json", "not_json"),
         (s.usage_topic, b'"a string"', "not_object"),
@@ -156,4 +160,5 @@ def test_valid_events_once_bad_input_dead_lettered(worker_factory, kafka_bootstr
     metrics = worker.metrics()
     assert metrics["churnwatch_events_applied_total"] == expected_total
     assert metrics["churnwatch_duplicates_dropped_total"] == 4
+    assert metrics["churnwatch_input_unaligned_events_total"] == unaligned > 0
     assert metrics["churnwatch_dead_letters_total"] == len(malformed) + 2

@@ -48,3 +48,22 @@ def test_scores_follow_the_contract(first):
         assert msg["churn_model"].startswith("churn-v") and msg["sharing_model"].startswith("sharing-v")
         assert msg["ts"].endswith("Z")
         assert set(msg["top_factors"]) == {"churn", "sharing"}
+
+
+def test_events_our_code_fails_on_are_counted_and_the_rest_applied(monkeypatch):
+    import models.engine as engine
+
+    real = engine.ingest
+
+    def flaky(state, event, **kw):
+        if event.event_id.endswith("7"):
+            raise KeyError("no such thing")
+        return real(state, event, **kw)
+
+    monkeypatch.setattr(engine, "ingest", flaky)
+    events = list(simulate(SimConfig(accounts=10, days=10, seed=2)))
+    unique = {e["event_id"] for e in events}
+    doomed = [e for e in events if e["event_id"].endswith("7")]  # a duplicate fails again
+    r = replay(events)
+    assert 0 < r.failed == len(doomed)
+    assert r.applied == len(unique - {e["event_id"] for e in doomed})
