@@ -46,6 +46,9 @@ class Runtime:
     topics: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
+    # set on SIGTERM/SIGINT: agents then hold nothing back (Faust's stop waits for every
+    # message read to be acked, and a message held after the drain would stall it)
+    stopping: bool = False
 
 
 def rewind_uncommitted_partitions() -> None:

@@ -44,6 +44,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             asyncio.ensure_future(self._drain_then(super()._on_sigint))
 
         async def _drain_then(self, stop: Callable[[], None]) -> None:
+            rt.stopping = True
             try:
                 await asyncio.wait_for(rt.services["drain"](), timeout=10)
                 await asyncio.wait_for(rt.services["checkpoint"](), timeout=10)

@@ -149,7 +149,9 @@ def register(rt: Runtime) -> None:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):
                     await stream.ack(ev)
-                if reorder.held >= HELD_HIGH_WATER:
+                if rt.stopping:  # read after the drain, and Faust's timers have stopped:
+                    await forward(everything=True)  # send it on now, or its stop waits forever
+                elif reorder.held >= HELD_HIGH_WATER:
                     await forward()  # otherwise the timer sends, in larger batches
 
     async def flush() -> None:

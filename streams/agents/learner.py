@@ -131,6 +131,8 @@ def register(rt: Runtime) -> None:
                         by_kind.setdefault(ex["model"], []).append(ex)
             learn(by_kind)
             pending.extend(batch)
+            if rt.stopping:  # read after the last checkpoint: checkpoint again, so it is acked
+                await checkpoint()
 
     async def checkpoint() -> None:
         """Write a snapshot of each changed model, then acknowledge what it learned."""
