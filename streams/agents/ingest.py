@@ -88,10 +88,12 @@ def register(rt: Runtime) -> None:
         """Count input not keyed by account; warn (now and then) if other workers read input."""
         m.unaligned_events.inc(n)
         now = time.monotonic()
+        if now - warned_at[0] < UNALIGNED_WARN_EVERY_S:
+            return  # the assignment is looked at only when a warning may be due
         consumer: Any = app.consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic in s.input_topics]
         every = sum(consumer.topic_partitions(t) or s.partitions for t in s.input_topics)
-        if len(assigned) < every and now - warned_at[0] >= UNALIGNED_WARN_EVERY_S:
+        if len(assigned) < every:
             warned_at[0] = now
             log.warning(
                 "input messages not keyed by account_id while other workers read input too: "
