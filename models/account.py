@@ -61,6 +61,8 @@ class StateConfig:
     max_history: int = 16
     horizon_ms: int = 30 * DAY_MS
     observation_interval_ms: int = 7 * DAY_MS
+    # observation points older than this before "now" are not caught up after a silence
+    max_catchup_ms: int = 366 * DAY_MS
 
     def __post_init__(self) -> None:
         if self.lateness_ms < 0 or self.session_expiry_ms <= 0:
@@ -71,8 +73,8 @@ class StateConfig:
             raise ValueError("caps must be >= 1")
         if min(self.max_open_sessions, self.max_history) < 1:
             raise ValueError("caps must be >= 1")
-        if self.horizon_ms <= 0 or self.observation_interval_ms <= 0:
-            raise ValueError("horizon and observation interval must be > 0")
+        if min(self.horizon_ms, self.observation_interval_ms, self.max_catchup_ms) <= 0:
+            raise ValueError("horizon, observation interval and catch-up must be > 0")
 
     @property
     def max_pending_snapshots(self) -> int:
@@ -234,7 +236,10 @@ def load_state(raw: bytes) -> AccountState:
         raise ValueError("not an account state")
     if raw[4] != STATE_VERSION:
         raise ValueError(f"unsupported account state version {raw[4]}")
-    state = pickle.loads(raw[5:])  # noqa: S301 - our own changelog, never user input
+    try:
+        state = pickle.loads(raw[5:])  # noqa: S301 - our own changelog, never user input
+    except Exception as exc:  # a damaged record fails in many ways: one error for all
+        raise ValueError(f"unreadable account state ({type(exc).__name__})") from None
     if not isinstance(state, AccountState):
         raise ValueError("not an account state")
     return state

@@ -89,6 +89,8 @@ ERROR_KINDS = frozenset(
         "wrong_type",
         "invalid_value",
         "unknown_type",
+        "future_ts",  # ts too far ahead of the partition's clock or the wall clock
+        "past_ts",  # ts before the accepted floor
     }
 )
 
@@ -399,8 +401,13 @@ def parse_message(
     partition: int,
     offset: int,
     max_bytes: int = MAX_MESSAGE_BYTES,
+    check_ts: Callable[[int], tuple[str, str] | None] | None = None,
 ) -> tuple[list[Event], list[DeadLetter]]:
     """Split one raw Kafka message value into valid events and dead letters; never raises.
+
+    ``check_ts`` (``models.timepolicy.InputClocks.admit`` bound to the message's
+    partition) returns ``(kind, message)`` for an event time outside the accepted
+    range; that event is then a dead letter too.
 
     >>> line = b'{"event_id": "e1", "type": "login", "account_id": "a1",'
     >>> line += b' "ts": "2026-03-01T12:00:00Z", "device_id": "d1", "extra": 1}'
@@ -435,7 +442,12 @@ fields={'device_id': 'd1'})], [])
             if type(element) is not dict:
                 got = _json_type(element)
                 raise _Reject("not_object", f"batch element must be a JSON object, got {got}")
-            events.append(_validate(element))
+            event = _validate(element)
+            if check_ts is not None:
+                why = check_ts(event.ts)
+                if why is not None:
+                    raise _Reject(*why)
+            events.append(event)
         except _Reject as r:
             where = index if batch else None
             text = _element_text(element) if batch else _text(raw)
@@ -463,3 +475,51 @@ def decode_batch(raw: bytes) -> list[Event]:
     for d in orjson.loads(raw):
         out.append(Event(d.pop("event_id"), d.pop("type"), d.pop("account_id"), d.pop("ts"), d))
     return out
+
+
+def read_batch(raw: bytes | None) -> tuple[list[Event], list[str]]:
+    """``decode_batch`` for what an internal topic holds, never raising: the events
+    of the right shape, and a reason for each element (or the whole message) that
+    is not one (a bug or a foreign writer; the caller counts and skips them).
+
+    Only the common fields are checked here: a valid event's own fields were
+    validated at ingest, and the engine reports an event it fails on.
+
+    >>> e = Event("e1", "price_changed", "a1", 5, {"price": 9.5})
+    >>> read_batch(encode_batch([e])) == ([e], [])
+    True
+    >>> read_batch(b"")[1], read_batch(b'{"x": 1}')[1]
+    (['not JSON'], ['not a JSON array'])
+    >>> read_batch(b'[1, {"event_id": "e", "type": "nope", "account_id": "a", "ts": 1}]')[1]
+    ['element 0: not an object', "element 1: unknown type 'nope'"]
+    """
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return [], ["not JSON"]
+    if type(doc) is not list:
+        return [], ["not a JSON array"]
+    events: list[Event] = []
+    bad: list[str] = []
+    for i, d in enumerate(doc):
+        why = _internal_shape(d)
+        if why is None:
+            events.append(
+                Event(d.pop("event_id"), d.pop("type"), d.pop("account_id"), d.pop("ts"), d)
+            )
+        else:
+            bad.append(f"element {i}: {why}")
+    return events, bad
+
+
+def _internal_shape(d: Any) -> str | None:
+    if type(d) is not dict:
+        return "not an object"
+    for name in ("event_id", "account_id"):
+        if type(d.get(name)) is not str or not d[name]:
+            return f"{name!r} is not a non-empty string"
+    if d.get("type") not in EVENT_TYPES:
+        return f"unknown type {_shown(d.get('type'))}"
+    if type(d.get("ts")) is not int or not 0 <= d["ts"] <= MAX_TS_MS:
+        return "'ts' is not epoch milliseconds"
+    return None

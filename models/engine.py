@@ -56,6 +56,7 @@ from models.sharing import (
     sharing_label,
     sharing_reasons,
 )
+from models.timepolicy import TimePolicy
 
 KINDS = ("churn", "sharing")
 
@@ -79,6 +80,8 @@ class EngineConfig:
     # each multiple of this interval of event time (UTC midnights by default)
     churn_decision_interval_ms: int = DAY_MS
     recent_alerts: int = 5
+    # the accepted range of event times (checked at ingest: dead letters past_ts, future_ts)
+    time: TimePolicy = field(default_factory=TimePolicy)
 
 
 @dataclass
@@ -213,7 +216,10 @@ def decide_churn(
     step = cfg.churn_decision_interval_ms
     last = getattr(r, "decided_ts", None)  # states saved before decisions existed lack it
     point = (state.first_ts if last is None else last) // step * step + step
-    for t in range(point, until_ms + 1, step):
+    # after a silence longer than the horizon only its last horizon is decided: an alert
+    # at an older point would be closed as wrong at once (and the loop stays bounded)
+    oldest = (until_ms - cfg.state.horizon_ms) // step * step
+    for t in range(max(point, oldest), until_ms + 1, step):
         decide(state, now_ms=t, models=models, cfg=cfg, out=out)
         r.decided_ts = t
 

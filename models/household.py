@@ -65,6 +65,8 @@ MAX_PROFILES = 16
 MAX_OPEN_SESSIONS = 16
 MAX_PENDING_STOPS = 16
 MAX_INTERVALS = 512
+# the longest viewing a stop can close (loops over its days stay bounded)
+MAX_SESSION_MS = DAY_MS
 MAX_TRAVEL_FLAGS = 32
 MAX_FAILED_DEVICES = 16
 
@@ -404,8 +406,9 @@ def _stop(hs: HouseholdState, sid: str, ts: int, watched_s: Any) -> None:
     opened = hs.open_sessions.pop(sid, None)
     if opened is None:
         _put_capped(hs.pending_stops, sid, (ts, watched), MAX_PENDING_STOPS)
-    else:
-        _close(hs, opened[0], max(ts, opened[0]), opened[1], opened[2], watched)
+    else:  # a stop days after its start is a lost stop's session, not days of viewing
+        end = min(max(ts, opened[0]), opened[0] + MAX_SESSION_MS)
+        _close(hs, opened[0], end, opened[1], opened[2], watched)
 
 
 def _close(

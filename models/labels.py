@@ -183,7 +183,14 @@ def _due_points(state: AccountState, now_ms: int, cfg: StateConfig) -> list[int]
         return []
     step = cfg.observation_interval_ms
     k = 0 if state.last_obs_ts is None else max((state.last_obs_ts - anchor) // step + 1, 0)
-    return list(range(anchor + k * step, now_ms + 1, step))
+    first = anchor + k * step
+    if now_ms < first:
+        return []
+    # after a silence of over a year only its last year is observed (older points would
+    # hold the same state; they count as dropped), so the loop stays bounded
+    skip = max(0, (now_ms - cfg.max_catchup_ms - first) // step + 1)
+    state.dropped_snapshots += skip
+    return list(range(first + skip * step, now_ms + 1, step))
 
 
 def _snapshot(state: AccountState, ts: int, cfg: StateConfig) -> None:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import math
 import pickle
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -168,7 +169,10 @@ class OnlineLearner:
             raise ValueError("not a learner snapshot")
         if raw[4] != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported learner snapshot version {raw[4]}")
-        learner = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+        try:
+            learner = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+        except Exception as exc:  # a damaged snapshot fails in many ways: one error for all
+            raise ValueError(f"unreadable learner snapshot ({type(exc).__name__})") from None
         if not isinstance(learner, cls):
             raise ValueError("not a learner snapshot")
         return learner
@@ -220,7 +224,10 @@ def load_model(raw: bytes) -> tuple[str, Any]:
         raise ValueError("not a model snapshot")
     if raw[4] != SNAPSHOT_VERSION:
         raise ValueError(f"unsupported model snapshot version {raw[4]}")
-    model_id, model = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+    try:
+        model_id, model = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+    except Exception as exc:
+        raise ValueError(f"unreadable model snapshot ({type(exc).__name__})") from None
     return str(model_id), model
 
 
@@ -305,3 +312,75 @@ def read_import(doc: Any) -> tuple[str, OnlineLearner] | None:
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"model import: unreadable snapshot ({exc})") from None
     return str(doc[IMPORT]), OnlineLearner.from_bytes(raw)
+
+
+@dataclass
+class Training:
+    """One training-topic message, read defensively (``read_training``)."""
+
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    imported: tuple[str, OnlineLearner] | None = None
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, why)
+
+
+def read_training(raw: bytes | None, kinds: Collection[str] = ("churn", "sharing")) -> Training:
+    """The examples of well-formed shape, or the model import, in a training message;
+    a ``(kind, why)`` problem for the message or each example that is neither. Never raises.
+
+    >>> ok = {"model": "churn", "example_id": "a:0", "snapshot_ts": 0,
+    ...       "features": {"x": 1.0}, "label": True}
+    >>> t = read_training(orjson.dumps([ok, {"x": 1}]))
+    >>> len(t.examples), t.problems
+    (1, [('bad_shape', "example 1: 'model' is not one of churn, sharing")])
+    >>> read_training(b"").problems[0][0], read_training(b'{"model_import": "churn"}').problems
+    ('not_json', [('bad_import', "model import: unreadable snapshot ('snapshot')")])
+    """
+    out = Training()
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        out.problems.append(("not_json", str(exc)))
+        return out
+    if isinstance(doc, dict) and IMPORT in doc:
+        try:
+            kind, learner = read_import(doc)  # type: ignore[misc]
+            if kind not in kinds:
+                raise ValueError(f"model import: unknown model {kind!r}")
+            out.imported = kind, learner
+        except ValueError as exc:
+            out.problems.append(("bad_import", str(exc)))
+        return out
+    if not isinstance(doc, list):
+        out.problems.append(("bad_shape", f"not a JSON array of examples ({type(doc).__name__})"))
+        return out
+    for i, ex in enumerate(doc):
+        why = _example_shape(ex, kinds)
+        if why is None:
+            out.examples.append(ex)
+        else:
+            out.problems.append(("bad_shape", f"example {i}: {why}"))
+    return out
+
+
+_MAX_FEATURE = 1e9  # our features are small numbers: a huge one would ruin the weights
+
+
+def _example_shape(ex: Any, kinds: Collection[str]) -> str | None:
+    if not isinstance(ex, dict):
+        return "not an object"
+    if ex.get("model") not in kinds:
+        return f"'model' is not one of {', '.join(kinds)}"
+    if not isinstance(ex.get("example_id"), str):
+        return "'example_id' is not a string"
+    if type(ex.get("label")) is not bool:
+        return "'label' is not true or false"
+    for name in ("snapshot_ts", "labelled_ts"):
+        if (name in ex or name == "snapshot_ts") and type(ex.get(name)) is not int:
+            return f"{name!r} is not an integer"
+    features = ex.get("features")
+    if not isinstance(features, dict):
+        return "'features' is not an object"
+    for name, v in features.items():
+        if type(v) not in (int, float) or not -_MAX_FEATURE <= v <= _MAX_FEATURE:
+            return f"feature {name!r} is not a finite number of sensible size"
+    return None

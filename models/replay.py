@@ -13,6 +13,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ import orjson
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
+from models.timepolicy import InputClocks
 
 
 @dataclass
@@ -56,6 +58,7 @@ def replay(
     result = ReplayResult(models=models or Models.fresh())
     shards = [Shard() for _ in range(partitions)]
     census = PrefixCensus()  # one per process, shared by its partitions, as in a worker
+    admit = partial(InputClocks(cfg.time).admit, 0)  # one input "partition": the sequence
     pending: list[Event] = []
     started = time.perf_counter()
 
@@ -83,7 +86,10 @@ def replay(
 
     for i, raw in enumerate(events):
         result.events += 1
-        parsed, dead = parse_message(orjson.dumps(raw), topic="replay", partition=0, offset=i)
+        parsed, dead = parse_message(
+            orjson.dumps(raw), topic="replay", partition=0, offset=i,
+            check_ts=admit,
+        )  # fmt: skip
         result.dead_letters += len(dead)
         pending += parsed
         if len(pending) >= batch:

@@ -196,8 +196,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                 break
             for batch in records.values():
                 for msg in batch:
-                    if msg.key is not None:  # Faust writes str keys as JSON strings
-                        newest[str(orjson.loads(msg.key))] = msg.value  # None: deleted
+                    try:  # keys are JSON strings (streams.agents.learner.model_key)
+                        kind = orjson.loads(msg.key or b"")
+                    except orjson.JSONDecodeError:
+                        continue  # a foreign record: not a model of ours
+                    if isinstance(kind, str):
+                        newest[kind] = msg.value  # None: deleted
     finally:
         consumer.close()
     learners = {}

@@ -51,6 +51,12 @@ class Metrics:
             f"{p}_dead_letters_total", "Bad input sent to the dead-letter topic, by error kind",
             ["kind"], registry=r,
         )  # fmt: skip
+        self.internal_skipped = Counter(
+            f"{p}_internal_records_skipped_total",
+            "Records of churnwatch's own topics and changelogs that could not be read and "
+            "were skipped, by topic (training, account_events, models, accounts) and kind",
+            ["topic", "kind"], registry=r,
+        )  # fmt: skip
         self.events_applied = Counter(
             f"{p}_events_applied_total", "Events applied to account state", registry=r
         )

@@ -64,6 +64,11 @@ class Settings:
     # ... unless Kafka holds more of it (the consumer is busy, not the source quiet):
     # then it stops holding them back only after this long
     input_stall_s: float = 60.0
+    # an event more than this ahead of its partition's clock or of the wall clock is bad
+    # input (dead letter future_ts), and so is one before the floor (past_ts); the floor
+    # is RFC 3339 or epoch milliseconds
+    max_future_skew_s: float = 86_400.0
+    min_event_ts: str = "2000-01-01T00:00:00Z"
 
     # Batching (internal topics carry JSON arrays of events)
     ingest_batch_max: int = 1000
@@ -145,9 +150,14 @@ class Settings:
             "input_stall_s",
             "churn_decision_interval_h",
             "model_snapshot_s",
+            "max_future_skew_s",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")
+        try:
+            _ = self.min_event_ms
+        except ValueError as exc:
+            problems.append(f"{self.env_name('min_event_ts')}: {exc}")
         for kind in ("churn", "sharing"):
             thr, reset = getattr(self, f"{kind}_threshold"), getattr(self, f"{kind}_reset")
             if not 0 <= reset < thr <= 1:
@@ -165,6 +175,18 @@ class Settings:
             )
         if problems:
             raise SettingsError("; ".join(problems))
+
+    @property
+    def min_event_ms(self) -> int:
+        """The floor of accepted event times (``min_event_ts``) in epoch ms.
+
+        >>> Settings(min_event_ts="1262304000000").min_event_ms, Settings().min_event_ms
+        (1262304000000, 946684800000)
+        """
+        from models.contract import parse_ts
+
+        raw = self.min_event_ts.strip()
+        return parse_ts(int(raw) if raw.isdigit() else raw)
 
     @property
     def input_topics(self) -> tuple[str, str]:
@@ -188,6 +210,7 @@ class Settings:
         from models.account import DAY_MS, StateConfig
         from models.alerting import AlertConfig
         from models.engine import EngineConfig
+        from models.timepolicy import TimePolicy
 
         return EngineConfig(
             state=StateConfig(
@@ -199,6 +222,7 @@ class Settings:
             churn_decision_interval_ms=int(self.churn_decision_interval_h * 3_600_000),
             sharing_alert=AlertConfig(self.sharing_threshold, self.sharing_reset),
             score_delta=self.score_delta,
+            time=TimePolicy(int(self.max_future_skew_s * 1000), self.min_event_ms),
         )
 
     def documented(self) -> list[tuple[str, str]]:

@@ -21,12 +21,13 @@ from typing import Any
 import orjson
 
 from models.account import AccountState, dump_state, load_state
-from models.contract import MAX_RAW_CHARS, DeadLetter, Event, decode_batch
+from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
 from streams.agents.learner import ModelCache
 from streams.app import CRASH, Runtime, partition_for
+from streams.skips import Skips
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,10 @@ class AccountStore:
     the account key exactly like the account-events topic.
     """
 
-    def __init__(self, table: Any, partitions: int) -> None:
+    def __init__(self, table: Any, partitions: int, skips: Skips | None = None) -> None:
         self.table = table
         self.partitions = partitions
+        self.skips = skips
         self.shards: dict[int, Shard] = {}
         # networks used away from home by many accounts (VPN exits, carrier NAT): one per
         # worker, shared by its partitions; soft state, rebuilt as accounts are scored
@@ -54,19 +56,37 @@ class AccountStore:
         if shard is None:
             shard = self.shards[partition] = Shard()
             for key, raw in list(self.table.items()):
-                account_id = key.decode()
+                account_id = key.decode(errors="replace")
                 if partition_for(account_id, self.partitions) == partition:
-                    state = shard.accounts[account_id] = load_state(raw)
-                    shard.clock = max(shard.clock, state.max_ts)
+                    state = self._load(account_id, raw)
+                    if state is not None:
+                        shard.accounts[account_id] = state
+                        shard.clock = max(shard.clock, state.max_ts)
         return shard
+
+    def _load(self, account_id: str, raw: bytes | None) -> AccountState | None:
+        """A persisted state; None (the account starts afresh) if it cannot be read."""
+        if not raw:
+            return None
+        try:
+            state = load_state(raw)
+        except ValueError as exc:
+            if self.skips is not None:
+                self.skips.skip("accounts", "bad_state", f"key {account_id!r}", str(exc))
+            return None
+        if state.account_id != account_id:
+            if self.skips is not None:
+                why = f"holds the state of {state.account_id!r}"
+                self.skips.skip("accounts", "bad_state", f"key {account_id!r}", why)
+            return None
+        return state
 
     def peek(self, account_id: str) -> AccountState | None:
         """The state if this worker holds it (live or persisted), without creating one."""
         shard = self.shards.get(partition_for(account_id, self.partitions))
         state = shard.accounts.get(account_id) if shard else None
         if state is None:
-            raw = self.table.get(account_id.encode())
-            state = load_state(raw) if raw else None
+            state = self._load(account_id, self.table.get(account_id.encode()))
         return state
 
     def clock(self, account_id: str) -> int:
@@ -146,7 +166,8 @@ def register(rt: Runtime) -> None:
         use_partitioner=True,
         help="Account state (models.account), written in bulk after each buffer",
     )
-    store = AccountStore(table, s.partitions)
+    skips = rt.services.setdefault("skips", Skips(m))
+    store = AccountStore(table, s.partitions, skips)
     rt.tables["accounts"] = table
     rt.services["store"] = store
     model_cache: ModelCache = rt.services["models"]
@@ -174,7 +195,11 @@ def register(rt: Runtime) -> None:
             models = model_cache.current()
             out = Outputs()
             for ev in batch:
-                events = decode_batch(ev.message.value)
+                events, bad = read_batch(ev.message.value)
+                for why in bad:  # a bug or a foreign writer: skipped, never fatal
+                    where = f"partition {ev.message.partition} offset {ev.message.offset}"
+                    kind = "not_json" if why == "not JSON" else "bad_shape"
+                    skips.skip("account_events", kind, where, why)
                 shard = store.shard(ev.message.partition)
                 applied, dups, late = process(shard, events, models, cfg, out, store.census)
                 await asyncio.sleep(0)  # let heartbeats and HTTP requests through

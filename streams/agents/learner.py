@@ -31,34 +31,48 @@ from typing import Any
 import orjson
 
 from models.engine import KINDS, Models
-from models.learner import OnlineLearner, read_import
+from models.learner import OnlineLearner, read_training
 from streams.app import CRASH, Runtime
 from streams.metrics import Metrics
+from streams.skips import Skips
 
 log = logging.getLogger(__name__)
 
 class ModelCache:
     """The newest model snapshots, deserialised only when a new one arrives."""
 
-    def __init__(self, table: Any, metrics: Metrics) -> None:
+    def __init__(self, table: Any, metrics: Metrics, skips: Skips | None = None) -> None:
         self.table = table
         self.metrics = metrics
+        self.skips = skips or Skips(metrics)
         self.raw: dict[str, bytes | None] = dict.fromkeys(KINDS)
         self.models = Models.fresh()
 
     def current(self) -> Models:
         for kind in KINDS:
-            raw = self.table.get(kind)
+            raw = self.table.get(model_key(kind))
             if raw is not None and raw is not self.raw[kind]:
                 self.raw[kind] = raw
                 try:
                     learner = OnlineLearner.from_bytes(raw)
-                except ValueError as exc:
-                    log.error("ignoring an unreadable %s model snapshot: %s", kind, exc)
+                except ValueError as exc:  # the last good snapshot (or a fresh model) stays
+                    self.skips.skip("models", "bad_snapshot", f"key {kind!r}", str(exc))
                     continue
                 setattr(self.models, kind, learner)
                 export_model_metrics(self.metrics, learner)
         return self.models
+
+
+def model_key(kind: str) -> bytes:
+    """The models changelog key of a model kind: a JSON string, as Faust wrote ``str``
+    keys before (so existing changelogs and ``churnwatch models export`` read the same),
+    but written and read as raw bytes, so a foreign key in the changelog is just a key
+    nobody asks for, not a decode error that stops Faust's table recovery.
+
+    >>> model_key("churn")
+    b'"churn"'
+    """
+    return orjson.dumps(kind)
 
 
 def export_model_metrics(m: Metrics, learner: OnlineLearner) -> None:
@@ -81,14 +95,15 @@ def register(rt: Runtime) -> None:
     table = app.GlobalTable(
         "models",
         default=None,
-        key_type=str,
+        key_type=bytes,  # raw: Faust decodes nothing it reads back from the changelog
         value_type=bytes,
         partitions=1,
         use_partitioner=True,  # written from a timer, outside any event
         help="Versioned model snapshots (models.learner.OnlineLearner), one key per model",
     )
     rt.tables["models"] = table
-    cache = rt.services["models"] = ModelCache(table, m)
+    skips = rt.services.setdefault("skips", Skips(m))
+    cache = rt.services["models"] = ModelCache(table, m, skips)
     learners: dict[str, OnlineLearner] = {}
     changed: set[str] = set()
     pending: list[Any] = []  # events learned and not yet in a snapshot: acked once they are
@@ -102,8 +117,13 @@ def register(rt: Runtime) -> None:
                 learners[kind] = getattr(cache.current(), kind)
             # score the whole burst, then learn it (honest prequential metrics)
             batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
-            if learners[kind].learn_many(batch_in):
-                changed.add(kind)
+            try:
+                if learners[kind].learn_many(batch_in):
+                    changed.add(kind)
+            except Exception as exc:  # noqa: BLE001 - the examples are skipped, never fatal
+                why = f"{type(exc).__name__}: {exc}"
+                skips.skip("training", "learn_failed", f"{len(examples)} {kind} examples", why)
+                continue
             for ex in examples:
                 delay_ms = ex.get("labelled_ts", ex["snapshot_ts"]) - ex["snapshot_ts"]
                 m.label_delay.labels(kind).observe(max(0.0, delay_ms / 1000))
@@ -114,20 +134,17 @@ def register(rt: Runtime) -> None:
         async for batch in stream.noack_take(1000, within=0.5):
             by_kind: dict[str, list[dict[str, Any]]] = {}
             for ev in batch:
-                doc = orjson.loads(ev.message.value)
-                try:
-                    imported = read_import(doc)
-                except ValueError as exc:
-                    log.error("ignoring a model import at offset %d: %s", ev.message.offset, exc)
-                    continue
-                if imported is not None:  # what came before it was learned by the old model
+                msg = read_training(ev.message.value, KINDS)
+                for kind, why in msg.problems:  # skipped, never fatal (it would come again)
+                    skips.skip("training", kind, f"offset {ev.message.offset}", why)
+                if msg.imported is not None:  # what came before it was learned by the old model
                     learn(by_kind)
-                    kind, model = imported
+                    kind, model = msg.imported
                     learners[kind] = model
                     changed.add(kind)
                     log.info("model %s: replaced by an imported %s", kind, learners[kind].model_id)
                 elif s.learn:
-                    for ex in doc:
+                    for ex in msg.examples:
                         by_kind.setdefault(ex["model"], []).append(ex)
             learn(by_kind)
             pending.extend(batch)
@@ -139,7 +156,7 @@ def register(rt: Runtime) -> None:
         done = pending[:]
         pending.clear()
         for kind in sorted(changed):
-            table[kind] = learners[kind].snapshot()
+            table[model_key(kind)] = learners[kind].snapshot()
             export_model_metrics(m, learners[kind])
         changed.clear()
         for ev in done:

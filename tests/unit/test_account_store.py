@@ -101,3 +101,26 @@ def test_lookup_document():
     assert doc["events_applied"] == 3 and doc["status"] == "active"
     assert doc["models"] == {"churn": "churn-v0", "sharing": "sharing-v0"}
     assert "tenure_days_log" in doc["features"]["churn"]
+
+
+def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
+    from models.account import dump_state, new_account
+    from streams.metrics import Metrics
+    from streams.skips import Skips
+
+    good = new_account("good")
+    good.max_ts = T0
+    table = Table({
+        b"good": dump_state(good),
+        b"junk": b"not a state at all",
+        b"trunc": dump_state(new_account("trunc"))[:12],
+        b"other": dump_state(new_account("someone-else")),
+        b"\xff\xfe": b"CWAS\x02garbage",
+    })  # fmt: skip
+    skips = Skips(Metrics())
+    store = AccountStore(table, 1, skips)
+    shard = store.shard(0)  # loads every persisted state of the partition: never raises
+    assert list(shard.accounts) == ["good"] and shard.clock == T0
+    assert store.peek("junk") is None and store.peek("good").max_ts == T0
+    skipped = skips.metrics.internal_skipped.labels("accounts", "bad_state")._value.get()
+    assert skipped == 5  # junk, trunc, other, the undecodable key, and junk again on peek

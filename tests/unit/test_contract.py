@@ -435,6 +435,8 @@ def test_error_kinds_are_the_bounded_set() -> None:
         "wrong_type",
         "invalid_value",
         "unknown_type",
+        "future_ts",
+        "past_ts",
     }
 
 

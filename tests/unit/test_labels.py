@@ -146,3 +146,14 @@ def test_examples_are_deterministic() -> None:
     a, b = run(events), run(events)
     assert [x.to_dict() for x in a] == [x.to_dict() for x in b]
     assert all(Example.from_dict(x.to_dict()) == x for x in a)
+
+
+def test_catch_up_after_years_of_silence_is_bounded() -> None:
+    s = new_account("a")
+    process_event(s, start())
+    cfg = StateConfig()
+    out = observe(s, T0 + 3650 * D, watermark_ms=T0 + 3650 * D, cfg=cfg)
+    # only the last year of weekly points is observed; the rest count as dropped
+    assert len(out) + len(s.pending) <= 366 // 7 + 2
+    assert s.dropped_snapshots >= 3650 // 7 - 366 // 7 - 1
+    assert s.last_obs_ts is not None and T0 + 3650 * D - s.last_obs_ts < 7 * D

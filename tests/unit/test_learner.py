@@ -7,6 +7,7 @@ import pickle
 import random
 from typing import Any
 
+import orjson
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
@@ -144,3 +145,42 @@ def test_model_bytes_carry_only_the_model_and_its_id() -> None:
     assert len(lrn.model_bytes()) < len(lrn.to_bytes())
     with pytest.raises(ValueError):
         load_model(lrn.to_bytes())
+
+
+def test_damaged_snapshots_raise_value_error_only() -> None:
+    """A damaged snapshot read from a topic must be reported, never crash its reader."""
+    import pickle
+
+    lrn = OnlineLearner(make_churn_model(), name="churn")
+    raw = lrn.snapshot()
+    for bad in (raw[:10], raw[:5] + b"\x80\x05junk", raw[:5] + pickle.dumps({"x": 1}), b"CWLN\x01"):
+        with pytest.raises(ValueError):
+            OnlineLearner.from_bytes(bad)
+
+
+def test_read_training_skips_every_kind_of_garbage() -> None:
+    from models.learner import import_record, read_training
+
+    ok = {"model": "sharing", "example_id": "a:1", "snapshot_ts": 5, "labelled_ts": 9,
+          "features": {"x": 1.0, "n": 3}, "label": False}  # fmt: skip
+    bad_examples = [
+        {**ok, "model": "other"}, {**ok, "label": 1}, {**ok, "snapshot_ts": "5"},
+        {**ok, "labelled_ts": None}, {**ok, "features": [1.0]}, {**ok, "features": {"x": "1"}},
+        {**ok, "features": {"x": 1e300}}, {**ok, "features": {"x": True}}, 7, None,
+    ]  # fmt: skip
+    t = read_training(orjson.dumps([ok, *bad_examples]))
+    assert t.examples == [ok] and t.imported is None
+    assert [k for k, _ in t.problems] == ["bad_shape"] * len(bad_examples)
+    for raw, kind in [
+        (b"", "not_json"), (b"\x00\xff", "not_json"), (b"[1", "not_json"),
+        (b'{"x": 1}', "bad_shape"), (b"42", "bad_shape"),
+        (b'{"model_import": "churn", "snapshot": "!!"}', "bad_import"),
+        (b'{"model_import": "churn", "snapshot": "Q1dMTgE="}', "bad_import"),
+    ]:  # fmt: skip
+        t = read_training(raw)
+        assert (t.examples, t.imported, [k for k, _ in t.problems]) == ([], None, [kind]), raw
+    good = import_record("churn", OnlineLearner(make_churn_model(), name="churn"))
+    assert read_training(good).imported[0] == "churn"
+    wrong_kind = orjson.loads(good)
+    wrong_kind["model_import"] = "billing"
+    assert read_training(orjson.dumps(wrong_kind)).problems[0][0] == "bad_import"

@@ -1,0 +1,174 @@
+"""Poison inputs through a real broker: one message must never take a worker down.
+
+- a valid event dated 9999-12-31 (it used to make the worker loop over millions of
+  days until it was killed, and to do it again after every restart), one before the
+  floor, and one days ahead of its partition's clock: dead-lettered as ``future_ts``
+  / ``past_ts``, every other event applied;
+- garbage on the training topic (empty, not JSON, JSON of the wrong shape, model
+  imports with bad payloads; it used to crash the worker at once, and again after
+  every restart), on the internal account-events topic, in the models changelog and
+  in the accounts changelog (read back on restart): counted by kind and skipped, the
+  worker stays ready and applies every valid event.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.request
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from models.contract import Event, encode_batch
+from streams.app import partition_for
+from tests.integration.conftest import produce, read_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SKIPPED = "churnwatch_internal_records_skipped_total"
+MIN = 60_000
+
+
+def traffic(accounts: range, minutes: range, tag: str) -> list[tuple[bytes, dict]]:
+    """Keyed usage events of ``accounts`` at each of ``minutes`` after T0."""
+    out = []
+    for minute in minutes:
+        for a in accounts:
+            acc = f"acct-{a}"
+            ev = {"event_id": f"{acc}-{tag}{minute}", "type": "login", "account_id": acc,
+                  "ts": T0 + minute * MIN, "device_id": "tv-1", "ip": "198.51.100.7"}  # fmt: skip
+            out.append((acc.encode(), ev))
+    return out
+
+
+def send(bootstrap: str, topic: str, events: list[tuple[bytes, dict]]) -> None:
+    produce(bootstrap, topic, [(k, orjson.dumps(v)) for k, v in events])
+
+
+def labelled(worker, name: str, *labels: str) -> dict[tuple[str, ...], float]:  # type: ignore[no-untyped-def]
+    """Samples of one metric by the values of ``labels``."""
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sample.labels[k] for k in labels)] = sample.value
+    return out
+
+
+def ready(worker) -> bool:  # type: ignore[no-untyped-def]
+    with urllib.request.urlopen(worker.url + "/readyz", timeout=5) as resp:
+        return resp.status == 200
+
+
+def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_factory, kafka_bootstrap):
+    worker = worker_factory().start()
+    s = worker.settings
+    before = traffic(range(20), range(0, 60), "a")
+    send(kafka_bootstrap, s.usage_topic, before)
+    worker.wait_metric("churnwatch_events_applied_total", len(before))
+
+    poison = [
+        (b"acct-1", {"event_id": "far-future", "type": "login", "account_id": "acct-1",
+                     "ts": "9999-12-31T00:00:00Z", "device_id": "tv-1"}),
+        (b"acct-2", {"event_id": "far-past", "type": "login", "account_id": "acct-2",
+                     "ts": "1990-05-01T00:00:00Z", "device_id": "tv-1"}),
+        # valid on its own, but ten days ahead of everything its partition delivered
+        (b"acct-3", {"event_id": "jump", "type": "playback_stopped", "account_id": "acct-3",
+                     "ts": T0 + 10 * 86_400_000, "session_id": "s"}),
+    ]  # fmt: skip
+    send(kafka_bootstrap, s.usage_topic, poison)
+    after = traffic(range(20), range(60, 120), "b")
+    send(kafka_bootstrap, s.usage_topic, after)
+
+    worker.wait_metric("churnwatch_events_applied_total", len(before) + len(after), timeout=60)
+    assert worker.proc.poll() is None and ready(worker)
+    dead = [orjson.loads(m.value) for m in read_all(kafka_bootstrap, s.dead_letter_topic, expect=3)]
+    records = sorted((d["kind"], orjson.loads(d["raw"])["event_id"]) for d in dead)
+    assert records == [("future_ts", "far-future"), ("future_ts", "jump"), ("past_ts", "far-past")]
+    assert all(d["topic"] == s.usage_topic and d["index"] is None for d in dead)
+    assert labelled(worker, "churnwatch_dead_letters_total", "kind") == {("future_ts",): 2, ("past_ts",): 1}
+    metrics = worker.metrics()
+    assert metrics["churnwatch_events_applied_total"] == len(before) + len(after)
+    assert metrics["churnwatch_late_events_dropped_total"] == 0
+    for acc in ("acct-1", "acct-2", "acct-3"):
+        status, doc = worker.get_json(f"/accounts/{acc}")
+        assert status == 200 and doc["events_applied"] == 120, doc
+        assert doc["last_ts"] == T0 + 119 * MIN
+
+
+def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka_bootstrap):
+    worker = worker_factory(CHURNWATCH_MODEL_SNAPSHOT_S="0.5").start()
+    s = worker.settings
+    first = traffic(range(12), range(0, 30), "a")
+    send(kafka_bootstrap, s.usage_topic, first)
+    worker.wait_metric("churnwatch_events_applied_total", len(first))
+
+    not_a_snapshot = base64.b64encode(b"CWLN\x01not a pickle").decode()
+    training = [
+        b"", b"not json", b'[{"x": 1}]', b'{"a": 1}', b"[1, 2]",
+        b'{"model_import": "churn", "snapshot": "!!not base64"}',
+        orjson.dumps({"model_import": "churn", "model_id": "x", "snapshot": not_a_snapshot}),
+    ]  # fmt: skip
+    produce(kafka_bootstrap, s.training_topic, [(None, raw) for raw in training])
+    ok = Event("x1", "login", "acct-0", T0 + 31 * MIN, {"device_id": "tv-1"})
+    account_events = [b"", b"[1, 2]", b'[{"event_id": "e", "type": "nope"}]',
+                      encode_batch([ok])[:-1]]  # fmt: skip
+    produce(kafka_bootstrap, s.account_events_topic, [(b"0", raw) for raw in account_events])
+    # a damaged churn snapshot, and a record with a key that is not ours (not JSON)
+    produce(kafka_bootstrap, s.models_topic, [(b'"churn"', b"CWLN\x01garbage"), (b"x", b"y")])
+    ghost = "ghost-account"
+    changelog = f"{s.app_id}-accounts-changelog"
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    partition = partition_for(ghost, s.partitions)  # where the worker keeps that account
+    producer.send(changelog, key=ghost.encode(), value=b"CWAS\x02garbage", partition=partition)
+    producer.flush()
+    producer.close()
+
+    # sharing labels after the garbage: the learner must still learn them
+    verifications = [
+        (f"acct-{a}".encode(), {"event_id": f"v{a}", "type": "household_verification",
+                                "account_id": f"acct-{a}", "ts": T0 + 40 * MIN,
+                                "device_id": "phone-9", "outcome": "failed"})
+        for a in range(12)
+    ]  # fmt: skip
+    second = traffic(range(12), range(41, 70), "b")
+    send(kafka_bootstrap, s.subscription_topic, verifications)
+    send(kafka_bootstrap, s.usage_topic, second)
+    expected = len(first) + len(verifications) + len(second)
+    worker.wait_metric("churnwatch_events_applied_total", expected, timeout=60)
+    worker.wait_metric("churnwatch_model_examples_learned", 12, timeout=60)  # sharing examples learned
+    assert worker.proc.poll() is None and ready(worker)
+
+    skipped = labelled(worker, SKIPPED, "topic", "kind")
+    assert skipped == {
+        ("training", "not_json"): 2,  # the empty message, "not json"
+        ("training", "bad_shape"): 4,  # [{"x": 1}], {"a": 1}, and both elements of [1, 2]
+        ("training", "bad_import"): 2,
+        ("account_events", "not_json"): 2,
+        ("account_events", "bad_shape"): 3,
+    }
+    assert labelled(worker, "churnwatch_model_examples_learned", "model")[("sharing",)] == 12
+
+    # the damaged model snapshot and account state are read on recovery: skipped, the
+    # worker comes up ready
+    assert worker.stop() == 0
+    worker.start()
+    third = traffic(range(12), range(200, 210), "c") + [(ghost.encode(), {
+        "event_id": "g1", "type": "login", "account_id": ghost, "ts": T0 + 210 * MIN,
+        "device_id": "d"})]  # fmt: skip
+    send(kafka_bootstrap, s.usage_topic, third)
+    worker.wait_metric("churnwatch_events_applied_total", len(third), timeout=60)
+    assert ready(worker)
+    skipped = labelled(worker, SKIPPED, "topic", "kind")
+    assert skipped[("accounts", "bad_state")] == 1 and skipped[("models", "bad_snapshot")] == 1
+    status, doc = worker.get_json(f"/accounts/{ghost}")
+    assert status == 200 and doc["events_applied"] == 1, doc
+    for a in range(12):
+        status, doc = worker.get_json(f"/accounts/acct-{a}")
+        assert doc["events_applied"] == 30 + 1 + 29 + 10, doc
+    assert not read_all(kafka_bootstrap, s.dead_letter_topic)

@@ -1,0 +1,210 @@
+"""The accepted range of event times (CONTRACT.md "Bad input") and the engine's bounded
+work per event: one far-future or far-past event must never take a worker down."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.account import DAY_MS, dump_state
+from models.contract import Event, parse_message
+from models.engine import EngineConfig, Models, Outputs, Shard, process
+from models.replay import replay
+from models.timepolicy import FLOOR_2000, InputClocks, TimePolicy
+from streams.settings import Settings, SettingsError
+from tests.unit.test_contract_properties import FIELDS
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+WALL = T0 + 400 * DAY_MS  # a fixed wall clock for the tests
+POLICY = TimePolicy(max_ahead_ms=DAY_MS, floor_ms=FLOOR_2000)
+
+
+def clocks(wall: list[int] | None = None) -> InputClocks:
+    now = wall if wall is not None else [WALL]
+    return InputClocks(POLICY, wall=lambda: now[0])
+
+
+def kind(why: tuple[str, str] | None) -> str | None:
+    return None if why is None else why[0]
+
+
+# --- the policy's edges ---------------------------------------------------------------
+
+
+def test_floor_edge() -> None:
+    c = clocks()
+    assert kind(c.admit("p", FLOOR_2000)) is None
+    assert kind(c.admit("q", FLOOR_2000 - 1)) == "past_ts"
+    assert kind(c.admit("q", 0)) == "past_ts"
+
+
+def test_wall_clock_edge() -> None:
+    c = clocks()
+    assert kind(c.admit("p", WALL + DAY_MS)) is None
+    assert kind(c.admit("q", WALL + DAY_MS + 1)) == "future_ts"
+    assert kind(c.admit("q", 253_402_300_799_999)) == "future_ts"  # 9999-12-31
+
+
+def test_partition_clock_edge_and_rejects_do_not_move_it() -> None:
+    c = clocks()
+    assert kind(c.admit("p", T0)) is None
+    assert kind(c.admit("p", T0 + DAY_MS + 1)) == "future_ts"
+    assert kind(c.admit("p", T0 + DAY_MS)) is None  # the edge; the clock moves to it
+    assert kind(c.admit("p", T0 + 2 * DAY_MS)) is None
+    assert kind(c.admit("p", T0 + 3 * DAY_MS + 1)) == "future_ts"
+    assert kind(c.admit("p", T0 - 300 * DAY_MS)) is None  # late is not this policy's business
+
+
+def test_a_partitions_first_event_is_judged_by_floor_and_wall_only() -> None:
+    c = clocks()
+    assert c.admit("usage", T0) is None
+    # a backlog of the other topic that starts ten days later is not thrown away ...
+    assert c.admit("subscriptions", T0 + 10 * DAY_MS) is None
+    # ... and now lifts the clock of every partition: usage may follow it
+    assert c.admit("usage", T0 + 10 * DAY_MS + DAY_MS) is None
+
+
+def test_a_sparse_partition_is_judged_by_the_busiest_one() -> None:
+    c = clocks()
+    assert c.admit("subscriptions", T0) is None
+    for day in range(1, 6):  # usage moves on day by day, subscriptions are silent
+        assert c.admit("usage", T0 + day * DAY_MS) is None
+    assert c.admit("subscriptions", T0 + 5 * DAY_MS + DAY_MS) is None
+    assert kind(c.admit("subscriptions", T0 + 7 * DAY_MS + 1)) == "future_ts"
+
+
+def test_a_quiet_partition_clock_moves_on_with_wall_time() -> None:
+    wall = [WALL]
+    c = clocks(wall)
+    assert c.admit("p", T0) is None
+    assert kind(c.admit("p", T0 + 3 * DAY_MS)) == "future_ts"
+    wall[0] += 2 * DAY_MS  # a quiet weekend
+    assert c.admit("p", T0 + 3 * DAY_MS) is None
+
+
+def test_forget_makes_the_next_event_a_first_event() -> None:
+    c = clocks()
+    assert c.admit("p", T0) is None
+    c.forget("p")
+    assert c.admit("p", T0 + 30 * DAY_MS) is None
+
+
+def test_policy_settings() -> None:
+    with pytest.raises(ValueError):
+        TimePolicy(max_ahead_ms=0)
+    s = Settings.from_env({"CHURNWATCH_MAX_FUTURE_SKEW_S": "3600", "CHURNWATCH_MIN_EVENT_TS": "2020-01-01T00:00:00Z"})
+    assert s.engine_config().time == TimePolicy(3_600_000, 1_577_836_800_000)
+    assert Settings.from_env({"CHURNWATCH_MIN_EVENT_TS": "0"}).engine_config().time.floor_ms == 0
+    assert Settings().engine_config().time == TimePolicy()
+    with pytest.raises(SettingsError, match="CHURNWATCH_MIN_EVENT_TS"):
+        Settings.from_env({"CHURNWATCH_MIN_EVENT_TS": "yesterday"})
+    with pytest.raises(SettingsError, match="CHURNWATCH_MAX_FUTURE_SKEW_S"):
+        Settings.from_env({"CHURNWATCH_MAX_FUTURE_SKEW_S": "-1"})
+
+
+# --- dead letters ------------------------------------------------------------------------
+
+
+def login(i: int, ts: Any, account: str = "a") -> dict[str, Any]:
+    return {"event_id": f"e{i}", "type": "login", "account_id": account, "ts": ts, "device_id": "d"}
+
+
+def test_parse_message_dead_letters_out_of_range_times_with_their_index() -> None:
+    c = clocks()
+    batch = [login(1, T0), login(2, "9999-12-31T00:00:00Z"), login(3, "1990-05-01T00:00:00Z"),
+             login(4, T0 + 60_000)]  # fmt: skip
+    events, dead = parse_message(
+        orjson.dumps(batch), topic="usage-events", partition=3, offset=9,
+        check_ts=lambda ts: c.admit(3, ts),
+    )  # fmt: skip
+    assert [e.event_id for e in events] == ["e1", "e4"]
+    assert [(d.kind, d.index, d.partition, d.offset) for d in dead] == [
+        ("future_ts", 1, 3, 9), ("past_ts", 2, 3, 9),
+    ]  # fmt: skip
+    assert dead[0].error.startswith("future_ts: 'ts' 9999-12-31T00:00:00Z is more than 1 d ahead")
+    assert orjson.loads(dead[1].raw)["event_id"] == "e3"
+
+
+def test_replay_dead_letters_a_far_future_event_and_applies_the_rest() -> None:
+    events = [login(i, T0 + i * 60_000, account=f"a{i % 3}") for i in range(30)]
+    events.insert(15, login(99, "9999-12-31T00:00:00Z"))
+    events.insert(20, login(98, 0))
+    r = replay(events)
+    assert (r.events, r.dead_letters, r.applied, r.failed) == (32, 2, 30, 0)
+
+
+# --- bounded work per event, with or without the policy ---------------------------------
+
+
+@pytest.mark.timeout(60)  # a guard against hanging for minutes, not a speed target
+def test_engine_alone_is_bounded_on_a_far_future_event() -> None:
+    """Even an event the policy would refuse (it comes from a changelog or a bug)
+    costs a bounded amount of work: this one used to loop over 2.9 million days."""
+    shard, out, models, cfg = Shard(), Outputs(), Models.fresh(), EngineConfig()
+    start = {"plan": "p", "price": 9.0, "currency": "EUR", "billing_period": "month",
+             "max_streams": 2}  # fmt: skip
+    events = [
+        Event("s", "subscription_started", "a", T0, start),
+        Event("p", "playback_started", "a", T0 + 1000, {"session_id": "x", "device_id": "tv"}),
+        Event("q", "playback_stopped", "a", 253_402_300_799_000, {"session_id": "x"}),
+        Event("l", "login", "a", 253_402_300_799_500, {"device_id": "tv"}),
+    ]
+    assert process(shard, events, models, cfg, out)[0] == 4
+    state = shard.accounts["a"]
+    assert len(dump_state(state)) < 64_000
+    assert len(out.examples) <= 366 // 7 + 2
+    assert len(state.household.day_max_streams) <= 60
+
+
+def _event(draw: st.DrawFn, i: int, ts: int) -> dict[str, Any]:
+    etype = draw(st.sampled_from(sorted(FIELDS)))
+    required, optional = FIELDS[etype]
+    fields = draw(st.fixed_dictionaries(required, optional=optional))
+    account = draw(st.sampled_from(["a", "b", "c"]))
+    return {"event_id": f"e{i}", "type": etype, "account_id": account, "ts": ts, **fields}
+
+
+# offsets from the clock: small steps, jumps within the skew, late, years back or ahead
+STEPS = st.one_of(
+    st.integers(-2 * 3_600_000, 3_600_000),
+    st.integers(-DAY_MS, DAY_MS),
+    st.sampled_from([DAY_MS, -400 * DAY_MS, -30 * 365 * DAY_MS, 400 * 365 * DAY_MS]),
+)
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
+    first = draw(st.integers(FLOOR_2000, WALL + DAY_MS))
+    n = draw(st.integers(1, 40))
+    clock, out = first, []
+    for i in range(n):
+        ts = min(max(clock + draw(STEPS), 0), 253_402_300_799_999)
+        out.append(_event(draw, i, ts))
+        clock = max(clock, ts)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(sequences())
+def test_any_accepted_sequence_costs_bounded_work_per_event(raw: list[dict[str, Any]]) -> None:
+    """Any contract-valid events with any times the policy accepts: each event's
+    processing ends quickly, adds a bounded number of outputs, and the state stays small."""
+    c, shard, models, cfg = clocks(), Shard(), Models.fresh(), EngineConfig()
+    for i, doc in enumerate(raw):
+        events, _ = parse_message(
+            orjson.dumps(doc), topic="t", partition=0, offset=i, check_ts=lambda ts: c.admit(0, ts)
+        )
+        out = Outputs()
+        started = time.process_time()
+        process(shard, events, models, cfg, out)
+        # generous: a regression to looping over days or sessions costs minutes
+        assert time.process_time() - started < 2.0
+        assert len(out.examples) <= 366 // 7 + 4
+        assert len(out.alerts) <= 40
+        for state in shard.accounts.values():
+            assert len(dump_state(state)) < 128_000
