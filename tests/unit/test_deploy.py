@@ -39,6 +39,7 @@ EXPECTED_ALERTS = {
     "ChurnwatchDeadLetterRateHigh",
     "ChurnwatchModelQualityCollapse",
     "ChurnwatchNoEventsConsumed",
+    "ChurnwatchInternalRecordsSkipped",
 }
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped sample
 
