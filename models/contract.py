@@ -405,9 +405,8 @@ def parse_message(
 ) -> tuple[list[Event], list[DeadLetter]]:
     """Split one raw Kafka message value into valid events and dead letters; never raises.
 
-    ``check_ts`` (``models.timepolicy.InputClocks.admit`` bound to the message's
-    partition) returns ``(kind, message)`` for an event time outside the accepted
-    range; that event is then a dead letter too.
+    ``check_ts`` (``models.timepolicy.TimePolicy.checker``) returns ``(kind, message)``
+    for an event time outside the accepted range; that event is then a dead letter too.
 
     >>> line = b'{"event_id": "e1", "type": "login", "account_id": "a1",'
     >>> line += b' "ts": "2026-03-01T12:00:00Z", "device_id": "d1", "extra": 1}'

@@ -13,7 +13,6 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import orjson
@@ -21,7 +20,6 @@ import orjson
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
-from models.timepolicy import InputClocks
 
 
 @dataclass
@@ -58,7 +56,7 @@ def replay(
     result = ReplayResult(models=models or Models.fresh())
     shards = [Shard() for _ in range(partitions)]
     census = PrefixCensus()  # one per process, shared by its partitions, as in a worker
-    admit = partial(InputClocks(cfg.time).admit, 0)  # one input "partition": the sequence
+    check_ts = cfg.time.checker()  # the accepted range of event times, as at ingest
     pending: list[Event] = []
     started = time.perf_counter()
 
@@ -88,7 +86,7 @@ def replay(
         result.events += 1
         parsed, dead = parse_message(
             orjson.dumps(raw), topic="replay", partition=0, offset=i,
-            check_ts=admit,
+            check_ts=check_ts,
         )  # fmt: skip
         result.dead_letters += len(dead)
         pending += parsed

@@ -17,14 +17,12 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from functools import partial
 from typing import Any
 
 import orjson
 
 from models.contract import Event, encode_batch, parse_message
 from models.ordering import Reorderer
-from models.timepolicy import InputClocks
 from streams.app import CRASH, Runtime, partition_for
 
 log = logging.getLogger(__name__)
@@ -80,7 +78,7 @@ def register(rt: Runtime) -> None:
     s, m, app = rt.settings, rt.metrics, rt.app
     dead_letter, account_events = rt.topics["dead_letter"], rt.topics["account_events"]
     reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000), stall_ms=int(s.input_stall_s * 1000))
-    clocks = InputClocks(s.engine_config().time)  # the accepted range of event times
+    policy = s.engine_config().time  # the accepted range of event times
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
@@ -141,7 +139,7 @@ def register(rt: Runtime) -> None:
             m.messages_consumed.labels(msg.topic).inc()
             events, dead = parse_message(
                 msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                max_bytes=s.max_message_bytes, check_ts=partial(clocks.admit, msg.tp),
+                max_bytes=s.max_message_bytes, check_ts=policy.checker(),
             )  # fmt: skip
             for bad in dead:
                 m.dead_letters.labels(bad.kind).inc()
@@ -183,7 +181,6 @@ def register(rt: Runtime) -> None:
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         for tp in revoked:
             reorder.forget(tp)
-            clocks.forget(tp)
             delivered.pop(tp, None)
 
     app.on_partitions_assigned.connect(on_assigned)

@@ -1,8 +1,8 @@
 """Poison inputs through a real broker: one message must never take a worker down.
 
 - a valid event dated 9999-12-31 (it used to make the worker loop over millions of
-  days until it was killed, and to do it again after every restart), one before the
-  floor, and one days ahead of its partition's clock: dead-lettered as ``future_ts``
+  days until it was killed, and to do it again after every restart), one two days
+  ahead of the wall clock, and one before the floor: dead-lettered as ``future_ts``
   / ``past_ts``, every other event applied;
 - garbage on the training topic (empty, not JSON, JSON of the wrong shape, model
   imports with bad payloads; it used to crash the worker at once, and again after
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import urllib.request
 
 import orjson
@@ -77,9 +78,9 @@ def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_fact
                      "ts": "9999-12-31T00:00:00Z", "device_id": "tv-1"}),
         (b"acct-2", {"event_id": "far-past", "type": "login", "account_id": "acct-2",
                      "ts": "1990-05-01T00:00:00Z", "device_id": "tv-1"}),
-        # valid on its own, but ten days ahead of everything its partition delivered
-        (b"acct-3", {"event_id": "jump", "type": "playback_stopped", "account_id": "acct-3",
-                     "ts": T0 + 10 * 86_400_000, "session_id": "s"}),
+        # two days ahead of the wall clock: a producer with a wrong clock
+        (b"acct-3", {"event_id": "tomorrow+1", "type": "playback_stopped", "account_id": "acct-3",
+                     "ts": int(time.time() * 1000) + 2 * 86_400_000, "session_id": "s"}),
     ]  # fmt: skip
     send(kafka_bootstrap, s.usage_topic, poison)
     after = traffic(range(20), range(60, 120), "b")
@@ -89,7 +90,7 @@ def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_fact
     assert worker.proc.poll() is None and ready(worker)
     dead = [orjson.loads(m.value) for m in read_all(kafka_bootstrap, s.dead_letter_topic, expect=3)]
     records = sorted((d["kind"], orjson.loads(d["raw"])["event_id"]) for d in dead)
-    assert records == [("future_ts", "far-future"), ("future_ts", "jump"), ("past_ts", "far-past")]
+    assert records == [("future_ts", "far-future"), ("future_ts", "tomorrow+1"), ("past_ts", "far-past")]
     assert all(d["topic"] == s.usage_topic and d["index"] is None for d in dead)
     assert labelled(worker, "churnwatch_dead_letters_total", "kind") == {("future_ts",): 2, ("past_ts",): 1}
     metrics = worker.metrics()
