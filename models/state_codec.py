@@ -12,8 +12,8 @@ array of its fields (no field names); besides that:
   feature names of the pending churn snapshots) are small integers: an index
   into :data:`NAMES` (fixed, part of the format) or else into the state's own
   name table;
-- each pending snapshot is its values (float64) in the order of a shared key
-  list; they are read back as floats (``churn_features`` gives floats, except an
+- each pending snapshot is its values as float64 bytes, in the order of a
+  shared key list; they are read back as floats (``churn_features`` gives floats, except an
   int 0 for ``price_increase_pct_90d`` without price changes, read back as 0.0);
 - a column of floats that float32 holds exactly (counts, whole seconds, zeros)
   is stored as float32 bytes, and read back bit for bit; others stay float64.
@@ -85,7 +85,7 @@ class _Pending(msgspec.Struct, array_like=True):
     ts: list[int]
     keys: list[int]  # index into key_lists
     key_lists: list[list[int]]  # name indices
-    values: list[list[float]]
+    values: list[bytes]  # float64, in the order of the key list
 
 
 class _Risk(msgspec.Struct, array_like=True):
@@ -277,7 +277,10 @@ def _to_wire(s: AccountState) -> _Account:
     keys = [lists.setdefault(tuple(x), len(lists)) for _, x in s.pending]
     key_lists = [[index.setdefault(k, len(index)) for k in ks] for ks in lists]
     pending = _Pending(
-        [ts for ts, _ in s.pending], keys, key_lists, [list(x.values()) for _, x in s.pending]
+        [ts for ts, _ in s.pending],
+        keys,
+        key_lists,
+        [array("d", x.values()).tobytes() for _, x in s.pending],
     )
     return _Account(
         *_account_plain(s),
@@ -327,7 +330,8 @@ def _from_wire(w: _Account) -> AccountState:
     p = w.pending
     key_lists = [[names[i] for i in ks] for ks in p.key_lists]
     features = [
-        dict(zip(key_lists[k], v, strict=True)) for k, v in zip(p.keys, p.values, strict=True)
+        dict(zip(key_lists[k], array("d", v).tolist(), strict=True))
+        for k, v in zip(p.keys, p.values, strict=True)
     ]
     pending = list(zip(p.ts, features, strict=True))
     r = w.risk
