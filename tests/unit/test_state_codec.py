@@ -243,3 +243,15 @@ def test_the_engine_gives_the_same_outputs_from_decoded_states() -> None:
         )  # fmt: skip
     for a, b in zip(plain_shards, decoded_shards, strict=True):
         assert a.accounts == b.accounts
+
+
+def test_fields_missing_from_an_old_pickle_get_their_defaults() -> None:
+    """States pickled before ``RiskState.decided_ts`` existed lack the slot."""
+    r = RiskState()
+    del r.decided_ts
+    state_codec._complete(r)
+    assert r.decided_ts is None
+    p = Place(0, None, None)
+    del p.pid
+    with pytest.raises(ValueError, match="Place.pid"):
+        state_codec._complete(p)
