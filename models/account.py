@@ -31,19 +31,16 @@ Example:
 from __future__ import annotations
 
 import bisect
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.alerting import AlertTrack
 from models.contract import USAGE_TYPES, Event
 from models.household import HouseholdState, apply_household, new_household
+from models.risk import RiskState
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 _HOUSEHOLD_TYPES = USAGE_TYPES | {"household_verification", "extra_member_added"}
-STATE_VERSION = 2  # 2: household state reshaped (per-device places, failed devices)
-_STATE_MAGIC = b"CWAS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +131,11 @@ class AccountState:
     expired_sessions: int = 0
     last_playback_ts: int | None = None
     last_usage_ts: int | None = None
-    # delayed labels (models.labels) and alert hysteresis (models.alerting)
+    # delayed labels (models.labels) and scoring memory (models.engine)
     last_obs_ts: int | None = None
     pending: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     dropped_snapshots: int = 0
-    alerts: dict[str, AlertTrack] = field(default_factory=dict)  # kind -> hysteresis
+    risk: RiskState = field(default_factory=RiskState)
     household: HouseholdState = field(default_factory=new_household)
 
     @property
@@ -222,27 +219,21 @@ def expire(state: AccountState, clock_ms: int, cfg: StateConfig = DEFAULT_CONFIG
 
 
 def dump_state(state: AccountState) -> bytes:
-    """Serialise for the changelog: magic, version byte, pickle (internal data only).
+    """Serialise for the changelog (``models.state_codec``: compact, versioned, no pickle).
 
     >>> load_state(dump_state(new_account("a"))).account_id
     'a'
     """
-    return _STATE_MAGIC + bytes([STATE_VERSION]) + pickle.dumps(state, protocol=5)
+    from models.state_codec import encode  # imports this module
+
+    return encode(state)
 
 
 def load_state(raw: bytes) -> AccountState:
-    """Inverse of ``dump_state``; raises ValueError on an unknown format or version."""
-    if raw[:4] != _STATE_MAGIC or len(raw) < 5:
-        raise ValueError("not an account state")
-    if raw[4] != STATE_VERSION:
-        raise ValueError(f"unsupported account state version {raw[4]}")
-    try:
-        state = pickle.loads(raw[5:])  # noqa: S301 - our own changelog, never user input
-    except Exception as exc:  # a damaged record fails in many ways: one error for all
-        raise ValueError(f"unreadable account state ({type(exc).__name__})") from None
-    if not isinstance(state, AccountState):
-        raise ValueError("not an account state")
-    return state
+    """Inverse of ``dump_state`` (reads older versions too); ValueError on anything else."""
+    from models.state_codec import decode  # imports this module
+
+    return decode(raw)
 
 
 # --- internals ---------------------------------------------------------------

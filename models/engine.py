@@ -34,7 +34,6 @@ from typing import Any
 from models.account import DAY_MS, AccountState, StateConfig, expire, new_account
 from models.alerting import (
     AlertConfig,
-    AlertTrack,
     ChurnActionConfig,
     churn_action,
     make_alert,
@@ -47,6 +46,8 @@ from models.features import churn_features
 from models.household import PrefixCensus, household_features
 from models.labels import Example, observe, process_event
 from models.learner import OnlineLearner
+from models.risk import KINDS as KINDS  # re-exported: the model kinds
+from models.risk import RiskState
 from models.sharing import (
     SharingPolicy,
     combine,
@@ -57,8 +58,6 @@ from models.sharing import (
     sharing_reasons,
 )
 from models.timepolicy import TimePolicy
-
-KINDS = ("churn", "sharing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,25 +101,9 @@ class Models:
         return self.churn if kind == "churn" else self.sharing
 
 
-@dataclass(slots=True)
-class RiskState:
-    """Scoring memory of one account (kept in ``AccountState.alerts['risk']``)."""
-
-    tracks: dict[str, AlertTrack] = field(default_factory=lambda: {k: AlertTrack() for k in KINDS})
-    published: tuple[float, float] | None = None
-    scores: tuple[float, float] = (0.0, 0.0)
-    models: tuple[str, str] = ("", "")
-    scored_ts: int | None = None
-    open_alerts: dict[str, int] = field(default_factory=dict)  # kind -> alert event time
-    recent: list[dict[str, Any]] = field(default_factory=list)
-    decided_ts: int | None = None  # the last churn decision point (event time)
-
-
 def risk(state: AccountState) -> RiskState:
-    r = state.alerts.get("risk")
-    if r is None:
-        r = state.alerts["risk"] = RiskState()
-    return r  # type: ignore[no-any-return]
+    """The account's scoring memory (``AccountState.risk``)."""
+    return state.risk
 
 
 @dataclass

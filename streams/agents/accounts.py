@@ -25,6 +25,7 @@ from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
+from models.state_codec import VERSION as STATE_VERSION
 from streams.agents.learner import ModelCache
 from streams.app import CRASH, Runtime, partition_for
 from streams.skips import Skips
@@ -62,6 +63,8 @@ class AccountStore:
                     if state is not None:
                         shard.accounts[account_id] = state
                         shard.clock = max(shard.clock, state.max_ts)
+                        if raw[4] != STATE_VERSION:  # migrated on read: store it as it is now
+                            shard.dirty.add(account_id)
         return shard
 
     def _load(self, account_id: str, raw: bytes | None) -> AccountState | None:

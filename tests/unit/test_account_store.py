@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from models.account import DAY_MS
+from pathlib import Path
+
+from models.account import DAY_MS, dump_state, load_state, new_account
 from models.contract import Event
 from models.engine import EngineConfig, Models, Outputs, process
 from streams.agents.accounts import AccountStore, describe
@@ -124,3 +126,16 @@ def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
     assert store.peek("junk") is None and store.peek("good").max_ts == T0
     skipped = skips.metrics.internal_skipped.labels("accounts", "bad_state")._value.get()
     assert skipped == 5  # junk, trunc, other, the undecodable key, and junk again on peek
+
+
+def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
+    """A version 2 record (pickle) is migrated on load and written back as version 3."""
+    old = (Path(__file__).parent / "data" / "account_state_v2_sim.bin").read_bytes()
+    table = Table({b"a0000007": old, b"a": dump_state(new_account("a"))})
+    store = AccountStore(table, P)
+    store.shard(partition_for("a0000007", P))
+    store.shard(partition_for("a", P))
+    records = store.flush()
+    assert [key for _, key, _ in records] == [b"a0000007"]
+    assert table[b"a0000007"][:5] == b"CWAS\x03"
+    assert load_state(table[b"a0000007"]) == load_state(old)

@@ -1,0 +1,153 @@
+"""Account state on the changelog: size and cost of the encoding, old (pickle) vs new.
+
+    python benchmarks/bench_state.py --accounts 1000 --days 120 --runs 5
+
+Simulates a population, runs it through the engine as ``models.replay`` does
+(partitions, batches, the learner), then encodes and decodes every account's
+final state with
+
+- **v2**: what ``dump_state`` wrote before version 3, ``b"CWAS\\x02"`` + a
+  pickle of the object graph, decoded with ``pickle.loads`` (of today's graph: a
+  real v2 record holds the risk state in a dict, a few bytes more);
+- **v3**: ``models.state_codec`` (msgspec, typed schema), what ``dump_state``
+  writes now.
+
+Prints serialized bytes per account (median / p95 / max) and the CPU time
+(``time.process_time``, garbage collector off) to encode and decode one state,
+min / median / max over ``--runs`` passes over all states, with the ratio
+v3 / v2 of each pass.
+Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import pickle
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+import orjson
+
+from models.account import AccountState, dump_state, load_state
+from models.contract import Event, parse_message
+from models.engine import EngineConfig, Models, Outputs, Shard, process
+from models.household import PrefixCensus
+from models.simulator import SimConfig, simulate
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def simulated_states(cfg: SimConfig, partitions: int, batch: int) -> list[AccountState]:
+    """Every account's state after the whole history (``models.replay``'s loop)."""
+    engine, models, census = EngineConfig(), Models.fresh(), PrefixCensus()
+    shards = [Shard() for _ in range(partitions)]
+    pending: list[Event] = []
+
+    def flush() -> None:
+        by_partition: dict[int, list[Event]] = {}
+        for e in pending:
+            by_partition.setdefault(zlib.crc32(e.account_id.encode()) % partitions, []).append(e)
+        pending.clear()
+        out = Outputs()
+        for p, part in by_partition.items():
+            process(shards[p], part, models, engine, out, census)
+        for kind in ("churn", "sharing"):
+            models.get(kind).learn_many(
+                [(x["features"], x["label"], x["example_id"]) for x in out.examples
+                 if x["model"] == kind]
+            )  # fmt: skip
+
+    for i, raw in enumerate(simulate(cfg)):
+        parsed, _ = parse_message(orjson.dumps(raw), topic="bench", partition=0, offset=i)
+        pending += parsed
+        if len(pending) >= batch:
+            flush()
+        if i % 100_000 == 0 and i:
+            progress(f"  {i:,} events")
+    flush()
+    return [s for shard in shards for s in shard.accounts.values()]
+
+
+def dump_v2(state: AccountState) -> bytes:
+    return b"CWAS\x02" + pickle.dumps(state, protocol=5)
+
+
+def load_v2(raw: bytes) -> AccountState:
+    return pickle.loads(raw[5:])  # noqa: S301 - our own bytes, as the old load_state did
+
+
+def per_item_us(fn: Callable[[object], object], items: Sequence[object], runs: int) -> list[float]:
+    """CPU µs per item, one figure per pass over all items (garbage collector off, as in
+    ``timeit``: its passes scan every live state and would blur both codecs alike)."""
+    out = []
+    gc.disable()
+    try:
+        for _ in range(runs):
+            started = time.process_time()
+            for x in items:
+                fn(x)
+            out.append((time.process_time() - started) / len(items) * 1e6)
+    finally:
+        gc.enable()
+    return out
+
+
+def spread(xs: list[float]) -> tuple[float, float, float]:
+    return min(xs), statistics.median(xs), max(xs)
+
+
+def sizes(raws: list[bytes]) -> tuple[float, float, float]:
+    n = sorted(map(len, raws))
+    return statistics.median(n), n[min(len(n) - 1, int(0.95 * len(n)))], n[-1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--accounts", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=21)
+    ap.add_argument("--runs", type=int, default=5, help="timed passes (>= 3)")
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=1000, help="events per engine batch")
+    args = ap.parse_args()
+    if args.runs < 3:
+        ap.error("--runs must be >= 3")
+    progress(f"simulating {args.accounts} accounts x {args.days} days ...")
+    cfg = SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)
+    states = simulated_states(cfg, args.partitions, args.batch)
+    progress(f"encoding {len(states)} states, {args.runs} runs ...")
+    old, new = [dump_v2(s) for s in states], [dump_state(s) for s in states]
+    if any(load_state(raw) != s for raw, s in zip(new, states, strict=True)):
+        raise SystemExit("v3 round trip differs")
+    figures = {
+        "encode": (per_item_us(dump_v2, states, args.runs),
+                   per_item_us(dump_state, states, args.runs)),
+        "decode": (per_item_us(load_v2, old, args.runs), per_item_us(load_state, new, args.runs)),
+    }  # fmt: skip
+
+    print(f"{len(states)} account states ({args.accounts} accounts x {args.days} days, "
+          f"seed {args.seed}); CPU µs per state, min / median / max of {args.runs} runs")  # fmt: skip
+    print()
+    print("| figure | v2 (pickle) | v3 (msgspec) | v3 / v2 |")
+    print("|---|---|---|---|")
+    (o_med, o_p95, o_max), (n_med, n_p95, n_max) = sizes(old), sizes(new)
+    for name, o, n in (("median", o_med, n_med), ("p95", o_p95, n_p95), ("max", o_max, n_max)):
+        print(f"| bytes per account, {name} | {o:,.0f} | {n:,.0f} | {n / o:.2f} |")
+    for name, (o_us, n_us) in figures.items():
+        ratios = [n / o for o, n in zip(o_us, n_us, strict=True)]
+        print(f"| {name} µs per state | {' / '.join(f'{x:.1f}' for x in spread(o_us))} "
+              f"| {' / '.join(f'{x:.1f}' for x in spread(n_us))} "
+              f"| {' / '.join(f'{x:.2f}' for x in spread(ratios))} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""The account state on the changelog: a compact, versioned msgpack encoding.
+
+``models.account.dump_state`` / ``load_state`` call :func:`encode` / :func:`decode`.
+
+A record is ``b"CWAS"``, a version byte, then (version 3) one msgpack array
+written and read by msgspec against the typed schema below (``_Account``), so
+decoding builds only plain values and never runs code. Every dataclass is an
+array of its fields (no field names); besides that:
+
+- the day buckets are columns (a list per field, the actions flattened);
+- strings that repeat within a state (action names in the day buckets, the
+  feature names of the pending churn snapshots) are small integers: an index
+  into :data:`NAMES` (fixed, part of the format) or else into the state's own
+  name table;
+- each pending snapshot is its values as float64 bytes, in the order of a
+  shared key list; they are read back as floats (``churn_features`` gives floats, except an
+  int 0 for ``price_increase_pct_90d`` without price changes, read back as 0.0);
+- a column of floats that float32 holds exactly (counts, whole seconds, zeros)
+  is stored as float32 bytes, and read back bit for bit; others stay float64.
+
+Choosing the columns this way keeps the Python work per state small: the loops
+over days and values run inside C (``map``, ``array``, msgspec).
+
+Version 2 (a pickle of the object graph, written before this module) is still
+read, through an unpickler that can only build the classes a version 2 state
+holds, and converted. Anything else raises ``ValueError``.
+
+>>> from models.account import new_account
+>>> raw = encode(new_account("a-1"))
+>>> raw[:5], len(raw) < 150, decode(raw) == new_account("a-1")
+(b'CWAS\\x03', True, True)
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from array import array
+from collections import deque
+from dataclasses import MISSING, fields
+from itertools import chain, islice, starmap
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+
+from models.account import AccountState, DayBucket
+from models.alerting import AlertTrack
+from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
+from models.risk import RiskState
+
+MAGIC = b"CWAS"
+VERSION = 3  # 2: pickle (read only); 3: this schema
+
+# Names every state shares (the fixed churn features and the "other" action): never
+# reorder or remove one, only append (their positions are in the stored states).
+NAMES = (
+    "other", "action_other_28d", "tenure_days_log", "cancelled", "reactivations",
+    "price_monthly_log", "billing_yearly", "days_to_renewal", "max_streams",
+    "price_increase_pct_90d", "plan_upgrades_90d", "plan_downgrades_90d",
+    "payment_failed_7d", "payment_failed_28d", "payment_unresolved", "support_contacts_28d",
+    "days_since_last_playback", "days_since_last_activity", "devices_28d", "profiles_28d",
+    "watch_hours_7d", "sessions_7d", "active_days_7d", "activity_7d", "watch_hours_28d",
+    "sessions_28d", "active_days_28d", "activity_28d", "engagement_trend", "active_days_trend",
+)  # fmt: skip
+_NAME_INDEX = {name: i for i, name in enumerate(NAMES)}
+
+
+class _Days(msgspec.Struct, array_like=True):
+    """The day buckets as columns (one entry per day; actions flattened)."""
+
+    day: list[int]
+    watch_s: bytes | list[float]  # see _floats
+    sessions: list[int]
+    usage_events: list[int]
+    activity: bytes | list[float]
+    action_count: list[int]  # actions of each day
+    action_name: list[int]  # name indices, day after day
+    action_qty: bytes | list[float]
+
+
+class _Pending(msgspec.Struct, array_like=True):
+    """The pending churn snapshots: a feature-name list each, and their values."""
+
+    ts: list[int]
+    keys: list[int]  # index into key_lists
+    key_lists: list[list[int]]  # name indices
+    values: list[bytes]  # float64, in the order of the key list
+
+
+class _Risk(msgspec.Struct, array_like=True):
+    tracks: dict[str, tuple[bool, int]]  # kind -> (active, episode)
+    published: tuple[float, float] | None
+    scores: tuple[float, float]
+    models: tuple[str, str]
+    scored_ts: int | None
+    open_alerts: dict[str, int]
+    recent: list[dict[str, Any]]
+    decided_ts: int | None
+
+
+class _Place(msgspec.Struct, array_like=True):
+    pid: int
+    lat: float | None
+    lon: float | None
+    n_geo: int
+    last_ts: int
+    paid: bool
+    prefixes: dict[str, tuple[int, ...]]
+    days: dict[int, int]
+    hours: bytes | list[float]  # see _floats
+    hours_ts: int
+
+
+class _Device(msgspec.Struct, array_like=True):
+    first_ts: int
+    last_ts: int
+    kind: str
+    last_pid: int
+    pos: tuple[int, float, float] | None
+    place_days: dict[int, set[int]]
+    overlap: dict[int, int]
+
+
+class _Household(msgspec.Struct, array_like=True):
+    first_ts: int | None
+    max_ts: int
+    sealed_until: int | None
+    next_pid: int
+    prefixes: dict[str, tuple[int, int]]
+    profiles: dict[str, int]
+    open_sessions: dict[str, tuple[int, int, str]]
+    pending_stops: dict[str, tuple[int, float | None]]
+    intervals: list[tuple[int, int, int, str]]
+    day_max_streams: dict[int, int]
+    day_over_ms: dict[int, int]
+    unplaced_paid_members: int
+    failed_devices: dict[str, int]
+    verifications_failed: int
+    verifications_verified: int
+    # not stored as they are
+    places: list[_Place]
+    devices: dict[str, _Device]
+    travel_flags: list[int]
+
+
+class _Account(msgspec.Struct, array_like=True):
+    account_id: str
+    events_applied: int
+    first_ts: int | None
+    max_ts: int
+    seen_ids: dict[str, int]
+    plan: str | None
+    price: float
+    currency: str | None
+    billing_period: str
+    max_streams: int
+    plan_ts: int
+    start_ts: int | None
+    status: str
+    status_changes: list[tuple[int, str]]
+    price_changes: list[tuple[int, float, float]]
+    plan_changes: list[tuple[int, int]]
+    failed_payments: list[int]
+    last_payment_ok_ts: int | None
+    support_contacts: list[int]
+    actions: list[str]
+    devices: dict[str, list[int]]
+    profiles: dict[str, list[int]]
+    open_sessions: dict[str, int]
+    orphan_stops: dict[str, tuple[int, float | None]]
+    expired_sessions: int
+    last_playback_ts: int | None
+    last_usage_ts: int | None
+    last_obs_ts: int | None
+    dropped_snapshots: int
+    # not stored as they are
+    names: list[str]  # the state's own names, indexed after NAMES
+    days: _Days
+    pending: _Pending
+    risk: _Risk
+    household: _Household
+
+
+def _plain(wire: type[msgspec.Struct], last: str) -> tuple[str, ...]:
+    """The fields of ``wire`` before ``last``: stored as they are in the dataclass."""
+    names = wire.__struct_fields__
+    return names[: names.index(last)]
+
+
+_ACCOUNT_PLAIN = _plain(_Account, "names")
+_HOUSEHOLD_PLAIN = _plain(_Household, "places")
+_account_plain = attrgetter(*_ACCOUNT_PLAIN)
+_household_plain = attrgetter(*_HOUSEHOLD_PLAIN)
+_place_fields = attrgetter(*_Place.__struct_fields__)
+_device_fields = attrgetter(*_Device.__struct_fields__)
+_risk_plain = attrgetter(*_Risk.__struct_fields__[1:])
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(_Account)
+_HEADER = MAGIC + bytes([VERSION])
+
+
+def encode(state: AccountState) -> bytes:
+    """The changelog record of ``state`` (see the module docstring)."""
+    return _HEADER + _ENCODER.encode(_to_wire(state))
+
+
+def decode(raw: bytes) -> AccountState:
+    """Inverse of :func:`encode`; reads version 2 too. ValueError on anything else.
+
+    >>> decode(b"CWAS\\x07")
+    Traceback (most recent call last):
+    ...
+    ValueError: unsupported account state version 7
+    """
+    if len(raw) < 5 or raw[:4] != MAGIC:
+        raise ValueError("not an account state")
+    version = raw[4]
+    if version not in (2, VERSION):
+        raise ValueError(f"unsupported account state version {version}")
+    try:
+        if version == 2:
+            return _from_v2(raw[5:])
+        return _from_wire(_DECODER.decode(memoryview(raw)[5:]))
+    except Exception as exc:  # corrupt: msgspec, index, type or pickle errors alike
+        raise ValueError(f"corrupt account state (version {version}): {exc}") from exc
+
+
+# --- version 3 ----------------------------------------------------------------
+
+
+def _floats(values: list[float]) -> bytes | list[float]:
+    """``values`` as float32 bytes (4 bytes each instead of 9) when that is exact.
+
+    Whole counts and seconds, halves and zeros are; :func:`_unfloats` reads them
+    back bit for bit (negative zero included). Anything else stays float64.
+
+    >>> _floats([3.0, 0.5, -0.0]), _floats([0.1])
+    (b'\\x00\\x00@@\\x00\\x00\\x00?\\x00\\x00\\x00\\x80', [0.1])
+    >>> _unfloats(_floats([3.0, 0.5, -0.0]))
+    [3.0, 0.5, -0.0]
+    """
+    f32 = array("f", values)
+    return f32.tobytes() if f32.tolist() == values else values
+
+
+def _unfloats(column: bytes | list[float]) -> list[float]:
+    return array("f", column).tolist() if isinstance(column, bytes) else column
+
+
+_watch_s, _sessions = attrgetter("watch_s"), attrgetter("sessions")
+_usage_events, _activity, _actions = (
+    attrgetter("usage_events"),
+    attrgetter("activity"),
+    attrgetter("actions"),
+)
+
+
+def _to_wire(s: AccountState) -> _Account:
+    index = dict(_NAME_INDEX)  # names not in NAMES get the next numbers
+    buckets = list(s.days.values())
+    actions = list(map(_actions, buckets))
+    names = list(chain.from_iterable(actions))
+    for name in dict.fromkeys(names):
+        index.setdefault(name, len(index))
+    days = _Days(
+        list(s.days),
+        _floats(list(map(_watch_s, buckets))),
+        list(map(_sessions, buckets)),
+        list(map(_usage_events, buckets)),
+        _floats(list(map(_activity, buckets))),
+        list(map(len, actions)),
+        list(map(index.__getitem__, names)),
+        _floats(list(chain.from_iterable(map(dict.values, actions)))),
+    )
+    lists: dict[tuple[str, ...], int] = {}
+    keys = [lists.setdefault(tuple(x), len(lists)) for _, x in s.pending]
+    key_lists = [[index.setdefault(k, len(index)) for k in ks] for ks in lists]
+    pending = _Pending(
+        [ts for ts, _ in s.pending],
+        keys,
+        key_lists,
+        [array("d", x.values()).tobytes() for _, x in s.pending],
+    )
+    return _Account(
+        *_account_plain(s),
+        names=list(index)[len(NAMES) :],
+        days=days,
+        pending=pending,
+        risk=_risk_to_wire(s.risk),
+        household=_household_to_wire(s.household),
+    )
+
+
+def _risk_to_wire(r: RiskState) -> _Risk:
+    tracks = {kind: (t.active, t.episode) for kind, t in r.tracks.items()}
+    return _Risk(tracks, *_risk_plain(r))
+
+
+def _household_to_wire(hs: HouseholdState) -> _Household:
+    places = []
+    for p in hs.places.values():
+        place = _Place(*_place_fields(p))
+        place.hours = _floats(p.hours)
+        places.append(place)
+    return _Household(
+        *_household_plain(hs),
+        places=places,
+        devices={d: _Device(*_device_fields(dev)) for d, dev in hs.devices.items()},
+        travel_flags=list(hs.travel_flags),
+    )
+
+
+def _from_wire(w: _Account) -> AccountState:
+    names = NAMES + tuple(w.names)
+    d = w.days
+    flat = zip(map(names.__getitem__, d.action_name), _unfloats(d.action_qty), strict=True)
+    actions = [dict(islice(flat, n)) for n in d.action_count]
+    buckets = starmap(
+        DayBucket,
+        zip(
+            _unfloats(d.watch_s),
+            d.sessions,
+            d.usage_events,
+            _unfloats(d.activity),
+            actions,
+            strict=True,
+        ),
+    )
+    p = w.pending
+    key_lists = [[names[i] for i in ks] for ks in p.key_lists]
+    features = [
+        dict(zip(key_lists[k], array("d", v).tolist(), strict=True))
+        for k, v in zip(p.keys, p.values, strict=True)
+    ]
+    pending = list(zip(p.ts, features, strict=True))
+    r = w.risk
+    risk = RiskState(
+        {kind: AlertTrack(active, episode) for kind, (active, episode) in r.tracks.items()},
+        *_risk_plain(r),
+    )
+    return AccountState(
+        **dict(zip(_ACCOUNT_PLAIN, _account_plain(w), strict=True)),
+        days=dict(zip(d.day, buckets, strict=True)),
+        pending=pending,
+        risk=risk,
+        household=_household_from_wire(w.household),
+    )
+
+
+def _household_from_wire(h: _Household) -> HouseholdState:
+    for p in h.places:
+        p.hours = _unfloats(p.hours)
+    return HouseholdState(
+        **dict(zip(_HOUSEHOLD_PLAIN, _household_plain(h), strict=True)),
+        places={p.pid: Place(*_place_fields(p)) for p in h.places},
+        devices={d: Device(*_device_fields(dev)) for d, dev in h.devices.items()},
+        travel_flags=deque(h.travel_flags, maxlen=MAX_TRAVEL_FLAGS),
+    )
+
+
+# --- version 2 (read only) ----------------------------------------------------
+
+
+class _V2AccountState(AccountState):
+    """A version 2 ``AccountState``: its risk state sat in ``alerts['risk']``."""
+
+    __slots__ = ("alerts",)
+
+
+# exactly the classes a version 2 state graph holds, by the names it was pickled under
+_V2_CLASSES: dict[tuple[str, str], type] = {
+    ("models.account", "AccountState"): _V2AccountState,
+    ("models.account", "DayBucket"): DayBucket,
+    ("models.household", "HouseholdState"): HouseholdState,
+    ("models.household", "Place"): Place,
+    ("models.household", "Device"): Device,
+    ("models.alerting", "AlertTrack"): AlertTrack,
+    ("models.engine", "RiskState"): RiskState,
+    ("collections", "deque"): deque,
+}
+
+
+class _V2Unpickler(pickle.Unpickler):
+    """Builds only the classes of ``_V2_CLASSES``: a crafted pickle cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        cls = _V2_CLASSES.get((module, name))
+        if cls is None:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of an account state")
+        return cls
+
+
+def _from_v2(payload: bytes) -> AccountState:
+    """Unpickle a version 2 state and convert it (through the version 3 schema, which
+    checks every type)."""
+    old = _V2Unpickler(io.BytesIO(payload)).load()
+    if type(old) is not _V2AccountState:
+        raise ValueError("not an account state")
+    present = {f.name: getattr(old, f.name) for f in fields(AccountState) if hasattr(old, f.name)}
+    risk = getattr(old, "alerts", {}).get("risk")
+    state = AccountState(**present, risk=risk or RiskState())
+    for obj in (state.risk, *state.risk.tracks.values(), *state.days.values(), state.household):
+        _complete(obj)
+    for obj in (*state.household.places.values(), *state.household.devices.values()):
+        _complete(obj)
+    return _from_wire(_DECODER.decode(_ENCODER.encode(_to_wire(state))))
+
+
+def _complete(obj: Any) -> None:
+    """Give fields added since ``obj`` was pickled their defaults."""
+    for f in fields(obj):
+        if not hasattr(obj, f.name):
+            if f.default_factory is not MISSING:
+                setattr(obj, f.name, f.default_factory())
+            elif f.default is not MISSING:
+                setattr(obj, f.name, f.default)
+            else:
+                raise ValueError(f"{type(obj).__name__}.{f.name} is missing")

@@ -1,0 +1,257 @@
+"""Account state encoding (models.state_codec): round trip, versions, v2 migration, safety."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import zlib
+from collections import deque
+from pathlib import Path
+
+import orjson
+import pytest
+
+from models import state_codec
+from models.account import AccountState, DayBucket, dump_state, load_state, new_account
+from models.alerting import AlertTrack
+from models.contract import Event, parse_message
+from models.engine import EngineConfig, Models, Outputs, Shard, process
+from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
+from models.risk import RiskState
+from models.simulator import SimConfig, simulate
+
+DATA = Path(__file__).parent / "data"
+T0 = 1_767_225_600_000
+D = 86_400_000
+
+
+def rich_risk() -> RiskState:
+    return RiskState(
+        tracks={"churn": AlertTrack(True, 2), "sharing": AlertTrack(False, 1)},
+        published=(0.41, 0.125), scores=(0.43, 0.1), models=("churn-v7", "sharing-v3"),
+        scored_ts=T0 + 9 * D, open_alerts={"churn": T0 + 8 * D},
+        recent=[{"alert_id": "a-1:churn:2", "kind": "churn", "account_id": "a-1",
+                 "ts": "2026-01-09T00:00:00Z", "score": 0.43, "threshold": 0.4,
+                 "reasons": [{"feature": "payment_failed_28d", "value": 2.0, "weight": 0.31}],
+                 "action": "payment_reminder", "model": "churn-v7",
+                 "scores": {"churn": 0.43, "sharing": 0.1}}],
+        decided_ts=T0 + 9 * D)  # fmt: skip
+
+
+def rich_household() -> HouseholdState:
+    return HouseholdState(
+        first_ts=T0, max_ts=T0 + 9 * D, sealed_until=T0 + 8 * D, next_pid=2,
+        places={0: Place(0, 52.52, 13.4, n_geo=7, last_ts=T0 + 9 * D, paid=False,
+                         prefixes={"f57492b90ed48c91": (T0, T0 + 9 * D, 4),
+                                   "348a51704e2d50c7": (T0, T0 + D)},
+                         days={T0 // D: 3_600_000, T0 // D + 1: 1_800_000},
+                         hours=[0.0] * 20 + [1.25, 2.5, 0.1 + 0.2, 0.0], hours_ts=T0 + 9 * D),
+                1: Place(1, None, None, paid=True)},
+        prefixes={"f57492b90ed48c91": (T0 + 9 * D, 0), "348a51704e2d50c7": (T0 + D, 1)},
+        devices={"a-1-d1": Device(T0, T0 + 9 * D, "tv", 0, (T0 + 9 * D, 52.52, 13.4),
+                                  {0: {T0 // D, T0 // D + 1}}, {T0 // D: 60_000}),
+                 "a-1-d2": Device(T0 + D, T0 + 2 * D)},
+        profiles={"p1": T0 + 9 * D}, open_sessions={"s9": (T0 + 9 * D, 0, "a-1-d1")},
+        pending_stops={"s8": (T0 + 9 * D - 5, None), "s7": (T0 + 9 * D - 6, 12.5)},
+        intervals=[(T0 + 8 * D, T0 + 8 * D + 3_600_000, 0, "a-1-d1"),
+                   (T0 + 8 * D, T0 + 8 * D + 60_000, -1, "")],
+        day_max_streams={T0 // D: 2}, day_over_ms={T0 // D: 0},
+        travel_flags=deque([T0 + 3 * D, T0 + 4 * D], maxlen=32), unplaced_paid_members=1,
+        failed_devices={"a-1-d2": T0 + 5 * D}, verifications_failed=1, verifications_verified=2)  # fmt: skip
+
+
+def rich_state() -> AccountState:
+    """Every field set, with awkward floats (-0.0, 0.1 + 0.2, 1e300, whole numbers).
+
+    ``data/account_state_v2.bin`` is ``dump_state`` of this state by commit 7b94dcc
+    (the risk state then sat in ``alerts={"risk": rich_risk()}``).
+    """
+    return AccountState(
+        account_id="a-1", events_applied=42, first_ts=T0, max_ts=T0 + 9 * D,
+        seen_ids={"e41": T0 + 9 * D - 1, "e42": T0 + 9 * D},
+        plan="premium", price=17.99, currency="EUR", billing_period="year", max_streams=4,
+        plan_ts=T0 + 2 * D, start_ts=T0, status="active",
+        status_changes=[(T0, "started"), (T0 + 3 * D, "cancelled"), (T0 + 4 * D, "reactivated")],
+        price_changes=[(T0 + 2 * D, 15.99, 17.99)], plan_changes=[(T0 + 2 * D, 1)],
+        failed_payments=[T0 + 5 * D, T0 + 6 * D], last_payment_ok_ts=T0 + 7 * D,
+        support_contacts=[T0 + 6 * D],
+        days={T0 // D: DayBucket(3600.0, 2, 5, 3.0, {"like": 2.0, "other": 1.0}),
+              T0 // D + 1: DayBucket(0.1 + 0.2, 0, 1, 0.0, {}),
+              T0 // D + 9: DayBucket(-0.0, 1, 1, 1.5, {"share_link": 0.5})},
+        actions=["like", "share_link"], devices={"a-1-d1": [T0, T0 + 9 * D]},
+        profiles={"p1": [T0, T0 + 9 * D]}, open_sessions={"s9": T0 + 9 * D},
+        orphan_stops={"s8": (T0 + 9 * D - 5, None), "s7": (T0 + 9 * D - 6, 12.5)},
+        expired_sessions=3, last_playback_ts=T0 + 9 * D, last_usage_ts=T0 + 9 * D,
+        last_obs_ts=T0 + 7 * D,
+        pending=[(T0, {"tenure_days_log": 0.0, "cancelled": 0.0, "action_like_28d": 2.0}),
+                 (T0 + 7 * D, {"tenure_days_log": 2.0794415416798357, "cancelled": 0.0,
+                               "action_like_28d": 2.0, "action_share_link_28d": 0.5,
+                               "engagement_trend": -0.0, "days_to_renewal": 1e300})],
+        dropped_snapshots=1, risk=rich_risk(), household=rich_household())  # fmt: skip
+
+
+def same(a: object, b: object) -> bool:
+    """Equal down to float bits, types and deque bounds (``==`` calls -0.0 and 0.0 equal)."""
+    if dataclasses.is_dataclass(a):
+        return type(a) is type(b) and all(
+            same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)
+        )
+    if isinstance(a, dict):
+        return type(a) is type(b) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple | deque):
+        return (
+            type(a) is type(b)
+            and len(a) == len(b)
+            and getattr(a, "maxlen", None) == getattr(b, "maxlen", None)
+            and all(same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, float):
+        return type(b) is float and repr(a) == repr(b)
+    return type(a) is type(b) and a == b
+
+
+def test_round_trip_is_exact() -> None:
+    s = rich_state()
+    raw = dump_state(s)
+    assert raw[:5] == b"CWAS\x03"
+    back = load_state(raw)
+    assert back == s and same(back, s)
+    assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
+    assert same(load_state(dump_state(new_account("b"))), new_account("b"))
+
+
+def test_the_wire_schema_covers_every_field_of_the_state() -> None:
+    def wire(struct: type, *extra: str) -> set[str]:
+        return set(struct.__struct_fields__) - set(extra)
+
+    def names(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert wire(state_codec._Account, "names") == names(AccountState)
+    assert wire(state_codec._Household) == names(HouseholdState)
+    assert wire(state_codec._Place) == names(Place)
+    assert wire(state_codec._Device) == names(Device)
+    assert wire(state_codec._Risk) == names(RiskState)
+    assert len(set(state_codec.NAMES)) == len(state_codec.NAMES)
+
+
+def test_version_3_records_stay_readable() -> None:
+    """``data/account_state_v3.bin`` is ``dump_state(rich_state())`` when version 3 was made:
+    a change to the schema must come with a new version (and this file kept)."""
+    assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
+
+
+def test_a_version_2_pickle_is_migrated() -> None:
+    raw = (DATA / "account_state_v2.bin").read_bytes()
+    assert raw[:5] == b"CWAS\x02"
+    assert same(load_state(raw), rich_state())
+
+
+def test_a_simulated_version_2_state_is_migrated() -> None:
+    """A real state of ``churnwatch simulate`` data, pickled by commit 7b94dcc."""
+    state = load_state((DATA / "account_state_v2_sim.bin").read_bytes())
+    assert state.account_id == "a0000007" and len(state.pending) == 5
+    assert state.risk.recent and state.risk.recent[0]["alert_id"] == "a0000007:sharing:1"
+    assert same(load_state(dump_state(state)), state)
+
+
+class Exploit:
+    """Unpickling this would run ``open(marker, "w")`` (or anything else)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+class OsSystem:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, ("false",)
+
+
+def test_a_crafted_version_2_pickle_raises_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    for payload in (Exploit(marker), [Exploit(marker)], OsSystem()):
+        with pytest.raises(ValueError, match="not part of an account state"):
+            load_state(b"CWAS\x02" + pickle.dumps(payload, protocol=5))
+    assert not marker.exists()
+    # an allowed class in the wrong place is no state either
+    with pytest.raises(ValueError):
+        load_state(b"CWAS\x02" + pickle.dumps(deque([1]), protocol=5))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"junk", b"CWAS", b"CWAS\x03", b"CWAS\x03garbage", b"CWAS\x02garbage",
+     b"XXXX\x03" + dump_state(new_account("a"))[5:], dump_state(new_account("a"))[:-3]],
+)  # fmt: skip
+def test_garbage_raises_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        load_state(raw)
+
+
+def test_an_unknown_version_raises_value_error() -> None:
+    raw = dump_state(new_account("a"))
+    for version in (0, 1, 4, 255):
+        with pytest.raises(ValueError, match=f"version {version}"):
+            load_state(raw[:4] + bytes([version]) + raw[5:])
+
+
+def events(cfg: SimConfig) -> list[Event]:
+    out: list[Event] = []
+    for i, raw in enumerate(simulate(cfg)):
+        parsed, _ = parse_message(orjson.dumps(raw), topic="t", partition=0, offset=i)
+        out += parsed
+    return out
+
+
+def run(evs: list[Event], *, round_trip: bool) -> tuple[list[Outputs], list[Shard]]:
+    """``models.replay``'s loop; with ``round_trip`` every state goes through
+    ``dump_state``/``load_state`` after every batch, as a restarted worker would."""
+    cfg = EngineConfig(min_churn_examples=100)
+    models, shards, outs = Models.fresh(), [Shard() for _ in range(4)], []
+    for i in range(0, len(evs), 250):
+        by_partition: dict[int, list[Event]] = {}
+        for e in evs[i : i + 250]:
+            by_partition.setdefault(zlib.crc32(e.account_id.encode()) % 4, []).append(e)
+        out = Outputs()
+        for p, part in by_partition.items():
+            process(shards[p], part, models, cfg, out)
+        for kind in ("churn", "sharing"):
+            models.get(kind).learn_many(
+                [(x["features"], x["label"], x["example_id"]) for x in out.examples
+                 if x["model"] == kind]
+            )  # fmt: skip
+        outs.append(out)
+        if round_trip:
+            for shard in shards:
+                shard.accounts = {a: load_state(dump_state(s)) for a, s in shard.accounts.items()}
+    return outs, shards
+
+
+def test_the_engine_gives_the_same_outputs_from_decoded_states() -> None:
+    evs = events(SimConfig(accounts=30, days=75, seed=5))
+    plain, plain_shards = run(evs, round_trip=False)
+    decoded, decoded_shards = run(evs, round_trip=True)
+    assert sum(len(o.alerts) for o in plain) > 0 and sum(len(o.examples) for o in plain) > 100
+    for a, b in zip(plain, decoded, strict=True):
+        assert (a.scores, a.alerts, a.examples, a.outcomes) == (
+            b.scores, b.alerts, b.examples, b.outcomes
+        )  # fmt: skip
+    for a, b in zip(plain_shards, decoded_shards, strict=True):
+        assert a.accounts == b.accounts
+
+
+def test_fields_missing_from_an_old_pickle_get_their_defaults() -> None:
+    """States pickled before ``RiskState.decided_ts`` existed lack the slot."""
+    r = RiskState()
+    del r.decided_ts
+    state_codec._complete(r)
+    assert r.decided_ts is None
+    p = Place(0, None, None)
+    del p.pid
+    with pytest.raises(ValueError, match="Place.pid"):
+        state_codec._complete(p)
