@@ -7,7 +7,7 @@
 One simulated history (``models.simulator``, ~220-byte events) is sent, in each
 run, to fresh uuid-named input topics of 8 partitions in two shapes: one event
 per message keyed by account_id, and unkeyed JSON arrays of 100 events
-(``streams.simio.KafkaSink``, as ``churnwatch simulate --kafka`` sends). Over
+(as ``churnwatch simulate --kafka`` sends them, gzip). Over
 that same input, in each run:
 
   ceiling     a bare aiokafka ``getmany`` consumer + ``orjson.loads``
@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import math
 import os
 import signal
 import statistics
@@ -63,7 +64,7 @@ from typing import Any
 import orjson
 
 from models.account import dump_state, load_state
-from models.contract import decode_batch, encode_batch, parse_message, parse_ts
+from models.contract import decode_batch, encode_batch, parse_message, parse_ts, topic_kind
 from models.engine import Models, Outputs, Shard, process
 from models.household import PrefixCensus
 from models.simulator import SimConfig, simulate
@@ -77,6 +78,7 @@ ARRAY = 100  # events per message in the batched shape
 SHAPES = {"1/msg": 1, f"{ARRAY}/msg": ARRAY}
 ROWS = ("ceiling", "floor", "peer", "churnwatch", "two-workers", "stages", "state", "latency")
 POLL_S = 0.2  # /metrics polling: start and end are known within this
+WORKER_SETTINGS: dict[str, str] = {}  # --set CHURNWATCH_X=VALUE, for every worker
 
 
 def say(line: str) -> None:
@@ -99,7 +101,7 @@ def percentile(values: list[float], q: float) -> float:
     (3.0, 98)
     """
     ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 # --- the input ---------------------------------------------------------------
@@ -144,19 +146,24 @@ class Broker:
         self.admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in t.names])
         return t
 
-    def produce(self, topics: Topics, inp: Input, batch: int, *, rate: float | None = None,
-                sent: dict[tuple[str, int], float] | None = None) -> Topics:  # fmt: skip
-        """Send the input in messages of ``batch`` events; ``sent`` gets each event's send time
-        (epoch ms) by (account_id, event time)."""
+    def produce(self, topics: Topics, inp: Input, batch: int) -> Topics:
+        """Send the input in messages of ``batch`` events, as fast as possible."""
+        t = time.perf_counter()
+        topics.messages = asyncio.run(_send_batches(self.bootstrap, topics, inp, batch))
+        topics.events = len(inp.events)
+        say(f"  produced {topics.events:,} events in {topics.messages:,} messages "
+            f"in {time.perf_counter() - t:.1f}s")  # fmt: skip
+        return topics
+
+    def produce_paced(self, topics: Topics, inp: Input, rate: float,
+                      sent: dict[tuple[str, int], float]) -> Topics:  # fmt: skip
+        """Send one event per message at ``rate`` events/s, as ``churnwatch simulate --kafka
+        --rate`` does; ``sent`` gets each event's send time (epoch ms) by (account_id, ts)."""
         sink = KafkaSink(self.bootstrap, {"subscription": topics.subscription, "usage": topics.usage},
-                         batch=batch, **({"linger_ms": 5} if rate else {}))  # fmt: skip
-        items = encode_events(inp.events)
-        if sent is not None:
-            items = _stamped(items, sent)
-        label = f"  produce {batch}/msg" + (f" at {rate:,.0f} ev/s" if rate else "")
-        progress = Progress(label, sys.stderr, every_s=5.0)
+                         linger_ms=5)  # fmt: skip
         try:
-            pump(items, sink, RateLimiter(rate), progress)
+            pump(_stamped(encode_events(inp.events), sent), sink, RateLimiter(rate),
+                 Progress(f"  produce at {rate:,.0f} ev/s", sys.stderr, every_s=5.0))  # fmt: skip
         finally:
             sink.close()
         topics.events, topics.messages = len(inp.events), sink.messages
@@ -173,6 +180,60 @@ class Broker:
 
     def close(self) -> None:
         self.admin.close()
+
+
+def messages(inp: Input, batch: int) -> Iterator[tuple[str, bytes | None, bytes]]:
+    """(topic kind, key, value) as ``KafkaSink`` sends them: one event keyed by account_id,
+    or unkeyed arrays of ``batch`` events per topic.
+
+    >>> evs = [{"type": "login", "account_id": "a"}, {"type": "login", "account_id": "b"}]
+    >>> [m[:2] for m in messages(Input(evs), 1)], len(list(messages(Input(evs), 100)))
+    ([('usage', b'a'), ('usage', b'b')], 1)
+    """
+    buffers: dict[str, list[bytes]] = {"subscription": [], "usage": []}
+    for ev in inp.events:
+        kind, value = topic_kind(ev["type"]), orjson.dumps(ev)
+        if batch == 1:
+            yield kind, ev["account_id"].encode(), value
+            continue
+        buffers[kind].append(value)
+        if len(buffers[kind]) == batch:
+            yield kind, None, b"[" + b",".join(buffers[kind]) + b"]"
+            buffers[kind] = []
+    for kind, rest in buffers.items():
+        if rest:
+            yield kind, None, b"[" + b",".join(rest) + b"]"
+
+
+async def _send_batches(bootstrap: str, topics: Topics, inp: Input, batch: int) -> int:
+    """aiokafka batches per partition (~10x cheaper than a send per message, so that the
+    producer takes little CPU from workers reading at the same time); gzip, as KafkaSink."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.app import partition_for
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip",
+                                max_batch_size=512 * 1024)  # fmt: skip
+    await producer.start()
+    names = {"subscription": topics.subscription, "usage": topics.usage}
+    open_batches: dict[tuple[str, int], Any] = {}
+    pending, n = [], 0
+    try:
+        for n, (kind, key, value) in enumerate(messages(inp, batch), 1):
+            part = partition_for(key.decode(), PARTITIONS) if key else n % PARTITIONS
+            where = (names[kind], part)
+            builder = open_batches.get(where) or producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:  # full
+                pending.append(await producer.send_batch(builder, where[0], partition=part))
+                builder = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+            open_batches[where] = builder
+        for (topic, part), builder in open_batches.items():
+            pending.append(await producer.send_batch(builder, topic, partition=part))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return n
 
 
 def _stamped(items: Iterator[tuple[bytes, str, str, object]], sent: dict[tuple[str, int], float]
@@ -326,7 +387,7 @@ def new_worker(broker: Broker, topics: Topics, run: str, workdir: Path, env: dic
         env.update({"CHURNWATCH_APP_ID": f"bench-{wid}", "CHURNWATCH_PARTITIONS": str(PARTITIONS),
                     "CHURNWATCH_LOG_LEVEL": "warning",
                     "CHURNWATCH_SUBSCRIPTION_TOPIC": topics.subscription,
-                    "CHURNWATCH_USAGE_TOPIC": topics.usage})  # fmt: skip
+                    "CHURNWATCH_USAGE_TOPIC": topics.usage, **WORKER_SETTINGS})  # fmt: skip
     env = dict(env)
     log = Path(env["CHURNWATCH_DATA_DIR"]).with_suffix(f".{uuid.uuid4().hex[:4]}.log")
     Path(env["CHURNWATCH_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -358,8 +419,20 @@ DONE = ("churnwatch_events_applied_total", "churnwatch_duplicates_dropped_total"
         "churnwatch_late_events_dropped_total")  # fmt: skip
 
 
+def cpu_seconds(workers: list[WorkerProc]) -> float:
+    """User + system CPU the worker processes have used (Linux ``/proc``)."""
+    total = 0.0
+    for w in workers:
+        assert w.proc is not None
+        with open(f"/proc/{w.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def measure_workers(workers: list[WorkerProc], events: int, timeout: float) -> dict[str, float]:
-    """events/s from the first input message read to the last event done (applied or dropped)."""
+    """events/s from the first input message read to the last event done (applied or dropped),
+    and the workers' CPU over that time: µs per event, and cores busy."""
     deadline = time.monotonic() + timeout
     before = start = None
     done = 0.0
@@ -369,12 +442,14 @@ def measure_workers(workers: list[WorkerProc], events: int, timeout: float) -> d
         if start is None:
             if _sum(workers, "churnwatch_messages_consumed_total") > 0:
                 start = (now + before) / 2 if before is not None else now
+                cpu = cpu_seconds(workers)
             else:
                 before = now
         if start is not None:
             done = _sum(workers, *DONE)
             if done >= events:
                 end = (now + before) / 2
+                cpu = cpu_seconds(workers) - cpu
                 break
             before = now
         if now > deadline:
@@ -385,7 +460,8 @@ def measure_workers(workers: list[WorkerProc], events: int, timeout: float) -> d
             say(f"    {done:,.0f} of {events:,} events done")
         time.sleep(POLL_S)
     applied = _sum(workers, "churnwatch_events_applied_total")
-    return {"events_s": events / (end - start), "applied": applied, "dropped": done - applied}
+    return {"events_s": events / (end - start), "applied": applied, "dropped": done - applied,
+            "cpu_us_event": cpu / events * 1e6, "cores_busy": cpu / (end - start)}  # fmt: skip
 
 
 def churnwatch(broker: Broker, topics: Topics, run: str, workdir: Path, timeout: float) -> dict[str, float]:
@@ -407,7 +483,10 @@ def live_workers(broker: Broker, inp: Input, n: int, run: str, workdir: Path, ti
         w.launch()
     try:
         wait_all_ready(workers, timeout=120)
-        broker.produce(topics, inp, 1, rate=rate, sent=sent)
+        if rate is None:
+            broker.produce(topics, inp, 1)
+        else:
+            broker.produce_paced(topics, inp, rate, sent if sent is not None else {})
         return measure_workers(workers, topics.events, timeout), workers, topics
     except BaseException:
         for w in workers:
@@ -415,13 +494,14 @@ def live_workers(broker: Broker, inp: Input, n: int, run: str, workdir: Path, ti
         raise
 
 
-def two_workers(broker: Broker, inp: Input, run: str, workdir: Path, timeout: float) -> dict[str, float]:
-    figures = {}
+def two_workers(broker: Broker, inp: Input, run: str, workdir: Path, timeout: float) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
     for n in (1, 2):
         result, workers, _ = live_workers(broker, inp, n, run, workdir, timeout)
         for w in workers:
             w.stop(signal.SIGKILL)
         figures[f"{n}_worker_events_s"] = result["events_s"]
+        figures[f"{n}_worker_cpu"] = result
         say(f"    {n} worker(s): {result['events_s']:,.0f} ev/s")
     figures["ratio"] = figures["2_worker_events_s"] / figures["1_worker_events_s"]
     return figures
@@ -518,6 +598,11 @@ def fmt_spread(s: dict[str, float], unit: str = "") -> str:
     return f"{s['min']:>9,.0f} {s['median']:>9,.0f} {s['max']:>9,.0f}{unit}"
 
 
+def cpu_cells(per_run: list[dict[str, float]]) -> str:
+    us, busy = spread([r["cpu_us_event"] for r in per_run]), spread([r["cores_busy"] for r in per_run])
+    return f"{fmt_spread(us)}   cores busy {busy['median']:.2f} ({busy['min']:.2f}–{busy['max']:.2f})"
+
+
 def fmt_ratio(values: list[float]) -> str:
     if not values:
         return "—"
@@ -525,10 +610,19 @@ def fmt_ratio(values: list[float]) -> str:
     return f"{s['median']:.2%} ({s['min']:.2%}–{s['max']:.2%})"
 
 
+THROUGHPUT_NOTES = (
+    "floor: counts messages, parses nothing (on arrays, events/s = messages/s x 100)",
+    "peer on arrays: one row per event, re-keyed by account_id (group_by: a repartition topic)",
+    "churnwatch: from its first message read to the last event applied or dropped",
+)
+
+
 def table(fig: dict[str, Any], runs: int) -> str:
     lines = [f"input: {fig['input']['events']:,} events ({fig['input']['accounts']} accounts x "
              f"{fig['input']['days']} days), {fig['input']['bytes_mean']:.0f} bytes mean, "
              f"{PARTITIONS} partitions; {runs} runs"]  # fmt: skip
+    if fig["input"].get("worker_settings"):
+        lines.append("worker settings: " + " ".join(f"{k}={v}" for k, v in fig["input"]["worker_settings"].items()))
     through = fig.get("throughput", {})
     if through:
         lines += ["", f"{'events/s':<38}{'shape':<9}{'min':>9} {'median':>9} {'max':>9}   "
@@ -550,6 +644,10 @@ def table(fig: dict[str, Any], runs: int) -> str:
             if row == "floor":
                 msgs = spread([r["messages_s"] for r in per_run])
                 lines.append(f"{'  (floor, messages/s)':<38}{shape:<9}{fmt_spread(msgs)}")
+            if row == "churnwatch":
+                lines.append(f"{'  (worker CPU µs/event; cores busy)':<38}{shape:<9}{cpu_cells(per_run)}")
+    if through:
+        lines += [f"  {note}" for note in THROUGHPUT_NOTES]
     for note in fig.get("notes", []):
         lines.append(f"  note: {note}")
     if "two-workers" in fig:
@@ -557,6 +655,7 @@ def table(fig: dict[str, Any], runs: int) -> str:
         lines += ["", "two workers vs one, 1/msg keyed input produced once all are ready:"]
         for key in ("1_worker_events_s", "2_worker_events_s"):
             lines.append(f"  {key.split('_')[0]} worker(s) events/s     {fmt_spread(spread([r[key] for r in per_run]))}")
+            lines.append(f"    (CPU µs/event; cores busy)  {cpu_cells([r[key.replace('events_s', 'cpu')] for r in per_run])}")
         ratio = spread([r["ratio"] for r in per_run])
         lines.append(f"  ratio two/one              {ratio['min']:>9.2f} {ratio['median']:>9.2f} {ratio['max']:>9.2f}")
     if "stages" in fig:
@@ -668,8 +767,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-rate", type=float, help="events/s for the latency row (default: "
                     "half of churnwatch's median 1/msg events/s, measured in this run)")  # fmt: skip
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds any one measurement may take")
+    ap.add_argument("--set", action="append", default=[], metavar="CHURNWATCH_X=VALUE",
+                    help="a setting for every churnwatch worker (repeatable)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
     args = ap.parse_args(argv)
+    for item in args.set:
+        name, eq, value = item.partition("=")
+        if not eq or not name.startswith("CHURNWATCH_"):
+            ap.error(f"--set wants CHURNWATCH_X=VALUE, got {item!r}")
+        WORKER_SETTINGS[name] = value
     args.only = [r.strip() for r in args.only.split(",") if r.strip()]
     if unknown := set(args.only) - set(ROWS):
         ap.error(f"unknown rows {sorted(unknown)}; choose from {','.join(ROWS)}")
@@ -679,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     bench = Bench(args, inp, workdir)
     bench.fig["input"] = {"events": len(inp.events), "accounts": args.accounts, "days": args.days,
-                          "bytes_mean": inp.bytes_mean}  # fmt: skip
+                          "bytes_mean": inp.bytes_mean, "worker_settings": WORKER_SETTINGS}  # fmt: skip
     say(f"{len(inp.events):,} events simulated; work files in {workdir}")
 
     if bench.want("stages") or bench.want("state"):

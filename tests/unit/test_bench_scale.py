@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import sys
 from pathlib import Path
@@ -24,18 +25,23 @@ def test_stages_state_and_table_on_a_tiny_history():
     state = bench.state_bytes(shards)
     assert state["accounts"] == 4 and state["serialized"]["min"] > 0
     assert state["resident"]["median"] > state["serialized"]["median"] / 10
-    run = {"events_s": 10.0, "messages_s": 1.0}
+    run = {"events_s": 10.0, "messages_s": 1.0, "cpu_us_event": 90.0, "cores_busy": 0.9}
     fig = {
         "input": {"events": len(inp.events), "accounts": 4, "days": 3, "bytes_mean": 200.0},
         "throughput": {row: {"1/msg": [run]} for row in ("ceiling", "floor", "churnwatch")},
         "stages": [per_event],
         "state": state,
-        "two-workers": [{"1_worker_events_s": 5.0, "2_worker_events_s": 9.0, "ratio": 1.8}],
+        "two-workers": [{"1_worker_events_s": 5.0, "2_worker_events_s": 9.0, "ratio": 1.8,
+                         "1_worker_cpu": run, "2_worker_cpu": run}],  # fmt: skip
         "latency": {"rate": 5.0, "events": 9, "scores": 3, "matched": 3, "p50_ms": 4.0,
                     "p99_ms": 8.0, "max_ms": 9.0},  # fmt: skip
         "skipped": {"peer": "quixstreams is not installed"},
     }
     text = bench.table(fig, runs=1)
-    for needle in ("ceiling", "floor", "churnwatch", "100.00%", "ratio two/one", "engine",
+    for needle in ("ceiling", "floor", "churnwatch", "100.00%", "ratio two/one", "cores busy 0.90", "engine",
                    "serialized", "p99 8 ms", "peer: skipped"):  # fmt: skip
         assert needle in text, needle
+
+
+def test_doctests_of_the_pure_helpers():
+    assert doctest.testmod(bench).failed == 0
