@@ -655,7 +655,7 @@ def table(fig: dict[str, Any], runs: int) -> str:
         lines += ["", "two workers vs one, 1/msg keyed input produced once all are ready:"]
         for key in ("1_worker_events_s", "2_worker_events_s"):
             lines.append(f"  {key.split('_')[0]} worker(s) events/s     {fmt_spread(spread([r[key] for r in per_run]))}")
-            lines.append(f"    (CPU µs/event; cores busy)  {cpu_cells([r[key.replace('events_s', 'cpu')] for r in per_run])}")
+            lines.append(f"    (CPU µs/event; cores, all) {cpu_cells([r[key.replace('events_s', 'cpu')] for r in per_run])}")
         ratio = spread([r["ratio"] for r in per_run])
         lines.append(f"  ratio two/one              {ratio['min']:>9.2f} {ratio['median']:>9.2f} {ratio['max']:>9.2f}")
     if "stages" in fig:
