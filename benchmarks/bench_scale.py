@@ -47,6 +47,7 @@ import asyncio
 import importlib.util
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -676,6 +677,8 @@ def table(fig: dict[str, Any], runs: int) -> str:
                   f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms, max {lat['max_ms']:,.0f} ms"]  # fmt: skip
     for row, why in fig.get("skipped", {}).items():
         lines.append(f"{row}: skipped: {why}")
+    for what in fig.get("failed", []):
+        lines.append(f"FAILED {what}")
     return "\n".join(lines)
 
 
@@ -727,17 +730,17 @@ class Bench:
                 try:
                     self.record(row, shape, run_child(row, broker, topics, run, batch, t, self.workdir))
                 except TimeoutError as exc:
-                    say(f"  {row} {shape}: {exc}")
+                    bench_fail(self.fig, f"{row} {shape}", exc)
             if self.want("churnwatch"):
                 try:
                     self.record("churnwatch", shape, churnwatch(broker, topics, run, self.workdir, t))
                 except (TimeoutError, WorkerError) as exc:
-                    say(f"  churnwatch {shape}: {exc}")
+                    bench_fail(self.fig, f"churnwatch {shape}", exc)
         if self.want("two-workers"):
             try:
                 self.fig.setdefault("two-workers", []).append(two_workers(broker, self.inp, run, self.workdir, t))
             except (TimeoutError, WorkerError) as exc:
-                say(f"  two-workers: {exc}")
+                bench_fail(self.fig, "two-workers", exc)
 
     def latency_rate(self) -> float:
         if self.args.latency_rate:
@@ -747,6 +750,12 @@ class Bench:
             return statistics.median(r["events_s"] for r in runs) / 2
         self.fig.setdefault("notes", []).append("latency rate: churnwatch not measured, 2,000 ev/s used")
         return 2000.0
+
+
+def bench_fail(fig: dict[str, Any], what: str, exc: BaseException) -> None:
+    """A measurement that failed or timed out: said now (with its log), listed under the table."""
+    say(f"  {what}: {exc}")
+    fig.setdefault("failed", []).append(f"{what}: {str(exc).splitlines()[0]}")
 
 
 def quix_installed() -> bool:
@@ -819,13 +828,17 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     bench.fig["latency"] = latency(broker, Input(inp.events[:n]), run, workdir, rate, args.timeout)
                 except (TimeoutError, WorkerError, RuntimeError) as exc:
-                    say(f"  latency: {exc}")
+                    bench_fail(bench.fig, "latency", exc)
                 finally:
                     broker.drop(run)
     bench.fig["seconds"] = time.monotonic() - started
     if args.json:
         args.json.write_bytes(orjson.dumps(bench.fig, option=orjson.OPT_INDENT_2))
     print(table(bench.fig, args.runs))
+    if bench.fig.get("failed"):
+        say(f"done in {bench.fig['seconds']:.0f}s; logs of what failed are in {workdir}")
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
     say(f"done in {bench.fig['seconds']:.0f}s")
     return 0
 

@@ -36,10 +36,11 @@ def test_stages_state_and_table_on_a_tiny_history():
         "latency": {"rate": 5.0, "events": 9, "scores": 3, "matched": 3, "p50_ms": 4.0,
                     "p99_ms": 8.0, "max_ms": 9.0},  # fmt: skip
         "skipped": {"peer": "quixstreams is not installed"},
+        "failed": ["floor 1/msg: floor timed out (180s)"],
     }
     text = bench.table(fig, runs=1)
     for needle in ("ceiling", "floor", "churnwatch", "100.00%", "ratio two/one", "cores busy 0.90", "engine",
-                   "serialized", "p99 8 ms", "peer: skipped"):  # fmt: skip
+                   "serialized", "p99 8 ms", "peer: skipped", "FAILED floor"):  # fmt: skip
         assert needle in text, needle
 
 
