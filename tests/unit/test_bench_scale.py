@@ -1,0 +1,48 @@
+"""benchmarks/bench_scale.py: its in-process rows and its table still work (not a timing)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import sys
+from pathlib import Path
+
+from models.simulator import SimConfig, simulate
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_scale.py"
+_spec = importlib.util.spec_from_file_location("bench_scale", _PATH)
+assert _spec is not None and _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_scale"] = bench
+_spec.loader.exec_module(bench)
+
+
+def test_stages_state_and_table_on_a_tiny_history():
+    inp = bench.Input(list(simulate(SimConfig(accounts=4, days=3, seed=1))))
+    per_event, shards = bench.stages(inp, buffer=50)
+    assert set(per_event) == {*bench.STAGES, "total (1/msg)"}
+    assert all(v >= 0 for v in per_event.values()) and per_event["total (1/msg)"] > 0
+    state = bench.state_bytes(shards)
+    assert state["accounts"] == 4 and state["serialized"]["min"] > 0
+    assert state["resident"]["median"] > state["serialized"]["median"] / 10
+    run = {"events_s": 10.0, "messages_s": 1.0, "cpu_us_event": 90.0, "cores_busy": 0.9}
+    fig = {
+        "input": {"events": len(inp.events), "accounts": 4, "days": 3, "bytes_mean": 200.0},
+        "throughput": {row: {"1/msg": [run]} for row in ("ceiling", "floor", "churnwatch")},
+        "stages": [per_event],
+        "state": state,
+        "two-workers": [{"1_worker_events_s": 5.0, "2_worker_events_s": 9.0, "ratio": 1.8,
+                         "1_worker_cpu": run, "2_worker_cpu": run}],  # fmt: skip
+        "latency": {"rate": 5.0, "events": 9, "scores": 3, "matched": 3, "p50_ms": 4.0,
+                    "p99_ms": 8.0, "max_ms": 9.0},  # fmt: skip
+        "skipped": {"peer": "quixstreams is not installed"},
+        "failed": ["floor 1/msg: floor timed out (180s)"],
+    }
+    text = bench.table(fig, runs=1)
+    for needle in ("ceiling", "floor", "churnwatch", "100.00%", "ratio two/one", "cores busy 0.90", "engine",
+                   "serialized", "p99 8 ms", "peer: skipped", "FAILED floor"):  # fmt: skip
+        assert needle in text, needle
+
+
+def test_doctests_of_the_pure_helpers():
+    assert doctest.testmod(bench).failed == 0
