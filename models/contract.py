@@ -522,3 +522,20 @@ def _internal_shape(d: Any) -> str | None:
     if type(d.get("ts")) is not int or not 0 <= d["ts"] <= MAX_TS_MS:
         return "'ts' is not epoch milliseconds"
     return None
+
+
+def locate(raw: bytes | None, event_id: str) -> tuple[int | None, str]:
+    """Where the event ``event_id`` stands in a message: ``(index, raw text)`` for a dead
+    letter found after parsing (the index is None for a single-event message).
+
+    >>> locate(b'[{"event_id": "a"}, {"event_id": "b", "x": 1}]', "b")
+    (1, '{"event_id":"b","x":1}')
+    >>> locate(b'{"event_id": "a"}', "a")
+    (None, '{"event_id": "a"}')
+    """
+    doc = orjson.loads(raw or b"null")
+    if type(doc) is list:
+        for i, element in enumerate(doc):
+            if type(element) is dict and element.get("event_id") == event_id:
+                return i, _element_text(element)
+    return None, _text(raw or b"")

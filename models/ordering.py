@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,15 +117,23 @@ class Reorderer:
         self._sources.pop(source, None)
         self._behind.discard(source)
 
-    def release(self, now_ms: int) -> tuple[list[Event], list[Hashable]]:
-        """Events due (in event-time order) and the tokens now fully released."""
+    def release(
+        self, now_ms: int, keep: Callable[[Event, Hashable], bool] | None = None
+    ) -> tuple[list[Event], list[Hashable]]:
+        """Events due (in event-time order) and the tokens now fully released.
+
+        ``keep(event, token)``, if given, sees every event released, in order; one it
+        returns False for is left out (the caller has dealt with it), and its token
+        is released all the same.
+        """
         frontier = self.frontier(now_ms)
         out: list[Event] = []
         done: list[Hashable] = []
         heap = self._heap
         while heap and (frontier is None or heap[0][0] <= frontier or len(heap) > self.max_held):
             _, _, event, token = heapq.heappop(heap)
-            out.append(event)
+            if keep is None or keep(event, token):
+                out.append(event)
             self._open[token] -= 1
             if self._open[token] == 0:
                 del self._open[token]

@@ -20,6 +20,7 @@ import orjson
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
+from models.timepolicy import MergedClock
 
 
 @dataclass
@@ -57,6 +58,7 @@ def replay(
     shards = [Shard() for _ in range(partitions)]
     census = PrefixCensus()  # one per process, shared by its partitions, as in a worker
     check_ts = cfg.time.checker()  # the accepted range of event times, as at ingest
+    merged = MergedClock(cfg.time)  # the replayed sequence is the merged input
     pending: list[Event] = []
     started = time.perf_counter()
 
@@ -88,8 +90,10 @@ def replay(
             orjson.dumps(raw), topic="replay", partition=0, offset=i,
             check_ts=check_ts,
         )  # fmt: skip
-        result.dead_letters += len(dead)
-        pending += parsed
+        wall = check_ts.wall_ms
+        kept = [e for e in parsed if merged.admit(e.ts, wall_ms=wall) is None]
+        result.dead_letters += len(dead) + len(parsed) - len(kept)
+        pending += kept
         if len(pending) >= batch:
             flush()
     flush()

@@ -1,18 +1,20 @@
 """Which event times churnwatch accepts (../shared/CONTRACT.md, "Bad input").
 
-An event whose ``ts`` lies before a floor or more than a skew ahead of the wall
-clock is bad input (dead-letter kinds ``past_ts`` and ``future_ts``). One such
-event (a valid ``login`` dated 9999-12-31) used to drag the partition's
-event-time clock millennia ahead: every loop over days between two times ran
-for millions of iterations, and every later event would have been "late".
+An event whose ``ts`` lies before a floor, more than a skew ahead of the wall
+clock, or more than the skew ahead of the partition's clock is bad input
+(dead-letter kinds ``past_ts`` and ``future_ts``). One such event (a valid
+``login`` dated 9999-12-31) used to drag the partition's event-time clock
+millennia ahead: every loop over days between two times ran for millions of
+iterations, and every later event would have been "late".
 
-The contract also names a skew ahead of *the partition's clock*. Checked at
-ingest, per input partition, that rule threw away valid events whenever Kafka
-delivered one partition ahead of the others: a backlog's partitions are read
-unevenly, and a fast producer's unkeyed batches leave days-long gaps in each
-partition (measured through a real broker: 12,000 and, judging only the end of
-each log, still 385 of 45,789 simulated events). It is not applied until it can
-be checked where the partitions are merged in event time (docs/design.md).
+The floor and the wall clock are checked as each message is parsed
+(``TimePolicy.checker``). The partition's clock is checked where the input
+partitions are merged in event time (``MergedClock``, after ingest's
+``Reorderer``): checked per input partition as it is read, the rule threw away
+valid events whenever Kafka delivered one partition ahead of the others (a
+backlog's partitions are read unevenly, and an unkeyed producer's batches leave
+days-long gaps in each partition; measured through a real broker: 12,000, and
+judging only the end of each log still 385, of 45,789 simulated events).
 Whatever the time, the engine's work per event is bounded.
 """
 
@@ -93,6 +95,38 @@ class TimeCheck:
         if self.policy.floor_ms <= ts <= self.wall_ms + self.policy.max_ahead_ms:
             return None  # the common case, without a call
         return self.policy.reject(ts, wall_ms=self.wall_ms)
+
+
+@dataclass
+class MergedClock:
+    """The clock of the input partitions merged in event time (ingest's ``Reorderer``):
+    an event released more than the skew after it is ahead of everything else this
+    worker has read (contract: ahead of the partition's clock). The clock moves on with
+    wall time while nothing is released, and has no time before its first event.
+
+    >>> c, t = MergedClock(TimePolicy()), 1_767_225_600_000
+    >>> c.admit(t, wall_ms=0), c.admit(t + DAY_MS, wall_ms=0)
+    (None, None)
+    >>> c.admit(t + 2 * DAY_MS + 1, wall_ms=0)
+    ('future_ts', "'ts' 2026-01-03T00:00:00Z is more than 1 d ahead of the partition's \
+clock (2026-01-02T00:00:00Z)")
+    >>> c.admit(t + 2 * DAY_MS + 1, wall_ms=1)  # a millisecond of quiet later
+    """
+
+    policy: TimePolicy
+    clock: tuple[int, int] | None = None  # (highest event time released, wall time then)
+
+    def admit(self, ts: int, *, wall_ms: int) -> tuple[str, str] | None:
+        if self.clock is not None:
+            top, at = self.clock
+            if ts > top + max(0, wall_ms - at) + self.policy.max_ahead_ms:
+                skew = _span(self.policy.max_ahead_ms)
+                why = f"'ts' {iso(ts)} is more than {skew} ahead of the partition's clock"
+                return "future_ts", f"{why} ({iso(top)})"
+            if ts <= top:
+                return None
+        self.clock = (ts, wall_ms)
+        return None
 
 
 def _span(ms: int) -> str:

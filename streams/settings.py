@@ -64,8 +64,9 @@ class Settings:
     # ... unless Kafka holds more of it (the consumer is busy, not the source quiet):
     # then it stops holding them back only after this long
     input_stall_s: float = 60.0
-    # an event more than this ahead of the wall clock is bad input (dead letter future_ts),
-    # and so is one before the floor (past_ts); the floor is RFC 3339 or epoch milliseconds
+    # an event more than this ahead of the wall clock or of the input merged in event time
+    # is bad input (dead letter future_ts), and so is one before the floor (past_ts); the
+    # floor is RFC 3339 or epoch milliseconds
     max_future_skew_s: float = 86_400.0
     min_event_ts: str = "2000-01-01T00:00:00Z"
 

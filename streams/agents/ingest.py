@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 
-from models.contract import Event, encode_batch, parse_message
+from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
 from models.ordering import Reorderer
+from models.timepolicy import MergedClock, wall_ms
 from streams.app import CRASH, Runtime, partition_for
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def register(rt: Runtime) -> None:
     dead_letter, account_events = rt.topics["dead_letter"], rt.topics["account_events"]
     reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000), stall_ms=int(s.input_stall_s * 1000))
     policy = s.engine_config().time  # the accepted range of event times
+    merged = MergedClock(policy)  # ... and the clock of the input merged in event time
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
@@ -118,7 +120,23 @@ def register(rt: Runtime) -> None:
         """Send what the frontier allows; acknowledge the messages fully sent."""
         if not everything:
             check_backlogs(_now_ms())
-        events, done = reorder.release(1 << 62 if everything else _now_ms())
+        ahead: list[tuple[Event, Any, tuple[str, str]]] = []
+        wall = wall_ms()
+
+        def keep(event: Event, token: Any) -> bool:
+            why = merged.admit(event.ts, wall_ms=wall)
+            if why is not None:
+                ahead.append((event, token, why))
+            return why is None
+
+        events, done = reorder.release(1 << 62 if everything else _now_ms(), keep)
+        for event, token, (kind, text) in ahead:  # ahead of everything else read
+            msg = token.message
+            index, raw = locate(msg.value, event.event_id)
+            error = f"{kind}: {text}"
+            bad = DeadLetter(kind, error, msg.topic, msg.partition, msg.offset, index, raw)
+            m.dead_letters.labels(kind).inc()
+            await dead_letter.send(value=orjson.dumps(bad.to_record()))
         for partition, part in route(events, s.partitions).items():
             for i in range(0, len(part), INTERNAL_BATCH):
                 await account_events.send(

@@ -2,8 +2,9 @@
 
 - a valid event dated 9999-12-31 (it used to make the worker loop over millions of
   days until it was killed, and to do it again after every restart), one two days
-  ahead of the wall clock, and one before the floor: dead-lettered as ``future_ts``
-  / ``past_ts``, every other event applied;
+  ahead of the wall clock, one ten days ahead of everything else the worker read,
+  and one before the floor: dead-lettered as ``future_ts`` / ``past_ts``, every
+  other event applied;
 - garbage on the training topic (empty, not JSON, JSON of the wrong shape, model
   imports with bad payloads; it used to crash the worker at once, and again after
   every restart), on the internal account-events topic, in the models changelog and
@@ -81,6 +82,9 @@ def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_fact
         # two days ahead of the wall clock: a producer with a wrong clock
         (b"acct-3", {"event_id": "tomorrow+1", "type": "playback_stopped", "account_id": "acct-3",
                      "ts": int(time.time() * 1000) + 2 * 86_400_000, "session_id": "s"}),
+        # within the wall clock, but ten days ahead of everything else the worker read
+        (b"acct-4", {"event_id": "jump", "type": "login", "account_id": "acct-4",
+                     "ts": T0 + 10 * 86_400_000, "device_id": "tv-1"}),
     ]  # fmt: skip
     send(kafka_bootstrap, s.usage_topic, poison)
     after = traffic(range(20), range(60, 120), "b")
@@ -88,15 +92,18 @@ def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_fact
 
     worker.wait_metric("churnwatch_events_applied_total", len(before) + len(after), timeout=60)
     assert worker.proc.poll() is None and ready(worker)
-    dead = [orjson.loads(m.value) for m in read_all(kafka_bootstrap, s.dead_letter_topic, expect=3)]
+    dead = [orjson.loads(m.value) for m in read_all(kafka_bootstrap, s.dead_letter_topic, expect=4)]
     records = sorted((d["kind"], orjson.loads(d["raw"])["event_id"]) for d in dead)
-    assert records == [("future_ts", "far-future"), ("future_ts", "tomorrow+1"), ("past_ts", "far-past")]
+    assert records == [("future_ts", "far-future"), ("future_ts", "jump"),
+                       ("future_ts", "tomorrow+1"), ("past_ts", "far-past")]  # fmt: skip
+    jump = next(d for d in dead if "jump" in d["raw"])
+    assert "ahead of the partition's clock (2026-01-01T0" in jump["error"], jump  # 00:59 or 01:59
     assert all(d["topic"] == s.usage_topic and d["index"] is None for d in dead)
-    assert labelled(worker, "churnwatch_dead_letters_total", "kind") == {("future_ts",): 2, ("past_ts",): 1}
+    assert labelled(worker, "churnwatch_dead_letters_total", "kind") == {("future_ts",): 3, ("past_ts",): 1}
     metrics = worker.metrics()
     assert metrics["churnwatch_events_applied_total"] == len(before) + len(after)
     assert metrics["churnwatch_late_events_dropped_total"] == 0
-    for acc in ("acct-1", "acct-2", "acct-3"):
+    for acc in ("acct-1", "acct-2", "acct-3", "acct-4"):
         status, doc = worker.get_json(f"/accounts/{acc}")
         assert status == 200 and doc["events_applied"] == 120, doc
         assert doc["last_ts"] == T0 + 119 * MIN
