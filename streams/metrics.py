@@ -147,13 +147,12 @@ class Metrics:
             ["model"], registry=r,
         )  # fmt: skip
         self.model_learned_offset = Gauge(
-            f"{p}_model_learned_offset",
-            "Training-topic offset the model's last snapshot learns on from", ["model"], registry=r,
+            f"{p}_model_learned_offset", "Training offset the model's snapshot learns on from",
+            ["model"], registry=r,
         )  # fmt: skip
         self.training_redelivered = Counter(
-            f"{p}_training_redelivered_total",
-            "Re-delivered training examples skipped: the resumed snapshot holds them already",
-            ["model"], registry=r,
+            f"{p}_training_redelivered_total", "Re-delivered training examples skipped", ["model"],
+            registry=r,
         )  # fmt: skip
         self.label_delay = Histogram(
             f"{p}_label_delay_seconds", "Event time from an observation to its label",
