@@ -93,8 +93,8 @@ class Models:
     @classmethod
     def fresh(cls, churn_kind: str = "logreg") -> Models:
         return cls(
-            churn=OnlineLearner(make_churn_model(churn_kind), name="churn", max_ids=20_000),
-            sharing=OnlineLearner(make_sharing_model(), name="sharing", max_ids=20_000),
+            churn=OnlineLearner(make_churn_model(churn_kind), name="churn"),
+            sharing=OnlineLearner(make_sharing_model(), name="sharing"),
         )
 
     def get(self, kind: str) -> OnlineLearner:

@@ -5,7 +5,12 @@
 - ``predict_proba(x)`` scores and never changes the model;
 - ``learn(x, y)`` first scores the example, updates the running metrics with
   that score, and only then learns it (prequential / test-then-train);
-  an ``example_id`` seen recently is ignored (at-least-once delivery);
+  an ``example_id`` among the last ``max_ids`` (2048) learned is ignored
+  (an example the account agent published twice, see below);
+- ``learned_offset``: the training-topic offset the learner learns on from
+  (``learn_many(..., offset=)`` moves it, ``has_learned(offset)`` asks it); it
+  travels in the snapshot, so a learner resumed from its checkpoint skips every
+  re-delivered training message it already holds, however many;
 - metrics: examples seen, positives, ROC AUC (exact up to a 1/1000 score
   grid), log loss, expected calibration error over ``n_bins`` equal-width
   bins, and the number of drifts ADWIN detected in the per-example log loss;
@@ -20,8 +25,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import pickle
+from array import array
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +36,12 @@ from typing import Any
 import orjson
 from river import drift
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: learned_offset, and 64-bit hashes of the last max_ids example ids
+_READABLE = (1, 2)  # 1: every recent example id in full (migrated on read: see __setstate__)
+_MODEL_VERSION = 1
 _MAGIC = b"CWLN"
 _MODEL_MAGIC = b"CWMD"
+MAX_IDS = 2048  # x 8 bytes: the checkpoint stays far below 32 KB
 _GRID = 1000
 _EPS = 1e-15
 BUNDLE_FORMAT = "churnwatch-models"
@@ -50,10 +60,19 @@ class OnlineLearner:
     (1, 'churn-v0')
     >>> OnlineLearner.from_bytes(lrn.snapshot()).model_id
     'churn-v1'
+
+    Why both offsets and ids: re-delivery of the training topic after a crash
+    (everything after the last committed offset, which can be an hour of
+    examples) is what ``learned_offset`` makes idempotent, exactly and at no
+    size. The id memory is only for the account agent's duplicates: it publishes
+    examples before it persists its state, so a crash in between publishes the
+    same (deterministic) example ids again, at new offsets, a few buffers or a
+    restart later. 2048 ids cover that gap at any realistic label rate; an older
+    duplicate is learned twice (one more SGD step on an example it has seen).
     """
 
     def __init__(
-        self, model: Any, *, name: str = "model", n_bins: int = 10, max_ids: int = 100_000
+        self, model: Any, *, name: str = "model", n_bins: int = 10, max_ids: int = MAX_IDS
     ) -> None:
         if n_bins < 1 or max_ids < 0:
             raise ValueError("n_bins must be >= 1 and max_ids >= 0")
@@ -62,7 +81,10 @@ class OnlineLearner:
         self.version = 0
         self.n_bins = n_bins
         self.max_ids = max_ids
-        self._ids: dict[str, None] = {}
+        self.learned_offset: int | None = None  # None: unknown (a fresh or portable learner)
+        self._ring = array("Q")  # hashes of the last max_ids example ids, oldest at _head
+        self._head = 0
+        self._seen: set[int] = set()  # the ring's hashes (not pickled: rebuilt on load)
         self.examples = 0
         self.positives = 0
         self.drifts = 0
@@ -82,19 +104,35 @@ class OnlineLearner:
         """Probability of the positive class; the model is not changed."""
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
+    def has_learned(self, offset: int) -> bool:
+        """True if the training message at ``offset`` is already in this learner.
+
+        >>> from models.churn import make_churn_model
+        >>> lrn = OnlineLearner(make_churn_model())
+        >>> lrn.has_learned(0), lrn.learn_many([({"x": 1.0}, True, "a:0")], offset=7)
+        (False, 1)
+        >>> lrn.learned_offset, lrn.has_learned(7), lrn.has_learned(8)
+        (8, True, False)
+        """
+        return self.learned_offset is not None and offset < self.learned_offset
+
     def learn(self, x: dict[str, float], y: bool, *, example_id: str | None = None) -> float | None:
         """Score ``x``, record the score, then learn; returns the score (None: duplicate)."""
-        if example_id is not None:
-            if example_id in self._ids:
-                return None
-            self._remember(example_id)
+        if example_id is not None and not self._remember(example_id):
+            return None
         p = self.predict_proba(x)
         self._record(p, bool(y))
         self.model.learn_one(x, bool(y))
         return p
 
-    def learn_many(self, batch: list[tuple[dict[str, float], bool, str | None]]) -> int:
+    def learn_many(
+        self, batch: list[tuple[dict[str, float], bool, str | None]], *, offset: int | None = None
+    ) -> int:
         """Score every example of ``batch`` first, then learn them all; return how many.
+
+        ``offset``: the training-topic offset of the last message the batch comes
+        from; the learner then learns on from the next one (``learned_offset``).
+        Leaving out the messages it ``has_learned`` is the caller's part.
 
         Delayed labels arrive in bursts (one cancellation labels all of an
         account's pending snapshots at once). Learning one and then scoring its
@@ -110,15 +148,14 @@ class OnlineLearner:
         """
         fresh = []
         for x, y, example_id in batch:
-            if example_id is not None:
-                if example_id in self._ids:
-                    continue
-                self._remember(example_id)
-            fresh.append((x, bool(y)))
+            if example_id is None or self._remember(example_id):
+                fresh.append((x, bool(y)))
         for x, y in fresh:
             self._record(self.predict_proba(x), y)
         for x, y in fresh:
             self.model.learn_one(x, y)
+        if offset is not None:
+            self.learned_offset = max(offset + 1, self.learned_offset or 0)
         return len(fresh)
 
     def metrics(self) -> dict[str, float]:
@@ -151,23 +188,39 @@ class OnlineLearner:
         self.version += 1
         return self.to_bytes()
 
-    def to_bytes(self, *, with_ids: bool = True) -> bytes:
-        """The snapshot; ``with_ids=False`` leaves out the recent example ids (a portable copy:
-        they only matter to the deployment whose training topic they came from)."""
-        if with_ids:
+    def to_bytes(self, *, portable: bool = False) -> bytes:
+        """The snapshot; ``portable=True`` leaves out the recent example ids and the
+        training offset (they only mean something in the deployment they came from)."""
+        if not portable:
             return _MAGIC + bytes([SNAPSHOT_VERSION]) + pickle.dumps(self, protocol=5)
-        ids, self._ids = self._ids, {}
+        saved = self.learned_offset, self._ring, self._head, self._seen
+        self.learned_offset, self._ring, self._head, self._seen = None, array("Q"), 0, set()
         try:
             return self.to_bytes()
         finally:
-            self._ids = ids
+            self.learned_offset, self._ring, self._head, self._seen = saved
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_seen"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_ids" in state:  # a version-1 snapshot: its newest ids become the hashed memory
+            ids = list(state.pop("_ids"))
+            state["max_ids"] = cap = min(state.get("max_ids", MAX_IDS), MAX_IDS)
+            state["_ring"] = array("Q", dict.fromkeys(map(_id_hash, ids[len(ids) - cap :])))
+            state["_head"] = 0
+            state["learned_offset"] = None  # unknown: the first resume relies on the ids
+        self.__dict__.update(state)
+        self._seen = set(self._ring)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> OnlineLearner:
-        """Restore a snapshot; raises ValueError on another format or version."""
+        """Restore a snapshot (this version or 1); ValueError on another format or version."""
         if raw[:4] != _MAGIC or len(raw) < 5:
             raise ValueError("not a learner snapshot")
-        if raw[4] != SNAPSHOT_VERSION:
+        if raw[4] not in _READABLE:
             raise ValueError(f"unsupported learner snapshot version {raw[4]}")
         try:
             learner = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
@@ -179,12 +232,23 @@ class OnlineLearner:
 
     def model_bytes(self) -> bytes:
         """The model alone, for scoring workers (small: no metrics, no id memory)."""
-        return _MODEL_MAGIC + bytes([SNAPSHOT_VERSION]) + pickle.dumps((self.model_id, self.model))
+        return _MODEL_MAGIC + bytes([_MODEL_VERSION]) + pickle.dumps((self.model_id, self.model))
 
-    def _remember(self, example_id: str) -> None:
-        self._ids[example_id] = None
-        if len(self._ids) > self.max_ids:
-            del self._ids[next(iter(self._ids))]
+    def _remember(self, example_id: str) -> bool:
+        """Remember ``example_id``; False if it is among the last ``max_ids`` already."""
+        h = _id_hash(example_id)
+        if h in self._seen:
+            return False
+        if self.max_ids == 0:
+            return True
+        if len(self._ring) < self.max_ids:
+            self._ring.append(h)
+        else:
+            self._seen.discard(self._ring[self._head])
+            self._ring[self._head] = h
+            self._head = (self._head + 1) % self.max_ids
+        self._seen.add(h)
+        return True
 
     def _record(self, p: float, y: bool) -> None:
         self.examples += 1
@@ -213,6 +277,11 @@ class OnlineLearner:
         return wins / (n_pos * n_neg)
 
 
+def _id_hash(example_id: str) -> int:
+    """64 bits of BLAKE2b of the id: 8 bytes a remembered id, collisions ~never (2^-53)."""
+    return int.from_bytes(hashlib.blake2b(example_id.encode(), digest_size=8).digest(), "little")
+
+
 def load_model(raw: bytes) -> tuple[str, Any]:
     """Inverse of ``OnlineLearner.model_bytes``: ``(model_id, model)``.
 
@@ -222,7 +291,7 @@ def load_model(raw: bytes) -> tuple[str, Any]:
     """
     if raw[:4] != _MODEL_MAGIC or len(raw) < 5:
         raise ValueError("not a model snapshot")
-    if raw[4] != SNAPSHOT_VERSION:
+    if raw[4] != _MODEL_VERSION:
         raise ValueError(f"unsupported model snapshot version {raw[4]}")
     try:
         model_id, model = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
@@ -251,7 +320,7 @@ def dump_bundle(learners: Mapping[str, OnlineLearner], **meta: Any) -> bytes:
         models[kind] = {
             "model_id": learner.model_id,
             "metrics": {k: None if math.isnan(v) else v for k, v in stats.items()},
-            "snapshot": base64.b64encode(learner.to_bytes(with_ids=False)).decode(),
+            "snapshot": base64.b64encode(learner.to_bytes(portable=True)).decode(),
         }
     doc = {"format": BUNDLE_FORMAT, "version": SNAPSHOT_VERSION, "meta": meta, "models": models}
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
@@ -296,7 +365,7 @@ def import_record(kind: str, learner: OnlineLearner) -> bytes:
     >>> read_import([{"model": "churn"}]) is None  # a list of examples is not an import
     True
     """
-    snapshot = base64.b64encode(learner.to_bytes(with_ids=False)).decode()
+    snapshot = base64.b64encode(learner.to_bytes(portable=True)).decode()
     return orjson.dumps({IMPORT: kind, "model_id": learner.model_id, "snapshot": snapshot})
 
 

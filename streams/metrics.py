@@ -146,6 +146,14 @@ class Metrics:
             f"{p}_model_drift_detections", "ADWIN drift detections on the model's error",
             ["model"], registry=r,
         )  # fmt: skip
+        self.model_learned_offset = Gauge(
+            f"{p}_model_learned_offset", "Training offset the model's snapshot learns on from",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.training_redelivered = Counter(
+            f"{p}_training_redelivered_total", "Re-delivered training examples skipped", ["model"],
+            registry=r,
+        )  # fmt: skip
         self.label_delay = Histogram(
             f"{p}_label_delay_seconds", "Event time from an observation to its label",
             ["model"], buckets=LABEL_DELAY_BUCKETS_S, registry=r,

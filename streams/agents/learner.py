@@ -8,17 +8,21 @@ learner publishes versioned snapshots to the ``models`` global table every
 checkpoint a restarted learner resumes from). A training message is acknowledged
 only once a snapshot that learned it has been written (``noack_take`` plus
 ``checkpoint``), and Faust flushes the producer before it commits, so a hard kill
-loses no example: what the last snapshot lacks is delivered again, and the
-learner's recent example ids drop what it already has. A worker that loses the
-training partition drops its in-memory learners; the next owner resumes from
-the table.
+loses no example: what the last snapshot lacks is delivered again. Each snapshot
+carries the training offset its model learns on from (``learned_offset``), so
+the resumed learner skips the re-delivered messages it already holds, and learns
+each example exactly once (its small memory of recent example ids only drops
+what the account agent published twice). A worker that loses the training
+partition drops its in-memory learners; the next owner resumes from the table.
 
 The table's changelog is ``Settings.models_topic`` (compacted, key = model
 kind, value = ``OnlineLearner`` snapshot), which ``churnwatch models export``
 reads. ``churnwatch models import`` does not write there: it sends an import
 record (``models.learner.import_record``) through the training topic, so the
 learner stays the table's only writer; it replaces its model with the imported
-one, in order with the examples around it, and learns on from it. With
+one, in order with the examples around it, and learns on from it (the imported
+learner learns on from the offset after the import record, so a re-delivered
+import never replaces a model that has learned past it). With
 ``CHURNWATCH_LEARN=false`` the learner applies imports and learns nothing.
 """
 
@@ -81,6 +85,8 @@ def export_model_metrics(m: Metrics, learner: OnlineLearner) -> None:
     m.model_version.labels(name).set(learner.version)
     m.model_examples.labels(name).set(stats["examples"])
     m.model_drifts.labels(name).set(stats["drifts"])
+    if learner.learned_offset is not None:
+        m.model_learned_offset.labels(name).set(learner.learned_offset)
     for gauge, key in (
         (m.model_auc, "roc_auc"),
         (m.model_logloss, "log_loss"),
@@ -111,14 +117,23 @@ def register(rt: Runtime) -> None:
     if not s.learn:
         log.info("CHURNWATCH_LEARN=false: scoring with the current model snapshots, not learning")
 
-    def learn(by_kind: dict[str, list[dict[str, Any]]]) -> None:
-        for kind, examples in by_kind.items():
-            if kind not in learners:  # resume from the newest snapshot
-                learners[kind] = getattr(cache.current(), kind)
+    def learner_for(kind: str) -> OnlineLearner:
+        if kind not in learners:  # resume from the newest snapshot
+            learners[kind] = getattr(cache.current(), kind)
+        return learners[kind]
+
+    def learn(by_kind: dict[str, list[tuple[int, dict[str, Any]]]]) -> None:
+        for kind, items in by_kind.items():
+            lrn = learner_for(kind)
+            # re-delivered after a restart, and already in the snapshot it resumed from
+            examples = [ex for offset, ex in items if not lrn.has_learned(offset)]
+            if len(examples) < len(items):
+                m.training_redelivered.labels(kind).inc(len(items) - len(examples))
             # score the whole burst, then learn it (honest prequential metrics)
             batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
+            before = lrn.learned_offset
             try:
-                if learners[kind].learn_many(batch_in):
+                if lrn.learn_many(batch_in, offset=items[-1][0]) or lrn.learned_offset != before:
                     changed.add(kind)
             except Exception as exc:  # noqa: BLE001 - the examples are skipped, never fatal
                 why = f"{type(exc).__name__}: {exc}"
@@ -132,20 +147,24 @@ def register(rt: Runtime) -> None:
     async def learner(stream: Any) -> None:
         streams["training"] = stream
         async for batch in stream.noack_take(1000, within=0.5):
-            by_kind: dict[str, list[dict[str, Any]]] = {}
+            by_kind: dict[str, list[tuple[int, dict[str, Any]]]] = {}
             for ev in batch:
+                offset = ev.message.offset
                 msg = read_training(ev.message.value, KINDS)
                 for kind, why in msg.problems:  # skipped, never fatal (it would come again)
-                    skips.skip("training", kind, f"offset {ev.message.offset}", why)
+                    skips.skip("training", kind, f"offset {offset}", why)
                 if msg.imported is not None:  # what came before it was learned by the old model
                     learn(by_kind)
                     kind, model = msg.imported
+                    if learner_for(kind).has_learned(offset):  # re-delivered: applied already
+                        continue
+                    model.learned_offset = offset + 1  # it learns on from after the import
                     learners[kind] = model
                     changed.add(kind)
-                    log.info("model %s: replaced by an imported %s", kind, learners[kind].model_id)
+                    log.info("model %s: replaced by an imported %s", kind, model.model_id)
                 elif s.learn:
                     for ex in msg.examples:
-                        by_kind.setdefault(ex["model"], []).append(ex)
+                        by_kind.setdefault(ex["model"], []).append((offset, ex))
             learn(by_kind)
             pending.extend(batch)
             if rt.stopping:  # read after the last checkpoint: checkpoint again, so it is acked

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import pickle
 import random
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -184,3 +186,112 @@ def test_read_training_skips_every_kind_of_garbage() -> None:
     wrong_kind = orjson.loads(good)
     wrong_kind["model_import"] = "billing"
     assert read_training(orjson.dumps(wrong_kind)).problems[0][0] == "bad_import"
+
+
+def _messages(n: int, per: int, seed: int = 5) -> list[tuple[int, list[tuple[dict, bool, str]]]]:
+    """``n`` training messages ``(offset, examples)`` of ``per`` distinct examples each."""
+    rng = random.Random(seed)
+    return [
+        (
+            off,
+            [({"a": rng.gauss(0, 1)}, rng.random() < 0.4, f"acct-{off}-{i}:0") for i in range(per)],
+        )
+        for off in range(n)
+    ]
+
+
+def _consume(lrn: OnlineLearner, messages: list[tuple[int, list[Any]]]) -> None:
+    """What the learner agent does with a batch: skip the messages the learner holds."""
+    fresh = [ex for off, batch in messages if not lrn.has_learned(off) for ex in batch]
+    lrn.learn_many(fresh, offset=messages[-1][0])
+
+
+def test_a_resumed_learner_skips_by_offset_what_its_snapshot_holds() -> None:
+    """Resumed from a checkpoint, the learner is re-sent everything after the committed
+    offset (here: far more examples than its id memory holds) and learns each once."""
+    msgs = _messages(40, 25)
+    once = OnlineLearner(make_churn_model(), name="churn", max_ids=8)
+    for i in range(0, 40, 5):
+        _consume(once, msgs[i : i + 5])
+
+    lrn = OnlineLearner(make_churn_model(), name="churn", max_ids=8)
+    for i in range(0, 20, 5):
+        _consume(lrn, msgs[i : i + 5])
+    checkpoint = lrn.snapshot()  # holds offsets 0-19; the commit is older, at offset 10
+    _consume(lrn, msgs[20:30])  # learned, then the worker is killed before a snapshot
+    resumed = OnlineLearner.from_bytes(checkpoint)
+    assert resumed.learned_offset == 20
+    assert resumed.has_learned(19) and not resumed.has_learned(20)
+    for i in range(10, 40, 5):  # re-delivered from the committed offset on
+        _consume(resumed, msgs[i : i + 5])
+    assert resumed.metrics() | {"version": 0} == once.metrics() | {"version": 0}
+    assert resumed.metrics()["examples"] == 40 * 25
+    assert resumed.model.predict_proba_one({"a": 0.3}) == once.model.predict_proba_one({"a": 0.3})
+    assert resumed.learned_offset == 40
+    # a batch wholly below the offset changes nothing, not even the offset
+    _consume(resumed, msgs[:3])
+    assert resumed.learned_offset == 40 and resumed.metrics()["examples"] == 40 * 25
+
+
+def test_a_duplicate_published_at_a_new_offset_is_dropped_by_the_id_memory() -> None:
+    """The account agent publishes examples again after a crash before it saved its state:
+    same example ids, new offsets. The id memory (kept in the snapshot) drops them."""
+    msgs = _messages(4, 10)
+    lrn = OnlineLearner(make_churn_model(), name="churn")
+    _consume(lrn, msgs[:2])
+    lrn = OnlineLearner.from_bytes(lrn.snapshot())
+    _consume(lrn, [(2, msgs[1][1] + msgs[2][1])])
+    assert lrn.metrics()["examples"] == 30 and lrn.learned_offset == 3
+
+
+def test_a_checkpoint_stays_small_after_100k_examples() -> None:
+    """Issue #12's target: the learner's checkpoint <= 32 KB (it was ~600 KB at the
+    old id cap of 20k: every recent example id in full)."""
+    from models.engine import Models
+
+    rng = random.Random(2)
+    lrn = Models.fresh().churn  # the worker's default
+    names = [f"feature_{k}" for k in range(12)]
+    for off in range(100):
+        batch = [
+            ({k: rng.random() for k in names}, rng.random() < 0.3, f"acct-{j:07d}:{j}")
+            for j in range(off * 1000, off * 1000 + 1000)
+        ]
+        assert lrn.learn_many(batch, offset=off) == 1000
+    raw = lrn.snapshot()
+    assert len(raw) <= 32 * 1024, len(raw)
+    back = OnlineLearner.from_bytes(raw)
+    assert back.metrics()["examples"] == 100_000 and back.learned_offset == 100
+    assert back.learn(dict.fromkeys(names, 0.5), True, example_id="acct-0099999:99999") is None
+
+
+def test_a_version_1_snapshot_still_loads() -> None:
+    """Existing changelogs and bundles hold version-1 snapshots (every recent id in full,
+    no offset): the newest ids become the hashed memory, the offset is unknown."""
+    from models.learner import SNAPSHOT_VERSION, dump_bundle, load_bundle
+
+    raw = (Path(__file__).parent / "data" / "learner-v1-churn.snapshot").read_bytes()
+    assert raw[4] == 1 and SNAPSHOT_VERSION == 2
+    lrn = OnlineLearner.from_bytes(raw)
+    assert lrn.model_id == "churn-v1" and lrn.metrics()["examples"] == 40
+    assert lrn.learned_offset is None and not lrn.has_learned(0)
+    assert 0.0 < lrn.predict_proba({"x": 2.0}) < 1.0
+    assert lrn.learn({"x": 1.0}, True, example_id="acct-39:1780000000039") is None  # remembered
+    assert lrn.learn({"x": 1.0}, True, example_id="acct-40:1780000000040") is not None
+    lrn.learn_many([({"x": 1.0}, False, "acct-41:0")], offset=12)
+    again = OnlineLearner.from_bytes(lrn.snapshot())
+    assert again.learned_offset == 13 and again.metrics()["examples"] == 42
+    assert again.learn({"x": 1.0}, True, example_id="acct-0:1780000000000") is None
+    bundle = load_bundle(
+        orjson.dumps(
+            {
+                "format": "churnwatch-models",
+                "version": 1,
+                "models": {"churn": {"snapshot": base64.b64encode(raw).decode()}},
+            }
+        )  # fmt: skip
+    )
+    assert bundle["churn"].metrics() == OnlineLearner.from_bytes(raw).metrics()
+    portable = load_bundle(dump_bundle({"churn": again}))["churn"]
+    assert portable.learned_offset is None  # an offset of another deployment's topic
+    assert portable.learn({"x": 1.0}, True, example_id="acct-0:1780000000000") is not None
