@@ -28,6 +28,7 @@ from models.household import PrefixCensus, household_features
 from models.state_codec import VERSION as STATE_VERSION
 from streams.agents.learner import ModelCache
 from streams.app import CRASH, Runtime, partition_for
+from streams.metrics import Metrics
 from streams.skips import Skips
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class AccountStore:
     def __init__(self, table: Any, partitions: int, skips: Skips | None = None) -> None:
         self.table = table
         self.partitions = partitions
-        self.skips = skips
+        self.skips = skips or Skips(Metrics())
         self.shards: dict[int, Shard] = {}
         # networks used away from home by many accounts (VPN exits, carrier NAT): one per
         # worker, shared by its partitions; soft state, rebuilt as accounts are scored
@@ -74,15 +75,13 @@ class AccountStore:
         try:
             state = load_state(raw)
         except ValueError as exc:
-            if self.skips is not None:
-                self.skips.skip("accounts", "bad_state", f"key {account_id!r}", str(exc))
-            return None
-        if state.account_id != account_id:
-            if self.skips is not None:
-                why = f"holds the state of {state.account_id!r}"
-                self.skips.skip("accounts", "bad_state", f"key {account_id!r}", why)
-            return None
-        return state
+            why = str(exc)
+        else:
+            if state.account_id == account_id:
+                return state
+            why = f"holds the state of {state.account_id!r}"
+        self.skips.skip("accounts", "bad_state", f"key {account_id!r}", why)
+        return None
 
     def peek(self, account_id: str) -> AccountState | None:
         """The state if this worker holds it (live or persisted), without creating one."""

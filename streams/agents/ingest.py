@@ -116,6 +116,10 @@ def register(rt: Runtime) -> None:
             start = delivered.get(tp, consumer._committed_offset.get(tp))
             reorder.mark_behind(tp, behind(highwater, start))
 
+    async def send_dead(bad: DeadLetter) -> None:
+        m.dead_letters.labels(bad.kind).inc()
+        await dead_letter.send(value=orjson.dumps(bad.to_record()))
+
     async def forward(everything: bool = False) -> None:
         """Send what the frontier allows; acknowledge the messages fully sent."""
         if not everything:
@@ -133,10 +137,8 @@ def register(rt: Runtime) -> None:
         for event, token, (kind, text) in ahead:  # ahead of everything else read
             msg = token.message
             index, raw = locate(msg.value, event.event_id)
-            error = f"{kind}: {text}"
-            bad = DeadLetter(kind, error, msg.topic, msg.partition, msg.offset, index, raw)
-            m.dead_letters.labels(kind).inc()
-            await dead_letter.send(value=orjson.dumps(bad.to_record()))
+            where = (msg.topic, msg.partition, msg.offset, index)
+            await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw))
         for partition, part in route(events, s.partitions).items():
             for i in range(0, len(part), INTERNAL_BATCH):
                 await account_events.send(
@@ -160,8 +162,7 @@ def register(rt: Runtime) -> None:
                 max_bytes=s.max_message_bytes, check_ts=policy.checker(),
             )  # fmt: skip
             for bad in dead:
-                m.dead_letters.labels(bad.kind).inc()
-                await dead_letter.send(value=orjson.dumps(bad.to_record()))
+                await send_dead(bad)
             for event_type, n in Counter(e.type for e in events).items():
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):
