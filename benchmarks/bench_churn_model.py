@@ -328,7 +328,7 @@ def prequential(model: Any, bursts: list[list[Row]], warm_ts: int, split_ts: int
         "examples": n,
         "predict_us": predict_us,
         "learn_us": learn_s / n * 1e6 - predict_us,  # learn_many scores once more
-        "model_kib": len(learner.model_bytes()) / 1024,
+        "model_kib": len(learner.model_bytes(b"bench")) / 1024,
     }
 
 

@@ -14,18 +14,28 @@
 - metrics: examples seen, positives, ROC AUC (exact up to a 1/1000 score
   grid), log loss, expected calibration error over ``n_bins`` equal-width
   bins, and the number of drifts ADWIN detected in the per-example log loss;
-- ``snapshot()`` bumps ``version`` and returns the versioned bytes that
+- ``snapshot(key)`` bumps ``version`` and returns the versioned bytes that
   ``from_bytes`` restores (model, metrics and all: the learner's checkpoint);
   ``model_bytes()`` / ``load_model()`` carry only the model and its id to the
   scoring workers;
 - ``dump_bundle()`` / ``load_bundle()``: several learners in one JSON file, to
   move trained models between deployments (``churnwatch models``).
+
+Snapshots are pickles (River models are object graphs), and unpickling runs
+code, so every snapshot carries an HMAC-SHA256 of its bytes under a secret key
+(``CHURNWATCH_MODEL_KEY``), checked in constant time *before* anything is
+unpickled: bytes from a topic or a file that are not signed with the key raise
+``SignatureError``. Snapshots of formats 1 and 2 (written before signing) are
+refused the same way unless the caller vouches for them (``trust_unsigned``:
+``churnwatch models export --trust-unsigned``, once, to re-sign a deployment's
+own models on upgrade).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import math
 import pickle
 from array import array
@@ -36,9 +46,12 @@ from typing import Any
 import orjson
 from river import drift
 
-SNAPSHOT_VERSION = 2  # 2: learned_offset, and 64-bit hashes of the last max_ids example ids
-_READABLE = (1, 2)  # 1: every recent example id in full (migrated on read: see __setstate__)
-_MODEL_VERSION = 1
+SNAPSHOT_VERSION = 3  # 3: signed (HMAC-SHA256 of the header and the pickle)
+# 2: learned_offset, and 64-bit hashes of the last max_ids example ids; 1: every recent
+# example id in full (migrated on read: see __setstate__). Both unsigned: trust_unsigned only
+_UNSIGNED = (1, 2)
+_MODEL_VERSION = 2  # 2: signed
+_TAG = 32  # bytes of HMAC-SHA256
 _MAGIC = b"CWLN"
 _MODEL_MAGIC = b"CWMD"
 MAX_IDS = 2048  # x 8 bytes: the checkpoint stays far below 32 KB
@@ -47,10 +60,47 @@ _EPS = 1e-15
 BUNDLE_FORMAT = "churnwatch-models"
 
 
+class SignatureError(ValueError):
+    """Bytes that would be unpickled are not signed with the model key."""
+
+
+def sign(head: bytes, payload: bytes, key: bytes) -> bytes:
+    """``head`` + HMAC-SHA256(key, head + payload) + ``payload``.
+
+    >>> raw = sign(b"CWMD\x02", b"data", b"k" * 32)
+    >>> len(raw) == 5 + 32 + 4, verified(raw, 5, b"k" * 32)
+    (True, b'data')
+    """
+    if not key:
+        raise SignatureError("no model key: cannot sign a model snapshot")
+    return head + hmac.new(key, head + payload, hashlib.sha256).digest() + payload
+
+
+def verified(raw: bytes, head_len: int, key: bytes) -> bytes:
+    """The payload of ``sign``'s output, or SignatureError (checked in constant time).
+
+    >>> verified(sign(b"H", b"data", b"k" * 32), 1, b"x" * 32)
+    Traceback (most recent call last):
+    ...
+    models.learner.SignatureError: signature does not match the model key (tampered, ...)
+    """
+    if not key:
+        raise SignatureError("no model key: signed snapshots cannot be checked, so none is loaded")
+    if len(raw) < head_len + _TAG:
+        raise SignatureError("too short to carry a signature")
+    head, tag, payload = raw[:head_len], raw[head_len : head_len + _TAG], raw[head_len + _TAG :]
+    if not hmac.compare_digest(tag, hmac.new(key, head + payload, hashlib.sha256).digest()):
+        raise SignatureError(
+            "signature does not match the model key (tampered, or signed with another key)"
+        )
+    return payload
+
+
 class OnlineLearner:
     """Prequential wrapper around a River classifier.
 
     >>> from models.churn import make_churn_model
+    >>> key = b"example-key-of-32-random-bytes.."
     >>> lrn = OnlineLearner(make_churn_model(), name="churn")
     >>> lrn.learn({"x": 1.0}, True, example_id="a:0")
     0.5
@@ -58,7 +108,7 @@ class OnlineLearner:
     True
     >>> lrn.metrics()["examples"], lrn.model_id
     (1, 'churn-v0')
-    >>> OnlineLearner.from_bytes(lrn.snapshot()).model_id
+    >>> OnlineLearner.from_bytes(lrn.snapshot(key), key).model_id
     'churn-v1'
 
     Why both offsets and ids: re-delivery of the training topic after a crash
@@ -183,20 +233,22 @@ class OnlineLearner:
             if c
         ]
 
-    def snapshot(self) -> bytes:
-        """Bump the version and return the snapshot bytes."""
+    def snapshot(self, key: bytes) -> bytes:
+        """Bump the version and return the snapshot bytes, signed with ``key``."""
         self.version += 1
-        return self.to_bytes()
+        return self.to_bytes(key)
 
-    def to_bytes(self, *, portable: bool = False) -> bytes:
-        """The snapshot; ``portable=True`` leaves out the recent example ids and the
-        training offset (they only mean something in the deployment they came from)."""
+    def to_bytes(self, key: bytes, *, portable: bool = False) -> bytes:
+        """The snapshot, signed with ``key``; ``portable=True`` leaves out the recent
+        example ids and the training offset (they only mean something in the deployment
+        they came from)."""
         if not portable:
-            return _MAGIC + bytes([SNAPSHOT_VERSION]) + pickle.dumps(self, protocol=5)
+            payload = pickle.dumps(self, protocol=5)
+            return sign(_MAGIC + bytes([SNAPSHOT_VERSION]), payload, key)
         saved = self.learned_offset, self._ring, self._head, self._seen
         self.learned_offset, self._ring, self._head, self._seen = None, array("Q"), 0, set()
         try:
-            return self.to_bytes()
+            return self.to_bytes(key)
         finally:
             self.learned_offset, self._ring, self._head, self._seen = saved
 
@@ -216,23 +268,33 @@ class OnlineLearner:
         self._seen = set(self._ring)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> OnlineLearner:
-        """Restore a snapshot (this version or 1); ValueError on another format or version."""
+    def from_bytes(cls, raw: bytes, key: bytes, *, trust_unsigned: bool = False) -> OnlineLearner:
+        """Restore a snapshot signed with ``key``; SignatureError before anything is
+        unpickled if it is not; ValueError on another format or version. An unsigned
+        snapshot (format 1 or 2) loads only with ``trust_unsigned``."""
         if raw[:4] != _MAGIC or len(raw) < 5:
             raise ValueError("not a learner snapshot")
-        if raw[4] not in _READABLE:
+        if raw[4] in _UNSIGNED and not trust_unsigned:
+            raise SignatureError(
+                f"unsigned learner snapshot (format {raw[4]}, from before churnwatch signed "
+                "its snapshots): refused (re-sign your own with "
+                "'churnwatch models export --trust-unsigned')"
+            )
+        if raw[4] not in (*_UNSIGNED, SNAPSHOT_VERSION):
             raise ValueError(f"unsupported learner snapshot version {raw[4]}")
+        payload = raw[5:] if raw[4] in _UNSIGNED else verified(raw, 5, key)
         try:
-            learner = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+            learner = pickle.loads(payload)  # noqa: S301 - signed, or vouched for
         except Exception as exc:  # a damaged snapshot fails in many ways: one error for all
             raise ValueError(f"unreadable learner snapshot ({type(exc).__name__})") from None
         if not isinstance(learner, cls):
             raise ValueError("not a learner snapshot")
         return learner
 
-    def model_bytes(self) -> bytes:
-        """The model alone, for scoring workers (small: no metrics, no id memory)."""
-        return _MODEL_MAGIC + bytes([_MODEL_VERSION]) + pickle.dumps((self.model_id, self.model))
+    def model_bytes(self, key: bytes) -> bytes:
+        """The model alone, for scoring workers (small: no metrics, no id memory), signed."""
+        payload = pickle.dumps((self.model_id, self.model))
+        return sign(_MODEL_MAGIC + bytes([_MODEL_VERSION]), payload, key)
 
     def _remember(self, example_id: str) -> bool:
         """Remember ``example_id``; False if it is among the last ``max_ids`` already."""
@@ -282,36 +344,41 @@ def _id_hash(example_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(example_id.encode(), digest_size=8).digest(), "little")
 
 
-def load_model(raw: bytes) -> tuple[str, Any]:
+def load_model(raw: bytes, key: bytes) -> tuple[str, Any]:
     """Inverse of ``OnlineLearner.model_bytes``: ``(model_id, model)``.
 
     >>> from models.churn import make_churn_model
-    >>> load_model(OnlineLearner(make_churn_model(), name="churn").model_bytes())[0]
+    >>> key = b"example-key-of-32-random-bytes.."
+    >>> load_model(OnlineLearner(make_churn_model(), name="churn").model_bytes(key), key)[0]
     'churn-v0'
     """
     if raw[:4] != _MODEL_MAGIC or len(raw) < 5:
         raise ValueError("not a model snapshot")
     if raw[4] != _MODEL_VERSION:
         raise ValueError(f"unsupported model snapshot version {raw[4]}")
+    payload = verified(raw, 5, key)
     try:
-        model_id, model = pickle.loads(raw[5:])  # noqa: S301 - our own snapshot topic
+        model_id, model = pickle.loads(payload)  # noqa: S301 - signed
     except Exception as exc:
         raise ValueError(f"unreadable model snapshot ({type(exc).__name__})") from None
     return str(model_id), model
 
 
-def dump_bundle(learners: Mapping[str, OnlineLearner], **meta: Any) -> bytes:
-    """Learner snapshots (model, metrics, version) as one JSON document.
+def dump_bundle(learners: Mapping[str, OnlineLearner], key: bytes, **meta: Any) -> bytes:
+    """Learner snapshots (model, metrics, version), signed with ``key``, as one JSON
+    document.
 
     Each model carries its prequential metrics in the clear, so a bundle can be
     inspected without loading it; ``meta`` adds free-form provenance.
 
     >>> from models.churn import make_churn_model
-    >>> raw = dump_bundle({"churn": OnlineLearner(make_churn_model(), name="churn")}, seed=5)
+    >>> key = b"example-key-of-32-random-bytes.."
+    >>> lrn = OnlineLearner(make_churn_model(), name="churn")
+    >>> raw = dump_bundle({"churn": lrn}, key, seed=5)
     >>> doc = orjson.loads(raw)
     >>> doc["format"], doc["meta"], doc["models"]["churn"]["model_id"]
     ('churnwatch-models', {'seed': 5}, 'churn-v0')
-    >>> load_bundle(raw)["churn"].name
+    >>> load_bundle(raw, key)["churn"].name
     'churn'
     """
     models = {}
@@ -320,16 +387,19 @@ def dump_bundle(learners: Mapping[str, OnlineLearner], **meta: Any) -> bytes:
         models[kind] = {
             "model_id": learner.model_id,
             "metrics": {k: None if math.isnan(v) else v for k, v in stats.items()},
-            "snapshot": base64.b64encode(learner.to_bytes(portable=True)).decode(),
+            "snapshot": base64.b64encode(learner.to_bytes(key, portable=True)).decode(),
         }
     doc = {"format": BUNDLE_FORMAT, "version": SNAPSHOT_VERSION, "meta": meta, "models": models}
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
 
-def load_bundle(raw: bytes) -> dict[str, OnlineLearner]:
-    """Inverse of ``dump_bundle``; raises ValueError naming what is wrong.
+def load_bundle(
+    raw: bytes, key: bytes, *, trust_unsigned: bool = False
+) -> dict[str, OnlineLearner]:
+    """Inverse of ``dump_bundle``; raises ValueError naming what is wrong (SignatureError
+    for a snapshot not signed with ``key``, unless ``trust_unsigned`` and of format 1 or 2).
 
-    >>> load_bundle(b"{}")
+    >>> load_bundle(b"{}", b"k" * 32)
     Traceback (most recent call last):
     ...
     ValueError: not a churnwatch model bundle (format is None)
@@ -347,32 +417,37 @@ def load_bundle(raw: bytes) -> dict[str, OnlineLearner]:
             snapshot = base64.b64decode(entry["snapshot"], validate=True)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"model {kind!r}: unreadable snapshot ({exc})") from None
-        learners[kind] = OnlineLearner.from_bytes(snapshot)
+        try:
+            learners[kind] = OnlineLearner.from_bytes(snapshot, key, trust_unsigned=trust_unsigned)
+        except SignatureError as exc:
+            raise SignatureError(f"model {kind!r}: {exc}") from None
     return learners
 
 
 IMPORT = "model_import"
 
 
-def import_record(kind: str, learner: OnlineLearner) -> bytes:
+def import_record(kind: str, learner: OnlineLearner, key: bytes) -> bytes:
     """A training-topic message that makes the learner replace its ``kind`` model.
 
     >>> from models.churn import make_churn_model
-    >>> raw = import_record("churn", OnlineLearner(make_churn_model(), name="churn"))
-    >>> kind, learner = read_import(orjson.loads(raw))
+    >>> key = b"example-key-of-32-random-bytes.."
+    >>> raw = import_record("churn", OnlineLearner(make_churn_model(), name="churn"), key)
+    >>> kind, learner = read_import(orjson.loads(raw), key)
     >>> kind, learner.model_id
     ('churn', 'churn-v0')
-    >>> read_import([{"model": "churn"}]) is None  # a list of examples is not an import
+    >>> read_import([{"model": "churn"}], key) is None  # a list of examples is not an import
     True
     """
-    snapshot = base64.b64encode(learner.to_bytes(portable=True)).decode()
+    snapshot = base64.b64encode(learner.to_bytes(key, portable=True)).decode()
     return orjson.dumps({IMPORT: kind, "model_id": learner.model_id, "snapshot": snapshot})
 
 
-def read_import(doc: Any) -> tuple[str, OnlineLearner] | None:
+def read_import(doc: Any, key: bytes) -> tuple[str, OnlineLearner] | None:
     """``(kind, learner)`` if ``doc`` (a decoded training message) is an import, else None.
 
-    Raises ValueError for an import whose snapshot cannot be read.
+    Raises ValueError for an import whose snapshot cannot be read or is not signed
+    with ``key`` (never trusted unsigned: anyone who can write the topic could send one).
     """
     if not isinstance(doc, dict) or IMPORT not in doc:
         return None
@@ -380,7 +455,10 @@ def read_import(doc: Any) -> tuple[str, OnlineLearner] | None:
         raw = base64.b64decode(doc["snapshot"], validate=True)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"model import: unreadable snapshot ({exc})") from None
-    return str(doc[IMPORT]), OnlineLearner.from_bytes(raw)
+    try:
+        return str(doc[IMPORT]), OnlineLearner.from_bytes(raw, key)
+    except SignatureError as exc:
+        raise SignatureError(f"model import: {exc}") from None
 
 
 @dataclass
@@ -392,9 +470,12 @@ class Training:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, why)
 
 
-def read_training(raw: bytes | None, kinds: Collection[str] = ("churn", "sharing")) -> Training:
-    """The examples of well-formed shape, or the model import, in a training message;
-    a ``(kind, why)`` problem for the message or each example that is neither. Never raises.
+def read_training(
+    raw: bytes | None, kinds: Collection[str] = ("churn", "sharing"), key: bytes = b""
+) -> Training:
+    """The examples of well-formed shape, or the model import (signed with ``key``), in a
+    training message; a ``(kind, why)`` problem for the message or each example that is
+    neither (``bad_signature`` for an import not signed with ``key``). Never raises.
 
     >>> ok = {"model": "churn", "example_id": "a:0", "snapshot_ts": 0,
     ...       "features": {"x": 1.0}, "label": True}
@@ -412,10 +493,12 @@ def read_training(raw: bytes | None, kinds: Collection[str] = ("churn", "sharing
         return out
     if isinstance(doc, dict) and IMPORT in doc:
         try:
-            kind, learner = read_import(doc)  # type: ignore[misc]
+            kind, learner = read_import(doc, key)  # type: ignore[misc]
             if kind not in kinds:
                 raise ValueError(f"model import: unknown model {kind!r}")
             out.imported = kind, learner
+        except SignatureError as exc:
+            out.problems.append(("bad_signature", str(exc)))
         except ValueError as exc:
             out.problems.append(("bad_import", str(exc)))
         return out

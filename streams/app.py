@@ -15,6 +15,7 @@ import faust
 import mode
 from aiokafka.partitioner import murmur2
 
+from streams import kafka_security
 from streams.metrics import Metrics
 from streams.settings import Settings
 
@@ -92,6 +93,7 @@ def create_app(s: Settings) -> faust.App:
     return faust.App(
         s.app_id,
         broker=brokers,
+        broker_credentials=kafka_security.faust_credentials(s),
         autodiscover=False,
         datadir=s.data_dir,
         store="memory://",

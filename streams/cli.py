@@ -25,12 +25,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from streams.app import create_runtime
-    from streams.topics import ensure_topics
+    from streams.topics import connect_admin, ensure_topics
 
     s = Settings.from_env()
+    s.require_model_key()  # the learner needs it: say so before waiting for Kafka
     setup_logging(s.log_level, s.log_format)
-    if s.create_topics:  # waits for the broker as long as it takes, one log line per 10 s
+    # waits for the broker as long as it takes, one log line per 10 s; a refused login or
+    # certificate stops here with one line, before Faust would retry it with tracebacks
+    if s.create_topics:
         ensure_topics(s, wait_s=float("inf"))
+    else:
+        connect_admin(s, wait_s=float("inf")).close()
     rt = create_runtime(s)
 
     class Worker(faust.Worker):  # type: ignore[misc]
@@ -108,9 +113,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     s = Settings.from_env()
     for name, default in Settings().documented():
         field = name.removeprefix("CHURNWATCH_").lower()
-        current = getattr(
-            s, "kafka_bootstrap_servers" if name == "KAFKA_BOOTSTRAP_SERVERS" else field
-        )
+        current = s.shown("kafka_bootstrap_servers" if name == "KAFKA_BOOTSTRAP_SERVERS" else field)
         print(f"{name:38} default={default!s:24} current={current}")
     return 0
 

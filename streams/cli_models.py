@@ -7,6 +7,11 @@ a bundle to the learner through the training topic (the learner replaces its
 models with it and learns on from them; every worker then scores with it).
 ``train`` learns a bundle offline from recorded events with the worker's own
 pipeline (``models.replay``).
+
+Snapshots are signed with ``CHURNWATCH_MODEL_KEY`` (``models.learner``): every
+command here needs it, and refuses a bundle or snapshot not signed with it before
+unpickling anything. ``--trust-unsigned`` lets ``show``, ``export`` and ``import``
+read snapshots of formats 1 and 2 (from before signing): only for your own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import orjson
 
 from models.engine import KINDS
 from models.learner import OnlineLearner, dump_bundle, import_record, load_bundle
+from streams.kafka_security import client_config, servers
 from streams.simio import Progress
 
 
@@ -51,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("show", help="print the models of a bundle and their prequential metrics")
     p.add_argument("bundle", type=Path, help="bundle file")
+    _trust_flag(p)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
@@ -62,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--out", type=Path, required=True, help="bundle file to write")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    _trust_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -77,7 +85,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--only", choices=KINDS, action="append",
                    help="import only this kind (repeatable; default: all)")  # fmt: skip
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    _trust_flag(p)
     p.set_defaults(func=cmd_import)
+
+
+def _trust_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-unsigned", action="store_true",
+                   help="also read unsigned snapshots (formats 1 and 2, written before "
+                   "churnwatch signed them; loading one runs whatever code it holds): only "
+                   "your own, once, to re-sign them with CHURNWATCH_MODEL_KEY")  # fmt: skip
+
+
+def _key() -> bytes:
+    from streams.settings import Settings
+
+    return Settings.from_env().require_model_key()
 
 
 def describe(kind: str, learner: OnlineLearner) -> str:
@@ -121,6 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from streams.settings import Settings
 
     cfg = Settings.from_env().engine_config()
+    key = _key()
     progress = Progress("train", None if args.quiet else sys.stderr)
     bad: list[str] = []
 
@@ -140,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 1
     learners = {kind: result.models.get(kind) for kind in KINDS}
     meta = {"trained_from": [str(p) for p in args.files], "events": result.events}
-    args.out.write_bytes(dump_bundle(learners, **meta))
+    args.out.write_bytes(dump_bundle(learners, key, **meta))
     print(f"trained on {result.applied:,} events ({result.dead_letters:,} invalid, "
           f"{len(bad):,} lines not JSON objects, {result.failed:,} failed), "
           f"{result.examples:,} labelled examples; "
@@ -150,16 +173,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: Path) -> dict[str, OnlineLearner] | None:
+def _load(path: Path, trust_unsigned: bool) -> dict[str, OnlineLearner] | None:
+    key = _key()
     try:
-        return load_bundle(path.read_bytes())
+        return load_bundle(path.read_bytes(), key, trust_unsigned=trust_unsigned)
     except (OSError, ValueError) as exc:
         print(f"models: cannot read {path}: {exc}", file=sys.stderr)
         return None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    learners = _load(args.bundle)
+    learners = _load(args.bundle, args.trust_unsigned)
     if learners is None:
         return 2
     for kind, learner in learners.items():
@@ -174,11 +198,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from streams.topics import connect_admin
 
     s = Settings.from_env()
+    key = s.require_model_key()
     connect_admin(s, wait_s=args.wait).close()
     consumer = KafkaConsumer(
-        bootstrap_servers=s.kafka_bootstrap_servers.split(","),
+        bootstrap_servers=servers(s),
         enable_auto_commit=False,
         consumer_timeout_ms=10_000,
+        **client_config(s),
     )
     try:
         parts = consumer.partitions_for_topic(s.models_topic)
@@ -209,13 +235,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if raw is None:
             continue
         try:
-            learners[kind] = OnlineLearner.from_bytes(raw)
+            learners[kind] = OnlineLearner.from_bytes(raw, key, trust_unsigned=args.trust_unsigned)
         except ValueError as exc:
             print(f"models export: skipping {kind}: {exc}", file=sys.stderr)
     if not learners:
         print(f"models export: no model snapshot in {s.models_topic}", file=sys.stderr)
         return 1
-    args.out.write_bytes(dump_bundle(learners, exported_from=s.models_topic))
+    args.out.write_bytes(dump_bundle(learners, key, exported_from=s.models_topic))
     for kind, learner in learners.items():
         print(describe(kind, learner))
     print(f"wrote {args.out}")
@@ -228,7 +254,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from streams.settings import Settings
     from streams.topics import ensure_topics
 
-    learners = _load(args.bundle)
+    learners = _load(args.bundle, args.trust_unsigned)
     if learners is None:
         return 2
     chosen = {k: v for k, v in learners.items() if not args.only or k in args.only}
@@ -238,10 +264,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 2
     s = Settings.from_env()
     ensure_topics(s, wait_s=args.wait)
-    records = {kind: import_record(kind, learner) for kind, learner in chosen.items()}
+    key = s.require_model_key()
+    records = {kind: import_record(kind, learner, key) for kind, learner in chosen.items()}
     producer = KafkaProducer(
-        bootstrap_servers=s.kafka_bootstrap_servers.split(","),
+        bootstrap_servers=servers(s),
         acks="all",
+        **client_config(s),
         max_request_size=max(1_048_576, max(map(len, records.values())) + 4096),
     )
     try:  # through the training topic: the learner applies it, in order with the examples

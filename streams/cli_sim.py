@@ -87,11 +87,14 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _kafka_sink(args: argparse.Namespace) -> KafkaSink:
+    from streams.kafka_security import client_config, servers
     from streams.settings import Settings
+    from streams.topics import connect_admin
 
     s = Settings.from_env()
+    connect_admin(s, wait_s=60).close()  # a clear line for a refused login or certificate
     topics = {"subscription": s.subscription_topic, "usage": s.usage_topic}
-    return KafkaSink(s.kafka_bootstrap_servers, topics, batch=args.batch)
+    return KafkaSink(servers(s), topics, batch=args.batch, **client_config(s))
 
 
 def _progress(label: str, args: argparse.Namespace) -> Progress:

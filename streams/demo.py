@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -65,9 +66,19 @@ def _print_alert(alert: dict[str, Any]) -> None:
     )
 
 
+def _demo_model_key(workdir: Path) -> Path:
+    """A random model key of this demo folder (its broker's snapshots are signed with it)."""
+    path = workdir / "model.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
+    from streams.kafka_security import client_config, servers
     from streams.settings import Settings
     from streams.topics import ensure_topics
 
@@ -89,6 +100,8 @@ def run_demo(args: argparse.Namespace) -> int:
             "CHURNWATCH_PARTITIONS": os.environ.get("CHURNWATCH_PARTITIONS", "4"),
             "CHURNWATCH_LOG_LEVEL": os.environ.get("CHURNWATCH_LOG_LEVEL", "warn"),
         }
+        if not (env.get("CHURNWATCH_MODEL_KEY") or env.get("CHURNWATCH_MODEL_KEY_FILE")):
+            env["CHURNWATCH_MODEL_KEY_FILE"] = str(_demo_model_key(workdir))
         settings = Settings.from_env(env)
         ensure_topics(settings)
         print(f"demo: broker {bootstrap}; worker metrics at http://127.0.0.1:{port}/metrics",
@@ -108,8 +121,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
         consumer = KafkaConsumer(
             settings.alerts_topic, settings.scores_topic, settings.dead_letter_topic,
-            bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-            group_id=None, consumer_timeout_ms=500,
+            bootstrap_servers=servers(settings), auto_offset_reset="earliest",
+            group_id=None, consumer_timeout_ms=500, **client_config(settings),
         )  # fmt: skip
         stack.callback(consumer.close)
         counts: Counter[str] = Counter()

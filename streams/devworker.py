@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -30,6 +31,10 @@ TOPIC_FIELDS = (
     "subscription_topic", "usage_topic", "dead_letter_topic", "scores_topic",
     "alerts_topic", "training_topic", "account_events_topic",
 )  # fmt: skip
+
+
+# the model snapshot key of test and benchmark workers (a real deployment sets a secret one)
+TEST_MODEL_KEY = "churnwatch-test-model-key-not-a-secret"
 
 
 class WorkerError(AssertionError):
@@ -49,6 +54,7 @@ def isolated_env(bootstrap: str, data_dir: Path | str, run: str) -> dict[str, st
             "CHURNWATCH_HEARTBEAT_INTERVAL_S": "1.5",
             "CHURNWATCH_REBALANCE_TIMEOUT_S": "10",
             "CHURNWATCH_LOG_LEVEL": "info",
+            "CHURNWATCH_MODEL_KEY": TEST_MODEL_KEY,
         }
     )
     for field_name in TOPIC_FIELDS:
@@ -142,10 +148,13 @@ class WorkerProc:
 
 
 def read_all(
-    bootstrap: str, topic: str, expect: int | None = None, timeout: float = 30.0
+    bootstrap: str, topic: str, expect: int | None = None, timeout: float = 30.0, **config: Any
 ) -> list:  # type: ignore[type-arg]
-    """Every message of a topic from the beginning (waits for ``expect`` messages)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    """Every message of a topic from the beginning (waits for ``expect`` messages);
+    ``config``: more consumer settings (``streams.kafka_security.client_config``)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **config
+    )
     parts = consumer.partitions_for_topic(topic) or set()
     tps = [TopicPartition(topic, p) for p in parts]
     consumer.assign(tps)

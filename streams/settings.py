@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,23 @@ def _bool(raw: str) -> bool:
     if low in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"expected true/false, got {raw!r}")
+
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MIN_SECRET_CHARS = 16
+
+
+def _read_secret(name: str, env: Mapping[str, str]) -> str:
+    """The secret in the file named by ``{name}_FILE`` (one trailing newline dropped)."""
+    if env.get(name):
+        raise SettingsError(f"set {name} or {name}_FILE, not both")
+    path = env[name + "_FILE"]
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SettingsError(f"{name}_FILE: cannot read {path!r} ({exc.strerror})") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +115,24 @@ class Settings:
     rebalance_timeout_s: float = 20.0
     producer_linger_ms: int = 5
 
+    # Kafka security (streams.kafka_security applies them to every client)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)  # secret: also CHURNWATCH_..._FILE
+    kafka_ca_file: str = ""  # PEM; empty: the system's trusted CAs
+    kafka_cert_file: str = ""  # PEM client certificate (mutual TLS)
+    kafka_key_file: str = ""  # PEM private key of the client certificate
+    kafka_check_hostname: bool = True
+
+    # model snapshots are loaded only when signed with this key (HMAC-SHA256)
+    model_key: str = field(default="", repr=False)
+    # bearer token of /accounts/*; empty: only loopback clients may ask
+    api_token: str = field(default="", repr=False)
+
     _ENV_NAMES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}
+    # read from VAR or from the file named by VAR_FILE; never printed or logged
+    SECRETS = frozenset({"kafka_password", "model_key", "api_token"})
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -119,6 +153,9 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             name = cls.env_name(f.name)
+            if f.name in cls.SECRETS and env.get(name + "_FILE"):
+                values[f.name] = _read_secret(name, env)
+                continue
             if name not in env or env[name] == "":
                 continue
             parse: Callable[[str], Any] = {int: int, float: float, bool: _bool}.get(
@@ -173,8 +210,63 @@ class Settings:
             problems.append(
                 "CHURNWATCH_HEARTBEAT_INTERVAL_S must be under a third of the session timeout"
             )
+        problems += self._security_problems()
         if problems:
             raise SettingsError("; ".join(problems))
+
+    def _security_problems(self) -> list[str]:
+        problems = []
+        protocol, name = self.kafka_security_protocol, self.env_name
+        if protocol not in PROTOCOLS:
+            problems.append(
+                f"{name('kafka_security_protocol')} must be one of {', '.join(PROTOCOLS)}"
+            )
+        if self.kafka_sasl_mechanism not in MECHANISMS:
+            problems.append(
+                f"{name('kafka_sasl_mechanism')} must be one of {', '.join(MECHANISMS)}"
+            )
+        if protocol.startswith("SASL_") and not (self.kafka_username and self.kafka_password):
+            problems.append(
+                f"{protocol} needs {name('kafka_username')} and {name('kafka_password')} "
+                f"(or {name('kafka_password')}_FILE)"
+            )
+        for f in ("kafka_ca_file", "kafka_cert_file", "kafka_key_file"):
+            path = getattr(self, f)
+            if path and not protocol.endswith("SSL"):
+                problems.append(
+                    f"{name(f)} is set but {name('kafka_security_protocol')} is {protocol}"
+                )
+            elif path and not os.path.isfile(path):
+                problems.append(f"{name(f)}: no such file {path!r}")
+        if self.kafka_key_file and not self.kafka_cert_file:
+            problems.append(f"{name('kafka_key_file')} needs {name('kafka_cert_file')}")
+        for f in ("model_key", "api_token"):
+            if getattr(self, f) and len(getattr(self, f)) < MIN_SECRET_CHARS:
+                problems.append(f"{name(f)} must be at least {MIN_SECRET_CHARS} characters")
+        return problems
+
+    def shown(self, field_name: str) -> str:
+        """A setting's value as ``churnwatch config`` prints it: secrets only as set or not.
+
+        >>> s = Settings(model_key="k" * 32)
+        >>> s.shown("model_key"), s.shown("api_token"), s.shown("partitions")
+        ('<set>', '', '8')
+        """
+        value = getattr(self, field_name)
+        if field_name in self.SECRETS:
+            return "<set>" if value else ""
+        return str(value)
+
+    def require_model_key(self) -> bytes:
+        """The model snapshot key, or SettingsError saying why it is needed."""
+        if not self.model_key:
+            raise SettingsError(
+                f"{self.env_name('model_key')} is not set: model snapshots and bundles are "
+                "loaded only when signed with it (docs/operations.md, Security); set the same "
+                "secret of 32+ random characters (e.g. 'openssl rand -hex 32') for every worker "
+                "and every 'churnwatch models' command"
+            )
+        return self.model_key.encode()
 
     @property
     def min_event_ms(self) -> int:

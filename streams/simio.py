@@ -46,7 +46,7 @@ class KafkaSink:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: str | list[str],
         topics: dict[str, str],
         batch: int = 1,
         **producer_config: Any,

@@ -14,6 +14,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.kafka_security import KafkaSecurityError, check_tls, client_config, explain, servers
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ def topic_specs(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:
 def connect_admin(
     s: Settings, *, wait_s: float = 300.0, log_every_s: float = 10.0
 ) -> KafkaAdminClient:
-    """An admin client, retrying until the broker answers; a rate-limited line while waiting."""
+    """An admin client, retrying until the broker answers; a rate-limited line while waiting.
+
+    A refused login or an untrusted broker certificate raises ``KafkaSecurityError`` at
+    once, with one line that says what to check."""
     deadline = time.monotonic() + wait_s
     next_log = 0.0
     quiet = _Quiet("kafka")
@@ -49,12 +53,17 @@ def connect_admin(
         try:
             with quiet:
                 return KafkaAdminClient(
-                    bootstrap_servers=s.kafka_bootstrap_servers.split(","),
+                    bootstrap_servers=servers(s),
                     client_id=f"{s.app_id}-admin",
                     request_timeout_ms=10_000,
                     bootstrap_timeout_ms=5_000,
+                    **client_config(s),
                 )
-        except KafkaError as exc:
+        except KafkaError as exc:  # a refused login or certificate: no use waiting
+            why = explain(exc, s)
+            if why is not None:
+                raise KafkaSecurityError(why) from None
+            check_tls(s)  # kafka-python reports an untrusted certificate as "no brokers"
             now = time.monotonic()
             if now >= deadline:
                 raise ConnectionError(

@@ -16,12 +16,14 @@ what the account agent published twice). A worker that loses the training
 partition drops its in-memory learners; the next owner resumes from the table.
 
 The table's changelog is ``Settings.models_topic`` (compacted, key = model
-kind, value = ``OnlineLearner`` snapshot), which ``churnwatch models export``
-reads. ``churnwatch models import`` does not write there: it sends an import
-record (``models.learner.import_record``) through the training topic, so the
-learner stays the table's only writer; it replaces its model with the imported
-one, in order with the examples around it, and learns on from it (the imported
-learner learns on from the offset after the import record, so a re-delivered
+kind, value = ``OnlineLearner`` snapshot signed with ``CHURNWATCH_MODEL_KEY``),
+which ``churnwatch models export`` reads. A snapshot or an import not signed with
+the key is skipped and counted (``bad_signature``), never unpickled.
+``churnwatch models import`` does not write there: it sends an import record
+(``models.learner.import_record``) through the training topic, so the learner
+stays the table's only writer; it replaces its model with the imported one, in
+order with the examples around it, and learns on from it (the imported learner
+learns on from the offset after the import record, so a re-delivered
 import never replaces a model that has learned past it). With
 ``CHURNWATCH_LEARN=false`` the learner applies imports and learns nothing.
 """
@@ -35,7 +37,7 @@ from typing import Any
 import orjson
 
 from models.engine import KINDS, Models
-from models.learner import OnlineLearner, read_training
+from models.learner import OnlineLearner, SignatureError, read_training
 from streams.app import CRASH, Runtime
 from streams.metrics import Metrics
 from streams.skips import Skips
@@ -45,8 +47,11 @@ log = logging.getLogger(__name__)
 class ModelCache:
     """The newest model snapshots, deserialised only when a new one arrives."""
 
-    def __init__(self, table: Any, metrics: Metrics, skips: Skips | None = None) -> None:
+    def __init__(
+        self, table: Any, metrics: Metrics, key: bytes, skips: Skips | None = None
+    ) -> None:
         self.table = table
+        self.key = key  # snapshots not signed with it are skipped, never unpickled
         self.metrics = metrics
         self.skips = skips or Skips(metrics)
         self.raw: dict[str, bytes | None] = dict.fromkeys(KINDS)
@@ -58,9 +63,10 @@ class ModelCache:
             if raw is not None and raw is not self.raw[kind]:
                 self.raw[kind] = raw
                 try:
-                    learner = OnlineLearner.from_bytes(raw)
+                    learner = OnlineLearner.from_bytes(raw, self.key)
                 except ValueError as exc:  # the last good snapshot (or a fresh model) stays
-                    self.skips.skip("models", "bad_snapshot", f"key {kind!r}", str(exc))
+                    why = "bad_signature" if isinstance(exc, SignatureError) else "bad_snapshot"
+                    self.skips.skip("models", why, f"key {kind!r}", str(exc))
                     continue
                 setattr(self.models, kind, learner)
                 export_model_metrics(self.metrics, learner)
@@ -109,7 +115,8 @@ def register(rt: Runtime) -> None:
     )
     rt.tables["models"] = table
     skips = rt.services.setdefault("skips", Skips(m))
-    cache = rt.services["models"] = ModelCache(table, m, skips)
+    key = s.require_model_key()
+    cache = rt.services["models"] = ModelCache(table, m, key, skips)
     learners: dict[str, OnlineLearner] = {}
     changed: set[str] = set()
     pending: list[Any] = []  # events learned and not yet in a snapshot: acked once they are
@@ -150,7 +157,7 @@ def register(rt: Runtime) -> None:
             by_kind: dict[str, list[tuple[int, dict[str, Any]]]] = {}
             for ev in batch:
                 offset = ev.message.offset
-                msg = read_training(ev.message.value, KINDS)
+                msg = read_training(ev.message.value, KINDS, key)
                 for kind, why in msg.problems:  # skipped, never fatal (it would come again)
                     skips.skip("training", kind, f"offset {offset}", why)
                 if msg.imported is not None:  # what came before it was learned by the old model
@@ -175,7 +182,7 @@ def register(rt: Runtime) -> None:
         done = pending[:]
         pending.clear()
         for kind in sorted(changed):
-            table[model_key(kind)] = learners[kind].snapshot()
+            table[model_key(kind)] = learners[kind].snapshot(key)
             export_model_metrics(m, learners[kind])
         changed.clear()
         for ev in done:

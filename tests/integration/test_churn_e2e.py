@@ -26,6 +26,7 @@ learner adopts it and learns on from it.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -39,11 +40,13 @@ from models.contract import parse_ts
 from models.evaluation import DAY_MS, churn_alert_quality
 from models.learner import load_bundle
 from models.simulator import SimConfig, simulate
+from streams.devworker import TEST_MODEL_KEY
 from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
 from tests.integration.conftest import WorkerProc, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 log = logging.getLogger(__name__)
+KEY = TEST_MODEL_KEY.encode()
 
 TRAIN = SimConfig(accounts=600, days=150, seed=5)
 POPULATION = SimConfig(accounts=2000, days=75, seed=21)
@@ -70,7 +73,8 @@ def trained_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("train")
     cli("simulate", "--accounts", str(TRAIN.accounts), "--days", str(TRAIN.days),
         "--seed", str(TRAIN.seed), "--out", str(d), "--quiet")  # fmt: skip
-    out = cli("models", "train", str(d / "events.jsonl"), "--out", str(d / "models.json"))
+    env = {**os.environ, "CHURNWATCH_MODEL_KEY": TEST_MODEL_KEY}
+    out = cli("models", "train", str(d / "events.jsonl"), "--out", str(d / "models.json"), env=env)
     log.warning("trained: %s", out)
     return d / "models.json"
 
@@ -104,7 +108,7 @@ def wait_applied(workers: list[WorkerProc], total: int, timeout: float = 900) ->
 def test_churners_are_alerted_before_they_cancel_and_reprocessing_repeats_the_ids(
     worker_factory, worker_env, kafka_bootstrap, trained_bundle, tmp_path
 ):
-    imported = load_bundle(trained_bundle.read_bytes())
+    imported = load_bundle(trained_bundle.read_bytes(), KEY)
     assert imported["churn"].examples >= 1000  # past the alerting warm-up of a new model
     # two busy workers share two cores here: a longer session timeout than the other
     # tests' 6 s keeps a starved event loop from being taken for a dead member
@@ -171,7 +175,7 @@ def test_churners_are_alerted_before_they_cancel_and_reprocessing_repeats_the_id
 
     exported = tmp_path / "exported.json"
     cli("models", "export", "--out", str(exported), env=env_a)
-    back = load_bundle(exported.read_bytes())
+    back = load_bundle(exported.read_bytes(), KEY)
     for kind, model in imported.items():  # the learner's snapshot of it: one version on
         assert back[kind].version == model.version + 1
         assert {**back[kind].metrics(), "version": 0} == {**model.metrics(), "version": 0}
@@ -180,7 +184,7 @@ def test_churners_are_alerted_before_they_cancel_and_reprocessing_repeats_the_id
 def test_an_imported_model_replaces_the_learners_and_it_learns_on(
     worker_factory, kafka_bootstrap, trained_bundle, tmp_path
 ):
-    imported = load_bundle(trained_bundle.read_bytes())
+    imported = load_bundle(trained_bundle.read_bytes(), KEY)
     w = worker_factory().start()  # learning, from untrained models
     s = w.settings
     small = SimConfig(accounts=60, days=90, seed=3)
@@ -208,6 +212,6 @@ def test_an_imported_model_replaces_the_learners_and_it_learns_on(
 
     exported = tmp_path / "exported.json"
     cli("models", "export", "--out", str(exported), env=w.env)
-    churn = load_bundle(exported.read_bytes())["churn"]
+    churn = load_bundle(exported.read_bytes(), KEY)["churn"]
     assert churn.examples > imported["churn"].examples
     assert churn.version > imported["churn"].version

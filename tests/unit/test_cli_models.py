@@ -1,6 +1,11 @@
 """``churnwatch models train`` and ``show`` (no broker: export/import are integration tests)."""
 
+import base64
+import pickle
+from pathlib import Path
+
 import orjson
+import pytest
 
 from models.learner import load_bundle
 from models.replay import replay
@@ -8,6 +13,12 @@ from models.simulator import SimConfig, simulate
 from streams.cli import main
 
 SIM = SimConfig(accounts=20, days=50, seed=2)
+KEY = "unit-test-model-key-0123456789ab"
+
+
+@pytest.fixture(autouse=True)
+def model_key(monkeypatch):
+    monkeypatch.setenv("CHURNWATCH_MODEL_KEY", KEY)
 
 
 def test_train_learns_what_replay_learns_and_show_prints_it(tmp_path, capsys):
@@ -21,7 +32,7 @@ def test_train_learns_what_replay_learns_and_show_prints_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 lines not JSON objects" in out
 
-    learned = load_bundle(bundle.read_bytes())
+    learned = load_bundle(bundle.read_bytes(), KEY.encode())
     expected = replay(events).models  # the same pipeline, without the two bad lines
     for kind in ("churn", "sharing"):
         assert learned[kind].metrics() == expected.get(kind).metrics()
@@ -48,3 +59,33 @@ def test_unreadable_bundles_and_inputs_are_clear_errors(tmp_path, capsys):
     assert main(["models", "train", str(empty), "--out", str(out), "--quiet"]) == 1
     assert "no valid event" in capsys.readouterr().err and not out.exists()
     assert main(["models", "train", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
+
+
+class _Evil:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_show_refuses_unsigned_or_foreign_bundles_and_runs_no_code(tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "pwned"
+    evil = base64.b64encode(b"CWLN\x02" + pickle.dumps(_Evil(marker))).decode()
+    bundle = tmp_path / "evil.json"
+    bundle.write_bytes(orjson.dumps({"format": "churnwatch-models",
+                                     "models": {"churn": {"snapshot": evil}}}))  # fmt: skip
+    assert main(["models", "show", str(bundle)]) == 2
+    assert "model 'churn': unsigned learner snapshot (format 2" in capsys.readouterr().err
+    assert not marker.exists()
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in simulate(SIM)))
+    signed = tmp_path / "models.json"
+    assert main(["models", "train", str(events), "--out", str(signed), "--quiet"]) == 0
+    monkeypatch.setenv("CHURNWATCH_MODEL_KEY", "another-deployments-key-abcdefgh")
+    assert main(["models", "show", str(signed)]) == 2
+    assert "signature does not match the model key" in capsys.readouterr().err
+    monkeypatch.delenv("CHURNWATCH_MODEL_KEY")
+    assert main(["models", "show", str(signed)]) == 2
+    assert "configuration error: CHURNWATCH_MODEL_KEY is not set" in capsys.readouterr().err

@@ -14,7 +14,9 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from models.churn import make_churn_model
-from models.learner import OnlineLearner, load_model
+from models.learner import OnlineLearner, SignatureError, load_model
+
+KEY = b"unit-test-model-key-0123456789ab"
 
 
 class Spy:
@@ -110,18 +112,18 @@ def test_snapshot_versions_and_round_trip() -> None:
     lrn = OnlineLearner(make_churn_model(), name="churn")
     for i in range(30):
         lrn.learn({"x": float(i % 5)}, i % 2 == 0, example_id=str(i))
-    raw1 = lrn.snapshot()
-    raw2 = lrn.snapshot()
+    raw1 = lrn.snapshot(KEY)
+    raw2 = lrn.snapshot(KEY)
     assert lrn.version == 2 and lrn.model_id == "churn-v2"
-    back = OnlineLearner.from_bytes(raw2)
+    back = OnlineLearner.from_bytes(raw2, KEY)
     assert back.model_id == "churn-v2" and back.metrics() == lrn.metrics()
     assert back.predict_proba({"x": 3.0}) == lrn.predict_proba({"x": 3.0})
     assert back.learn({"x": 1.0}, True, example_id="3") is None  # remembers ids
-    assert OnlineLearner.from_bytes(raw1).version == 1
+    assert OnlineLearner.from_bytes(raw1, KEY).version == 1
     with pytest.raises(ValueError, match="version"):
-        OnlineLearner.from_bytes(raw2[:4] + bytes([7]) + raw2[5:])
+        OnlineLearner.from_bytes(raw2[:4] + bytes([7]) + raw2[5:], KEY)
     with pytest.raises(ValueError):
-        OnlineLearner.from_bytes(b"nope")
+        OnlineLearner.from_bytes(b"nope", KEY)
 
 
 def test_same_seed_same_metrics() -> None:
@@ -140,13 +142,13 @@ def test_model_bytes_carry_only_the_model_and_its_id() -> None:
     lrn = OnlineLearner(make_churn_model(), name="churn")
     for i in range(200):
         lrn.learn({"x": float(i % 5)}, i % 2 == 0, example_id=str(i))
-    lrn.snapshot()
-    model_id, model = load_model(lrn.model_bytes())
+    lrn.snapshot(KEY)
+    model_id, model = load_model(lrn.model_bytes(KEY), KEY)
     assert model_id == "churn-v1"
     assert model.predict_proba_one({"x": 2.0}) == lrn.model.predict_proba_one({"x": 2.0})
-    assert len(lrn.model_bytes()) < len(lrn.to_bytes())
+    assert len(lrn.model_bytes(KEY)) < len(lrn.to_bytes(KEY))
     with pytest.raises(ValueError):
-        load_model(lrn.to_bytes())
+        load_model(lrn.to_bytes(KEY), KEY)
 
 
 def test_damaged_snapshots_raise_value_error_only() -> None:
@@ -154,10 +156,10 @@ def test_damaged_snapshots_raise_value_error_only() -> None:
     import pickle
 
     lrn = OnlineLearner(make_churn_model(), name="churn")
-    raw = lrn.snapshot()
+    raw = lrn.snapshot(KEY)
     for bad in (raw[:10], raw[:5] + b"\x80\x05junk", raw[:5] + pickle.dumps({"x": 1}), b"CWLN\x01"):
         with pytest.raises(ValueError):
-            OnlineLearner.from_bytes(bad)
+            OnlineLearner.from_bytes(bad, KEY)
 
 
 def test_read_training_skips_every_kind_of_garbage() -> None:
@@ -177,15 +179,19 @@ def test_read_training_skips_every_kind_of_garbage() -> None:
         (b"", "not_json"), (b"\x00\xff", "not_json"), (b"[1", "not_json"),
         (b'{"x": 1}', "bad_shape"), (b"42", "bad_shape"),
         (b'{"model_import": "churn", "snapshot": "!!"}', "bad_import"),
-        (b'{"model_import": "churn", "snapshot": "Q1dMTgE="}', "bad_import"),
+        (b'{"model_import": "churn", "snapshot": "Q1dMTgE="}', "bad_signature"),  # CWLN 1
     ]:  # fmt: skip
-        t = read_training(raw)
+        t = read_training(raw, key=KEY)
         assert (t.examples, t.imported, [k for k, _ in t.problems]) == ([], None, [kind]), raw
-    good = import_record("churn", OnlineLearner(make_churn_model(), name="churn"))
-    assert read_training(good).imported[0] == "churn"
+    good = import_record("churn", OnlineLearner(make_churn_model(), name="churn"), KEY)
+    assert read_training(good, key=KEY).imported[0] == "churn"
+    assert read_training(good, key=b"another-key-0123456789abcdefghij").problems[0][0] == (
+        "bad_signature"
+    )
+    assert read_training(good).problems[0][0] == "bad_signature"  # no key: no import
     wrong_kind = orjson.loads(good)
     wrong_kind["model_import"] = "billing"
-    assert read_training(orjson.dumps(wrong_kind)).problems[0][0] == "bad_import"
+    assert read_training(orjson.dumps(wrong_kind), key=KEY).problems[0][0] == "bad_import"
 
 
 def _messages(n: int, per: int, seed: int = 5) -> list[tuple[int, list[tuple[dict, bool, str]]]]:
@@ -217,9 +223,9 @@ def test_a_resumed_learner_skips_by_offset_what_its_snapshot_holds() -> None:
     lrn = OnlineLearner(make_churn_model(), name="churn", max_ids=8)
     for i in range(0, 20, 5):
         _consume(lrn, msgs[i : i + 5])
-    checkpoint = lrn.snapshot()  # holds offsets 0-19; the commit is older, at offset 10
+    checkpoint = lrn.snapshot(KEY)  # holds offsets 0-19; the commit is older, at offset 10
     _consume(lrn, msgs[20:30])  # learned, then the worker is killed before a snapshot
-    resumed = OnlineLearner.from_bytes(checkpoint)
+    resumed = OnlineLearner.from_bytes(checkpoint, KEY)
     assert resumed.learned_offset == 20
     assert resumed.has_learned(19) and not resumed.has_learned(20)
     for i in range(10, 40, 5):  # re-delivered from the committed offset on
@@ -239,7 +245,7 @@ def test_a_duplicate_published_at_a_new_offset_is_dropped_by_the_id_memory() -> 
     msgs = _messages(4, 10)
     lrn = OnlineLearner(make_churn_model(), name="churn")
     _consume(lrn, msgs[:2])
-    lrn = OnlineLearner.from_bytes(lrn.snapshot())
+    lrn = OnlineLearner.from_bytes(lrn.snapshot(KEY), KEY)
     _consume(lrn, [(2, msgs[1][1] + msgs[2][1])])
     assert lrn.metrics()["examples"] == 30 and lrn.learned_offset == 3
 
@@ -258,40 +264,87 @@ def test_a_checkpoint_stays_small_after_100k_examples() -> None:
             for j in range(off * 1000, off * 1000 + 1000)
         ]
         assert lrn.learn_many(batch, offset=off) == 1000
-    raw = lrn.snapshot()
+    raw = lrn.snapshot(KEY)
     assert len(raw) <= 32 * 1024, len(raw)
-    back = OnlineLearner.from_bytes(raw)
+    back = OnlineLearner.from_bytes(raw, KEY)
     assert back.metrics()["examples"] == 100_000 and back.learned_offset == 100
     assert back.learn(dict.fromkeys(names, 0.5), True, example_id="acct-0099999:99999") is None
 
 
-def test_a_version_1_snapshot_still_loads() -> None:
-    """Existing changelogs and bundles hold version-1 snapshots (every recent id in full,
-    no offset): the newest ids become the hashed memory, the offset is unknown."""
+def test_a_version_1_snapshot_loads_only_when_trusted() -> None:
+    """Existing changelogs and bundles hold unsigned version-1 snapshots (every recent id in
+    full, no offset): refused unless vouched for; then the newest ids become the hashed
+    memory, the offset is unknown, and what is written again is signed."""
     from models.learner import SNAPSHOT_VERSION, dump_bundle, load_bundle
 
     raw = (Path(__file__).parent / "data" / "learner-v1-churn.snapshot").read_bytes()
-    assert raw[4] == 1 and SNAPSHOT_VERSION == 2
-    lrn = OnlineLearner.from_bytes(raw)
+    assert raw[4] == 1 and SNAPSHOT_VERSION == 3
+    with pytest.raises(SignatureError, match="unsigned learner snapshot .format 1"):
+        OnlineLearner.from_bytes(raw, KEY)
+    lrn = OnlineLearner.from_bytes(raw, KEY, trust_unsigned=True)
     assert lrn.model_id == "churn-v1" and lrn.metrics()["examples"] == 40
     assert lrn.learned_offset is None and not lrn.has_learned(0)
     assert 0.0 < lrn.predict_proba({"x": 2.0}) < 1.0
     assert lrn.learn({"x": 1.0}, True, example_id="acct-39:1780000000039") is None  # remembered
     assert lrn.learn({"x": 1.0}, True, example_id="acct-40:1780000000040") is not None
     lrn.learn_many([({"x": 1.0}, False, "acct-41:0")], offset=12)
-    again = OnlineLearner.from_bytes(lrn.snapshot())
+    again = OnlineLearner.from_bytes(lrn.snapshot(KEY), KEY)
     assert again.learned_offset == 13 and again.metrics()["examples"] == 42
     assert again.learn({"x": 1.0}, True, example_id="acct-0:1780000000000") is None
-    bundle = load_bundle(
-        orjson.dumps(
-            {
-                "format": "churnwatch-models",
-                "version": 1,
-                "models": {"churn": {"snapshot": base64.b64encode(raw).decode()}},
-            }
-        )  # fmt: skip
+    old_bundle = orjson.dumps(
+        {
+            "format": "churnwatch-models",
+            "version": 1,
+            "models": {"churn": {"snapshot": base64.b64encode(raw).decode()}},
+        }
     )
-    assert bundle["churn"].metrics() == OnlineLearner.from_bytes(raw).metrics()
-    portable = load_bundle(dump_bundle({"churn": again}))["churn"]
+    with pytest.raises(SignatureError, match="model 'churn': unsigned"):
+        load_bundle(old_bundle, KEY)
+    bundle = load_bundle(old_bundle, KEY, trust_unsigned=True)
+    trusted = OnlineLearner.from_bytes(raw, KEY, trust_unsigned=True)
+    assert bundle["churn"].metrics() == trusted.metrics()
+    portable = load_bundle(dump_bundle({"churn": again}, KEY), KEY)["churn"]
     assert portable.learned_offset is None  # an offset of another deployment's topic
     assert portable.learn({"x": 1.0}, True, example_id="acct-0:1780000000000") is not None
+
+
+class _Evil:
+    """Unpickling this creates the file ``path``: it proves whether a reader ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.path,))
+
+
+def test_crafted_pickles_run_no_code_whatever_the_format_claims(tmp_path) -> None:
+    from models.learner import load_bundle, read_training, sign
+
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Evil(marker))
+    pickle.loads(evil)  # the payload works: it makes the marker
+    assert marker.exists()
+    marker.unlink()
+    forged_tag = b"CWLN\x03" + bytes(32) + evil
+    other_key = sign(b"CWLN\x03", evil, b"not-the-deployment-key-987654321")
+    for raw in (b"CWLN\x01" + evil, b"CWLN\x02" + evil, forged_tag, other_key):
+        with pytest.raises(SignatureError):
+            OnlineLearner.from_bytes(raw, KEY)
+        with pytest.raises(SignatureError):
+            OnlineLearner.from_bytes(raw, b"")  # no key: nothing is loaded either
+        b64 = base64.b64encode(raw).decode()
+        imported = read_training(orjson.dumps({"model_import": "churn", "snapshot": b64}), key=KEY)
+        assert [kind for kind, _ in imported.problems] == ["bad_signature"]
+        bundle = orjson.dumps(
+            {"format": "churnwatch-models", "models": {"churn": {"snapshot": b64}}}
+        )
+        with pytest.raises(SignatureError):
+            load_bundle(bundle, KEY)
+    with pytest.raises(SignatureError):
+        load_model(b"CWMD\x02" + bytes(32) + evil, KEY)
+    assert not marker.exists()
+    # a genuine snapshot with one byte changed is refused too
+    good = OnlineLearner(make_churn_model(), name="churn").snapshot(KEY)
+    with pytest.raises(SignatureError, match="tampered"):
+        OnlineLearner.from_bytes(good[:-1] + bytes([good[-1] ^ 1]), KEY)

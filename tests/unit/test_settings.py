@@ -55,3 +55,53 @@ def test_readme_documents_every_setting_with_its_default():
     rows = dict(re.findall(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", README.read_text(), re.M))
     documented = dict(Settings().documented())
     assert rows == documented
+
+
+def test_secrets_come_from_env_or_a_file_and_are_never_shown(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-from-a-file\n")
+    env = {"CHURNWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+           "CHURNWATCH_KAFKA_USERNAME": "cw", "CHURNWATCH_KAFKA_PASSWORD_FILE": str(secret),
+           "CHURNWATCH_MODEL_KEY": "m" * 32}  # fmt: skip
+    s = Settings.from_env(env)
+    assert s.kafka_password == "s3cret-from-a-file" and s.model_key == "m" * 32
+    assert "s3cret" not in repr(s) and "m" * 32 not in repr(s)
+    assert (s.shown("kafka_password"), s.shown("model_key"), s.shown("api_token")) == (
+        "<set>", "<set>", "")  # fmt: skip
+    with pytest.raises(SettingsError, match="not both"):
+        Settings.from_env({**env, "CHURNWATCH_KAFKA_PASSWORD": "x"})
+    with pytest.raises(SettingsError, match="CHURNWATCH_API_TOKEN_FILE: cannot read"):
+        Settings.from_env({"CHURNWATCH_API_TOKEN_FILE": str(tmp_path / "missing")})
+
+
+def test_config_prints_no_secret(monkeypatch, capsys):
+    from streams.cli import main
+
+    monkeypatch.setenv("CHURNWATCH_API_TOKEN", "api-token-that-must-not-show")
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "api-token-that-must-not-show" not in out
+    assert re.search(r"CHURNWATCH_API_TOKEN +default= +current=<set>", out)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CHURNWATCH_KAFKA_SECURITY_PROTOCOL": "TLS"}, "must be one of PLAINTEXT, SSL"),
+        ({"CHURNWATCH_KAFKA_SASL_MECHANISM": "GSSAPI"}, "must be one of PLAIN, SCRAM"),
+        ({"CHURNWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "SASL_SSL needs CHURNWATCH_KAFKA_USERNAME"),
+        ({"CHURNWATCH_KAFKA_CA_FILE": "/etc/hostname"}, "is set but CHURNWATCH_KAFKA_SECURITY_PROTOCOL is PLAINTEXT"),
+        ({"CHURNWATCH_KAFKA_SECURITY_PROTOCOL": "SSL", "CHURNWATCH_KAFKA_CA_FILE": "/nope.pem"}, "no such file"),
+        ({"CHURNWATCH_MODEL_KEY": "short"}, "CHURNWATCH_MODEL_KEY must be at least 16"),
+        ({"CHURNWATCH_API_TOKEN": "short"}, "CHURNWATCH_API_TOKEN must be at least 16"),
+    ],
+)  # fmt: skip
+def test_bad_security_settings_fail_fast(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_the_model_key_is_required_where_snapshots_are_read():
+    with pytest.raises(SettingsError, match="CHURNWATCH_MODEL_KEY is not set"):
+        Settings().require_model_key()
+    assert Settings(model_key="k" * 16).require_model_key() == b"k" * 16
