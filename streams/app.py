@@ -111,6 +111,12 @@ def create_app(s: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=True,
+        # Faust's own pages would serve table data and the cluster layout to anyone
+        # (streams.web serves what churnwatch offers, with its access rules)
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
         web_host=host,
         web_bind=s.web_host,
         web_port=s.web_port,

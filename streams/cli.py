@@ -77,10 +77,19 @@ def cmd_dev_broker(args: argparse.Namespace) -> int:
     from streams.devbroker import LocalBroker
 
     setup_logging("info")
-    broker = LocalBroker(workdir=args.dir, port=args.port)
+    broker = LocalBroker(workdir=args.dir, port=args.port, sasl_ssl=args.sasl_ssl)
     print(f"starting a local Kafka broker (logs in {broker.workdir}) ...", file=sys.stderr)
     with broker:
         print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
+        if args.sasl_ssl:  # the settings of a SASL_SSL client; the password in a file
+            secret = broker.workdir / "tls" / "password"
+            secret.touch(mode=0o600)
+            secret.write_text(broker.password)
+            print("# or, through the SASL_SSL listener:")
+            for name, value in broker.client_env().items():
+                if name == "CHURNWATCH_KAFKA_PASSWORD":
+                    name, value = name + "_FILE", str(secret)
+                print(f"{name}={value}", flush=True)
         print("broker ready; Ctrl-C stops it", file=sys.stderr)
         stop = False
 
@@ -150,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "broker on a loopback port until Ctrl-C.")  # fmt: skip
     p.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
     p.add_argument("--dir", default=None, help="broker folder (default: a new temporary one)")
+    p.add_argument("--sasl-ssl", action="store_true",
+                   help="also a SASL_SSL listener (own CA, one user with a random password; "
+                   "prints the client settings)")  # fmt: skip
     p.set_defaults(func=cmd_dev_broker)
 
     _register_optional(sub)

@@ -4,6 +4,13 @@ The broker jars are pinned by ``deploy/kafka/pom.xml`` and fetched once with
 Maven into a cache (``CHURNWATCH_CACHE_DIR``, default ``~/.cache/churnwatch``).
 :class:`LocalBroker` formats a fresh KRaft storage directory, starts the broker
 on free loopback ports and waits until it answers metadata requests.
+
+``LocalBroker(sasl_ssl=True)`` adds a SASL_SSL listener, as managed Kafka services
+offer: a certificate for 127.0.0.1 and localhost signed by a CA of its own (made with
+the JDK's ``keytool``; clients trust ``ca_file``), and one user (``username``,
+``password``, random) who may log in with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (the
+SCRAM credentials are written at format time, ``kafka-storage format --add-scram``).
+The PLAINTEXT listener stays for the broker's own use and its readiness check.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -92,10 +100,15 @@ class LocalBroker:
     Use as a context manager; ``bootstrap`` is the address clients connect to.
     """
 
-    def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, *, sasl_ssl: bool = False
+    ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="churnwatch-kafka-"))
         self.port = port or free_port()
         self.controller_port = free_port()
+        self.sasl_port = free_port() if sasl_ssl else None
+        self.username = "churnwatch"
+        self.password = secrets.token_urlsafe(16)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,23 +116,99 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_SSL listener's address (``sasl_ssl=True`` only)."""
+        if self.sasl_port is None:
+            raise BrokerError("this broker has no SASL_SSL listener")
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM certificate of the CA that signed the SASL_SSL listener's certificate."""
+        return self.workdir / "tls" / "ca.pem"
+
+    def client_env(self) -> dict[str, str]:
+        """The churnwatch settings of a client of the SASL_SSL listener (SCRAM-SHA-512)."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.sasl_bootstrap,
+            "CHURNWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CHURNWATCH_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "CHURNWATCH_KAFKA_USERNAME": self.username,
+            "CHURNWATCH_KAFKA_PASSWORD": self.password,
+            "CHURNWATCH_KAFKA_CA_FILE": str(self.ca_file),
+        }
+
+    def _make_certificates(self) -> Path:
+        """A CA and the listener's keystore (PKCS12), with keytool; returns the keystore."""
+        keytool = _require("keytool", "install a Java 17+ JDK (Debian: openjdk-17-jdk-headless)")
+        tls = self.ca_file.parent
+        tls.mkdir(parents=True, exist_ok=True)
+        ca, broker = str(tls / "ca.p12"), str(tls / "broker.p12")
+        pw = ["-storepass", self._store_password, "-storetype", "PKCS12"]
+        key = ["-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", "30"]
+        steps = [
+            [*key, "-alias", "ca", "-dname", "CN=churnwatch dev CA", "-ext", "bc:c",
+             "-keystore", ca],
+            ["-exportcert", "-rfc", "-alias", "ca", "-keystore", ca, "-file", str(self.ca_file)],
+            [*key, "-alias", "broker", "-dname", "CN=localhost", "-keystore", broker],
+            ["-certreq", "-alias", "broker", "-keystore", broker, "-file", str(tls / "broker.csr")],
+            ["-gencert", "-rfc", "-alias", "ca", "-keystore", ca, "-validity", "30",
+             "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-infile", str(tls / "broker.csr"),
+             "-outfile", str(tls / "broker.pem")],
+            ["-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_file),
+             "-keystore", broker],
+            ["-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "broker.pem"),
+             "-keystore", broker],
+        ]  # fmt: skip
+        for step in steps:
+            done = subprocess.run([keytool, *step, *pw], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BrokerError(f"keytool {step[0]} failed:\n{done.stdout}{done.stderr}")
+        return Path(broker)
+
+    def _sasl_ssl_config(self, keystore: Path) -> list[str]:
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{self.username}="{self.password}";'
+        )
+        return [
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.plain.sasl.jaas.config={plain}",
+            f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram}",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            f"ssl.keystore.location={keystore}",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.password={self._store_password}",
+            f"ssl.key.password={self._store_password}",
+        ]
+
+    @property
+    def _store_password(self) -> str:  # protects nothing: the keystore lives next to it
+        return "churnwatch-dev"
+
+    @property
     def log_file(self) -> Path:
         return self.workdir / "broker.log"
 
     def _write_config(self) -> Path:
         cfg = self.workdir / "server.properties"
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        sasl = f",SASL_SSL://127.0.0.1:{self.sasl_port}" if self.sasl_port else ""
+        secured = self._sasl_ssl_config(self._make_certificates()) if self.sasl_port else []
         cfg.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"listeners={plain}{sasl},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners={plain}{sasl}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,"
+                    "CONTROLLER:PLAINTEXT",
                     "inter.broker.listener.name=PLAINTEXT",
+                    *secured,
                     f"log.dirs={self.workdir / 'data'}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -140,9 +229,14 @@ class LocalBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = self._write_config()
         cluster_id = uuid.uuid4().hex[:22]
+        user = f"[name={self.username},password={self.password}]"
+        users = [
+            arg for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for arg in ("--add-scram", f"{mechanism}={user}")
+        ] if self.sasl_port else []  # fmt: skip
         fmt = subprocess.run(
             _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg),
-                      "--ignore-formatted", log_dir=self.workdir, heap="256m"),
+                      "--ignore-formatted", *users, log_dir=self.workdir, heap="256m"),
             capture_output=True, text=True,
         )  # fmt: skip
         if fmt.returncode != 0:

@@ -13,7 +13,6 @@ certificate that is not trusted) into one line that says what to check.
 
 from __future__ import annotations
 
-import socket
 import ssl
 from typing import Any
 
@@ -99,44 +98,67 @@ def servers(s: Settings) -> list[str]:
     return [host.strip() for host in s.kafka_bootstrap_servers.split(",")]
 
 
-def check_tls(s: Settings, timeout: float = 10.0) -> None:
-    """Shake hands with the first reachable broker; KafkaSecurityError if its certificate
-    is not trusted (kafka-python would only report "no brokers available").
-    Nothing to do for the protocols without TLS, or when no broker answers yet."""
-    ctx = ssl_context(s)
-    if ctx is None:
-        return
+def check_login(s: Settings, timeout: float = 10.0) -> None:
+    """Connect to the first reachable broker and log in as the worker would (aiokafka):
+    KafkaSecurityError if its certificate is not trusted or it refuses the login.
+
+    kafka-python, which the commands use, reports both only as "unable to bootstrap",
+    and aiokafka only in a log line: this asks for the reason. Nothing happens when no
+    broker answers yet (the caller's retry loop reports that).
+    """
+    import asyncio
+
+    from aiokafka.conn import create_conn
+
+    async def login(host: str, port: int) -> None:
+        conn = await create_conn(
+            host, port, request_timeout_ms=int(timeout * 1000), **_aiokafka_auth(s)
+        )
+        conn.close()
+
     for server in servers(s):
         host, _, port = server.rpartition(":")
         try:
-            with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-                with ctx.wrap_socket(sock, server_hostname=host):
-                    return
-        except ssl.SSLCertVerificationError as exc:
-            raise KafkaSecurityError(explain(exc, s)) from None
-        except (OSError, ValueError):
-            continue  # not up (yet): the caller's retry loop reports it
+            asyncio.run(asyncio.wait_for(login(host, int(port)), timeout))
+            return
+        except Exception as exc:  # noqa: BLE001 - only a security failure is an answer
+            why = explain(exc, s)
+            if why is not None:
+                raise KafkaSecurityError(why) from None
+
+
+def _aiokafka_auth(s: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "security_protocol": s.kafka_security_protocol,
+        "ssl_context": ssl_context(s),
+    }
+    if s.kafka_security_protocol.startswith("SASL_"):
+        config["sasl_mechanism"] = s.kafka_sasl_mechanism
+        config["sasl_plain_username"] = s.kafka_username
+        config["sasl_plain_password"] = s.kafka_password
+    return config
 
 
 def explain(exc: BaseException, s: Settings) -> str | None:
     """One line about a security failure of a Kafka client, None if it is not one.
 
-    >>> from kafka.errors import SaslAuthenticationFailedError
-    >>> explain(SaslAuthenticationFailedError("bad"), Settings(kafka_username="cw"))[:60]
+    >>> from aiokafka.errors import SaslAuthenticationFailed
+    >>> explain(SaslAuthenticationFailed("bad"), Settings(kafka_username="cw"))[:60]
     'Kafka refused the login of user cw (SCRAM-SHA-512): check CH'
     >>> explain(OSError("refused"), Settings()) is None
     True
     """
-    from kafka.errors import SaslAuthenticationFailedError, UnsupportedSaslMechanismError
+    from aiokafka import errors as aio
+    from kafka import errors as kp
 
     servers = s.kafka_bootstrap_servers
-    if isinstance(exc, SaslAuthenticationFailedError):
+    if isinstance(exc, aio.SaslAuthenticationFailed | kp.SaslAuthenticationFailedError):
         return (
             f"Kafka refused the login of user {s.kafka_username} ({s.kafka_sasl_mechanism}): "
             "check CHURNWATCH_KAFKA_USERNAME, CHURNWATCH_KAFKA_PASSWORD and "
             "CHURNWATCH_KAFKA_SASL_MECHANISM"
         )
-    if isinstance(exc, UnsupportedSaslMechanismError):
+    if isinstance(exc, aio.UnsupportedSaslMechanismError | kp.UnsupportedSaslMechanismError):
         return f"Kafka at {servers} does not offer SASL mechanism {s.kafka_sasl_mechanism}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         trusted = s.kafka_ca_file or "the system's trusted CAs"
@@ -145,4 +167,6 @@ def explain(exc: BaseException, s: Settings) -> str | None:
             f"{exc.verify_message} (check CHURNWATCH_KAFKA_CA_FILE"
             f"{' and CHURNWATCH_KAFKA_CHECK_HOSTNAME' if s.kafka_check_hostname else ''})"
         )
+    if isinstance(exc, ssl.SSLError):  # e.g. a TLS client talking to a plaintext listener
+        return f"TLS with Kafka at {servers} failed: {exc.reason or exc} (is it a TLS listener?)"
     return None

@@ -14,7 +14,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.kafka_security import KafkaSecurityError, check_tls, client_config, explain, servers
+from streams.kafka_security import KafkaSecurityError, check_login, client_config, explain, servers
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def connect_admin(
             why = explain(exc, s)
             if why is not None:
                 raise KafkaSecurityError(why) from None
-            check_tls(s)  # kafka-python reports an untrusted certificate as "no brokers"
+            check_login(s)  # kafka-python reports a refused login as "unable to bootstrap"
             now = time.monotonic()
             if now >= deadline:
                 raise ConnectionError(

@@ -5,11 +5,20 @@
 - ``/readyz``: 200 once partitions are assigned and table recovery is done, else 503;
 - ``/accounts/{account_id}``: the account's current state summary, features and
   scores as JSON (404 when unknown). Requests for an account owned by another
-  worker are forwarded to it (Faust ``table_route``).
+  worker are forwarded to it (Faust ``table_route``, which passes the request's
+  headers on, so the token too).
+
+``/accounts/*`` is personal data: it needs ``Authorization: Bearer <token>`` with
+the token of ``CHURNWATCH_API_TOKEN`` (compared in constant time); without a token
+configured it answers loopback clients only, and says so to the others. The
+other three stay open (Prometheus and orchestrators probe them). Faust's own
+``/table``, ``/router``, ``/graph`` and statistics pages are off (``create_app``).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from typing import Any
 
 import orjson
@@ -32,8 +41,40 @@ def is_ready(app: Any) -> tuple[bool, str]:
     return True, "ready"
 
 
+def refusal(request: Request, token: str) -> tuple[int, str] | None:
+    """Why ``request`` may not read account data as ``(status, message)``, None if it may.
+
+    With a token: the request must carry it as a bearer token. Without one: only a
+    loopback client may ask (a reverse proxy on the same host counts as one: set a token).
+    """
+    if token:
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.encode(), token.encode()):
+            return None
+        return 401, "a bearer token is required (Authorization: Bearer <CHURNWATCH_API_TOKEN>)"
+    if _is_loopback(request.remote):
+        return None
+    return 403, (
+        "no CHURNWATCH_API_TOKEN is configured on this worker, so /accounts/* answers "
+        "only clients on this host"
+    )
+
+
+def _is_loopback(address: str | None) -> bool:
+    """
+    >>> _is_loopback("127.0.0.1"), _is_loopback("::1"), _is_loopback("10.0.0.2"), _is_loopback(None)
+    (True, True, False, False)
+    """
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def register(rt: Runtime) -> None:
     app, metrics = rt.app, rt.metrics
+    token = rt.settings.api_token
     table = rt.tables["accounts"]
     lookup = rt.services["lookup"]
 
@@ -52,8 +93,16 @@ def register(rt: Runtime) -> None:
 
     @app.page("/accounts/{account_id}")
     class AccountView(View):
-        @app.table_route(table=table, match_info="account_id")
         async def get(self, request: Request, account_id: str) -> Response:
+            refused = refusal(request, token)  # before anything is forwarded or looked up
+            if refused is not None:
+                status, why = refused
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                return self.json({"error": why}, status=status, headers=headers)
+            return await self.owned(request, account_id=account_id)
+
+        @app.table_route(table=table, match_info="account_id")
+        async def owned(self, request: Request, account_id: str) -> Response:
             doc = lookup(account_id)
             if doc is None:
                 return self.json({"error": f"unknown account {account_id!r}"}, status=404)

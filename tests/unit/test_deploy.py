@@ -138,9 +138,14 @@ def panels() -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path.name}: {panel['title']}", panel
 
 
+# the compose file has no default for its secrets: config needs them set
+SECRETS = {"CHURNWATCH_MODEL_KEY": "compose-test-model-key", "GRAFANA_ADMIN_PASSWORD": "pw"}
+
+
 @functools.cache
 def compose_config(*args: str) -> dict[str, Any]:
-    out = _run(_tool("docker-compose", "docker-compose"), "-f", str(COMPOSE), *args, "config")
+    compose = _tool("docker-compose", "docker-compose")
+    out = _run(compose, "-f", str(COMPOSE), *args, "config", env={**os.environ, **SECRETS})
     assert out.returncode == 0, out.stderr
     return _yaml(out.stdout)
 
@@ -374,10 +379,49 @@ def test_prometheus_scrapes_every_compose_worker() -> None:
 
 def test_compose_config_is_valid() -> None:
     compose = _tool("docker-compose", "docker-compose")
-    out = _run(compose, "-f", str(COMPOSE), "config", "-q")
+    env = {**os.environ, **SECRETS}
+    out = _run(compose, "-f", str(COMPOSE), "config", "-q", env=env)
     assert out.returncode == 0, out.stderr
-    out = _run(compose, "-f", str(COMPOSE), "config", "--profiles")
+    out = _run(compose, "-f", str(COMPOSE), "config", "--profiles", env=env)
     assert out.stdout.split() == ["simulator"], "only the simulator sits behind a profile"
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_its_secrets(missing: str) -> None:
+    env = {k: v for k, v in {**os.environ, **SECRETS}.items() if k != missing}
+    out = _run(_tool("docker-compose", "docker-compose"), "-f", str(COMPOSE), "config", env=env)
+    assert out.returncode != 0 and f"set {missing}" in out.stderr, out.stderr
+
+
+def test_compose_defaults_open_nothing() -> None:
+    services = compose_config()["services"]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["GRAFANA_ADMIN_PASSWORD"]
+    assert not any("lifecycle" in arg for arg in services["prometheus"]["command"])
+    assert services["worker-1"]["environment"]["CHURNWATCH_MODEL_KEY"] == "compose-test-model-key"
+
+
+def test_the_secured_compose_variant_reaches_kafka_with_sasl_ssl_only(tmp_path: Path) -> None:
+    (tmp_path / "kafka_password").write_text("pw\n")
+    env = {**os.environ, **SECRETS, "KAFKA_TLS_DIR": str(tmp_path), "KAFKA_TLS_PASSWORD": "z",
+           "KAFKA_PASSWORD_FILE": str(tmp_path / "kafka_password")}  # fmt: skip
+    secured = ROOT / "deploy" / "compose.secured.yml"
+    compose = _tool("docker-compose", "docker-compose")
+    out = _run(compose, "-f", str(COMPOSE), "-f", str(secured), "config", env=env)
+    assert out.returncode == 0, out.stderr
+    services = _yaml(out.stdout)["services"]
+    kafka = services["kafka"]["environment"]
+    assert "EXTERNAL:SASL_SSL" in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]  # the host's
+    assert [p.split(":")[-1] for p in services["kafka"]["ports"]] == ["9094/tcp"]
+    for name in ("worker-1", "worker-2", "simulator"):
+        worker = services[name]["environment"]
+        assert worker["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9095"
+        assert worker["CHURNWATCH_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert "CHURNWATCH_KAFKA_PASSWORD" not in worker  # a secret file, not the environment
+        assert services[name]["depends_on"]["kafka-users"]["condition"] == (
+            "service_completed_successfully"
+        )
 
 
 def test_compose_services_healthchecks_and_startup_order() -> None:
@@ -406,7 +450,7 @@ def test_compose_services_healthchecks_and_startup_order() -> None:
 
 
 def test_compose_tunables_come_from_the_environment() -> None:
-    env = {**os.environ, "CHURNWATCH_PARTITIONS": "12", "GRAFANA_HOST_PORT": "3300"}
+    env = {**os.environ, **SECRETS, "CHURNWATCH_PARTITIONS": "12", "GRAFANA_HOST_PORT": "3300"}
     compose = _tool("docker-compose", "docker-compose")
     out = _run(compose, "-f", str(COMPOSE), "config", env=env)
     assert out.returncode == 0, out.stderr

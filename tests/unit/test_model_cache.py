@@ -1,0 +1,43 @@
+"""The models table as every worker reads it: only snapshots signed with the key load."""
+
+import pickle
+from pathlib import Path
+
+from models.churn import make_churn_model
+from models.learner import OnlineLearner
+from streams.agents.learner import ModelCache, model_key
+from streams.metrics import Metrics
+
+KEY = b"unit-test-model-key-0123456789ab"
+
+
+class _Evil:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_unsigned_or_forged_snapshots_are_skipped_counted_and_run_no_code(tmp_path):
+    marker = tmp_path / "pwned"
+    table: dict[bytes, bytes] = {}
+    metrics = Metrics()
+    cache = ModelCache(table, metrics, KEY)
+    good = OnlineLearner(make_churn_model(), name="churn")
+    good.version = 6
+    table[model_key("churn")] = good.snapshot(KEY)
+    assert cache.current().churn.model_id == "churn-v7"
+
+    evil = pickle.dumps(_Evil(marker))
+    other = OnlineLearner(make_churn_model(), name="churn").snapshot(
+        b"another-key-0123456789abcdefghij"
+    )
+    for raw in (b"CWLN\x02" + evil, b"CWLN\x03" + bytes(32) + evil, other):
+        table[model_key("churn")] = raw
+        assert cache.current().churn.model_id == "churn-v7"  # the last good one stays
+    table[model_key("churn")] = b"CWLN\x03" + b"short"
+    cache.current()
+    skipped = metrics.internal_skipped.labels
+    assert skipped("models", "bad_signature")._value.get() == 4.0
+    assert not marker.exists()
