@@ -85,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--only", choices=KINDS, action="append",
                    help="import only this kind (repeatable; default: all)")  # fmt: skip
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
+    p.add_argument("--bundle-key-file", type=Path, default=None,
+                   help="file holding the key the bundle is signed with, if not "
+                   "CHURNWATCH_MODEL_KEY (a rotated key, another deployment's); the import "
+                   "is signed with CHURNWATCH_MODEL_KEY")  # fmt: skip
     _trust_flag(p)
     p.set_defaults(func=cmd_import)
 
@@ -173,8 +177,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: Path, trust_unsigned: bool) -> dict[str, OnlineLearner] | None:
-    key = _key()
+def _load(
+    path: Path, trust_unsigned: bool, key_file: Path | None = None
+) -> dict[str, OnlineLearner] | None:
+    try:
+        key = _key() if key_file is None else key_file.read_bytes().strip()
+    except OSError as exc:
+        print(f"models: cannot read the key file {key_file}: {exc.strerror}", file=sys.stderr)
+        return None
     try:
         return load_bundle(path.read_bytes(), key, trust_unsigned=trust_unsigned)
     except (OSError, ValueError) as exc:
@@ -254,7 +264,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from streams.settings import Settings
     from streams.topics import ensure_topics
 
-    learners = _load(args.bundle, args.trust_unsigned)
+    learners = _load(args.bundle, args.trust_unsigned, args.bundle_key_file)
     if learners is None:
         return 2
     chosen = {k: v for k, v in learners.items() if not args.only or k in args.only}

@@ -68,7 +68,8 @@ def faust_credentials(s: Settings) -> Any:
 
 def client_config(s: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's ``KafkaAdminClient``, ``KafkaProducer`` and
-    ``KafkaConsumer`` that say how to reach the brokers (``bootstrap_servers`` apart).
+    ``KafkaConsumer`` (aiokafka's connections take the same names) that say how to reach
+    the brokers (``bootstrap_servers`` apart).
 
     >>> client_config(Settings())
     {'security_protocol': 'PLAINTEXT'}
@@ -81,7 +82,7 @@ def client_config(s: Settings) -> dict[str, Any]:
     ctx = ssl_context(s)
     if ctx is not None:
         config["ssl_context"] = ctx
-        config["ssl_check_hostname"] = s.kafka_check_hostname
+        config["ssl_check_hostname"] = s.kafka_check_hostname  # kafka-python only
     if s.kafka_security_protocol.startswith("SASL_"):
         config["sasl_mechanism"] = s.kafka_sasl_mechanism
         config["sasl_plain_username"] = s.kafka_username
@@ -111,9 +112,9 @@ def check_login(s: Settings, timeout: float = 10.0) -> None:
     from aiokafka.conn import create_conn
 
     async def login(host: str, port: int) -> None:
-        conn = await create_conn(
-            host, port, request_timeout_ms=int(timeout * 1000), **_aiokafka_auth(s)
-        )
+        auth = client_config(s)
+        auth.pop("ssl_check_hostname", None)  # aiokafka: the context's check_hostname
+        conn = await create_conn(host, port, request_timeout_ms=int(timeout * 1000), **auth)
         conn.close()
 
     for server in servers(s):
@@ -125,18 +126,6 @@ def check_login(s: Settings, timeout: float = 10.0) -> None:
             why = explain(exc, s)
             if why is not None:
                 raise KafkaSecurityError(why) from None
-
-
-def _aiokafka_auth(s: Settings) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "security_protocol": s.kafka_security_protocol,
-        "ssl_context": ssl_context(s),
-    }
-    if s.kafka_security_protocol.startswith("SASL_"):
-        config["sasl_mechanism"] = s.kafka_sasl_mechanism
-        config["sasl_plain_username"] = s.kafka_username
-        config["sasl_plain_password"] = s.kafka_password
-    return config
 
 
 def explain(exc: BaseException, s: Settings) -> str | None:

@@ -5,13 +5,18 @@ tier never starts Java.
 single-node KRaft broker started for the session from the jars pinned in
 ``deploy/kafka/pom.xml`` (fetched once with Maven). It never skips: a missing
 Java or Maven fails the integration tier with a message naming what to install.
+
+``crafted_pickle``: ``(payload, marker)``: a pickle that creates the file ``marker``
+when it is loaded, to prove that a reader runs no code from data.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +54,21 @@ def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     except Exception:  # best effort: topics are uniquely named anyway
         pass
     admin.close()
+
+
+class _Touch:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.touch, (self.path,))
+
+
+@pytest.fixture()
+def crafted_pickle(tmp_path: Path) -> tuple[bytes, Path]:
+    marker = tmp_path / "code-ran"
+    payload = pickle.dumps(_Touch(marker))
+    pickle.loads(payload)  # the payload works: loading it makes the marker ...
+    assert marker.exists()
+    marker.unlink()  # ... which the test then expects never to appear again
+    return payload, marker

@@ -13,7 +13,6 @@ asks for the bearer token.
 from __future__ import annotations
 
 import base64
-import pickle
 import subprocess
 import sys
 import time
@@ -67,14 +66,6 @@ def ok(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout
 
 
-class Evil:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (Path.touch, (self.path,))
-
-
 def skipped(worker: WorkerProc, topic: str, kind: str) -> float:
     with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
         text = resp.read().decode()
@@ -98,7 +89,9 @@ def get(worker: WorkerProc, path: str, token: str | None = None) -> tuple[int, b
         return exc.code, exc.read()
 
 
-def test_every_command_runs_through_sasl_ssl_and_no_code_runs_from_data(env, tmp_path):
+def test_every_command_runs_through_sasl_ssl_and_no_code_runs_from_data(
+    env, tmp_path, crafted_pickle
+):
     s = Settings.from_env(env)
     created = ok(cli(env, "topics"))
     assert s.training_topic in created and "created" in created
@@ -149,9 +142,8 @@ def test_every_command_runs_through_sasl_ssl_and_no_code_runs_from_data(env, tmp
         assert {kind: lrn.metrics()["examples"] for kind, lrn in got.items()} == wanted
 
         # code in a snapshot or an import is never run: both skipped and counted
-        marker = tmp_path / "pwned"
-        evil = b"CWLN\x02" + pickle.dumps(Evil(marker))
-        forged = b"CWLN\x03" + bytes(32) + pickle.dumps(Evil(marker))
+        payload, marker = crafted_pickle
+        evil, forged = b"CWLN\x02" + payload, b"CWLN\x03" + bytes(32) + payload
         producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers,
                                  **client_config(s))  # fmt: skip
         for raw in (evil, forged):

@@ -1,8 +1,6 @@
 """``churnwatch models train`` and ``show`` (no broker: export/import are integration tests)."""
 
 import base64
-import pickle
-from pathlib import Path
 
 import orjson
 import pytest
@@ -61,17 +59,11 @@ def test_unreadable_bundles_and_inputs_are_clear_errors(tmp_path, capsys):
     assert main(["models", "train", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
 
 
-class _Evil:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
-
-def test_show_refuses_unsigned_or_foreign_bundles_and_runs_no_code(tmp_path, capsys, monkeypatch):
-    marker = tmp_path / "pwned"
-    evil = base64.b64encode(b"CWLN\x02" + pickle.dumps(_Evil(marker))).decode()
+def test_show_refuses_unsigned_or_foreign_bundles_and_runs_no_code(
+    tmp_path, capsys, monkeypatch, crafted_pickle
+):
+    payload, marker = crafted_pickle
+    evil = base64.b64encode(b"CWLN\x02" + payload).decode()
     bundle = tmp_path / "evil.json"
     bundle.write_bytes(orjson.dumps({"format": "churnwatch-models",
                                      "models": {"churn": {"snapshot": evil}}}))  # fmt: skip
@@ -89,3 +81,18 @@ def test_show_refuses_unsigned_or_foreign_bundles_and_runs_no_code(tmp_path, cap
     monkeypatch.delenv("CHURNWATCH_MODEL_KEY")
     assert main(["models", "show", str(signed)]) == 2
     assert "configuration error: CHURNWATCH_MODEL_KEY is not set" in capsys.readouterr().err
+
+
+def test_a_bundle_of_another_key_is_read_only_with_that_key_given(tmp_path, capsys, monkeypatch):
+    from streams.cli_models import _load
+
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in simulate(SIM)))
+    bundle = tmp_path / "models.json"
+    assert main(["models", "train", str(events), "--out", str(bundle), "--quiet"]) == 0
+    old_key = tmp_path / "old.key"
+    old_key.write_text(KEY + "\n")
+    monkeypatch.setenv("CHURNWATCH_MODEL_KEY", "the-rotated-new-key-0123456789")
+    assert _load(bundle, False) is None
+    assert "signature does not match" in capsys.readouterr().err
+    assert set(_load(bundle, False, old_key)) == {"churn", "sharing"}

@@ -308,24 +308,10 @@ def test_a_version_1_snapshot_loads_only_when_trusted() -> None:
     assert portable.learn({"x": 1.0}, True, example_id="acct-0:1780000000000") is not None
 
 
-class _Evil:
-    """Unpickling this creates the file ``path``: it proves whether a reader ran code."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (self.path,))
-
-
-def test_crafted_pickles_run_no_code_whatever_the_format_claims(tmp_path) -> None:
+def test_crafted_pickles_run_no_code_whatever_the_format_claims(crafted_pickle) -> None:
     from models.learner import load_bundle, read_training, sign
 
-    marker = tmp_path / "pwned"
-    evil = pickle.dumps(_Evil(marker))
-    pickle.loads(evil)  # the payload works: it makes the marker
-    assert marker.exists()
-    marker.unlink()
+    evil, marker = crafted_pickle
     forged_tag = b"CWLN\x03" + bytes(32) + evil
     other_key = sign(b"CWLN\x03", evil, b"not-the-deployment-key-987654321")
     for raw in (b"CWLN\x01" + evil, b"CWLN\x02" + evil, forged_tag, other_key):

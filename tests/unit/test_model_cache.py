@@ -1,8 +1,5 @@
 """The models table as every worker reads it: only snapshots signed with the key load."""
 
-import pickle
-from pathlib import Path
-
 from models.churn import make_churn_model
 from models.learner import OnlineLearner
 from streams.agents.learner import ModelCache, model_key
@@ -11,16 +8,8 @@ from streams.metrics import Metrics
 KEY = b"unit-test-model-key-0123456789ab"
 
 
-class _Evil:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
-
-
-def test_unsigned_or_forged_snapshots_are_skipped_counted_and_run_no_code(tmp_path):
-    marker = tmp_path / "pwned"
+def test_unsigned_or_forged_snapshots_are_skipped_counted_and_run_no_code(crafted_pickle):
+    evil, marker = crafted_pickle
     table: dict[bytes, bytes] = {}
     metrics = Metrics()
     cache = ModelCache(table, metrics, KEY)
@@ -29,7 +18,6 @@ def test_unsigned_or_forged_snapshots_are_skipped_counted_and_run_no_code(tmp_pa
     table[model_key("churn")] = good.snapshot(KEY)
     assert cache.current().churn.model_id == "churn-v7"
 
-    evil = pickle.dumps(_Evil(marker))
     other = OnlineLearner(make_churn_model(), name="churn").snapshot(
         b"another-key-0123456789abcdefghij"
     )
