@@ -127,7 +127,7 @@ def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka
     account_events = [b"", b"[1, 2]", b'[{"event_id": "e", "type": "nope"}]',
                       encode_batch([ok])[:-1]]  # fmt: skip
     produce(kafka_bootstrap, s.account_events_topic, [(b"0", raw) for raw in account_events])
-    # a damaged churn snapshot, and a record with a key that is not ours (not JSON)
+    # an unsigned churn snapshot, and a record with a key that is not ours (not JSON)
     produce(kafka_bootstrap, s.models_topic, [(b'"churn"', b"CWLN\x01garbage"), (b"x", b"y")])
     ghost = "ghost-account"
     changelog = f"{s.app_id}-accounts-changelog"
@@ -156,7 +156,8 @@ def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka
     assert skipped == {
         ("training", "not_json"): 2,  # the empty message, "not json"
         ("training", "bad_shape"): 4,  # [{"x": 1}], {"a": 1}, and both elements of [1, 2]
-        ("training", "bad_import"): 2,
+        ("training", "bad_import"): 1,  # not base64
+        ("training", "bad_signature"): 1,  # an unsigned (format 1) snapshot: never unpickled
         ("account_events", "not_json"): 2,
         ("account_events", "bad_shape"): 3,
     }
@@ -173,7 +174,7 @@ def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka
     worker.wait_metric("churnwatch_events_applied_total", len(third), timeout=60)
     assert ready(worker)
     skipped = labelled(worker, SKIPPED, "topic", "kind")
-    assert skipped[("accounts", "bad_state")] == 1 and skipped[("models", "bad_snapshot")] == 1
+    assert skipped[("accounts", "bad_state")] == 1 and skipped[("models", "bad_signature")] == 1
     status, doc = worker.get_json(f"/accounts/{ghost}")
     assert status == 200 and doc["events_applied"] == 1, doc
     for a in range(12):
