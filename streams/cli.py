@@ -155,10 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Subcommands that live in their own modules."""
-    from streams import cli_models, cli_sim, demo
+    from streams import cli_models, cli_sim, demo, report
 
     cli_sim.register(sub)
     cli_models.register(sub)
+    report.register(sub)
     demo.register(sub)
 
 
