@@ -55,7 +55,8 @@ def auc(points: Sequence[tuple[float, float]]) -> float:
     """
     if len(points) < 2:
         return float("nan")
-    return sum((x2 - x1) * (y1 + y2) / 2 for (x1, y1), (x2, y2) in zip(points, points[1:], strict=False))
+    steps = zip(points, points[1:], strict=False)
+    return sum((x2 - x1) * (y1 + y2) / 2 for (x1, y1), (x2, y2) in steps)
 
 
 def pr_points(scored: Sequence[Scored]) -> list[tuple[float, float]]:
