@@ -569,3 +569,43 @@ def test_operations_guide_states_the_compose_defaults() -> None:
     for name, value in compose.items():
         if name.startswith("CHURNWATCH_") and name in settings and name != "CHURNWATCH_LOG_FORMAT":
             assert settings[name] == value, f"{name}: worker default {settings[name]!r}"
+
+
+# --- reproducible installs ----------------------------------------------------------------
+
+
+def _pins(lock: str) -> dict[str, str]:
+    text = (DEPLOY / lock).read_text()
+    return {n.lower().replace("_", "-"): v for n, v in re.findall(r"^([\w.-]+)==(\S+) \\$", text, re.M)}
+
+
+def _requirement_names(specs: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~ \[;]", s, maxsplit=1)[0].lower().replace("_", "-") for s in specs}
+
+
+def test_locks_pin_every_declared_dependency_with_hashes() -> None:
+    """deploy/lock's output matches pyproject.toml: every dependency pinned, every pin
+    hashed. A dependency added without refreshing the locks fails here."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, test = _pins("requirements.lock"), _pins("requirements-test.lock")
+    assert _requirement_names(project["dependencies"]) <= runtime.keys()
+    extras = project["optional-dependencies"]
+    assert _requirement_names(extras["test"] + extras["report"]) <= test.keys()
+    for name, version in runtime.items():
+        assert test.get(name) == version, f"{name}: the two locks disagree"
+    for lock in ("requirements.lock", "requirements-test.lock"):
+        blocks = re.split(r"\n(?=[\w.-]+==)", (DEPLOY / lock).read_text())
+        for block in blocks[1:]:
+            assert "--hash=sha256:" in block, f"{lock}: {block.splitlines()[0]} has no hash"
+
+
+def test_image_and_dev_install_from_the_locks() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
+    assert not dockerignored("deploy/requirements.lock")
+    dev = (ROOT / "dev").read_text()
+    assert "--require-hashes -r" in dev and "deploy/requirements-test.lock" in dev
+    assert "pip install -q --no-deps -e ." in dev
