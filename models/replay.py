@@ -45,8 +45,12 @@ def replay(
     partitions: int = 8,
     batch: int = 1000,
     on_outputs: Callable[[Outputs], None] | None = None,
+    on_examples: Callable[[list[dict[str, Any]], Models], None] | None = None,
 ) -> ReplayResult:
     """Run ``events`` (contract dicts, in arrival order) through parse, state, scores, learning.
+
+    ``on_outputs`` sees each batch's outputs after the learner learned its examples;
+    ``on_examples`` sees the examples with the models before they learn them.
 
     >>> from models.simulator import SimConfig, simulate
     >>> r = replay(simulate(SimConfig(accounts=20, days=20, seed=1)))
@@ -71,6 +75,8 @@ def replay(
         out = Outputs()
         for p, part in by_partition.items():
             result.applied += process(shards[p], part, result.models, cfg, out, census)[0]
+        if on_examples is not None and out.examples:
+            on_examples(out.examples, result.models)
         for kind in ("churn", "sharing"):  # the learner: score the batch, then learn it
             batch_in = [(x["features"], x["label"], x["example_id"]) for x in out.examples]
             result.models.get(kind).learn_many(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from streams.logs import setup_logging
-from streams.settings import Settings, SettingsError
+from streams.settings import Settings, SettingsError, unknown_env
 
 log = logging.getLogger("churnwatch")
 
@@ -170,16 +170,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Subcommands that live in their own modules."""
-    from streams import cli_models, cli_sim, demo
+    from streams import cli_models, cli_sim, demo, report
 
     cli_sim.register(sub)
     cli_models.register(sub)
+    report.register(sub)
     demo.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for problem in unknown_env():
+        print(f"churnwatch: warning: {problem}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:
@@ -187,12 +190,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except (ConnectionError, RuntimeError) as exc:
-        if os.environ.get("CHURNWATCH_DEBUG"):
+    except Exception as exc:
+        if os.environ.get("CHURNWATCH_DEBUG") or not _connection_problem(exc):
             raise
-        print(f"churnwatch: {exc}", file=sys.stderr)
+        print(f"churnwatch: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _connection_problem(exc: Exception) -> bool:
+    """Errors reaching Kafka or another service: one line for the user, not a traceback
+    (kafka-python's ``KafkaError`` is no ``RuntimeError`` since its 3.0)."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, ConnectionError | RuntimeError) or module in {"kafka", "aiokafka"}
+
+
+def _one_line(exc: Exception) -> str:
+    """The error in one line, naming the broker when Kafka could not be reached."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()).removeprefix(name + ": ") or name
+    if type(exc).__module__.split(".")[0] in {"kafka", "aiokafka"}:
+        servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", Settings().kafka_bootstrap_servers)
+        return (
+            f"cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS={servers} ({name}: {text}); "
+            "CHURNWATCH_DEBUG=1 shows the traceback"
+        )
+    return text

@@ -21,14 +21,15 @@ import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from models.engine import KINDS
-from models.learner import OnlineLearner, dump_bundle, import_record, load_bundle
-from streams.kafka_security import client_config, servers
+from models.risk import KINDS
 from streams.simio import Progress
+
+if TYPE_CHECKING:  # river is imported by the commands that need it: --help stays fast
+    from models.learner import OnlineLearner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -124,8 +125,9 @@ def describe(kind: str, learner: OnlineLearner) -> str:
     )
 
 
-def read_events(paths: list[Path], on_bad: Any) -> Iterator[dict[str, Any]]:
-    """JSON objects of JSONL files; other lines go to ``on_bad(path, lineno)``."""
+def read_events(paths: list[Path], on_bad: Any) -> Iterator[tuple[dict[str, Any], int]]:
+    """JSON objects of JSONL files with their size in bytes; other lines go to
+    ``on_bad(path, lineno)``."""
     for path in paths:
         with open(path, "rb") as f:
             for lineno, line in enumerate(f, 1):
@@ -137,23 +139,25 @@ def read_events(paths: list[Path], on_bad: Any) -> Iterator[dict[str, Any]]:
                     on_bad(path, lineno)
                     continue
                 if isinstance(doc, dict):
-                    yield doc
+                    yield doc, len(line)
                 else:
                     on_bad(path, lineno)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from models.learner import dump_bundle
     from models.replay import replay
     from streams.settings import Settings
 
     cfg = Settings.from_env().engine_config()
     key = _key()
-    progress = Progress("train", None if args.quiet else sys.stderr)
+    total = sum(p.stat().st_size for p in args.files if p.is_file())
+    progress = Progress("train", None if args.quiet else sys.stderr, total_bytes=total)
     bad: list[str] = []
 
     def events() -> Iterator[dict[str, Any]]:
-        for doc in read_events(args.files, lambda p, n: bad.append(f"{p}:{n}")):
-            progress.tick(doc.get("ts"))
+        for doc, size in read_events(args.files, lambda p, n: bad.append(f"{p}:{n}")):
+            progress.tick(doc.get("ts"), size)
             yield doc
 
     try:
@@ -180,6 +184,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _load(
     path: Path, trust_unsigned: bool, key_file: Path | None = None
 ) -> dict[str, OnlineLearner] | None:
+    from models.learner import load_bundle
+
     try:
         key = _key() if key_file is None else key_file.read_bytes().strip()
     except OSError as exc:
@@ -204,6 +210,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
+    from models.learner import OnlineLearner, dump_bundle
+    from streams.kafka_security import client_config, servers
     from streams.settings import Settings
     from streams.topics import connect_admin
 
@@ -261,6 +269,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
+    from models.learner import import_record
+    from streams.kafka_security import client_config, servers
     from streams.settings import Settings
     from streams.topics import ensure_topics
 

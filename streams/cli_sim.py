@@ -83,22 +83,26 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=1,
                    help="Kafka only: send JSON arrays of up to N events per message "
                    "(default: 1, one event per message keyed by account_id)")  # fmt: skip
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                   help="Kafka only: seconds to wait for the broker (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 
 def _kafka_sink(args: argparse.Namespace) -> KafkaSink:
-    from streams.kafka_security import client_config, servers
+    from streams.kafka_security import check_login, client_config, servers
     from streams.settings import Settings
-    from streams.topics import connect_admin
 
     s = Settings.from_env()
-    connect_admin(s, wait_s=60).close()  # a clear line for a refused login or certificate
+    if s.kafka_security_protocol != "PLAINTEXT":
+        check_login(s)  # a refused login or certificate: one line (kafka-python: "no brokers")
     topics = {"subscription": s.subscription_topic, "usage": s.usage_topic}
-    return KafkaSink(servers(s), topics, batch=args.batch, **client_config(s))
+    wait_ms = max(1, int(args.wait * 1000))
+    return KafkaSink(servers(s), topics, batch=args.batch, bootstrap_timeout_ms=wait_ms,
+                     **client_config(s))  # fmt: skip
 
 
-def _progress(label: str, args: argparse.Namespace) -> Progress:
-    return Progress(label, None if args.quiet else sys.stderr)
+def _progress(label: str, args: argparse.Namespace, **total: Any) -> Progress:
+    return Progress(label, None if args.quiet else sys.stderr, **total)
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -129,12 +133,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 truth_file.write(orjson.dumps(record) + b"\n")
 
         events = encode_events(simulate(cfg, on_truth))
-        pump(events, sink, RateLimiter(args.rate), _progress("simulate", args))
+        span = (cfg.start_ms, cfg.start_ms + cfg.days * 86_400_000)
+        pump(events, sink, RateLimiter(args.rate), _progress("simulate", args, span_ms=span))
     finally:
         sink.close()
         if truth_file is not None:
             truth_file.close()
     return 0
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be replayed, or None."""
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    try:
+        with path.open("rb"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -144,8 +162,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         skipped.append(message)
         sys.stderr.write(message + "\n")
 
+    unreadable = [f"{path}: {_unreadable(path)}" for path in args.files if _unreadable(path)]
+    if unreadable:  # before connecting to anything
+        sys.stderr.write("".join(f"replay: cannot read {why}\n" for why in unreadable))
+        return 2
     sink = _kafka_sink(args)
-    progress = _progress("replay", args)
+    progress = _progress("replay", args, total_bytes=sum(p.stat().st_size for p in args.files))
     try:
         pump(read_jsonl(args.files, on_skip), sink, RateLimiter(args.rate), progress)
     finally:

@@ -9,7 +9,36 @@ The full list with meanings is in ``docs/metrics.md``.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from models.alerting import CHURN_ACTIONS
+from models.contract import ERROR_KINDS
+from models.risk import KINDS
+
+# the actions ``models.sharing.sharing_action`` recommends (pre-initialised label values)
+SHARING_ACTIONS = ("household_verification", "extra_member_offer")
+# (topic, kind) of the internal records churnwatch can skip (``streams.skips``)
+INTERNAL_SKIPS = (
+    ("account_events", "not_json"),
+    ("account_events", "bad_shape"),
+    ("accounts", "bad_state"),
+    ("models", "bad_snapshot"),
+    ("training", "not_json"),
+    ("training", "bad_shape"),
+    ("training", "bad_import"),
+    ("training", "learn_failed"),
+)
 
 # Milliseconds matter: processing latency of a batch is usually 1-50 ms.
 LATENCY_BUCKETS_S = (
@@ -115,6 +144,11 @@ class Metrics:
             f"{p}_alert_reasons_total", "Top reason features of published alerts",
             ["kind", "feature"], registry=r,
         )  # fmt: skip
+        self.scores_above_threshold = Counter(
+            f"{p}_scores_above_threshold_total",
+            "Published scores at or above their kind's alert threshold "
+            "(churnwatch_alert_threshold{level=\"raise\"}), by kind", ["kind"], registry=r,
+        )  # fmt: skip
         self.score_distribution = Histogram(
             f"{p}_score", "Scores published, by kind (churn, sharing)", ["kind"],
             buckets=SCORE_BUCKETS, registry=r,
@@ -163,3 +197,84 @@ class Metrics:
             "Alerted accounts whose label arrived, by kind and whether the alert proved right",
             ["kind", "outcome"], registry=r,
         )  # fmt: skip
+        self.model_calibration = Gauge(
+            f"{p}_model_calibration",
+            "Reliability diagram of prequential predictions: per score bin (lower edge), the "
+            "mean predicted probability (stat=predicted) and the observed positive rate "
+            "(stat=observed); empty bins are not exported",
+            ["model", "bin", "stat"], registry=r,
+        )  # fmt: skip
+
+        # The worker itself
+        self.build_info = Gauge(
+            f"{p}_build_info", "churnwatch build (always 1): its version and its main libraries",
+            ["version", "python", "faust", "river"], registry=r,
+        )  # fmt: skip
+        self.build_info.labels(*_versions()).set(1)
+        self.alert_threshold = Gauge(
+            f"{p}_alert_threshold",
+            "Alert hysteresis in effect, by kind: the score that raises an alert (level=raise) "
+            "and the score it must fall below before the next one (level=reset)",
+            ["kind", "level"], registry=r,
+        )  # fmt: skip
+        self.ready = Gauge(
+            f"{p}_ready",
+            "1 when the worker is ready (partitions assigned, state recovered), else 0 "
+            "(the same answer as /readyz, at scrape time)", registry=r,
+        )  # fmt: skip
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes
+        PlatformCollector(registry=r)  # python_info
+        GCCollector(registry=r)  # python_gc_*
+        self._raise_at: dict[str, float] = {}  # set_thresholds
+        self._preinitialise()
+
+    def _preinitialise(self) -> None:
+        """Export every known label value at 0, so a healthy worker shows 0, not "No data"."""
+        for kind in ERROR_KINDS | {"processing_error"}:
+            self.dead_letters.labels(kind)
+        for topic, kind in INTERNAL_SKIPS:
+            self.internal_skipped.labels(topic, kind)
+        for model in KINDS:
+            self.alert_outcomes.labels(model, "right")
+            self.alert_outcomes.labels(model, "wrong")
+            self.examples_published.labels(model, "true")
+            self.examples_published.labels(model, "false")
+            self.training_redelivered.labels(model)
+            self.score_distribution.labels(model)
+            self.scores_above_threshold.labels(model)
+        churn_actions = (CHURN_ACTIONS.retention_offer, CHURN_ACTIONS.payment_reminder,
+                         CHURN_ACTIONS.win_back)  # fmt: skip
+        for kind, actions in (("churn", churn_actions), ("sharing", SHARING_ACTIONS)):
+            for action in actions:
+                self.alerts.labels(kind, action)
+
+    def set_thresholds(self, thresholds: dict[str, tuple[float, float]]) -> None:
+        """Export the alert levels in effect: kind -> (raise, reset)."""
+        self._raise_at = {kind: levels[0] for kind, levels in thresholds.items()}
+        for kind, (raise_at, reset_at) in thresholds.items():
+            self.alert_threshold.labels(kind, "raise").set(raise_at)
+            self.alert_threshold.labels(kind, "reset").set(reset_at)
+
+    def observe_score(self, kind: str, score: float) -> None:
+        """A published score: its distribution, and whether it reached the alert threshold.
+
+        >>> m = Metrics()
+        >>> m.set_thresholds({"churn": (0.4, 0.3)})
+        >>> for p in (0.1, 0.4, 0.9):
+        ...     m.observe_score("churn", p)
+        >>> m.scores_above_threshold.labels("churn")._value.get()
+        2.0
+        """
+        self.score_distribution.labels(kind).observe(score)
+        if score >= self._raise_at.get(kind, float("inf")):
+            self.scores_above_threshold.labels(kind).inc()
+
+
+def _versions() -> tuple[str, str, str, str]:
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return of("churnwatch"), platform.python_version(), of("faust-streaming"), of("river")

@@ -7,6 +7,7 @@ time: call :meth:`Settings.from_env` where the process starts.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from models.engine import EngineConfig
+
+
+# CHURNWATCH_* variables read outside ``Settings``: the dev broker's jar cache, full
+# tracebacks from the CLI, ./dev's virtualenv, the compose file's image tag
+OTHER_ENV = frozenset(
+    {"CHURNWATCH_CACHE_DIR", "CHURNWATCH_DEBUG", "CHURNWATCH_VENV", "CHURNWATCH_IMAGE"}
+)
 
 
 class SettingsError(ValueError):
@@ -320,3 +328,23 @@ class Settings:
     def documented(self) -> list[tuple[str, str]]:
         """(environment variable, default) for every setting, for the README and ``--help``."""
         return [(self.env_name(f.name), str(f.default)) for f in fields(self)]
+
+
+def unknown_env(env: Mapping[str, str] | None = None) -> list[str]:
+    """``CHURNWATCH_*`` variables nothing reads (a typo is otherwise silently ignored),
+    each with the closest known name.
+
+    >>> unknown_env({"CHURNWATCH_PARTITION": "4", "CHURNWATCH_PARTITIONS": "4", "HOME": "/"})
+    ['CHURNWATCH_PARTITION is not a churnwatch setting (did you mean CHURNWATCH_PARTITIONS?)']
+    >>> unknown_env({"CHURNWATCH_MODEL_KEY_FILE": "/run/secrets/model_key"})
+    []
+    """
+    env = os.environ if env is None else env
+    known = {Settings.env_name(f.name) for f in fields(Settings)} | OTHER_ENV
+    known |= {Settings.env_name(name) + "_FILE" for name in Settings.SECRETS}
+    problems = []
+    for name in sorted(n for n in env if n.startswith("CHURNWATCH_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (see 'churnwatch config')"
+        problems.append(f"{name} is not a churnwatch setting{hint}")
+    return problems

@@ -116,7 +116,10 @@ class RateLimiter:
 
 
 class Progress:
-    """``label: 412,000 events, 98,000/s, event time 2026-03-04`` at most every ``every_s``."""
+    """``label: 412,000 events, 98,000/s, event time 2026-03-04, 41%, ETA 1m05s`` at
+    most every ``every_s``. The share done comes from the bytes read of ``total_bytes``
+    (files) or from event time within ``span_ms`` (a simulation); without either the
+    line has no share and no ETA."""
 
     def __init__(
         self,
@@ -124,13 +127,19 @@ class Progress:
         stream: IO[str] | None = sys.stderr,
         every_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        total_bytes: int | None = None,
+        span_ms: tuple[int, int] | None = None,
     ) -> None:
         self._label, self._stream, self._every, self._clock = label, stream, every_s, clock
+        self._total_bytes, self._span = total_bytes, span_ms
         self._start = self._last = clock()
         self.count = 0
+        self.bytes = 0
 
-    def tick(self, ts: object = None) -> None:
+    def tick(self, ts: object = None, nbytes: int = 0) -> None:
         self.count += 1
+        self.bytes += nbytes
         if self._stream is not None and self.count & 1023 == 0:
             now = self._clock()
             if now - self._last >= self._every:
@@ -139,20 +148,54 @@ class Progress:
 
     def done(self, ts: object = None, extra: str = "") -> None:
         if self._stream is not None:
-            self._write(ts, f"{extra}, done\n")
+            self._write(ts, f"{extra}, done\n", finished=True)
 
-    def _write(self, ts: object, end: str) -> None:
+    def fraction(self, ts_ms: int | None) -> float | None:
+        """The share done (0..1), if the total is known.
+
+        >>> Progress("p", None, total_bytes=400).fraction(None)
+        0.0
+        >>> Progress("p", None, span_ms=(0, 1000)).fraction(250)
+        0.25
+        """
+        if self._total_bytes:
+            return min(self.bytes / self._total_bytes, 1.0)
+        if self._span is not None and ts_ms is not None:
+            start, end = self._span
+            return min(max((ts_ms - start) / max(end - start, 1), 0.0), 1.0)
+        return None
+
+    def _write(self, ts: object, end: str, finished: bool = False) -> None:
         assert self._stream is not None
         elapsed = max(self._clock() - self._start, 1e-9)
         line = f"{self._label}: {self.count:,} events, {self.count / elapsed:,.0f}/s"
+        ts_ms = None
         if ts is not None:
             try:
-                day = datetime.fromtimestamp(parse_ts(ts) / 1000, UTC).date()
+                ts_ms = parse_ts(ts)
+                day = datetime.fromtimestamp(ts_ms / 1000, UTC).date()
                 line += f", event time {day.isoformat()}"
             except (TypeError, ValueError):
                 pass
+        share = self.fraction(ts_ms)
+        if share is not None and not finished:
+            line += f", {share:.0%}"
+            if share > 0:
+                line += f", ETA {_duration(elapsed * (1 - share) / share)}"
         self._stream.write(line + end)
         self._stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``42s``.
+
+    >>> _duration(3725), _duration(185), _duration(42.4)
+    ('1h02m', '3m05s', '42s')
+    """
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def pump(
@@ -166,7 +209,7 @@ def pump(
     for value, account_id, event_type, ts in items:
         limiter.wait()
         sink.send(value, account_id, event_type)
-        progress.tick(ts)
+        progress.tick(ts, len(value) + 1)  # + its line end, when read from a file
     progress.done(ts)
 
 

@@ -72,11 +72,27 @@ def _is_loopback(address: str | None) -> bool:
         return False
 
 
+def ready_now(app: Any) -> bool:
+    """``is_ready`` for a scrape: False before the consumer exists."""
+    try:
+        return is_ready(app)[0]
+    except Exception:  # noqa: BLE001 - not started yet (no consumer, no recovery)
+        return False
+
+
 def register(rt: Runtime) -> None:
     app, metrics = rt.app, rt.metrics
     token = rt.settings.api_token
     table = rt.tables["accounts"]
     lookup = rt.services["lookup"]
+    cfg = rt.settings.engine_config()
+    metrics.set_thresholds(
+        {
+            "churn": (cfg.churn_alert.threshold, cfg.churn_alert.reset),
+            "sharing": (cfg.sharing_alert.threshold, cfg.sharing_alert.reset),
+        }
+    )
+    metrics.ready.set_function(lambda: float(ready_now(app)))
 
     @app.page("/metrics")
     async def prometheus_metrics(web: View, request: Request) -> Response:

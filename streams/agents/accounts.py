@@ -242,8 +242,8 @@ def register(rt: Runtime) -> None:
         records: list[tuple[str, bytes | None, bytes, int | None]] = []
         for msg in out.scores:
             records.append((s.scores_topic, msg["account_id"].encode(), orjson.dumps(msg), None))
-            m.score_distribution.labels("churn").observe(msg["churn_score"])
-            m.score_distribution.labels("sharing").observe(msg["sharing_score"])
+            m.observe_score("churn", msg["churn_score"])
+            m.observe_score("sharing", msg["sharing_score"])
         for alert in out.alerts:
             records.append(
                 (s.alerts_topic, alert["account_id"].encode(), orjson.dumps(alert), None)

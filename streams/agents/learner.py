@@ -100,6 +100,11 @@ def export_model_metrics(m: Metrics, learner: OnlineLearner) -> None:
     ):
         if not math.isnan(stats[key]):
             gauge.labels(name).set(stats[key])
+    n = learner.n_bins
+    for predicted, observed, _ in learner.calibration():  # a bin's mean lies in the bin
+        edge = f"{min(int(predicted * n), n - 1) / n:.2f}"
+        m.model_calibration.labels(name, edge, "predicted").set(predicted)
+        m.model_calibration.labels(name, edge, "observed").set(observed)
 
 
 def register(rt: Runtime) -> None:

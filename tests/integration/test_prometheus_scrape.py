@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from importlib.metadata import version
 from pathlib import Path
 
 import orjson
@@ -116,6 +117,18 @@ def test_prometheus_scrapes_worker_metrics(worker_factory, kafka_bootstrap, tmp_
         auc = _value(base, 'max(churnwatch_model_roc_auc{model="sharing"})')
         assert auc is not None and 0.0 <= auc <= 1.0
         assert _value(base, 'max(churnwatch_model_examples_learned{model="sharing"})') == 40
+        # what the dashboards and alert rules read besides the pipeline counters
+        assert _value(base, "max(churnwatch_ready)") == 1
+        raise_at = 'max(churnwatch_alert_threshold{kind="churn", level="raise"})'
+        assert _value(base, raise_at) == worker.settings.churn_threshold
+        assert _value(base, 'sum(churnwatch_dead_letters_total{kind="not_json"})') == 0
+        assert _value(base, 'sum(churnwatch_alert_outcomes_total{kind="sharing"})') is not None
+        builds = _query(base, "max by (version, faust, river) (churnwatch_build_info)")
+        assert [b["metric"]["version"] for b in builds] == [version("churnwatch")]
+        assert _value(base, 'max(process_resident_memory_bytes{job="churnwatch"})') > 10e6
+        bins = _query(base, 'max by (bin, stat) (churnwatch_model_calibration{model="sharing"})')
+        assert bins and all(0.0 <= float(b["value"][1]) <= 1.0 for b in bins)
+        assert {b["metric"]["stat"] for b in bins} == {"predicted", "observed"}
     finally:
         proc.terminate()
         proc.wait(20)

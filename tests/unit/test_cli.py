@@ -41,3 +41,54 @@ def test_bad_setting_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("CHURNWATCH_PARTITIONS", "-3")
     assert main(["config"]) == 2
     assert "CHURNWATCH_PARTITIONS must be >= 1" in capsys.readouterr().err
+
+
+def test_help_imports_no_heavy_library():
+    """``--help`` builds every parser without importing river, faust or Kafka clients
+    (river alone took 1.6 s), so it answers at once."""
+    code = (
+        "import sys; from streams.cli import build_parser; build_parser().format_help(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'river', 'scipy', 'faust', 'kafka', 'aiokafka', 'numpy'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_mistyped_variable_is_reported_with_the_closest_name(monkeypatch, capsys):
+    monkeypatch.setenv("CHURNWATCH_PARTITION", "4")
+    assert main(["config"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: CHURNWATCH_PARTITION is not a churnwatch setting" in err
+    assert "did you mean CHURNWATCH_PARTITIONS?" in err
+
+
+def _churnwatch(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "streams", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=120)  # fmt: skip
+
+
+def test_replay_checks_its_files_before_connecting(tmp_path):
+    unreachable = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    out = _churnwatch("replay", str(tmp_path / "missing.jsonl"), str(tmp_path), env=unreachable)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [
+        f"replay: cannot read {tmp_path / 'missing.jsonl'}: no such file",
+        f"replay: cannot read {tmp_path}: not a file",
+    ]
+
+
+@pytest.mark.parametrize("command", [("replay", "--wait", "1", "FILE"),
+                                     ("simulate", "--kafka", "--wait", "1", "--accounts", "2")])  # fmt: skip
+def test_unreachable_broker_is_one_line_naming_it(command, tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e", "type": "login", "account_id": "a", "ts": 1767225600000}\n')
+    args = [str(events) if a == "FILE" else a for a in command]
+    out = _churnwatch(*args, "--quiet", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("churnwatch:")]
+    assert len(lines) == 1 and "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in lines[0]

@@ -2,8 +2,9 @@
 
 Queries are checked against the sample names and labels that ``streams.metrics.Metrics``
 really exports, and the files with the real tools: ``promtool`` (Debian package
-``prometheus``) and ``docker-compose`` (Debian package ``docker-compose``). A missing
-tool fails the test and names its package: CI installs both.
+``prometheus``), ``amtool`` (``prometheus-alertmanager``) and ``docker-compose``
+(Debian package ``docker-compose``). A missing tool fails the test and names its
+package: CI installs them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from streams.metrics import Metrics
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -40,6 +42,11 @@ EXPECTED_ALERTS = {
     "ChurnwatchModelQualityCollapse",
     "ChurnwatchNoEventsConsumed",
     "ChurnwatchInternalRecordsSkipped",
+    "ChurnwatchWorkerNotReady",
+    "ChurnwatchLearnerStalled",
+    "ChurnwatchProcessingErrors",
+    "ChurnwatchAlertVolumeSpike",
+    "ChurnwatchModelCalibrationDrift",
 }
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped sample
 
@@ -101,7 +108,8 @@ def metric_families() -> set[str]:
 def promql_problems(expr: str) -> list[str]:
     """Names and labels in ``expr`` that the service does not export."""
     known = exported()
-    names = set(re.findall(r"\bchurnwatch_\w+", expr)) | set(re.findall(r"\bup\b", expr))
+    names = set(re.findall(r"\b(?:churnwatch|process|python)_\w+", expr))
+    names |= set(re.findall(r"\bup\b", expr))
     problems = [f"unknown metric {n}" for n in sorted(names - known.keys())]
     labels = set(TARGET_LABELS)
     for name in names & known.keys():
@@ -263,8 +271,7 @@ def test_three_dashboards_with_stable_unique_uids() -> None:
 def test_panel_queries_exported_metrics_through_provisioned_datasource(
     name: str, panel: dict[str, Any]
 ) -> None:
-    provisioned = yaml_file("deploy/grafana/provisioning/datasources/prometheus.yml")
-    uid = provisioned["datasources"][0]["uid"]
+    uid = "${datasource}"  # the dashboard's datasource variable (test_datasource_variable)
     assert panel["datasource"]["uid"] == uid
     assert panel["targets"], "panel without a query"
     for target in panel["targets"]:
@@ -274,8 +281,37 @@ def test_panel_queries_exported_metrics_through_provisioned_datasource(
             f"not aggregated over workers: {expr}"
         )
         assert promql_problems(expr) == [], expr
+        if re.search(r"\b(?:process|python)_", expr):  # the client's collectors: any job has them
+            assert 'job="churnwatch"' in expr, expr
     ref_ids = [t["refId"] for t in panel["targets"]]
     assert len(ref_ids) == len(set(ref_ids))
+
+
+def test_datasource_variable_defaults_to_the_provisioned_prometheus() -> None:
+    provisioned = yaml_file("deploy/grafana/provisioning/datasources/prometheus.yml")
+    uid = provisioned["datasources"][0]["uid"]
+    for path in DASHBOARDS:
+        variables = {v["name"]: v for v in dashboard(path)["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource", path.name
+        assert variables["datasource"]["query"] == "prometheus", path.name
+        assert variables["datasource"]["current"]["value"] == uid, path.name
+
+
+def test_threshold_variables_read_the_exported_thresholds() -> None:
+    """The risk dashboard's threshold variables parse what the workers export."""
+    board = dashboard(DEPLOY / "grafana/dashboards/risk-overview.json")
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    m = Metrics()
+    m.set_thresholds({"churn": (0.4, 0.3), "sharing": (0.85, 0.5)})
+    for kind, want in (("churn", "0.4"), ("sharing", "0.85")):
+        var = variables[f"{kind}_threshold"]
+        query = var["query"]["query"]
+        assert promql_problems(query) == [] and f'kind="{kind}"' in query
+        value = m.alert_threshold.labels(kind, "raise")._value.get()
+        # Grafana's query_result() output for the instant query, then the variable's regex
+        line = f'{{kind="{kind}", level="raise"}} {value} 1733000000000'
+        assert re.search(var["regex"].strip("/"), line).group(1) == want
+        assert f"${kind}_threshold" in json.dumps(board["panels"])
 
 
 def test_panels_fit_the_grid_without_overlap() -> None:
@@ -352,6 +388,29 @@ def test_alert_rules_are_complete_and_use_exported_metrics() -> None:
     assert 'up{job="churnwatch"}' in rules["ChurnwatchWorkerDown"]["expr"]
 
 
+def test_every_rule_links_its_runbook_section() -> None:
+    """``runbook_url`` ends in the GitHub anchor of the rule's section of operations.md."""
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "docs/operations.md").read_text(), re.M)
+    anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    for name, rule in alert_rules().items():
+        url = rule["annotations"]["runbook_url"]
+        assert url.split("#")[0].endswith("/docs/operations.md"), name
+        assert url.split("#")[1] == name.lower() in anchors, f"{name}: no section {url}"
+
+
+def test_alertmanager_config_and_prometheus_sends_to_it() -> None:
+    amtool = _tool("amtool", "prometheus-alertmanager")
+    config = DEPLOY / "alertmanager/alertmanager.yml"
+    out = _run(amtool, "check-config", str(config))
+    assert out.returncode == 0, out.stdout + out.stderr
+    routes = yaml_file("deploy/alertmanager/alertmanager.yml")["route"]
+    assert routes["routes"][0]["matchers"] == ['severity="critical"']
+    alerting = yaml_file("deploy/prometheus/prometheus.yml")["alerting"]["alertmanagers"]
+    assert alerting[0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    service = compose_config()["services"]["alertmanager"]
+    assert f"{config}:/etc/alertmanager/alertmanager.yml:ro" in service["volumes"]
+
+
 def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
     spec = yaml_file("deploy/prometheus/alerts_test.yml")
     fires: set[str] = set()
@@ -426,7 +485,9 @@ def test_the_secured_compose_variant_reaches_kafka_with_sasl_ssl_only(tmp_path: 
 
 def test_compose_services_healthchecks_and_startup_order() -> None:
     services = compose_config("--profile", "simulator")["services"]
-    assert set(services) == {"kafka", "worker-1", "worker-2", "simulator", "prometheus", "grafana"}
+    assert set(services) == {
+        "kafka", "worker-1", "worker-2", "simulator", "prometheus", "alertmanager", "grafana"
+    }  # fmt: skip
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
@@ -531,3 +592,64 @@ def test_every_metric_and_alert_is_documented() -> None:
     assert not missing, f"docs/metrics.md lacks {sorted(missing)}"
     operations = (ROOT / "docs/operations.md").read_text()
     assert {a for a in EXPECTED_ALERTS if f"### {a}" not in operations} == set()
+
+
+def test_operations_guide_states_the_compose_defaults() -> None:
+    """The tunables table of docs/operations.md gives the defaults the compose file
+    uses, and the compose file uses the worker's own defaults (logs aside: json)."""
+    compose = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", COMPOSE.read_text()))
+    table = (ROOT / "docs/operations.md").read_text()
+    checked = set()
+    for names, defaults in re.findall(r"^\| ((?:`\w+`(?:, )?)+) \| ([^|]+) \|", table, re.M):
+        names = re.findall(r"`(\w+)`", names)
+        values = [v.strip().strip("`") for v in defaults.split(",")]
+        if names[0] not in compose or len(values) != len(names):
+            continue  # a row about something else, or one value described in words
+        for name, value in zip(names, values, strict=True):
+            assert compose[name] == value, f"{name}: compose {compose[name]!r}, docs {value!r}"
+            checked.add(name)
+    assert {"CHURNWATCH_CHURN_THRESHOLD", "CHURNWATCH_SHARING_THRESHOLD"} <= checked
+    settings = dict(Settings().documented())
+    for name, value in compose.items():
+        if name.startswith("CHURNWATCH_") and name in settings and name != "CHURNWATCH_LOG_FORMAT":
+            assert settings[name] == value, f"{name}: worker default {settings[name]!r}"
+
+
+# --- reproducible installs ----------------------------------------------------------------
+
+
+def _pins(lock: str) -> dict[str, str]:
+    text = (DEPLOY / lock).read_text()
+    return {n.lower().replace("_", "-"): v for n, v in re.findall(r"^([\w.-]+)==(\S+) \\$", text, re.M)}
+
+
+def _requirement_names(specs: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~ \[;]", s, maxsplit=1)[0].lower().replace("_", "-") for s in specs}
+
+
+def test_locks_pin_every_declared_dependency_with_hashes() -> None:
+    """deploy/lock's output matches pyproject.toml: every dependency pinned, every pin
+    hashed. A dependency added without refreshing the locks fails here."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime, test = _pins("requirements.lock"), _pins("requirements-test.lock")
+    assert _requirement_names(project["dependencies"]) <= runtime.keys()
+    extras = project["optional-dependencies"]
+    assert _requirement_names(extras["test"] + extras["report"]) <= test.keys()
+    for name, version in runtime.items():
+        assert test.get(name) == version, f"{name}: the two locks disagree"
+    for lock in ("requirements.lock", "requirements-test.lock"):
+        blocks = re.split(r"\n(?=[\w.-]+==)", (DEPLOY / lock).read_text())
+        for block in blocks[1:]:
+            assert "--hash=sha256:" in block, f"{lock}: {block.splitlines()[0]} has no hash"
+
+
+def test_image_and_dev_install_from_the_locks() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "pip install --require-hashes -r requirements.lock" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
+    assert not dockerignored("deploy/requirements.lock")
+    dev = (ROOT / "dev").read_text()
+    assert "--require-hashes -r" in dev and "deploy/requirements-test.lock" in dev
+    assert "pip install -q --no-deps -e ." in dev

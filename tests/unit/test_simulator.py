@@ -387,3 +387,21 @@ def test_rate_limiter_paces_and_progress_reports() -> None:
     now[0] += 2.0
     progress.done("2026-03-04T10:00:00Z")
     assert out.getvalue() == "simulate: 2,048 events, 1,024/s, event time 2026-03-04, done\n"
+
+
+def test_progress_shows_share_done_and_eta():
+    now = [0.0]
+    out = io.StringIO()
+    day = 86_400_000
+    progress = Progress("simulate", out, every_s=1.0, clock=lambda: now[0], span_ms=(0, 10 * day))
+    for i in range(1, 2049):
+        if i == 2048:
+            now[0] = 4.0  # the 2048th event, at event time day 2 of 10, after 4 s
+        progress.tick(2 * day)
+    progress.done(10 * day)
+    first, last = out.getvalue().splitlines()
+    assert first == "simulate: 2,048 events, 512/s, event time 1970-01-03, 20%, ETA 16s"
+    assert last == "simulate: 2,048 events, 512/s, event time 1970-01-11, done"
+    by_bytes = Progress("replay", None, total_bytes=1000)
+    by_bytes.tick(None, 250)
+    assert by_bytes.fraction(None) == 0.25
