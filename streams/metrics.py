@@ -34,9 +34,11 @@ INTERNAL_SKIPS = (
     ("account_events", "bad_shape"),
     ("accounts", "bad_state"),
     ("models", "bad_snapshot"),
+    ("models", "bad_signature"),
     ("training", "not_json"),
     ("training", "bad_shape"),
     ("training", "bad_import"),
+    ("training", "bad_signature"),
     ("training", "learn_failed"),
 )
 

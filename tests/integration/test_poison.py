@@ -57,7 +57,7 @@ def labelled(worker, name: str, *labels: str) -> dict[tuple[str, ...], float]:  
     out: dict[tuple[str, ...], float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name:
+            if sample.name == name and sample.value:  # known label values start at 0
                 out[tuple(sample.labels[k] for k in labels)] = sample.value
     return out
 
