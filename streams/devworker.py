@@ -127,8 +127,12 @@ class WorkerProc:
         return scrape(self.url + "/metrics")
 
     def get_json(self, path: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+        """GET ``path``, with the worker's ``CHURNWATCH_API_TOKEN`` as bearer token if set."""
+        token = self.env.get("CHURNWATCH_API_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            request = urllib.request.Request(self.url + path, headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.status, orjson.loads(resp.read())
         except urllib.error.HTTPError as exc:
             return exc.code, orjson.loads(exc.read() or b"{}")

@@ -3,7 +3,9 @@
 The rebalance moves account partitions, their state, and maybe the learner to the
 new worker while events flow. Afterwards every event was applied exactly once,
 every cancellation got its ``win_back`` alert, and the models learned every
-published example exactly once, whichever worker learns now.
+published example exactly once, whichever worker learns now. Account lookups go to
+the first worker with the API token, which forwards those it does not own to the
+second: the token must travel along (it would answer 401 otherwise).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
     truth: list[dict] = []
     events = list(simulate(SIM, truth.append))
     per_account = Counter(e["account_id"] for e in {e["event_id"]: e for e in events}.values())
-    first = worker_factory().start()
+    token = {"CHURNWATCH_API_TOKEN": "two-workers-api-token-0123456789"}
+    first = worker_factory(**token).start()
     s = first.settings
     # keyed by account_id, one event per message: what a multi-worker deployment needs
     # (unkeyed arrays spread an account over partitions that different workers read)
@@ -37,7 +40,7 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
     half = len(events) // 2
     pump(encode_events(events[:half]), sink, RateLimiter(None), Progress("two-workers", None))
     first.wait_metric("churnwatch_events_applied_total", half // 4, timeout=300)
-    second = worker_factory(CHURNWATCH_DATA_DIR=str(tmp_path / "data2")).start()
+    second = worker_factory(CHURNWATCH_DATA_DIR=str(tmp_path / "data2"), **token).start()
     pump(encode_events(events[half:]), sink, RateLimiter(None), Progress("two-workers", None))
     sink.close()
 
@@ -63,6 +66,8 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
     for account, n in per_account.items():
         status, doc = first.get_json(f"/accounts/{account}")
         assert status == 200 and doc["events_applied"] == n, (account, n, doc)
+    first.env.pop("CHURNWATCH_API_TOKEN")  # the same lookups without the token: refused
+    assert {first.get_json(f"/accounts/{a}")[0] for a in per_account} == {401}
 
     alerts = [orjson.loads(m.value) for m in read_all(kafka_bootstrap, s.alerts_topic)]
     win_back = {a["account_id"] for a in alerts if a["action"] == "win_back"}
