@@ -128,6 +128,22 @@ def failure_record(event: Event, why: str, topic: str) -> dict[str, Any]:
     return DeadLetter(kind, f"{kind}: {why}", topic, -1, -1, None, raw).to_record()
 
 
+def by_partition(messages: Iterable[Any], skips: Skips) -> dict[int, list[Event]]:
+    """The events of a buffer of account-events messages per partition, in order.
+
+    What cannot be read is skipped and counted (a bug or a foreign writer: never fatal).
+    """
+    out: dict[int, list[Event]] = {}
+    for ev in messages:
+        events, bad = read_batch(ev.message.value)
+        for why in bad:
+            where = f"partition {ev.message.partition} offset {ev.message.offset}"
+            kind = "not_json" if why == "not JSON" else "bad_shape"
+            skips.skip("account_events", kind, where, why)
+        out.setdefault(ev.message.partition, []).extend(events)
+    return out
+
+
 def reason_label(feature: str) -> str:
     """Bounded metric label for a reason: open-ended per-action features fold into one."""
     return "action_*" if feature.startswith("action_") else feature
@@ -196,13 +212,9 @@ def register(rt: Runtime) -> None:
             now_s = time.time()
             models = model_cache.current()
             out = Outputs()
-            for ev in batch:
-                events, bad = read_batch(ev.message.value)
-                for why in bad:  # a bug or a foreign writer: skipped, never fatal
-                    where = f"partition {ev.message.partition} offset {ev.message.offset}"
-                    kind = "not_json" if why == "not JSON" else "bad_shape"
-                    skips.skip("account_events", kind, where, why)
-                shard = store.shard(ev.message.partition)
+            # one process() per partition per buffer: each account touched is scored once
+            for partition, events in by_partition(batch, skips).items():
+                shard = store.shard(partition)
                 applied, dups, late = process(shard, events, models, cfg, out, store.census)
                 await asyncio.sleep(0)  # let heartbeats and HTTP requests through
                 m.events_applied.inc(applied)
