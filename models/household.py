@@ -331,7 +331,11 @@ def _locate(
     if lat is not None and lon is not None:
         best, best_km = None, PLACE_RADIUS_KM
         for place in hs.places.values():
+            # a degree of latitude is 111.2 km: a place further north or south than the best
+            # distance so far is no nearer, whatever its longitude (skips most haversines)
             if place.lat is not None and place.lon is not None:
+                if abs(lat - place.lat) * 111.0 > best_km:
+                    continue
                 km = haversine_km(lat, lon, place.lat, place.lon)
                 if km <= best_km:
                     best, best_km = place, km
@@ -647,12 +651,17 @@ def _hubs(
     return frozenset(out)
 
 
+_COS_HOUR = [math.cos(i * math.pi / 12) for i in range(24)]
+_SIN_HOUR = [math.sin(i * math.pi / 12) for i in range(24)]
+_SECOND_PLACE_NAMES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_"))
+
+
 def _peak_hour(place: Place) -> float | None:
     w = sum(place.hours)
     if w < RHYTHM_MIN_HOURS:
         return None
-    x = sum(h * math.cos(i * math.pi / 12) for i, h in enumerate(place.hours))
-    y = sum(h * math.sin(i * math.pi / 12) for i, h in enumerate(place.hours))
+    x = sum(h * c for h, c in zip(place.hours, _COS_HOUR, strict=True))
+    y = sum(h * s for h, s in zip(place.hours, _SIN_HOUR, strict=True))
     return (math.atan2(y, x) * 12 / math.pi) % 24
 
 
@@ -685,6 +694,7 @@ def household_features(
     ]
     peak, over_ms, live_overlap = _sweep(live, sealed, now_ms + 1, max_streams)
     in_win = range(lo_day, now_day + 1)
+    win = set(in_win)
     peak = max([peak] + [v for d, v in hs.day_max_streams.items() if d in in_win])
     over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
 
@@ -699,15 +709,13 @@ def household_features(
     total_view = sum(v for v, _ in view.values())
     away_view = sum(v for p, (v, _) in view.items() if p != home and not hs.places[p].paid)
 
-    sp: dict[str, float] = dict.fromkeys(
-        (n for n in FEATURE_NAMES if n.startswith("second_place_")), 0.0
-    )
+    sp: dict[str, float] = dict.fromkeys(_SECOND_PLACE_NAMES, 0.0)
     overlap_ms = 0
     at_home_devices: set[str] = set()
     paid_devices: set[str] = set()  # devices living at a paid extra member's place
     own_days: set[int] = set()  # days a device living at the second place was active there
     for dev_id, dev in hs.devices.items():
-        days = {p: n for p, ds in dev.place_days.items() if (n := sum(d in in_win for d in ds))}
+        days = {p: n for p, ds in dev.place_days.items() if (n := len(ds & win))}
         if not days:
             continue
         at_home = days.get(home, 0) if home is not None else 0
@@ -738,7 +746,7 @@ def household_features(
                 sp["second_place_shared_devices_28d"] += 1
             elif lives_away and main == second:
                 sp["second_place_own_devices_28d"] += 1
-                own_days.update(d for d in dev.place_days[second] if d in in_win)
+                own_days |= dev.place_days[second] & win
                 if dev.kind in STATIONARY_TYPES:
                     sp["second_place_stationary_devices_28d"] += 1
                 elif dev.kind == "mobile":
@@ -765,10 +773,8 @@ def household_features(
         )
         if home is not None:
             hp = hs.places[home]
-            home_days = {d for d in hp.days if d in in_win}
-            sp["second_place_coactive_days_28d"] = sum(
-                1 for d in place.days if d in in_win and d in home_days
-            )
+            home_days = hp.days.keys() & win
+            sp["second_place_coactive_days_28d"] = len(place.days.keys() & home_days)
             sp["second_place_own_coactive_days_28d"] = len(own_days & home_days)
             if hp.lat is not None and hp.lon is not None and place.lat is not None:
                 assert place.lon is not None  # lat and lon are set together
