@@ -159,23 +159,28 @@ def _engagement(state: AccountState, now_ms: int, age_days: float) -> dict[str, 
 
 def _past_usage(state: AccountState, today: int) -> UsageSums:
     """Sums of the day buckets of the 27 days before ``today`` (7-day: the last 6)."""
-    week = [0.0, 0.0, 0.0, 0.0]  # watch s, sessions, active days, activity
-    month = [0.0, 0.0, 0.0, 0.0]
+    watch7 = sessions7 = active7 = activity7 = 0.0
+    watch28 = sessions28 = active28 = activity28 = 0.0
     actions = dict.fromkeys(state.actions, 0.0)
     days = state.days
     for day in range(today - 27, today):
         b = days.get(day)
         if b is None:
             continue
-        row = (b.watch_s, b.sessions, b.usage_events > 0, b.activity)
-        for i, v in enumerate(row):
-            month[i] += v
-            if day > today - 7:
-                week[i] += v
+        active = b.usage_events > 0
+        watch28 += b.watch_s
+        sessions28 += b.sessions
+        active28 += active
+        activity28 += b.activity
+        if day > today - 7:
+            watch7 += b.watch_s
+            sessions7 += b.sessions
+            active7 += active
+            activity7 += b.activity
         for name, qty in b.actions.items():
             actions[name] = actions.get(name, 0.0) + qty
-    return UsageSums(today, (week[0], week[1], week[2], week[3]),
-                     (month[0], month[1], month[2], month[3]), actions)  # fmt: skip
+    week = (watch7, sessions7, active7, activity7)
+    return UsageSums(today, week, (watch28, sessions28, active28, activity28), actions)
 
 
 def _trend(rate_7d: float, rate_28d: float) -> float:
