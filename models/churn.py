@@ -59,9 +59,9 @@ def model_input(x: dict[str, float]) -> dict[str, float]:
     {'sessions_7d': 0.0}
     """
     return {
-        k: math.log1p(v) if v >= 0 and _logged(k) else v
+        k: math.log1p(v) if logged and v >= 0 else v
         for k, v in x.items()
-        if not k.startswith("action_")
+        if (logged := _input_kind(k)) is not None
     }
 
 
@@ -69,6 +69,12 @@ def model_input(x: dict[str, float]) -> dict[str, float]:
 def _logged(name: str) -> bool:
     """Whether the linear model sees ``name`` through log1p (cached: names repeat)."""
     return name.startswith(LOG_FEATURE_PREFIXES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _input_kind(name: str) -> bool | None:
+    """None: not a model input (``action_*``); else whether it is seen through log1p."""
+    return None if name.startswith("action_") else _logged(name)
 
 
 def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipeline:
