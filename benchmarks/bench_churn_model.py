@@ -104,7 +104,7 @@ SETTLE_MS = 2 * DAY_MS  # see ``settled``
 # They could only change an example by raising on an event: processing failures are
 # counted. A change anywhere else under models/ invalidates the cached examples.
 NOT_IN_EXAMPLES = frozenset(
-    {"churn.py", "learner.py", "household.py", "sharing.py", "alerting.py", "evaluation.py"}
+    {"churn.py", "learner.py", "household", "sharing.py", "alerting.py", "evaluation.py"}
 )
 _KEY = itemgetter(0)
 
@@ -196,8 +196,9 @@ def cache_key(cfg: SimConfig) -> str:
     root = Path(models.__file__).parent
     h = hashlib.sha1(repr(cfg).encode())
     for path in sorted(root.rglob("*.py")):
-        if path.name not in NOT_IN_EXAMPLES:
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        rel = path.relative_to(root)
+        if rel.parts[0] not in NOT_IN_EXAMPLES:  # a module, or a package (household)
+            h.update(str(rel).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:12]
 
 

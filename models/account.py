@@ -94,6 +94,21 @@ class DayBucket:
 
 
 @dataclass(slots=True)
+class UsageSums:
+    """The usage of the days before ``day`` in the 7- and 28-day windows ending at ``day``.
+
+    Derived from the day buckets by ``models.features`` and kept so that a score reads
+    one day's bucket instead of 28; never persisted (rebuilt on first use after a
+    load) and dropped whenever a bucket before ``day`` changes or is pruned.
+    """
+
+    day: int
+    week: tuple[float, float, float, float]  # watch s, sessions, active days, activity
+    month: tuple[float, float, float, float]
+    actions: dict[str, float]
+
+
+@dataclass(slots=True)
 class AccountState:
     """Everything churnwatch remembers about one account (bounded).
 
@@ -137,6 +152,8 @@ class AccountState:
     dropped_snapshots: int = 0
     risk: RiskState = field(default_factory=RiskState)
     household: HouseholdState = field(default_factory=new_household)
+    # derived, not persisted (models.features)
+    usage_sums: UsageSums | None = field(default=None, compare=False, repr=False)
 
     @property
     def reactivations(self) -> int:
@@ -252,6 +269,8 @@ def _remember(state: AccountState, event: Event, cutoff: int, cfg: StateConfig) 
 
 def _bucket(state: AccountState, ts: int) -> DayBucket:
     day = ts // DAY_MS
+    if state.usage_sums is not None and day < state.usage_sums.day:
+        state.usage_sums = None  # a late event changed a day the sums hold
     bucket = state.days.get(day)
     if bucket is None:
         bucket = state.days[day] = DayBucket()
@@ -263,6 +282,7 @@ def _prune_days(state: AccountState, cfg: StateConfig) -> None:
         oldest_kept = state.max_ts // DAY_MS - cfg.ring_days + 1
         for day in [d for d in state.days if d < oldest_kept]:
             del state.days[day]
+        state.usage_sums = None
 
 
 def _insort_capped(items: list[Any], item: Any, cap: int) -> None:

@@ -19,6 +19,7 @@ never enters that context, so scoring never changes a model.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -48,10 +49,7 @@ def log1p_counts(x: dict[str, float]) -> dict[str, float]:
     >>> log1p_counts({"sessions_7d": math.e - 1, "price_increase_pct_90d": 0.5})
     {'sessions_7d': 1.0, 'price_increase_pct_90d': 0.5}
     """
-    return {
-        k: math.log1p(v) if v >= 0 and k.startswith(LOG_FEATURE_PREFIXES) else v
-        for k, v in x.items()
-    }
+    return {k: math.log1p(v) if v >= 0 and _logged(k) else v for k, v in x.items()}
 
 
 def model_input(x: dict[str, float]) -> dict[str, float]:
@@ -60,7 +58,23 @@ def model_input(x: dict[str, float]) -> dict[str, float]:
     >>> model_input({"action_like_28d": 3.0, "sessions_7d": 0.0})
     {'sessions_7d': 0.0}
     """
-    return {k: v for k, v in log1p_counts(x).items() if not k.startswith("action_")}
+    return {
+        k: math.log1p(v) if logged and v >= 0 else v
+        for k, v in x.items()
+        if (logged := _input_kind(k)) is not None
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _logged(name: str) -> bool:
+    """Whether the linear model sees ``name`` through log1p (cached: names repeat)."""
+    return name.startswith(LOG_FEATURE_PREFIXES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _input_kind(name: str) -> bool | None:
+    """None: not a model input (``action_*``); else whether it is seen through log1p."""
+    return None if name.startswith("action_") else _logged(name)
 
 
 def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipeline:

@@ -197,7 +197,7 @@ def decide_churn(
         return
     r = risk(state)
     step = cfg.churn_decision_interval_ms
-    last = getattr(r, "decided_ts", None)  # states saved before decisions existed lack it
+    last = r.decided_ts
     point = (state.first_ts if last is None else last) // step * step + step
     # after a silence longer than the horizon only its last horizon is decided: an alert
     # at an older point would be closed as wrong at once (and the loop stays bounded)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from models.account import DAY_MS, AccountState
+from models.account import DAY_MS, AccountState, UsageSums
 
 RECENCY_CAP_DAYS = 90.0
 _MONTH_MS = 30.4375 * DAY_MS
@@ -52,7 +52,8 @@ _YEAR_MS = 365.25 * DAY_MS
 
 
 def churn_features(state: AccountState, now_ms: int) -> dict[str, float]:
-    """Features of ``state`` at event time ``now_ms`` (pure; does not modify the state).
+    """Features of ``state`` at event time ``now_ms`` (pure: the state's content is not
+    changed; the usage sums of the past days are kept in ``state.usage_sums``).
 
     >>> from models.account import new_account, apply_event
     >>> from models.contract import Event
@@ -122,32 +123,64 @@ def _seen_since(seen: dict[str, list[int]], since: int, now_ms: int) -> float:
 
 def _engagement(state: AccountState, now_ms: int, age_days: float) -> dict[str, float]:
     today = now_ms // DAY_MS
-    week_start = today - 6
-    w7 = [0.0, 0.0, 0.0, 0.0]  # watch s, sessions, active days, activity
-    w28 = [0.0, 0.0, 0.0, 0.0]
+    sums = state.usage_sums
+    if sums is None or sums.day != today:
+        sums = state.usage_sums = _past_usage(state, today)
     actions = dict.fromkeys(state.actions, 0.0)
-    days = state.days
-    for day in range(today - 27, today + 1):
-        b = days.get(day)
-        if b is None:
-            continue
-        row = (b.watch_s, b.sessions, b.usage_events > 0, b.activity)
-        for i, v in enumerate(row):
-            w28[i] += v
-            if day >= week_start:
-                w7[i] += v
+    actions.update(sums.actions)
+    watch7, sessions7, active7, activity7 = sums.week
+    watch28, sessions28, active28, activity28 = sums.month
+    b = state.days.get(today)
+    if b is not None:  # added last, as the days before it were: the same sums to the bit
+        active = b.usage_events > 0
+        watch7, sessions7, active7, activity7 = (
+            watch7 + b.watch_s, sessions7 + b.sessions, active7 + active, activity7 + b.activity
+        )  # fmt: skip
+        watch28, sessions28, active28, activity28 = (
+            watch28 + b.watch_s, sessions28 + b.sessions, active28 + active,
+            activity28 + b.activity,
+        )  # fmt: skip
         for name, qty in b.actions.items():
             actions[name] = actions.get(name, 0.0) + qty
     out = {f"action_{name}_28d": qty for name, qty in actions.items()}
-    for window, w in (("7d", w7), ("28d", w28)):
-        out[f"watch_hours_{window}"] = w[0] / 3600.0
-        out[f"sessions_{window}"] = w[1]
-        out[f"active_days_{window}"] = w[2]
-        out[f"activity_{window}"] = w[3]
+    out["watch_hours_7d"] = watch7 / 3600.0
+    out["sessions_7d"] = sessions7
+    out["active_days_7d"] = active7
+    out["activity_7d"] = activity7
+    out["watch_hours_28d"] = watch28 / 3600.0
+    out["sessions_28d"] = sessions28
+    out["active_days_28d"] = active28
+    out["activity_28d"] = activity28
     lived7, lived28 = max(min(7.0, age_days), 1.0), max(min(28.0, age_days), 1.0)
-    out["engagement_trend"] = _trend(w7[0] / lived7, w28[0] / lived28)
-    out["active_days_trend"] = _trend(w7[2] / lived7, w28[2] / lived28)
+    out["engagement_trend"] = _trend(watch7 / lived7, watch28 / lived28)
+    out["active_days_trend"] = _trend(active7 / lived7, active28 / lived28)
     return out
+
+
+def _past_usage(state: AccountState, today: int) -> UsageSums:
+    """Sums of the day buckets of the 27 days before ``today`` (7-day: the last 6)."""
+    watch7 = sessions7 = active7 = activity7 = 0.0
+    watch28 = sessions28 = active28 = activity28 = 0.0
+    actions = dict.fromkeys(state.actions, 0.0)
+    days = state.days
+    for day in range(today - 27, today):
+        b = days.get(day)
+        if b is None:
+            continue
+        active = b.usage_events > 0
+        watch28 += b.watch_s
+        sessions28 += b.sessions
+        active28 += active
+        activity28 += b.activity
+        if day > today - 7:
+            watch7 += b.watch_s
+            sessions7 += b.sessions
+            active7 += active
+            activity7 += b.activity
+        for name, qty in b.actions.items():
+            actions[name] = actions.get(name, 0.0) + qty
+    week = (watch7, sessions7, active7, activity7)
+    return UsageSums(today, week, (watch28, sessions28, active28, activity28), actions)
 
 
 def _trend(rate_7d: float, rate_28d: float) -> float:

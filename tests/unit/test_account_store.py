@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from models.account import DAY_MS, dump_state, load_state, new_account
-from models.contract import Event
+from models.contract import Event, encode_batch
 from models.engine import EngineConfig, Models, Outputs, process
 from streams.agents.accounts import AccountStore, describe
+from streams.agents.accounts import by_partition as group
 from streams.app import partition_for
+from streams.metrics import Metrics
+from streams.skips import Skips
 
 T0 = 1_767_225_600_000
 P = 4
@@ -139,3 +143,26 @@ def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
     assert [key for _, key, _ in records] == [b"a0000007"]
     assert table[b"a0000007"][:5] == b"CWAS\x03"
     assert load_state(table[b"a0000007"]) == load_state(old)
+
+
+def test_a_buffer_is_processed_once_per_partition_so_each_account_is_scored_once():
+    a, b = events_for("a", 6), events_for("c", 3)
+    pa, pb = partition_for("a", P), partition_for("c", P)
+    assert pa != pb
+
+    def msg(partition, offset, value):
+        return SimpleNamespace(
+            message=SimpleNamespace(partition=partition, offset=offset, value=value)
+        )
+
+    buffer = [msg(pa, 0, encode_batch(a[:3])), msg(pb, 0, encode_batch(b)),
+              msg(pa, 1, b"not json"), msg(pa, 2, encode_batch(a[3:]))]  # fmt: skip
+    skips = Skips(Metrics())
+    parts = group(buffer, skips)
+    assert parts == {pa: a, pb: b}  # in order, across the messages of the buffer
+    assert skips.metrics.internal_skipped.labels("account_events", "not_json")._value.get() == 1
+    out = Outputs()
+    store, models, cfg = AccountStore(Table(), P), Models.fresh(), EngineConfig()
+    for p, events in parts.items():
+        process(store.shard(p), events, models, cfg, out)
+    assert sorted(s["account_id"] for s in out.scores) == ["a", "c"]  # one score each

@@ -150,3 +150,42 @@ def test_features_do_not_change_the_state() -> None:
     before = dump_state(s)
     churn_features(s, T0 + 35 * DAY_MS)
     assert dump_state(s) == before
+
+
+def test_kept_usage_sums_give_the_features_of_a_fresh_computation_to_the_bit():
+    """``state.usage_sums`` (the past days' sums) never changes a feature: late events
+    that cross midnight, the pruning of old days and features at older times included."""
+    import dataclasses
+    import random
+
+    from models.account import StateConfig
+
+    rng, cfg = random.Random(7), StateConfig(ring_days=28)
+    s, ts = new_account("a"), T0
+    kinds = ["login", "activity", "playback_stopped", "activity"]
+    for i in range(1500):
+        ts += rng.choice([MIN, 20 * MIN, 3 * HOUR_MS, 11 * HOUR_MS])
+        late = ts - rng.choice([0, 0, 0, 50 * MIN])  # within the lateness: maybe yesterday
+        kind = rng.choice(kinds)
+        fields = {"device_id": "tv", "session_id": f"s{i}", "watched_s": rng.random() * 999,
+                  "action": rng.choice(["like", "rate", "share"]), "quantity": rng.random()}  # fmt: skip
+        apply_event(s, ev(f"e{i}", kind, late, **fields), cfg=cfg)
+        for at in (s.max_ts, late, s.max_ts - rng.choice([0, 0, 1, 10]) * DAY_MS):
+            fresh = churn_features(dataclasses.replace(s, usage_sums=None), at)
+            assert repr(churn_features(s, at)) == repr(fresh)
+
+
+def test_kept_usage_sums_are_dropped_with_the_days_they_hold():
+    import dataclasses
+
+    from models.account import StateConfig
+
+    cfg, s = StateConfig(ring_days=28), new_account("a")
+    for d in range(45):
+        if d == 40:  # kept: days 12..39; the sums of days 12..29, then days 12..16 pruned
+            at = T0 + 30 * DAY_MS
+            before = churn_features(s, at)
+        apply_event(s, ev(f"e{d}", "login", T0 + d * DAY_MS, device_id="tv"), cfg=cfg)
+    fresh = churn_features(dataclasses.replace(s, usage_sums=None), at)
+    assert churn_features(s, at) == fresh
+    assert (before["active_days_28d"], fresh["active_days_28d"]) == (19.0, 14.0)

@@ -1,0 +1,81 @@
+"""Networks many accounts use away from home (VPN exits, carrier NAT), across accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from models.household.places import _home, _window_view
+from models.household.state import (
+    CENSUS_MAX_PREFIXES,
+    DAY_MS,
+    POPULAR_ACCOUNTS,
+    WINDOW_DAYS,
+    HouseholdState,
+)
+
+
+@dataclass(slots=True)
+class PrefixCensus:
+    """Cross-account census: which accounts used each network prefix *away from home*.
+
+    A prefix that many accounts use away from their own home (in the last
+    ``window_ms`` of event time) is a VPN exit, a carrier's NAT pool, a hotel or
+    a datacenter -- never somebody's home. A residential prefix shared by many
+    subscribers' homes does not count: it is home to each of them. Bounded: at
+    most ``2 * popular_accounts`` accounts per prefix (the latest) and
+    ``max_prefixes`` prefixes (the least used are evicted first). A census sees
+    only the accounts fed to it (one worker's or one partition's): it needs
+    ``popular_accounts`` of them per shared network to recognise it.
+
+    >>> from models.contract import Event
+    >>> from models.household import DAY_MS, apply_household, new_household, prefix_hash
+    >>> hs = new_household()
+    >>> for i, ip in enumerate(["198.51.100.1", "203.0.113.9"]):  # home, then a VPN exit
+    ...     e = Event(f"e{i}", "login", "a", i * DAY_MS, {"device_id": "d", "ip": ip})
+    ...     hs = apply_household(hs, e, max_streams=1)
+    >>> census = PrefixCensus(popular_accounts=2)
+    >>> census.observe("a", hs); census.observe("b", hs)
+    >>> vpn, home = prefix_hash("203.0.113.9"), prefix_hash("198.51.100.1")
+    >>> census.accounts(vpn, DAY_MS), census.popular(vpn, DAY_MS), census.popular(home, DAY_MS)
+    (2, True, False)
+    """
+
+    popular_accounts: int = POPULAR_ACCOUNTS
+    max_prefixes: int = CENSUS_MAX_PREFIXES
+    window_ms: int = WINDOW_DAYS * DAY_MS
+    users: dict[str, dict[str, int]] = field(default_factory=dict)  # prefix -> account -> ts
+
+    def __post_init__(self) -> None:
+        if self.popular_accounts < 2 or self.max_prefixes < 1 or self.window_ms <= 0:
+            raise ValueError("popular_accounts must be >= 2, max_prefixes and window_ms > 0")
+
+    def observe(self, account_id: str, hs: HouseholdState) -> None:
+        """Record the prefixes ``hs`` used away from its home (cheap when nothing changed)."""
+        if not hs.prefixes:
+            return
+        home = _home(hs, _window_view(hs, hs.max_ts), hs.max_ts)
+        cap = 2 * self.popular_accounts
+        for h, (ts, pid) in hs.prefixes.items():
+            if pid == home:
+                continue
+            users = self.users.setdefault(h, {})
+            if users.get(account_id, -1) >= ts:
+                continue
+            users[account_id] = ts
+            if len(users) > cap:
+                del users[min(users, key=users.__getitem__)]
+        if len(self.users) > self.max_prefixes:
+            keep = sorted(
+                self.users.items(), key=lambda kv: (len(kv[1]), max(kv[1].values(), default=0))
+            )
+            self.users = dict(keep[len(keep) - self.max_prefixes * 3 // 4 :])
+
+    def accounts(self, prefix: str, now_ms: int) -> int:
+        """Distinct accounts that used ``prefix`` away from home in the window up to ``now_ms``."""
+        users = self.users.get(prefix)
+        lo = now_ms - self.window_ms
+        return sum(1 for ts in users.values() if ts > lo) if users else 0
+
+    def popular(self, prefix: str, now_ms: int) -> bool:
+        """Whether ``prefix`` is a shared network (VPN exit, carrier NAT), not a home."""
+        return self.accounts(prefix, now_ms) >= self.popular_accounts

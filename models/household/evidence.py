@@ -1,0 +1,272 @@
+"""Folding one event into the household state: places, devices, travel, sealing days."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from models.contract import Event
+from models.household.geo import _prefix, haversine_km
+from models.household.places import _home, _second, _window_view
+from models.household.sessions import _close, _start, _stop, _sweep
+from models.household.state import (
+    DAY_MS,
+    DEFAULT_SALT,
+    HOUR_MS,
+    IMPOSSIBLE_KMH,
+    IMPOSSIBLE_MIN_KM,
+    INHERIT_MS,
+    LATENESS_MS,
+    MAX_DEVICES,
+    MAX_FAILED_DEVICES,
+    MAX_PLACES,
+    MAX_PLACES_PER_DEVICE,
+    MAX_PREFIXES,
+    MAX_PREFIXES_PER_PLACE,
+    MAX_PROFILES,
+    PLACE_RADIUS_KM,
+    SESSION_TIMEOUT_MS,
+    WINDOW_DAYS,
+    Device,
+    HouseholdState,
+    Place,
+    _put_capped,
+)
+
+
+def apply_household(
+    hs: HouseholdState,
+    event: Event,
+    *,
+    max_streams: int,
+    salt: bytes = DEFAULT_SALT,
+    lateness_ms: int = LATENESS_MS,
+    session_timeout_ms: int = SESSION_TIMEOUT_MS,
+) -> HouseholdState:
+    """Fold one event into the household state (in place) and return it.
+
+    Handles ``login``, ``playback_started``, ``playback_stopped``, ``activity``,
+    ``household_verification`` and ``extra_member_added``; ignores other types.
+    Duplicates must be dropped by the caller; late events (up to
+    ``lateness_ms``) are handled exactly.
+
+    >>> from models.contract import Event
+    >>> from models.household import new_household
+    >>> hs = new_household()
+    >>> e = Event("e1", "login", "a-1", 0, {"device_id": "d1", "ip": "198.51.100.9",
+    ...           "geo": {"lat": 52.52, "lon": 13.40}, "device_type": "tv"})
+    >>> hs = apply_household(hs, e, max_streams=2)
+    >>> len(hs.places), list(hs.devices)
+    (1, ['d1'])
+    """
+    f, ts, kind = event.fields, event.ts, event.type
+    if kind == "household_verification":
+        outcome = f.get("outcome")
+        if outcome == "verified":
+            hs.verifications_verified += 1
+        elif outcome in ("failed", "expired"):
+            hs.verifications_failed += 1
+            if f.get("device_id"):
+                device = str(f["device_id"])
+                ts = max(ts, hs.failed_devices.get(device, ts))
+                _put_capped(hs.failed_devices, device, ts, MAX_FAILED_DEVICES)
+        return hs
+    if kind == "extra_member_added":
+        _mark_paid(hs, ts)
+        return hs
+    if kind not in ("login", "playback_started", "playback_stopped", "activity"):
+        return hs
+
+    hs.first_ts = ts if hs.first_ts is None else min(hs.first_ts, ts)
+    if hs.sealed_until is None:
+        hs.sealed_until = ts - ts % DAY_MS
+    if kind == "playback_stopped":
+        _stop(hs, str(f.get("session_id", "")), ts, f.get("watched_s"))
+    else:
+        pid = _observe(hs, ts, f, salt)
+        if kind == "playback_started":
+            dev = str(f.get("device_id") or "")
+            _start(hs, str(f.get("session_id", "")), ts, pid, dev, session_timeout_ms)
+    if ts > hs.max_ts:
+        hs.max_ts = ts
+        _advance(hs, max_streams, lateness_ms, session_timeout_ms)
+    return hs
+
+
+def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> int:
+    """Locate an event's place, record device/profile presence; return the place id."""
+    device_id = f.get("device_id")
+    dev = _device(hs, str(device_id), ts, f.get("device_type")) if device_id else None
+    geo = f.get("geo")
+    lat = lon = None
+    if isinstance(geo, Mapping) and "lat" in geo and "lon" in geo:
+        lat, lon = float(geo["lat"]), float(geo["lon"])
+    ip = f.get("ip")
+    h, version = _prefix(str(ip), salt) if ip else (None, 0)
+    pid = _locate(hs, ts, lat, lon, h, dev)
+    day = ts // DAY_MS
+    if pid >= 0:
+        place = hs.places[pid]
+        place.last_ts = max(place.last_ts, ts)
+        place.days.setdefault(day, 0)
+        if h is not None:
+            first, last = place.prefixes.get(h, (ts, ts))[:2]
+            seen = (min(first, ts), max(last, ts), version)
+            _put_capped(place.prefixes, h, seen, MAX_PREFIXES_PER_PLACE)
+            _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
+    if dev is not None:
+        if lat is not None and lon is not None:
+            _check_travel(hs, dev, ts, lat, lon)
+        if pid >= 0:
+            if ts >= dev.last_ts:
+                dev.last_pid = pid
+            days = dev.place_days.get(pid)
+            if days is None:
+                if len(dev.place_days) >= MAX_PLACES_PER_DEVICE:
+                    oldest = min(dev.place_days, key=lambda p: max(dev.place_days[p], default=0))
+                    del dev.place_days[oldest]
+                days = dev.place_days[pid] = set()
+            days.add(day)
+        dev.last_ts = max(dev.last_ts, ts)
+    profile = f.get("profile_id")
+    if profile:
+        _put_capped(
+            hs.profiles, str(profile), max(ts, hs.profiles.get(str(profile), ts)), MAX_PROFILES
+        )
+    return pid
+
+
+def _locate(
+    hs: HouseholdState,
+    ts: int,
+    lat: float | None,
+    lon: float | None,
+    h: str | None,
+    dev: Device | None,
+) -> int:
+    if lat is not None and lon is not None:
+        best, best_km = None, PLACE_RADIUS_KM
+        for place in hs.places.values():
+            # a degree of latitude is 111.2 km: a place further north or south than the best
+            # distance so far is no nearer, whatever its longitude (skips most haversines)
+            if place.lat is not None and place.lon is not None:
+                if abs(lat - place.lat) * 111.0 > best_km:
+                    continue
+                km = haversine_km(lat, lon, place.lat, place.lon)
+                if km <= best_km:
+                    best, best_km = place, km
+        if best is None:
+            return _new_place(hs, ts, lat, lon)
+        if best.lat is not None and best.lon is not None and best.n_geo < 50:
+            best.n_geo += 1  # running centre, frozen after 50 fixes
+            best.lat += (lat - best.lat) / best.n_geo
+            best.lon += (lon - best.lon) / best.n_geo
+        return best.pid
+    if h is not None:
+        known = hs.prefixes.get(h)
+        if known is not None and known[1] in hs.places:
+            return known[1]
+        return _new_place(hs, ts, None, None)
+    if dev is not None and dev.last_pid in hs.places and abs(ts - dev.last_ts) <= INHERIT_MS:
+        return dev.last_pid
+    return -1
+
+
+def _new_place(hs: HouseholdState, ts: int, lat: float | None, lon: float | None) -> int:
+    if len(hs.places) >= MAX_PLACES:
+        del hs.places[min(hs.places.values(), key=lambda p: p.last_ts).pid]
+    pid = hs.next_pid
+    hs.next_pid += 1
+    place = Place(pid, lat, lon, n_geo=1 if lat is not None else 0, last_ts=ts)
+    if hs.unplaced_paid_members > 0:  # a member paid for before we saw their place
+        hs.unplaced_paid_members -= 1
+        place.paid = True
+    hs.places[pid] = place
+    return pid
+
+
+def _device(hs: HouseholdState, device_id: str, ts: int, kind: Any) -> Device:
+    dev = hs.devices.get(device_id)
+    if dev is None:
+        if len(hs.devices) >= MAX_DEVICES:
+            del hs.devices[min(hs.devices, key=lambda d: hs.devices[d].last_ts)]
+        dev = hs.devices[device_id] = Device(first_ts=ts, last_ts=ts)
+    dev.first_ts = min(dev.first_ts, ts)
+    if kind:
+        dev.kind = str(kind)
+    return dev
+
+
+def _check_travel(hs: HouseholdState, dev: Device, ts: int, lat: float, lon: float) -> None:
+    if dev.pos is not None:
+        pts, plat, plon = dev.pos
+        km = haversine_km(plat, plon, lat, lon)
+        hours = max(abs(ts - pts), 60_000) / HOUR_MS
+        if km >= IMPOSSIBLE_MIN_KM and km / hours > IMPOSSIBLE_KMH:
+            hs.travel_flags.append(ts)
+        if ts < pts:
+            return
+    dev.pos = (ts, lat, lon)
+
+
+def _mark_paid(hs: HouseholdState, ts: int) -> None:
+    view = _window_view(hs, ts)
+    home = _home(hs, view, ts)
+    second = _second(hs, view, home)
+    if second is None:
+        hs.unplaced_paid_members += 1
+    else:
+        hs.places[second].paid = True
+
+
+def _advance(hs: HouseholdState, max_streams: int, lateness_ms: int, timeout_ms: int) -> None:
+    """Expire timed-out sessions and seal the days the watermark has passed."""
+    watermark = hs.max_ts - lateness_ms
+    for sid, (start, pid, dev) in list(hs.open_sessions.items()):
+        if start + timeout_ms <= watermark:
+            del hs.open_sessions[sid]
+            _close(hs, start, start + timeout_ms, pid, dev, None)
+    assert hs.sealed_until is not None
+    target = (watermark - timeout_ms) // DAY_MS * DAY_MS
+    sealed_any = False
+    while hs.sealed_until < target:
+        lo = hs.sealed_until
+        if hs.intervals:
+            lo = max(lo, min(iv[0] for iv in hs.intervals) // DAY_MS * DAY_MS)
+        else:
+            lo = target
+        if lo >= target:
+            hs.sealed_until = target
+            break
+        hi = lo + DAY_MS
+        peak, over, overlap = _sweep(hs.intervals, lo, hi, max_streams)
+        day = lo // DAY_MS
+        hs.day_max_streams[day] = peak
+        hs.day_over_ms[day] = over
+        for dev_id, ms in overlap.items():
+            if dev_id in hs.devices:
+                hs.devices[dev_id].overlap[day] = ms
+        hs.intervals = [iv for iv in hs.intervals if iv[1] > hi]
+        hs.sealed_until = hi
+        sealed_any = True
+    if sealed_any:
+        _prune(hs, hs.max_ts // DAY_MS - WINDOW_DAYS)
+
+
+def _prune(hs: HouseholdState, oldest_day: int) -> None:
+    """Drop per-day data that fell out of the window (once per sealed day)."""
+    for d in (hs.day_max_streams, hs.day_over_ms):
+        for day in [k for k in d if k < oldest_day]:
+            del d[day]
+    for place in hs.places.values():
+        for day in [k for k in place.days if k < oldest_day]:
+            del place.days[day]
+    for dev in hs.devices.values():
+        for day in [k for k in dev.overlap if k < oldest_day]:
+            del dev.overlap[day]
+        for pid in list(dev.place_days):
+            days = {d for d in dev.place_days[pid] if d >= oldest_day and pid in hs.places}
+            if days:
+                dev.place_days[pid] = days
+            else:
+                del dev.place_days[pid]

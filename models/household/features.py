@@ -1,0 +1,207 @@
+"""``household_features``: the household evidence at a time, as documented features."""
+
+from __future__ import annotations
+
+from models.household.census import PrefixCensus
+from models.household.geo import haversine_km
+from models.household.places import _home, _hubs, _peak_hour, _second, _window_view
+from models.household.sessions import _sweep
+from models.household.state import (
+    DAY_MS,
+    HOUR_MS,
+    NEW_DEVICE_GRACE_MS,
+    SESSION_TIMEOUT_MS,
+    STATIONARY_TYPES,
+    WINDOW_DAYS,
+    HouseholdState,
+)
+
+FEATURE_NAMES = (
+    "observed_days_28d",
+    "places_28d",
+    "distinct_prefixes_28d",
+    "devices_28d",
+    "new_devices_28d",
+    "profiles_28d",
+    "max_concurrent_streams_28d",
+    "over_limit_minutes_28d",
+    "cross_place_overlap_hours_28d",
+    "away_share",
+    "second_place_share",
+    "second_place_active_days_28d",
+    "second_place_coactive_days_28d",
+    "second_place_own_coactive_days_28d",
+    "second_place_devices_28d",
+    "second_place_own_devices_28d",
+    "second_place_shared_devices_28d",
+    "second_place_stationary_devices_28d",
+    "second_place_phone_devices_28d",
+    "second_place_prefixes_28d",
+    "second_place_oneoff_prefixes_28d",
+    "second_place_rotating_prefixes_28d",
+    "second_place_recurring_prefixes_28d",
+    "second_place_distance_km",
+    "impossible_travel_28d",
+    "popular_network_places_28d",
+    "rhythm_shift_hours",
+    "paid_member_places",
+    "away_devices_failed_28d",
+    "verifications_failed",
+    "verifications_verified",
+)
+_SECOND_PLACE_NAMES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_"))
+
+
+def household_features(
+    hs: HouseholdState,
+    now_ms: int,
+    *,
+    max_streams: int,
+    session_timeout_ms: int = SESSION_TIMEOUT_MS,
+    census: PrefixCensus | None = None,
+) -> dict[str, float]:
+    """The household evidence at ``now_ms`` over the last 28 days (names in FEATURE_NAMES).
+
+    With a ``census``, a place reached only over popular networks (VPN exits,
+    carrier NAT: see :class:`PrefixCensus`) is a *hub*: the household on the
+    move, like travel. It is never the home (unless there is no other place) nor
+    the second place, and no device lives there.
+
+    >>> from models.household import new_household
+    >>> f = household_features(new_household(), 0, max_streams=2)
+    >>> f["places_28d"], f["cross_place_overlap_hours_28d"], len(f) == len(FEATURE_NAMES)
+    (0.0, 0.0, True)
+    """
+    now_day = now_ms // DAY_MS
+    lo_day = now_day - WINDOW_DAYS + 1
+    lo_ms = lo_day * DAY_MS
+    sealed = hs.sealed_until if hs.sealed_until is not None else now_ms
+    live = list(hs.intervals)
+    live += [
+        (s, min(now_ms, s + session_timeout_ms), p, d) for s, p, d in hs.open_sessions.values()
+    ]
+    peak, over_ms, live_overlap = _sweep(live, sealed, now_ms + 1, max_streams)
+    in_win = range(lo_day, now_day + 1)
+    win = set(in_win)
+    peak = max([peak] + [v for d, v in hs.day_max_streams.items() if d in in_win])
+    over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
+
+    view = _window_view(hs, now_ms)
+    hubs = _hubs(hs, view, census, now_ms) if census is not None else frozenset()
+    # a hub is nobody's home, even when most days are spent behind the VPN
+    home = _home(hs, {p: v for p, v in view.items() if p not in hubs}, now_ms)
+    if home is None:  # only hubs: the busiest stands for home
+        home = _home(hs, view, now_ms)
+    hubs = hubs - {home}
+    second = _second(hs, view, home, hubs)
+    total_view = sum(v for v, _ in view.values())
+    away_view = sum(v for p, (v, _) in view.items() if p != home and not hs.places[p].paid)
+
+    sp: dict[str, float] = dict.fromkeys(_SECOND_PLACE_NAMES, 0.0)
+    overlap_ms = 0
+    at_home_devices: set[str] = set()
+    paid_devices: set[str] = set()  # devices living at a paid extra member's place
+    own_days: set[int] = set()  # days a device living at the second place was active there
+    for dev_id, dev in hs.devices.items():
+        days = {p: n for p, ds in dev.place_days.items() if (n := len(ds & win))}
+        if not days:
+            continue
+        at_home = days.get(home, 0) if home is not None else 0
+        if at_home:
+            at_home_devices.add(dev_id)
+        main = max(days, key=days.__getitem__)
+        where = hs.places.get(main)
+        if not at_home and where is not None and where.paid:
+            paid_devices.add(dev_id)
+        # lives away: never at home, and mostly at one (unpaid) place -- not on the move
+        # (a device seen at two or more places other than home is somebody moving about:
+        # a commute along carrier cells, a trip, VPN exits; a TV stays put)
+        lives_away = (
+            not at_home
+            and main != home
+            and sum(1 for p in days if p != home) < 2
+            and where is not None
+            and not where.paid
+            and main not in hubs
+            and 2 * days[main] >= sum(days.values())
+        )
+        if lives_away:
+            overlap_ms += live_overlap.get(dev_id, 0)
+            overlap_ms += sum(v for d, v in dev.overlap.items() if d in in_win)
+        if second is not None and second in days:
+            sp["second_place_devices_28d"] += 1
+            if at_home:
+                sp["second_place_shared_devices_28d"] += 1
+            elif lives_away and main == second:
+                sp["second_place_own_devices_28d"] += 1
+                own_days |= dev.place_days[second] & win
+                if dev.kind in STATIONARY_TYPES:
+                    sp["second_place_stationary_devices_28d"] += 1
+                elif dev.kind == "mobile":
+                    sp["second_place_phone_devices_28d"] += 1
+
+    shift = 0.0
+    if second is not None:
+        place = hs.places[second]
+        sp["second_place_share"] = view[second][0] / total_view if total_view else 0.0
+        sp["second_place_active_days_28d"] = view[second][1]
+        seen = [
+            (v[0] // DAY_MS, v[1] // DAY_MS, v[2] if len(v) > 2 else 0)
+            for v in place.prefixes.values()
+            if v[1] >= lo_ms
+        ]
+        sp["second_place_prefixes_28d"] = len(seen)
+        oneoff = [version for a, b, version in seen if a == b]
+        sp["second_place_oneoff_prefixes_28d"] = len(oneoff)
+        sp["second_place_recurring_prefixes_28d"] = len(seen) - len(oneoff)
+        # rotation: a second one-day network of the same IP version (a dual-stack home
+        # shows one IPv4 and one IPv6 prefix, each possibly on one day only so far)
+        sp["second_place_rotating_prefixes_28d"] = sum(
+            max(oneoff.count(version) - 1, 0) for version in set(oneoff)
+        )
+        if home is not None:
+            hp = hs.places[home]
+            home_days = hp.days.keys() & win
+            sp["second_place_coactive_days_28d"] = len(place.days.keys() & home_days)
+            sp["second_place_own_coactive_days_28d"] = len(own_days & home_days)
+            if hp.lat is not None and hp.lon is not None and place.lat is not None:
+                assert place.lon is not None  # lat and lon are set together
+                sp["second_place_distance_km"] = haversine_km(hp.lat, hp.lon, place.lat, place.lon)
+            h1, h2 = _peak_hour(hp), _peak_hour(place)
+            if h1 is not None and h2 is not None:
+                shift = min(abs(h1 - h2), 24 - abs(h1 - h2))
+
+    grace = (hs.first_ts or 0) + NEW_DEVICE_GRACE_MS
+    feats: dict[str, float] = {
+        "observed_days_28d": min(WINDOW_DAYS, (now_ms - hs.first_ts) / DAY_MS)
+        if hs.first_ts is not None
+        else 0.0,
+        "places_28d": float(len(view)),
+        "distinct_prefixes_28d": float(sum(1 for t, _ in hs.prefixes.values() if t >= lo_ms)),
+        "devices_28d": float(sum(1 for d in hs.devices.values() if d.last_ts >= lo_ms)),
+        "new_devices_28d": float(
+            sum(1 for d in hs.devices.values() if d.first_ts >= max(lo_ms, grace))
+        ),
+        "profiles_28d": float(sum(1 for t in hs.profiles.values() if t >= lo_ms)),
+        "max_concurrent_streams_28d": float(peak),
+        "over_limit_minutes_28d": over_ms / 60_000,
+        "cross_place_overlap_hours_28d": overlap_ms / HOUR_MS,
+        "away_share": away_view / total_view if total_view else 0.0,
+        **sp,
+        "impossible_travel_28d": float(sum(1 for t in hs.travel_flags if t >= lo_ms)),
+        "popular_network_places_28d": float(len(hubs)),
+        "rhythm_shift_hours": shift,
+        "paid_member_places": float(
+            sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
+        ),
+        "away_devices_failed_28d": float(
+            sum(
+                1
+                for d, t in hs.failed_devices.items()
+                if t >= lo_ms and d not in at_home_devices and d not in paid_devices
+            )
+        ),
+        "verifications_failed": float(hs.verifications_failed),
+        "verifications_verified": float(hs.verifications_verified),
+    }
+    return {name: float(feats[name]) for name in FEATURE_NAMES}
