@@ -49,9 +49,11 @@ def test_each_changed_account_is_written_once_per_buffer_and_recovers():
     assert sorted(key for _, key, _ in records) == [b"a", b"b"]
     assert all(p == partition_for(key.decode(), P) for p, key, _ in records)
     assert store.flush() == []  # nothing changed since
+    assert not table  # stored locally only once the changelog has them
+    store.commit(records)
 
     recovered = AccountStore(table, P)  # a new worker owning the same partitions
-    assert recovered.shard(partition_for("a", P)).accounts["a"].events_applied == 20
+    assert recovered.shard(partition_for("a", P)).find("a").events_applied == 20
     # a re-delivered buffer after a crash is dropped event by event
     for p, part in by_partition(evs).items():
         applied, dups, late = process(recovered.shard(p), part, models, cfg, Outputs())
@@ -121,11 +123,16 @@ def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
     })  # fmt: skip
     skips = Skips(Metrics())
     store = AccountStore(table, 1, skips)
-    shard = store.shard(0)  # loads every persisted state of the partition: never raises
-    assert list(shard.accounts) == ["good"] and shard.clock == T0
+    shard = store.shard(0)  # loads persisted states as needed: never raises
+    assert [shard.find(k) for k in ("junk", "trunc", "other")] == [None] * 3
+    assert list(shard.accounts) == [] and shard.find("good").max_ts == shard.clock == T0
     assert store.peek("junk") is None and store.peek("good").max_ts == T0
+    # the sweep visits every persisted account and skips the unreadable ones
+    cfg, models = EngineConfig(), Models.fresh()
+    process(shard, events_for("good", 1, start=T0 + 3 * DAY_MS), models, cfg, Outputs())
+    process(shard, events_for("good2", 1, start=T0 + 5 * DAY_MS), models, cfg, Outputs())
     skipped = skips.metrics.internal_skipped.labels("accounts", "bad_state")._value.get()
-    assert skipped == 5  # junk, trunc, other, the undecodable key, and junk again on peek
+    assert skipped == 3 + 1 + 4  # read by id, junk again on peek, then the sweep reads all 4
 
 
 def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
@@ -133,9 +140,10 @@ def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
     old = (Path(__file__).parent / "data" / "account_state_v2_sim.bin").read_bytes()
     table = Table({b"a0000007": old, b"a": dump_state(new_account("a"))})
     store = AccountStore(table, P)
-    store.shard(partition_for("a0000007", P))
-    store.shard(partition_for("a", P))
+    store.shard(partition_for("a0000007", P)).find("a0000007")
+    store.shard(partition_for("a", P)).find("a")
     records = store.flush()
+    store.commit(records)
     assert [key for _, key, _ in records] == [b"a0000007"]
     assert table[b"a0000007"][:5] == b"CWAS\x03"
     assert load_state(table[b"a0000007"]) == load_state(old)
