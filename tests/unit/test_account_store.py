@@ -147,3 +147,85 @@ def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
     assert [key for _, key, _ in records] == [b"a0000007"]
     assert table[b"a0000007"][:5] == b"CWAS\x03"
     assert load_state(table[b"a0000007"]) == load_state(old)
+
+
+def ids_in(p: int, n: int, prefix: str = "c") -> list[str]:
+    """``n`` account ids of partition ``p``."""
+    out, i = [], 0
+    while len(out) < n:
+        if partition_for(f"{prefix}{i}", P) == p:
+            out.append(f"{prefix}{i}")
+        i += 1
+    return out
+
+
+def test_the_cache_evicts_only_persisted_states_least_recently_used_first():
+    table, cfg, models = Table(), EngineConfig(), Models.fresh()
+    store = AccountStore(table, P, cache=3)
+    p = 0
+    accs = ids_in(p, 5)
+    shard = store.shard(p)
+    for acc in accs:
+        process(shard, events_for(acc, 2), models, cfg, Outputs())
+    process(shard, [Event("again", "login", accs[0], T0 + 90_000, {"device_id": "tv"})],
+            models, cfg, Outputs())  # fmt: skip
+    records = store.flush()
+    process(shard, [Event("x", "login", accs[1], T0 + 95_000, {"device_id": "tv"})],
+            models, cfg, Outputs())  # fmt: skip
+    store.commit(records)  # accs[1] changed since the flush: not persisted, kept
+    assert list(shard.accounts) == [accs[4], accs[0], accs[1]]
+    assert shard.dirty == {accs[1]}
+    # a miss reads the store: nothing was lost
+    assert shard.find(accs[2]).events_applied == 2
+    assert store.peek(accs[3]).events_applied == 2 and accs[3] not in shard.accounts
+    store.commit(store.flush())
+    assert len(shard.accounts) == 3 and accs[1] not in shard.dirty
+    assert AccountStore(table, P).shard(p).find(accs[1]).events_applied == 3
+
+
+def test_the_sweep_visits_evicted_accounts_in_chunks():
+    table, cfg, models = Table(), EngineConfig(), Models.fresh()
+    store = AccountStore(table, P, cache=2)
+    p = 1
+    quiet, (busy,) = ids_in(p, 6), ids_in(p, 1, prefix="b")
+    shard = store.shard(p)
+    shard.sweep_chunk = 4
+    for acc in quiet:
+        process(shard, events_for(acc, 1), models, cfg, Outputs())
+    store.commit(store.flush())
+    assert len(shard.accounts) == 2
+    def swept() -> set[str]:
+        return {a for a in quiet if load_state(table[a.encode()]).risk.scored_ts > T0}
+
+    process(shard, events_for(busy, 1, start=T0 + 3 * DAY_MS), models, cfg, Outputs())
+    assert len(shard.accounts) <= 2 + 4 + 1  # the cache, one chunk, the busy account
+    store.commit(store.flush())
+    assert 0 < len(swept()) < len(quiet)  # the day's sweep goes on in the next buffer
+    later = Event("b2", "login", busy, T0 + 4 * DAY_MS, {"device_id": "tv"})
+    process(shard, [later], models, cfg, Outputs())
+    store.commit(store.flush())
+    assert swept() == set(quiet) and len(shard.accounts) == 2
+
+
+def test_label_timers_fire_for_evicted_accounts():
+    table, models = Table(), Models.fresh()
+    cfg = EngineConfig()
+    store = AccountStore(table, P, cache=1)
+    p = 2
+    acc, (other,) = ids_in(p, 1)[0], ids_in(p, 1, prefix="o")
+    shard = store.shard(p)
+    process(shard, events_for(acc, 1), models, cfg, Outputs())
+    # a day later the account has a pending churn snapshot, and is then evicted
+    process(shard, events_for(acc, 2, start=T0 + DAY_MS + 1)[1:], models, cfg, Outputs())
+    assert load_state(dump_state(shard.accounts[acc])).pending, "a snapshot to label"
+    process(shard, events_for(other, 1, start=T0 + DAY_MS + 2), models, cfg, Outputs())
+    store.commit(store.flush())
+    assert acc not in shard.accounts
+    due = shard._due[acc]
+    # the timer fires at its horizon (before the day's sweep reaches the account)
+    shard.sweep_chunk = 0
+    out = Outputs()
+    late = Event("o2", "login", other, due + cfg.state.lateness_ms, {"device_id": "tv"})
+    process(shard, [late], models, cfg, out)
+    assert [x["account_id"] for x in out.examples if x["model"] == "churn"] == [acc]
+    assert acc in shard.dirty
