@@ -36,6 +36,10 @@ from streams.skips import Skips
 log = logging.getLogger(__name__)
 
 EXAMPLES_PER_MESSAGE = 200  # training messages stay well under Kafka's 1 MiB default
+# the accounts table's store by CHURNWATCH_STORE (the app's default stays memory:// for
+# the models table, written from a timer, which Faust's RocksDB store cannot do). With
+# an empty path ("rocksdb://") yarl's URL is false and Faust would use the app's store.
+STORES = {"rocksdb": "rocksdb:accounts", "memory": "memory:accounts"}
 
 
 class DictStates:
@@ -232,7 +236,7 @@ def register(rt: Runtime) -> None:
         value_type=bytes,
         partitions=s.partitions,
         use_partitioner=True,
-        store=f"{s.store}://",
+        store=STORES[s.store],
         help="Account state (models.account), written in bulk after each buffer",
     )
     count_recovered(table, m.state_recovered.inc)
