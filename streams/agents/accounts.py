@@ -40,6 +40,14 @@ EXAMPLES_PER_MESSAGE = 200  # training messages stay well under Kafka's 1 MiB de
 # the models table, written from a timer, which Faust's RocksDB store cannot do). With
 # an empty path ("rocksdb://") yarl's URL is false and Faust would use the app's store.
 STORES = {"rocksdb": "rocksdb:accounts", "memory": "memory:accounts"}
+# RocksDB's own memory, per partition database: Faust's defaults (a 2 GiB block cache and
+# up to 3 x 64 MiB memtables each) would let 8 partitions take far more than the cache
+# of decoded states. The OS page cache serves the rest.
+ROCKSDB_OPTIONS = {
+    "block_cache_size": 16 * 2**20,
+    "write_buffer_size": 16 * 2**20,
+    "max_write_buffer_number": 2,
+}
 
 
 class DictStates:
@@ -237,6 +245,7 @@ def register(rt: Runtime) -> None:
         partitions=s.partitions,
         use_partitioner=True,
         store=STORES[s.store],
+        options=dict(ROCKSDB_OPTIONS) if s.store == "rocksdb" else None,
         help="Account state (models.account), written in bulk after each buffer",
     )
     count_recovered(table, m.state_recovered.inc)
