@@ -42,32 +42,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from bench_scale import Broker, bootstrap_servers, percentile, say, spread
+from bench_scale import Broker, bootstrap_servers, say, spread, state_bytes
 from bench_state import simulated_states
 from kafka import KafkaProducer
 
 from models.account import dump_state, load_state
-from models.engine import RESIDENT_BYTES_PER_ACCOUNT
+from models.engine import RESIDENT_BYTES_PER_ACCOUNT, Shard
 from models.simulator import SimConfig
 from streams.app import partition_for
 from streams.devworker import WorkerProc, isolated_env
 from streams.settings import Settings
 
 PARTITIONS = 8
-
-
-def resident_bytes(raws: list[bytes]) -> list[float]:
-    """What decoding each state allocates and keeps (tracemalloc)."""
-    import tracemalloc
-
-    tracemalloc.start()
-    out, keep = [], []
-    for raw in raws:
-        before = tracemalloc.get_traced_memory()[0]
-        keep.append(load_state(raw))
-        out.append(float(tracemalloc.get_traced_memory()[0] - before))
-    tracemalloc.stop()
-    return out
 
 
 def clones(templates: list[bytes], ids: list[str], n: int) -> Any:
@@ -80,12 +66,16 @@ def clones(templates: list[bytes], ids: list[str], n: int) -> Any:
         yield new, templates[k].replace(ids[k].encode(), new.encode())
 
 
-def fill_changelog(bootstrap: str, topic: str, templates: list[bytes], ids: list[str], n: int) -> int:
+def fill_changelog(
+    bootstrap: str, topic: str, templates: list[bytes], ids: list[str], n: int
+) -> int:
     """Produce ``n`` cloned states to the changelog topic; their highest ``max_ts``."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})])
+    admin.create_topics(
+        [NewTopic(topic, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})]
+    )
     admin.close()
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20,
                              max_request_size=4 << 20)  # fmt: skip
@@ -121,7 +111,13 @@ def touch(w: WorkerProc, bootstrap: str, ids: list[str], ts: int, timeout: float
     """One login per account, and wait until the worker applied them all."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     for a in ids:
-        ev = {"event_id": f"touch-{ts}-{a}", "type": "login", "account_id": a, "ts": ts, "device_id": "tv"}
+        ev = {
+            "event_id": f"touch-{ts}-{a}",
+            "type": "login",
+            "account_id": a,
+            "ts": ts,
+            "device_id": "tv",
+        }
         producer.send(w.settings.usage_topic, key=a.encode(), value=orjson.dumps(ev))
     producer.flush()
     producer.close()
@@ -164,7 +160,9 @@ def mib(kib: float | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ap.add_argument("--accounts", default="100000", help="comma-separated counts of accounts in state")
+    ap.add_argument(
+        "--accounts", default="100000", help="comma-separated counts of accounts in state"
+    )
     ap.add_argument("--sim-accounts", type=int, default=2000)
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--seed", type=int, default=21)
@@ -183,21 +181,26 @@ def main() -> int:
     states = simulated_states(SimConfig(accounts=args.sim_accounts, days=args.days, seed=args.seed),
                               PARTITIONS, 1000)  # fmt: skip
     templates, ids = [dump_state(s) for s in states], [s.account_id for s in states]
-    serialized = [float(len(r)) for r in templates]
-    resident = resident_bytes(templates)
+    per_account = state_bytes([Shard(accounts={s.account_id: s for s in states})])
     print(f"{len(states)} simulated account states ({args.sim_accounts} accounts x {args.days} "
           f"days, seed {args.seed}), cloned under new ids; {PARTITIONS} partitions; "
           f"cache {RESIDENT_BYTES_PER_ACCOUNT:,} B/account assumed")  # fmt: skip
     print()
     print("| bytes per account | median | p95 | max |")
     print("|---|---|---|---|")
-    for name, xs in (("serialized (dump_state)", serialized), ("resident (decoded)", resident)):
-        s = spread(xs)
-        print(f"| {name} | {s['median']:,.0f} | {percentile(xs, 95):,.0f} | {s['max']:,.0f} |")
+    for name, kind in (
+        ("serialized (dump_state)", "serialized"),
+        ("resident (decoded)", "resident"),
+    ):
+        x = per_account[kind]
+        print(f"| {name} | {x['median']:,.0f} | {x['p95']:,.0f} | {x['max']:,.0f} |")
     print()
 
     rows: list[tuple[str, int, dict[str, Any]]] = []
-    with bootstrap_servers() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
+    with (
+        bootstrap_servers() as bootstrap,
+        tempfile.TemporaryDirectory(prefix="bench-store-") as tmp,
+    ):
         args.bootstrap = bootstrap
         workdir, broker = Path(tmp), Broker(bootstrap)
         extra = dict(kv.split("=", 1) for kv in args.set)

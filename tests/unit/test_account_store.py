@@ -194,6 +194,7 @@ def test_the_sweep_visits_evicted_accounts_in_chunks():
         process(shard, events_for(acc, 1), models, cfg, Outputs())
     store.commit(store.flush())
     assert len(shard.accounts) == 2
+
     def swept() -> set[str]:
         return {a for a in quiet if load_state(table[a.encode()]).risk.scored_ts > T0}
 
