@@ -23,16 +23,16 @@ class RocksStates:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        db = self.store._dbs.get(partition)  # open only while the partition is assigned
+    def get(self, partition: int, key: bytes, *, assigned: bool = True) -> bytes | None:
+        """``assigned``: the partition is this worker's (its database is opened if Faust
+        has not yet); else read it only if Faust has it open."""
+        db = self.store._db_for_partition(partition) if assigned else self.store._dbs.get(partition)
         return None if db is None else db.get(key)
 
     def keys(self, partition: int) -> Iterator[bytes]:
-        db = self.store._dbs.get(partition)
-        if db is not None:
-            for key in db.keys():
-                if key != self.store.offset_key:
-                    yield key
+        for key in self.store._db_for_partition(partition).keys():
+            if key != self.store.offset_key:
+                yield key
 
     def write(self, partition: int, items: list[tuple[bytes, bytes]], offset: int | None) -> None:
         """States and the changelog offset that holds them, atomically."""

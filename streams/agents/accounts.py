@@ -57,7 +57,7 @@ class DictStates:
     def __init__(self, data: Any, partitions: int) -> None:
         self.data, self.partitions = data, partitions
 
-    def get(self, partition: int, key: bytes) -> bytes | None:
+    def get(self, partition: int, key: bytes, *, assigned: bool = True) -> bytes | None:
         return self.data.get(key)
 
     def keys(self, partition: int) -> Iterator[bytes]:
@@ -141,7 +141,8 @@ class AccountStore:
         shard = self.shards.get(partition)
         state = shard.accounts.get(account_id) if shard else None
         if state is None:
-            state = self._load(account_id, self.local.get(partition, account_id.encode()))
+            raw = self.local.get(partition, account_id.encode(), assigned=shard is not None)
+            state = self._load(account_id, raw)
         return state
 
     def clock(self, account_id: str) -> int:
