@@ -222,7 +222,7 @@ class Settings:
         """How many decoded account states the worker keeps in memory.
 
         >>> Settings(state_cache_mb=1024).state_cache_accounts
-        32768
+        16384
         """
         from models.engine import RESIDENT_BYTES_PER_ACCOUNT
 
