@@ -170,9 +170,9 @@ class AccountStore:
         """Store records that the changelog holds (``offsets``: the last changelog offset
         of each partition), then evict the least recently used states past the cache.
 
-        Written locally only once Kafka has them: a state stored here but lost on
-        the way to the changelog would survive a restart on this machine only,
-        with its input already committed.
+        Written locally only once Kafka has them: after a crash between a local
+        write and the changelog, the re-delivered input would be dropped as
+        duplicates and the state would never reach the changelog.
         """
         offsets = offsets or {}
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
