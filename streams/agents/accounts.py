@@ -1,7 +1,8 @@
 """Account agent: a thin loop around ``models.engine``.
 
 Reads the internal account-events topic (JSON arrays, partitioned by account).
-Live states are plain objects in memory; for each buffer of messages it applies
+States live encoded in the ``accounts`` table's local store (RocksDB by default),
+the recently used ones decoded in a bounded cache; for each buffer of messages it applies
 the events (idempotent by ``event_id``, in event time), re-scores the accounts
 touched, sweeps quiet accounts once per event-time day, and publishes scores,
 alerts and training examples. The states that changed are then written once
