@@ -52,11 +52,11 @@ from models.account import dump_state, load_state
 from models.engine import RESIDENT_BYTES_PER_ACCOUNT, Shard
 from models.simulator import SimConfig
 from streams.app import partition_for
-from streams.devworker import WorkerProc, isolated_env
+from streams.devworker import WorkerError, WorkerProc, isolated_env
 from streams.settings import Settings
 
 PARTITIONS = 8
-TOUCH_ROUND = 5000
+TOUCH_ROUND = 2000
 
 
 def clones(templates: list[bytes], ids: list[str], n: int) -> Iterator[tuple[str, bytes]]:
@@ -144,12 +144,23 @@ def touch(w: WorkerProc, bootstrap: str, ids: list[str], ts: int, timeout: float
             producer.send(w.settings.usage_topic, key=a.encode(), value=orjson.dumps(ev))
         producer.flush()
         want = min(len(ids), start + TOUCH_ROUND)
-        while w.ready() and w.metrics().get("churnwatch_events_applied_total", 0) < want:
+        while applied(w) < want:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{want:,} accounts not touched in {timeout:.0f}s")
             time.sleep(0.5)
         say(f"      {want:,} accounts touched, RSS {memory_kib(w)['VmRSS'] / 1024:,.0f} MiB")
     producer.close()
+
+
+def applied(w: WorkerProc) -> float:
+    """Events the worker applied (0 while it does not answer); raises if it exited."""
+    assert w.proc is not None
+    if w.proc.poll() is not None:
+        raise WorkerError(f"worker exited {w.proc.returncode}:\n{w.log()}")
+    try:
+        return w.metrics().get("churnwatch_events_applied_total", 0.0)
+    except OSError:  # busy: a scrape timed out
+        return 0.0
 
 
 def measure(label: str, env: dict[str, str], workdir: Path, runs: int, args: argparse.Namespace,
@@ -235,7 +246,9 @@ def main() -> int:
 
         def env_for(run: str) -> dict[str, str]:
             env = isolated_env(bootstrap, workdir / run, run)
+            # the production group timings (isolated_env's 6 s session is for quick tests)
             env.update({"CHURNWATCH_PARTITIONS": str(PARTITIONS), "CHURNWATCH_LOG_LEVEL": "warn",
+                        "CHURNWATCH_SESSION_TIMEOUT_S": "10", "CHURNWATCH_HEARTBEAT_INTERVAL_S": "3",
                         **extra})  # fmt: skip
             return env
 
