@@ -507,6 +507,9 @@ def process(
             touched[event.account_id] = state
         else:
             late += 1
+            # not applied, but its labels and churn decisions may have changed the state:
+            # persist it (an evicted state must hold everything that went out)
+            shard.dirty.add(event.account_id)
     for state in touched.values():
         try:
             score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out, census=census)
