@@ -64,8 +64,10 @@ def test_late_events_beyond_the_lateness_are_dropped():
     store, cfg, models = AccountStore(Table(), P), EngineConfig(), Models.fresh()
     p = partition_for("a", P)
     process(store.shard(p), events_for("a", 2, start=T0 + 10 * 3_600_000), models, cfg, Outputs())
+    store.commit(store.flush())
     late = Event("old", "login", "a", T0, {"device_id": "tv"})
     assert process(store.shard(p), [late], models, cfg, Outputs()) == (0, 0, 1)
+    assert store.shard(p).dirty == {"a"}  # labels or decisions may have changed it
 
 
 def test_quiet_accounts_are_swept_once_a_day_of_event_time_passes():
