@@ -28,6 +28,8 @@ examples returned here, each scored before it is learned (``OnlineLearner``).
 from __future__ import annotations
 
 import heapq
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -377,19 +379,43 @@ def _marker(state: AccountState) -> Event:
     return Event(f"score:{state.account_id}", "score", state.account_id, state.max_ts, {})
 
 
+# Memory one decoded account state takes (live Python objects: 55 KB median, 90 KB p95
+# after 60 days of history, rounded up to leave room for the heavier ones), measured by
+# benchmarks/bench_store.py: turns ``CHURNWATCH_STATE_CACHE_MB`` into a number of accounts
+RESIDENT_BYTES_PER_ACCOUNT = 64 * 1024
+
+
+def _nothing(account_id: str) -> AccountState | None:
+    return None
+
+
 @dataclass
 class Shard:
-    """The accounts of one partition, with the partition's event-time clock."""
+    """The accounts of one partition, with the partition's event-time clock.
+
+    ``accounts`` holds the decoded states in memory, least recently used first. With a
+    backing store (``streams.agents.accounts.AccountStore``) it is a cache: ``load``
+    reads a state that is not in memory and ``ids`` lists every account of the
+    partition, persisted or not; the caller evicts clean states. Without one
+    (replays, tests) every state stays in ``accounts``.
+    """
 
     accounts: dict[str, AccountState] = field(default_factory=dict)
     clock: int = 0  # highest event time seen in the partition
     next_sweep: int | None = None
     dirty: set[str] = field(default_factory=set)  # changed since the caller last persisted
     # event-time timers: when each account's oldest pending snapshot gets its label, as
-    # a min-heap of (due, account) whose stale entries are skipped; rebuilt from the
-    # states on first use (so not persisted)
+    # a min-heap of (due, account) whose stale entries are skipped. Timers outlive
+    # eviction (a few dozen bytes each); after a restart they are armed as accounts are
+    # loaded, and the daily sweep (which loads every account) arms the rest
     labels_due: list[tuple[int, str]] | None = None
     _due: dict[str, int] = field(default_factory=dict)
+    load: Callable[[str], AccountState | None] = _nothing
+    ids: Callable[[], Iterable[str]] | None = None
+    # the day's sweep, in chunks of at most ``sweep_chunk`` accounts per ``process`` call
+    # (None: all at once), so the states it loads can be persisted and evicted in between
+    sweep_chunk: int | None = None
+    sweeping: deque[str] = field(default_factory=deque)
 
     def arm(self, state: AccountState, horizon_ms: int) -> None:
         """(Re)set the account's label timer after its pending snapshots changed."""
@@ -407,14 +433,34 @@ class Shard:
             due, account_id = heapq.heappop(heap)
             if self._due.get(account_id) == due:
                 del self._due[account_id]
-                out.append(self.accounts[account_id])
+                state = self.find(account_id)
+                if state is not None:
+                    out.append(state)
         return out
 
+    def find(self, account_id: str) -> AccountState | None:
+        """The account's state (loaded if it is not in memory), most recently used now."""
+        state = self.accounts.pop(account_id, None)
+        if state is None:
+            state = self.load(account_id)
+            if state is None:
+                return None
+            self.clock = max(self.clock, state.max_ts)
+        self.accounts[account_id] = state
+        return state
+
     def get(self, account_id: str) -> AccountState:
-        state = self.accounts.get(account_id)
+        state = self.find(account_id)
         if state is None:
             state = self.accounts[account_id] = new_account(account_id)
         return state
+
+    def all_ids(self) -> list[str]:
+        """Every account of the partition: in memory, and persisted if there is a store."""
+        known = dict.fromkeys(self.accounts)
+        if self.ids is not None:
+            known.update(dict.fromkeys(self.ids()))
+        return list(known)
 
 
 def process(
@@ -461,6 +507,9 @@ def process(
             touched[event.account_id] = state
         else:
             late += 1
+            # not applied, but its labels and churn decisions may have changed the state:
+            # persist it (an evicted state must hold everything that went out)
+            shard.dirty.add(event.account_id)
     for state in touched.values():
         try:
             score(state, now_ms=state.max_ts, models=models, cfg=cfg, out=out, census=census)
@@ -480,16 +529,20 @@ def process(
     day_end = shard.clock - shard.clock % DAY_MS + DAY_MS
     if shard.next_sweep is None:
         shard.next_sweep = day_end
-    elif shard.clock - cfg.state.lateness_ms >= shard.next_sweep:
-        for account_id, state in shard.accounts.items():
-            if account_id not in touched:
-                n = len(out.examples) + len(out.scores) + len(out.alerts)
-                scored = risk(state).scored_ts
-                sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)
-                shard.arm(state, horizon)
-                if n != len(out.examples) + len(out.scores) + len(out.alerts) or (
-                    scored != risk(state).scored_ts
-                ):
-                    shard.dirty.add(account_id)
+    elif shard.clock - cfg.state.lateness_ms >= shard.next_sweep and not shard.sweeping:
+        shard.sweeping.extend(shard.all_ids())
         shard.next_sweep = day_end
+    chunk = len(shard.sweeping) if shard.sweep_chunk is None else shard.sweep_chunk
+    for _ in range(min(chunk, len(shard.sweeping))):
+        account_id = shard.sweeping.popleft()
+        state = None if account_id in touched else shard.find(account_id)
+        if state is not None:
+            n = len(out.examples) + len(out.scores) + len(out.alerts)
+            scored = risk(state).scored_ts
+            sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)
+            shard.arm(state, horizon)
+            if n != len(out.examples) + len(out.scores) + len(out.alerts) or (
+                scored != risk(state).scored_ts
+            ):
+                shard.dirty.add(account_id)
     return applied, duplicates, late

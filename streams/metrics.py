@@ -124,7 +124,9 @@ class Metrics:
             ["partition"], registry=r,
         )  # fmt: skip
         self.accounts = Gauge(
-            f"{p}_accounts_in_state", "Accounts held in this worker's state", registry=r
+            f"{p}_accounts_in_state",
+            "Decoded account states in this worker's memory (the cache; the rest are on disk)",
+            registry=r,
         )
         self.state_flush_seconds = Histogram(
             f"{p}_state_flush_seconds", "Time to persist the dirty account states of one batch",
@@ -132,6 +134,12 @@ class Metrics:
         )  # fmt: skip
         self.state_writes = Counter(
             f"{p}_state_writes_total", "Account states written to the changelog", registry=r
+        )
+        self.state_recovered = Counter(
+            f"{p}_state_recovered_records_total",
+            "Account-state changelog records replayed into the local store at recovery "
+            "(with the RocksDB store only the tail written since the last run)",
+            registry=r,
         )
 
         # Outputs

@@ -63,6 +63,13 @@ class Settings:
     kafka_bootstrap_servers: str = "localhost:9092"
     app_id: str = "churnwatch"
     data_dir: str = ".churnwatch-data"
+    # where account state lives: rocksdb (on disk under data_dir, restarts replay only the
+    # changelog tail) or memory (every restart replays the whole changelog)
+    store: str = "rocksdb"
+    # decoded account states kept in memory per worker (an LRU of hot accounts); the rest
+    # are read from the store when needed. Translated to a number of accounts with
+    # models.engine.RESIDENT_BYTES_PER_ACCOUNT (measured: benchmarks/bench_store.py)
+    state_cache_mb: int = 1024
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     log_level: str = "info"
@@ -182,7 +189,10 @@ class Settings:
         problems = []
         if not self.kafka_bootstrap_servers.strip():
             problems.append("KAFKA_BOOTSTRAP_SERVERS is empty")
-        for name in ("partitions", "replication_factor", "max_message_bytes", "ingest_batch_max"):
+        for name in (
+            "partitions", "replication_factor", "max_message_bytes", "ingest_batch_max",
+            "state_cache_mb",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{self.env_name(name)} must be >= 1")
         if not 0 < self.web_port < 65536:
@@ -210,6 +220,8 @@ class Settings:
                     f"need 0 <= CHURNWATCH_{kind.upper()}_RESET < "
                     f"CHURNWATCH_{kind.upper()}_THRESHOLD <= 1"
                 )
+        if self.store not in {"rocksdb", "memory"}:
+            problems.append("CHURNWATCH_STORE must be rocksdb or memory")
         if self.log_format not in {"text", "json"}:
             problems.append("CHURNWATCH_LOG_FORMAT must be text or json")
         if self.log_level.lower() not in {"debug", "info", "warn", "warning", "error", "critical"}:
@@ -304,6 +316,17 @@ class Settings:
     @property
     def state_dir(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def state_cache_accounts(self) -> int:
+        """How many decoded account states the worker keeps in memory.
+
+        >>> Settings(state_cache_mb=1024).state_cache_accounts
+        16384
+        """
+        from models.engine import RESIDENT_BYTES_PER_ACCOUNT
+
+        return max(1, self.state_cache_mb * 2**20 // RESIDENT_BYTES_PER_ACCOUNT)
 
     def engine_config(self) -> EngineConfig:
         """The engine's rules as configured (the worker's, and ``churnwatch models train``'s)."""

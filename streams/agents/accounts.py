@@ -1,7 +1,8 @@
 """Account agent: a thin loop around ``models.engine``.
 
 Reads the internal account-events topic (JSON arrays, partitioned by account).
-Live states are plain objects in memory; for each buffer of messages it applies
+States live encoded in the ``accounts`` table's local store (RocksDB by default),
+the recently used ones decoded in a bounded cache; for each buffer of messages it applies
 the events (idempotent by ``event_id``, in event time), re-scores the accounts
 touched, sweeps quiet accounts once per event-time day, and publishes scores,
 alerts and training examples. The states that changed are then written once
@@ -15,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -28,6 +30,7 @@ from models.household import PrefixCensus, household_features
 from models.state_codec import VERSION as STATE_VERSION
 from streams.agents.learner import ModelCache
 from streams.app import CRASH, Runtime, partition_for
+from streams.faust_compat import count_recovered, rocksdb_states
 from streams.metrics import Metrics
 from streams.skips import Skips
 
@@ -38,39 +41,89 @@ EXAMPLES_PER_MESSAGE = 200  # training messages stay well under Kafka's 1 MiB de
 # 500) in one call held the event loop for seconds on a loaded machine (the ingest's merge
 # clock and Faust's consumer keepalive with it); ~0.1 s of CPU here
 STEP_EVENTS = 2000
+# the accounts table's store by CHURNWATCH_STORE (the app's default stays memory:// for
+# the models table, written from a timer, which Faust's RocksDB store cannot do). With
+# an empty path ("rocksdb://") yarl's URL is false and Faust would use the app's store.
+STORES = {"rocksdb": "rocksdb:accounts", "memory": "memory:accounts"}
+# RocksDB's own memory, per partition database: Faust's defaults (a 2 GiB block cache and
+# up to 3 x 64 MiB memtables each) would let 8 partitions take far more than the cache
+# of decoded states. The OS page cache serves the rest.
+ROCKSDB_OPTIONS = {
+    "block_cache_size": 16 * 2**20,
+    "write_buffer_size": 16 * 2**20,
+    "max_write_buffer_number": 2,
+}
+
+
+class DictStates:
+    """Persisted states in a dict (Faust's ``memory://`` table store, tests): every
+    partition's keys in one mapping, told apart by ``partition_for``."""
+
+    def __init__(self, data: Any, partitions: int) -> None:
+        self.data, self.partitions = data, partitions
+
+    def get(self, partition: int, key: bytes, *, assigned: bool = True) -> bytes | None:
+        return self.data.get(key)
+
+    def keys(self, partition: int) -> Iterator[bytes]:
+        for key in list(self.data.keys()):
+            if partition_for(key.decode(errors="replace"), self.partitions) == partition:
+                yield key
+
+    def write(self, partition: int, items: list[tuple[bytes, bytes]], offset: int | None) -> None:
+        for key, raw in items:
+            self.data[key] = raw
 
 
 class AccountStore:
     """This worker's partitions (``models.engine.Shard``), persisted in bulk.
 
     ``table`` is a Faust table (bytes -> bytes) whose changelog is partitioned by
-    the account key exactly like the account-events topic.
+    the account key exactly like the account-events topic. Its local store (RocksDB
+    partition databases, or a dict) holds every state encoded; at most ``cache``
+    decoded states live in memory, least recently used evicted first, and only
+    once they are persisted (:meth:`commit`).
     """
 
-    def __init__(self, table: Any, partitions: int, skips: Skips | None = None) -> None:
+    def __init__(
+        self, table: Any, partitions: int, skips: Skips | None = None, cache: int | None = None
+    ) -> None:
         self.table = table
         self.partitions = partitions
         self.skips = skips or Skips(Metrics())
+        self.cache = cache  # None: keep every decoded state
+        self.local: Any = rocksdb_states(table) or DictStates(table.data, partitions)
         self.shards: dict[int, Shard] = {}
         # networks used away from home by many accounts (VPN exits, carrier NAT): one per
         # worker, shared by its partitions; soft state, rebuilt as accounts are scored
         self.census = PrefixCensus()
 
     def shard(self, partition: int) -> Shard:
-        """The partition's accounts; the first call loads every persisted one."""
+        """The partition's accounts: states are read from the local store when needed."""
         shard = self.shards.get(partition)
         if shard is None:
-            shard = self.shards[partition] = Shard()
-            for key, raw in list(self.table.items()):
-                account_id = key.decode(errors="replace")
-                if partition_for(account_id, self.partitions) == partition:
-                    state = self._load(account_id, raw)
-                    if state is not None:
-                        shard.accounts[account_id] = state
-                        shard.clock = max(shard.clock, state.max_ts)
-                        if raw[4] != STATE_VERSION:  # migrated on read: store it as it is now
-                            shard.dirty.add(account_id)
+            shard = self.shards[partition] = Shard(
+                load=lambda account_id: self._read(partition, account_id),
+                ids=lambda: self._ids(partition),
+                sweep_chunk=None if self.cache is None else max(100, self.cache // 8),
+            )
         return shard
+
+    def _ids(self, partition: int) -> Iterator[str]:
+        """The persisted accounts of the partition (for the sweep)."""
+        for key in self.local.keys(partition):
+            try:
+                yield key.decode()
+            except UnicodeDecodeError:  # no account id encodes to it: a foreign writer
+                self.skips.skip("accounts", "bad_state", f"key {key!r}", "key is not UTF-8")
+
+    def _read(self, partition: int, account_id: str) -> AccountState | None:
+        """A persisted state; one in an older format is marked to be written back as it is now."""
+        raw = self.local.get(partition, account_id.encode())
+        state = self._load(account_id, raw)
+        if state is not None and raw is not None and raw[4] != STATE_VERSION:
+            self.shards[partition].dirty.add(account_id)
+        return state
 
     def _load(self, account_id: str, raw: bytes | None) -> AccountState | None:
         """A persisted state; None (the account starts afresh) if it cannot be read."""
@@ -89,31 +142,59 @@ class AccountStore:
 
     def peek(self, account_id: str) -> AccountState | None:
         """The state if this worker holds it (live or persisted), without creating one."""
-        shard = self.shards.get(partition_for(account_id, self.partitions))
+        partition = partition_for(account_id, self.partitions)
+        shard = self.shards.get(partition)
         state = shard.accounts.get(account_id) if shard else None
         if state is None:
-            state = self._load(account_id, self.table.get(account_id.encode()))
+            raw = self.local.get(partition, account_id.encode(), assigned=shard is not None)
+            state = self._load(account_id, raw)
         return state
 
     def clock(self, account_id: str) -> int:
         shard = self.shards.get(partition_for(account_id, self.partitions))
         return shard.clock if shard else 0
 
-    def flush(self) -> list[tuple[int, bytes, bytes]]:
-        """Every changed account once, as (partition, key, state bytes), stored locally.
+    def flush(self, partitions: Iterable[int] | None = None) -> list[tuple[int, bytes, bytes]]:
+        """Every changed account (of ``partitions``, default all) once, as (partition,
+        key, state bytes).
 
-        The caller sends them to the changelog (``Runtime`` producer, in bulk):
-        Faust's per-key table write costs ~300-500 µs (DESIGN.md), a batched
-        producer send a few µs.
+        The caller sends them to the changelog (``Runtime`` producer, in bulk:
+        Faust's per-key table write costs ~300-500 µs, DESIGN.md) and, once Kafka
+        has them all, hands them to :meth:`commit`.
         """
         records = []
-        for partition, shard in self.shards.items():
+        for partition in self.shards if partitions is None else partitions:
+            shard = self.shards[partition]
             for account_id in shard.dirty:
-                key, raw = account_id.encode(), dump_state(shard.accounts[account_id])
-                self.table.data[key] = raw
-                records.append((partition, key, raw))
+                raw = dump_state(shard.accounts[account_id])
+                records.append((partition, account_id.encode(), raw))
             shard.dirty.clear()
         return records
+
+    def commit(
+        self, records: list[tuple[int, bytes, bytes]], offsets: dict[int, int] | None = None
+    ) -> None:
+        """Store records that the changelog holds (``offsets``: the last changelog offset
+        of each partition), then evict the least recently used states past the cache.
+
+        Written locally only once Kafka has them: after a crash between a local
+        write and the changelog, the re-delivered input would be dropped as
+        duplicates and the state would never reach the changelog.
+        """
+        offsets = offsets or {}
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for partition, key, raw in records:
+            by_partition.setdefault(partition, []).append((key, raw))
+        for partition in by_partition.keys() | offsets.keys():
+            self.local.write(partition, by_partition.get(partition, []), offsets.get(partition))
+        if self.cache is not None and self.shards:
+            share = max(1, self.cache // len(self.shards))
+            for shard in self.shards.values():
+                excess = len(shard.accounts) - share
+                for account_id in list(islice(shard.accounts, max(0, excess + len(shard.dirty)))):
+                    if excess > 0 and account_id not in shard.dirty:
+                        del shard.accounts[account_id]
+                        excess -= 1
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop revoked partitions from memory (they reload from the table if they return)."""
@@ -122,6 +203,7 @@ class AccountStore:
 
     @property
     def accounts(self) -> int:
+        """Decoded states in memory."""
         return sum(len(shard.accounts) for shard in self.shards.values())
 
 
@@ -186,10 +268,13 @@ def register(rt: Runtime) -> None:
         value_type=bytes,
         partitions=s.partitions,
         use_partitioner=True,
+        store=STORES[s.store],
+        options=dict(ROCKSDB_OPTIONS) if s.store == "rocksdb" else None,
         help="Account state (models.account), written in bulk after each buffer",
     )
+    count_recovered(table, m.state_recovered.inc)
     skips = rt.services.setdefault("skips", Skips(m))
-    store = AccountStore(table, s.partitions, skips)
+    store = AccountStore(table, s.partitions, skips, cache=s.state_cache_accounts)
     rt.tables["accounts"] = table
     rt.services["store"] = store
     model_cache: ModelCache = rt.services["models"]
@@ -231,8 +316,16 @@ def register(rt: Runtime) -> None:
                     m.event_time_lag.observe(max(0.0, now_s - events[-1].ts / 1000))
             await publish(out)
             t_flush = time.monotonic()
-            records = store.flush()
-            await send_all((changelog, key, raw, p) for p, key, raw in records)
+            records = []
+            for p in list(store.shards):  # thousands of states to encode: let heartbeats in
+                records += store.flush([p])
+                await asyncio.sleep(0)
+            acks = await send_all((changelog, key, raw, p) for p, key, raw in records)
+            offsets: dict[int, int] = {}
+            for ack in acks:
+                p = ack.topic_partition.partition
+                offsets[p] = max(ack.offset, offsets.get(p, -1))
+            store.commit(records, offsets)
             m.state_writes.inc(len(records))
             m.state_flush_seconds.observe(time.monotonic() - t_flush)
             m.accounts.set(store.accounts)
@@ -243,14 +336,16 @@ def register(rt: Runtime) -> None:
     producer = app.producer
     changelog = table.changelog_topic.get_topic_name()
 
-    async def send_all(records: Iterable[tuple[str, bytes | None, bytes, int | None]]) -> None:
-        """Send in bulk through the producer and wait until Kafka has every record."""
+    async def send_all(
+        records: Iterable[tuple[str, bytes | None, bytes, int | None]],
+    ) -> list[Any]:
+        """Send in bulk through the producer; Kafka's acks (``RecordMetadata``) once it
+        has every record."""
         pending = [
             await producer.send(topic, key, value, partition, None, None)
             for topic, key, value, partition in records
         ]
-        for fut in pending:
-            await fut
+        return [await fut for fut in pending]
 
     async def publish(out: Outputs) -> None:
         """Send every output and wait for it.

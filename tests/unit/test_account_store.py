@@ -53,9 +53,11 @@ def test_each_changed_account_is_written_once_per_buffer_and_recovers():
     assert sorted(key for _, key, _ in records) == [b"a", b"b"]
     assert all(p == partition_for(key.decode(), P) for p, key, _ in records)
     assert store.flush() == []  # nothing changed since
+    assert not table  # stored locally only once the changelog has them
+    store.commit(records)
 
     recovered = AccountStore(table, P)  # a new worker owning the same partitions
-    assert recovered.shard(partition_for("a", P)).accounts["a"].events_applied == 20
+    assert recovered.shard(partition_for("a", P)).find("a").events_applied == 20
     # a re-delivered buffer after a crash is dropped event by event
     for p, part in by_partition(evs).items():
         applied, dups, late = process(recovered.shard(p), part, models, cfg, Outputs())
@@ -66,8 +68,10 @@ def test_late_events_beyond_the_lateness_are_dropped():
     store, cfg, models = AccountStore(Table(), P), EngineConfig(), Models.fresh()
     p = partition_for("a", P)
     process(store.shard(p), events_for("a", 2, start=T0 + 10 * 3_600_000), models, cfg, Outputs())
+    store.commit(store.flush())
     late = Event("old", "login", "a", T0, {"device_id": "tv"})
     assert process(store.shard(p), [late], models, cfg, Outputs()) == (0, 0, 1)
+    assert store.shard(p).dirty == {"a"}  # labels or decisions may have changed it
 
 
 def test_quiet_accounts_are_swept_once_a_day_of_event_time_passes():
@@ -125,11 +129,16 @@ def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
     })  # fmt: skip
     skips = Skips(Metrics())
     store = AccountStore(table, 1, skips)
-    shard = store.shard(0)  # loads every persisted state of the partition: never raises
-    assert list(shard.accounts) == ["good"] and shard.clock == T0
+    shard = store.shard(0)  # loads persisted states as needed: never raises
+    assert [shard.find(k) for k in ("junk", "trunc", "other")] == [None] * 3
+    assert list(shard.accounts) == [] and shard.find("good").max_ts == shard.clock == T0
     assert store.peek("junk") is None and store.peek("good").max_ts == T0
+    # the sweep visits every persisted account and skips the unreadable ones
+    cfg, models = EngineConfig(), Models.fresh()
+    process(shard, events_for("good", 1, start=T0 + 3 * DAY_MS), models, cfg, Outputs())
+    process(shard, events_for("good2", 1, start=T0 + 5 * DAY_MS), models, cfg, Outputs())
     skipped = skips.metrics.internal_skipped.labels("accounts", "bad_state")._value.get()
-    assert skipped == 5  # junk, trunc, other, the undecodable key, and junk again on peek
+    assert skipped == 3 + 1 + 4  # read by id, junk again on peek, then the sweep reads all 4
 
 
 def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
@@ -137,9 +146,10 @@ def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
     old = (Path(__file__).parent / "data" / "account_state_v2_sim.bin").read_bytes()
     table = Table({b"a0000007": old, b"a": dump_state(new_account("a"))})
     store = AccountStore(table, P)
-    store.shard(partition_for("a0000007", P))
-    store.shard(partition_for("a", P))
+    store.shard(partition_for("a0000007", P)).find("a0000007")
+    store.shard(partition_for("a", P)).find("a")
     records = store.flush()
+    store.commit(records)
     assert [key for _, key, _ in records] == [b"a0000007"]
     assert table[b"a0000007"][:5] == b"CWAS\x03"
     assert load_state(table[b"a0000007"]) == load_state(old)
@@ -166,3 +176,86 @@ def test_a_buffer_is_processed_once_per_partition_so_each_account_is_scored_once
     for p, events in parts.items():
         process(store.shard(p), events, models, cfg, out)
     assert sorted(s["account_id"] for s in out.scores) == ["a", "c"]  # one score each
+
+
+def ids_in(p: int, n: int, prefix: str = "c") -> list[str]:
+    """``n`` account ids of partition ``p``."""
+    out, i = [], 0
+    while len(out) < n:
+        if partition_for(f"{prefix}{i}", P) == p:
+            out.append(f"{prefix}{i}")
+        i += 1
+    return out
+
+
+def test_the_cache_evicts_only_persisted_states_least_recently_used_first():
+    table, cfg, models = Table(), EngineConfig(), Models.fresh()
+    store = AccountStore(table, P, cache=3)
+    p = 0
+    accs = ids_in(p, 5)
+    shard = store.shard(p)
+    for acc in accs:
+        process(shard, events_for(acc, 2), models, cfg, Outputs())
+    process(shard, [Event("again", "login", accs[0], T0 + 90_000, {"device_id": "tv"})],
+            models, cfg, Outputs())  # fmt: skip
+    records = store.flush()
+    process(shard, [Event("x", "login", accs[1], T0 + 95_000, {"device_id": "tv"})],
+            models, cfg, Outputs())  # fmt: skip
+    store.commit(records)  # accs[1] changed since the flush: not persisted, kept
+    assert list(shard.accounts) == [accs[4], accs[0], accs[1]]
+    assert shard.dirty == {accs[1]}
+    # a miss reads the store: nothing was lost
+    assert shard.find(accs[2]).events_applied == 2
+    assert store.peek(accs[3]).events_applied == 2 and accs[3] not in shard.accounts
+    store.commit(store.flush())
+    assert len(shard.accounts) == 3 and accs[1] not in shard.dirty
+    assert AccountStore(table, P).shard(p).find(accs[1]).events_applied == 3
+
+
+def test_the_sweep_visits_evicted_accounts_in_chunks():
+    table, cfg, models = Table(), EngineConfig(), Models.fresh()
+    store = AccountStore(table, P, cache=2)
+    p = 1
+    quiet, (busy,) = ids_in(p, 6), ids_in(p, 1, prefix="b")
+    shard = store.shard(p)
+    shard.sweep_chunk = 4
+    for acc in quiet:
+        process(shard, events_for(acc, 1), models, cfg, Outputs())
+    store.commit(store.flush())
+    assert len(shard.accounts) == 2
+
+    def swept() -> set[str]:
+        return {a for a in quiet if load_state(table[a.encode()]).risk.scored_ts > T0}
+
+    process(shard, events_for(busy, 1, start=T0 + 3 * DAY_MS), models, cfg, Outputs())
+    assert len(shard.accounts) <= 2 + 4 + 1  # the cache, one chunk, the busy account
+    store.commit(store.flush())
+    assert 0 < len(swept()) < len(quiet)  # the day's sweep goes on in the next buffer
+    later = Event("b2", "login", busy, T0 + 4 * DAY_MS, {"device_id": "tv"})
+    process(shard, [later], models, cfg, Outputs())
+    store.commit(store.flush())
+    assert swept() == set(quiet) and len(shard.accounts) == 2
+
+
+def test_label_timers_fire_for_evicted_accounts():
+    table, models = Table(), Models.fresh()
+    cfg = EngineConfig()
+    store = AccountStore(table, P, cache=1)
+    p = 2
+    acc, (other,) = ids_in(p, 1)[0], ids_in(p, 1, prefix="o")
+    shard = store.shard(p)
+    process(shard, events_for(acc, 1), models, cfg, Outputs())
+    # a day later the account has a pending churn snapshot, and is then evicted
+    process(shard, events_for(acc, 2, start=T0 + DAY_MS + 1)[1:], models, cfg, Outputs())
+    assert load_state(dump_state(shard.accounts[acc])).pending, "a snapshot to label"
+    process(shard, events_for(other, 1, start=T0 + DAY_MS + 2), models, cfg, Outputs())
+    store.commit(store.flush())
+    assert acc not in shard.accounts
+    due = shard._due[acc]
+    # the timer fires at its horizon (before the day's sweep reaches the account)
+    shard.sweep_chunk = 0
+    out = Outputs()
+    late = Event("o2", "login", other, due + cfg.state.lateness_ms, {"device_id": "tv"})
+    process(shard, [late], models, cfg, out)
+    assert [x["account_id"] for x in out.examples if x["model"] == "churn"] == [acc]
+    assert acc in shard.dirty
