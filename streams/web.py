@@ -16,7 +16,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.app import Runtime
+from streams.runtime import Runtime
 
 # aiohttp wants the charset out of content_type (it adds utf-8 itself)
 EXPOSITION_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
@@ -34,8 +34,8 @@ def is_ready(app: Any) -> tuple[bool, str]:
 
 def register(rt: Runtime) -> None:
     app, metrics = rt.app, rt.metrics
-    table = rt.tables["accounts"]
-    lookup = rt.services["lookup"]
+    table = rt.accounts_table
+    lookup = rt.lookup
 
     @app.page("/metrics")
     async def prometheus_metrics(web: View, request: Request) -> Response:

@@ -25,10 +25,11 @@ from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
+from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
-from streams.agents.learner import ModelCache
-from streams.app import CRASH, Runtime, partition_for
+from streams.faust_compat import store_locally
 from streams.metrics import Metrics
+from streams.runtime import CRASH, Runtime
 from streams.skips import Skips
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class AccountStore:
         for partition, shard in self.shards.items():
             for account_id in shard.dirty:
                 key, raw = account_id.encode(), dump_state(shard.accounts[account_id])
-                self.table.data[key] = raw
+                store_locally(self.table, key, raw)
                 records.append((partition, key, raw))
             shard.dirty.clear()
         return records
@@ -168,11 +169,10 @@ def register(rt: Runtime) -> None:
         use_partitioner=True,
         help="Account state (models.account), written in bulk after each buffer",
     )
-    skips = rt.services.setdefault("skips", Skips(m))
+    skips = rt.skips
     store = AccountStore(table, s.partitions, skips)
-    rt.tables["accounts"] = table
-    rt.services["store"] = store
-    model_cache: ModelCache = rt.services["models"]
+    rt.accounts_table = table
+    model_cache = rt.models
 
     def lookup(account_id: str) -> dict[str, Any] | None:
         state = store.peek(account_id)
@@ -180,7 +180,7 @@ def register(rt: Runtime) -> None:
             return None
         return describe(state, store.clock(account_id))
 
-    rt.services["lookup"] = lookup
+    rt.lookup = lookup
 
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         store.forget(tp.partition for tp in revoked if tp.topic == s.account_events_topic)
@@ -275,6 +275,6 @@ def register(rt: Runtime) -> None:
                 "%d event(s) failed in processing; first: %s", len(out.failed), out.failed[0][1]
             )
 
-    app.agent(rt.topics["account_events"], name="churnwatch.accounts", supervisor_strategy=CRASH)(
+    app.agent(rt.topics.account_events, name="churnwatch.accounts", supervisor_strategy=CRASH)(
         accounts
     )
