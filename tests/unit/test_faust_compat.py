@@ -30,6 +30,7 @@ from streams.app import create_app
 from streams.settings import Settings
 
 faust_compat.apply()
+faust_compat.deliver_without_tasks()  # not applied by the worker (see its doc); tested here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,8 +87,23 @@ def test_pyproject_pins_the_same_versions() -> None:
 def test_patches_apply_once() -> None:
     patched = Consumer._new_offset, Consumer.wait_first, AIOKafkaConsumerThread.seek_to_committed
     faust_compat.apply()
+    faust_compat.deliver_without_tasks()
     after = Consumer._new_offset, Consumer.wait_first, AIOKafkaConsumerThread.seek_to_committed
     assert after == patched
+
+
+def test_the_worker_runs_with_fausts_own_delivery() -> None:
+    """Patch 3 is opt-in (it upset rebalances): a worker process does not apply it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from streams import faust_compat; faust_compat.apply()\n"
+        "from faust.transport.consumer import Consumer\n"
+        "assert not hasattr(Consumer.wait_first, '__wrapped__')\n"
+        "assert hasattr(Consumer._new_offset, '__wrapped__')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
