@@ -118,9 +118,13 @@ def register(rt: Runtime) -> None:
             start = delivered.get(tp, committed_offset(consumer, tp))
             reorder.mark_behind(tp, behind(highwater, start))
 
+    # force=True on every send: inside the agent (a stop, a full merge) Faust would
+    # otherwise attach the record to the message being read and publish it only once that
+    # message's offset is committed, while the other messages whose events it carries are
+    # acknowledged now and may be committed first: a stop or crash in between lost them
     async def send_dead(bad: DeadLetter) -> None:
         m.dead_letters.labels(bad.kind).inc()
-        await dead_letter.send(value=orjson.dumps(bad.to_record()))
+        await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
     async def forward(everything: bool = False) -> None:
         """Send what the frontier allows; acknowledge the messages fully sent."""
@@ -147,6 +151,7 @@ def register(rt: Runtime) -> None:
                     key=str(partition).encode(),
                     value=encode_batch(part[i : i + INTERNAL_BATCH]),
                     partition=partition,
+                    force=True,
                 )
         stream = streams.get("input")
         for token in done:
