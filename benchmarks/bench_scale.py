@@ -13,6 +13,8 @@ that same input, in each run:
   ceiling     a bare aiokafka ``getmany`` consumer + ``orjson.loads``
   floor       a Faust agent that only counts messages (the worker's Faust app
               settings, ``streams.app.create_app``)
+  fast-floor  the same agent with ``streams.faust_compat.deliver_without_tasks``
+              (not applied by the worker: see its doc): what that patch would buy
   peer        a Quix Streams application keeping a dict per account in its
               RocksDB state (arrays are exploded and grouped by account_id);
               needs ``pip install -e '.[bench]'``, skipped otherwise
@@ -77,7 +79,7 @@ from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
 PARTITIONS = 8
 ARRAY = 100  # events per message in the batched shape
 SHAPES = {"1/msg": 1, f"{ARRAY}/msg": ARRAY}
-ROWS = ("ceiling", "floor", "peer", "churnwatch", "two-workers", "stages", "state", "latency")
+ROWS = ("ceiling", "floor", "fast-floor", "peer", "churnwatch", "two-workers", "stages", "state", "latency")
 POLL_S = 0.2  # /metrics polling: start and end are known within this
 WORKER_SETTINGS: dict[str, str] = {}  # --set CHURNWATCH_X=VALUE, for every worker
 
@@ -293,7 +295,7 @@ def child(role: str, spec_path: str) -> int:
             clock["last"] = time.perf_counter()
             Path(spec["result"]).write_bytes(orjson.dumps({"seconds": clock["last"] - clock["first"]}))
 
-    (_faust_floor if role == "floor" else _quix_peer)(spec, seen)
+    (_quix_peer if role == "peer" else _faust_floor)(spec, seen)
     return 0
 
 
@@ -307,6 +309,10 @@ def _faust_floor(spec: dict[str, Any], seen: Callable[[int], None]) -> None:
                  session_timeout_s=6, heartbeat_interval_s=1.5, rebalance_timeout_s=10,
                  log_level="warning")  # fmt: skip
     app = create_app(s)
+    if spec["role"] == "fast-floor":  # delivery without four tasks per message
+        from streams.faust_compat import deliver_without_tasks
+
+        deliver_without_tasks()
     topic = app.topic(*spec["topics"], key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")  # fmt: skip
     count = [0]
@@ -353,7 +359,7 @@ def run_child(role: str, broker: Broker, topics: Topics, run: str, batch: int, t
     name = f"{role}-{batch}-{run}-{uuid.uuid4().hex[:6]}"
     result = workdir / f"{name}.json"
     expect = topics.events if role == "peer" else topics.messages
-    spec = {"bootstrap": broker.bootstrap, "topics": topics.names, "group": name,
+    spec = {"bootstrap": broker.bootstrap, "topics": topics.names, "group": name, "role": role,
             "expect": expect, "batch": batch, "result": str(result),
             "data_dir": str(workdir / name)}  # fmt: skip
     spec_path = workdir / f"{name}.spec.json"
@@ -629,6 +635,7 @@ def table(fig: dict[str, Any], runs: int) -> str:
         lines += ["", f"{'events/s':<38}{'shape':<9}{'min':>9} {'median':>9} {'max':>9}   "
                   f"{'vs ceiling: median (min–max)':<31}vs floor"]  # fmt: skip
     names = {"ceiling": "ceiling: aiokafka getmany + orjson", "floor": "floor: no-op Faust agent",
+             "fast-floor": "  floor with deliver_without_tasks",
              "peer": "peer: Quix Streams, dict per account", "churnwatch": "churnwatch: one worker"}  # fmt: skip
     for row, label in names.items():
         for shape in SHAPES:
@@ -642,7 +649,7 @@ def table(fig: dict[str, Any], runs: int) -> str:
             rc = fmt_ratio(ratios["ceiling"]) if row != "ceiling" else ""
             rf = fmt_ratio(ratios["floor"]) if row not in ("ceiling", "floor") else ""
             lines.append(f"{label:<38}{shape:<9}{fmt_spread(spread(rates))}   {rc:<31}{rf}")
-            if row == "floor":
+            if row in ("floor", "fast-floor"):
                 msgs = spread([r["messages_s"] for r in per_run])
                 lines.append(f"{'  (floor, messages/s)':<38}{shape:<9}{fmt_spread(msgs)}")
             if row == "churnwatch":
@@ -721,7 +728,7 @@ class Bench:
             topics = broker.produce(broker.input_topics(run, f"b{batch}"), self.inp, batch)
             if self.want("ceiling"):
                 self.record("ceiling", shape, ceiling(broker, topics, t))
-            for row in ("floor", "peer"):
+            for row in ("floor", "fast-floor", "peer"):
                 if not self.want(row):
                     continue
                 if row == "peer" and not quix_installed():
@@ -808,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         if not bench.want("stages"):
             del bench.fig["stages"]
 
-    broker_rows = {"ceiling", "floor", "peer", "churnwatch", "two-workers", "latency"}
+    broker_rows = {"ceiling", "floor", "fast-floor", "peer", "churnwatch", "two-workers", "latency"}
     if broker_rows & set(args.only):
         with ExitStack() as stack:
             broker = Broker(stack.enter_context(bootstrap_servers()))

@@ -10,7 +10,6 @@ with Kafka around them.
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
+from models.partitioning import partition_for
 from models.timepolicy import MergedClock
 
 
@@ -69,7 +69,7 @@ def replay(
     def flush() -> None:
         by_partition: dict[int, list[Event]] = {}
         for e in pending:
-            p = zlib.crc32(e.account_id.encode()) % partitions
+            p = partition_for(e.account_id, partitions)  # as the live worker routes it
             by_partition.setdefault(p, []).append(e)
         pending.clear()
         out = Outputs()

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from streams.logs import setup_logging
 from streams.settings import Settings, SettingsError, unknown_env
@@ -22,9 +22,8 @@ log = logging.getLogger("churnwatch")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import faust
-
     from streams.app import create_runtime
+    from streams.faust_compat import graceful_worker
     from streams.topics import connect_admin, ensure_topics
 
     s = Settings.from_env()
@@ -38,26 +37,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         connect_admin(s, wait_s=float("inf")).close()
     rt = create_runtime(s)
 
-    class Worker(faust.Worker):  # type: ignore[misc]
-        """Drains what ingest holds and checkpoints the learner before Faust's own graceful
-        stop (SIGTERM, SIGINT)."""
+    async def before_stop() -> None:
+        """Send on what ingest holds and checkpoint the learner, then Faust's own stop
+        (SIGTERM, SIGINT). Shielded: a drain that takes longer than its timeout (a starved
+        CPU) goes on while Faust stops (which waits for every message read to be acked);
+        cancelled, it would drop events it had taken out of the merge but not sent."""
+        rt.stopping = True
+        try:
+            await asyncio.wait_for(asyncio.shield(rt.drain()), timeout=10)
+            await asyncio.wait_for(asyncio.shield(rt.checkpoint()), timeout=10)
+        except Exception:  # stopping matters more than draining
+            log.exception("could not drain held input or checkpoint the learner")
 
-        def _on_sigterm(self) -> None:
-            asyncio.ensure_future(self._drain_then(super()._on_sigterm))
-
-        def _on_sigint(self) -> None:
-            asyncio.ensure_future(self._drain_then(super()._on_sigint))
-
-        async def _drain_then(self, stop: Callable[[], None]) -> None:
-            rt.stopping = True
-            try:
-                await asyncio.wait_for(rt.services["drain"](), timeout=10)
-                await asyncio.wait_for(rt.services["checkpoint"](), timeout=10)
-            except Exception:  # stopping matters more than draining
-                log.exception("could not drain held input or checkpoint the learner")
-            stop()
-
-    worker = Worker(
+    worker = graceful_worker(before_stop)(
         rt.app,
         loglevel=s.log_level,
         override_logging=False,

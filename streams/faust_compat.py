@@ -1,10 +1,293 @@
-"""Calls into Faust internals, each with the reason and a test that fails if Faust
-changes under it (``tests/unit/test_faust_compat.py``)."""
+"""Every place churnwatch touches Faust, mode or aiokafka internals, and why.
+
+Nothing else in churnwatch reads a private attribute of these libraries or replaces
+one of their methods. Each item says what it relies on, why, and the upstream issue;
+``tests/unit/test_faust_compat.py`` fails when the code it relies on changes (a
+fingerprint of each patched function's source, plus the behaviour itself), and
+``tests/integration/test_faust_compat.py`` shows the commit fix against a real broker.
+The dependencies are pinned in ``pyproject.toml`` to the versions in :data:`PINNED`,
+the ones those tests passed on.
+
+Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
+
+1. ``rewind_uncommitted`` - ``AIOKafkaConsumerThread.seek_to_committed`` also rewinds
+   input partitions that have no commit (faust-streaming #596).
+2. ``never_commit_past_in_flight`` - ``Consumer._new_offset`` never returns an offset
+   past a message a stream took and has not acknowledged (faust-streaming #606, fix
+   proposed in #707, both open).
+3. ``deliver_without_tasks`` - ``Consumer.wait_first`` hands a fetched message to the
+   streams without creating four asyncio tasks when the delivery does not block (the
+   per-message cost of Faust's consumer loop; measured in ``docs/design.md``). NOT
+   applied by :func:`apply`: it doubles a no-op agent's rate, but with it the
+   two-worker rebalance test stalled once and lost one event once (see its doc).
+
+Accessors (read or write a private attribute, one place each):
+
+- :func:`committed_offset` - ``Consumer._committed_offset``;
+- :func:`store_locally` - ``Table.data[key] = value``, a table write without
+  Faust's per-key changelog send;
+- :func:`graceful_worker` - ``mode.Worker._on_sigterm``/``_on_sigint``;
+- :class:`RocksStates`, :func:`rocksdb_states`, :func:`count_recovered` - the accounts
+  table's RocksDB partition databases, its persisted changelog offset and its
+  recovery count (``tests/unit/test_faust_compat_rocksdb.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from typing import Any
+
+PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
+
+_APPLIED = "churnwatch_patch"  # marks a replaced function, so each patch applies once
+
+
+def apply() -> None:
+    """Apply the patches the worker runs with (idempotent). Not patch 3: see its doc."""
+    rewind_uncommitted()
+    never_commit_past_in_flight()
+
+
+# --- 1. faust-streaming #596: partitions without a commit are not rewound ------------
+
+
+def rewind_uncommitted() -> None:
+    """Make Faust's "seek to committed" rewind partitions that have no commit yet.
+
+    After a rebalance, Faust drops the records fetched while its streams were paused
+    (table recovery) and seeks every partition back to its committed offset. aiokafka
+    seeks only where that offset is > 0, so a partition with no commit stays past the
+    records that were dropped: they are never delivered (faust-streaming #596
+    describes the race). A new deployment reading topics that already hold data, or a
+    learner killed before its first commit, lost messages that way (found by
+    ``tests/integration/test_learner_checkpoint.py``). This rewinds such partitions to
+    their first offset (``consumer_auto_offset_reset="earliest"``); table changelogs
+    are left to Faust's recovery.
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread.seek_to_committed
+    if getattr(original, _APPLIED, False):
+        return
+
+    async def seek_to_committed(self: Any) -> Any:
+        committed = await original(self)
+        changelogs = self.app.tables.changelog_topics
+        fresh = [
+            tp for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and tp.topic not in changelogs
+        ]  # fmt: skip
+        if fresh:
+            await self.seek_to_beginning(*fresh)
+        return committed
+
+    setattr(seek_to_committed, _APPLIED, True)
+    seek_to_committed.__wrapped__ = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed
+
+
+# --- 2. faust-streaming #606: a commit past a message still in flight ----------------
+
+
+def never_commit_past_in_flight() -> None:
+    """Cap each commit at the lowest message a stream took and has not acknowledged.
+
+    ``Consumer._new_offset`` commits the first run of consecutive acknowledged offsets.
+    Its guard against an unacknowledged message at the head of that run only fires for
+    a hole of two or more (``min(acked) - committed > 1``) and only once something was
+    committed (``if committed:`` is false for None and 0). So with the committed offset
+    at 10, message 10 still held and 11-20 acknowledged, it commits 21; and on a new
+    group it commits past any held message. A crash then loses the held message. The
+    ingest agent acknowledges out of order by design (a message is acknowledged once
+    its events leave the event-time merge; one with only bad events at once), so it
+    hit this: a graceful stop under CPU starvation lost one event in 2 of 9 runs
+    (issue #13). Upstream: faust-streaming #606 (open); #707 proposes the same cap.
+
+    Messages a stream took are in ``Consumer._unacked_messages`` (a WeakSet) until
+    acknowledged; a partition's messages are taken in offset order, so nothing below
+    an acknowledged offset can still be on its way. Offsets that never reach a stream
+    (compaction, transaction markers) are not in flight and keep Faust's gap handling.
+    """
+    from faust.transport.consumer import Consumer
+
+    original = Consumer._new_offset
+    if getattr(original, _APPLIED, False):
+        return
+
+    def _new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        committed = self._committed_offset[tp]
+        lowest = min(
+            (
+                m.offset for m in list(self._unacked_messages)
+                if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)
+            ),
+            default=None,
+        )  # fmt: skip
+        if lowest is None or max(acked) < lowest:
+            return original(self, tp)
+        later = [offset for offset in acked if offset > lowest]
+        acked[:] = [offset for offset in acked if offset < lowest]
+        try:
+            return original(self, tp) if acked else None
+        finally:
+            acked.extend(later)
+
+    setattr(_new_offset, _APPLIED, True)
+    _new_offset.__wrapped__ = original  # type: ignore[attr-defined]
+    Consumer._new_offset = _new_offset
+
+
+# --- 3. the per-message cost of Faust's consumer loop --------------------------------
+
+
+class _Resumed:
+    """Awaitable that runs the rest of a coroutine already stepped once by hand.
+
+    ``blocked_on`` is what the coroutine yielded (the future it waits for); the task
+    awaiting this waits for it, then the coroutine resumes as if it had never left it.
+    """
+
+    __slots__ = ("coro", "blocked_on")
+
+    def __init__(self, coro: Any, blocked_on: Any) -> None:
+        self.coro, self.blocked_on = coro, blocked_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.blocked_on
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # noqa: BLE001 - cancellation: the coroutine's to handle
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
+async def _finish(coro: Any, blocked_on: Any) -> Any:
+    return await _Resumed(coro, blocked_on)
+
+
+def deliver_without_tasks() -> None:
+    """Hand each fetched message to the streams without four new tasks when nothing blocks.
+
+    Faust's consumer loop (``Consumer._drain_messages``) delivers every message with
+    ``await self.wait_first(callback(message), self.suspend_flow.wait())``: mode's
+    ``wait_first`` wraps both, plus the service's stopped and crashed events, in four
+    tasks and an ``asyncio.wait``, once per message, although the delivery (a put into
+    each subscribed stream's queue) almost never blocks. That is about a third of
+    Faust's cost per message (DESIGN.md; ``docs/design.md`` has today's figures).
+
+    This steps the delivery once by hand while the flow is active: if it finishes
+    (the usual case) the result is returned after one turn of the event loop (as the
+    tasks gave the streams), and the flow-suspension waiter, never started, is
+    closed. If it blocks (a full queue, flow control, a full producer buffer), the
+    rest of it runs under the original ``wait_first``, racing the flow suspension
+    exactly as before. The consumer's other ``wait_first`` calls
+    (none in faust-streaming 0.15.3 pass a coroutine first) go straight through.
+
+    Not applied by the worker (``benchmarks/bench_scale.py`` applies it for its
+    ``fast-floor`` row). ``tests/integration/test_two_workers.py`` with it: once a
+    worker stalled after the rebalance with 108 account-events messages never
+    consumed (before the ``sleep(0)`` below), once one event of 86,718 was never
+    applied with every lag at 0; without it the same test passed. Faust drops and
+    re-reads messages around a rebalance through several flags (``flow_active``,
+    generation ids, ``_read_offset``, paused and buffered partitions) whose timing
+    this changes; until that is understood, at-least-once comes first.
+    """
+    from faust.transport.consumer import Consumer
+    from mode.services import WaitResults
+
+    original = Consumer.wait_first
+    if getattr(original, _APPLIED, False):
+        return
+
+    async def wait_first(self: Any, *coros: Any, timeout: Any = None) -> Any:
+        first = coros[0] if coros else None
+        if (
+            len(coros) == 2
+            and timeout is None
+            and asyncio.iscoroutine(first)
+            and self.flow_active
+            and not self._stopped.is_set()
+            and not self._crashed.is_set()
+        ):
+            try:
+                blocked_on = first.send(None)
+            except StopIteration as done:
+                if asyncio.iscoroutine(coros[1]):
+                    coros[1].close()
+                # one turn of the event loop per message, as with the tasks: the streams
+                # take what was delivered before the next one comes (without it, bursts of
+                # 100 filled the stream buffers, and a worker stalled after a rebalance
+                # with a partition's fetching paused for good)
+                await asyncio.sleep(0)
+                return WaitResults([first], [done.value], False)
+            coros = (_finish(first, blocked_on), coros[1])
+        return await original(self, *coros, timeout=timeout)
+
+    setattr(wait_first, _APPLIED, True)
+    wait_first.__wrapped__ = original  # type: ignore[attr-defined]
+    Consumer.wait_first = wait_first
+
+
+# --- accessors -----------------------------------------------------------------------
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset this worker last committed for ``tp`` (None: nothing yet, or 0).
+
+    Faust keeps it in ``Consumer._committed_offset`` (no public accessor); reading it
+    saves a broker round trip per partition for the lag gauge and the ingest merge.
+    """
+    offset: int | None = consumer._committed_offset.get(tp)
+    return offset
+
+
+def store_locally(table: Any, key: bytes, value: bytes) -> None:
+    """Put ``value`` in the table's local store without Faust's changelog send.
+
+    ``Table.__setitem__`` sends one changelog record per key through Faust's producer
+    buffer (~300-500 µs each, DESIGN.md); the account agent sends its changelog
+    records itself in bulk and awaits them before acknowledging its input, so it only
+    needs the local store (``Table.data``) to hold the value for lookups and reloads.
+    """
+    table.data[key] = value
+
+
+def graceful_worker(before_stop: Callable[[], Awaitable[None]]) -> type:
+    """A ``faust.Worker`` that awaits ``before_stop()`` when SIGTERM or SIGINT arrives,
+    then stops as Faust does.
+
+    mode's ``Worker`` has no hook between the signal and its shutdown, so this
+    overrides its signal handlers ``_on_sigterm``/``_on_sigint``.
+    """
+    import faust
+
+    class Worker(faust.Worker):  # type: ignore[misc]
+        def _on_sigterm(self) -> None:
+            asyncio.ensure_future(self._before_stop(super()._on_sigterm))
+
+        def _on_sigint(self) -> None:
+            asyncio.ensure_future(self._before_stop(super()._on_sigint))
+
+        async def _before_stop(self, stop: Callable[[], None]) -> None:
+            try:
+                await before_stop()
+            finally:
+                stop()
+
+    return Worker
+
 
 # --- accounts table on RocksDB (streams.agents.accounts) ----------------------------
 #

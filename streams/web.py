@@ -25,7 +25,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.app import Runtime
+from streams.runtime import Runtime
 
 # aiohttp wants the charset out of content_type (it adds utf-8 itself)
 EXPOSITION_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
@@ -83,8 +83,8 @@ def ready_now(app: Any) -> bool:
 def register(rt: Runtime) -> None:
     app, metrics = rt.app, rt.metrics
     token = rt.settings.api_token
-    table = rt.tables["accounts"]
-    lookup = rt.services["lookup"]
+    table = rt.accounts_table
+    lookup = rt.lookup
     cfg = rt.settings.engine_config()
     metrics.set_thresholds(
         {

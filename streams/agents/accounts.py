@@ -27,11 +27,11 @@ from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
+from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
-from streams.agents.learner import ModelCache
-from streams.app import CRASH, Runtime, partition_for
-from streams.faust_compat import count_recovered, rocksdb_states
+from streams.faust_compat import count_recovered, rocksdb_states, store_locally
 from streams.metrics import Metrics
+from streams.runtime import CRASH, Runtime
 from streams.skips import Skips
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,8 @@ class DictStates:
     """Persisted states in a dict (Faust's ``memory://`` table store, tests): every
     partition's keys in one mapping, told apart by ``partition_for``."""
 
-    def __init__(self, data: Any, partitions: int) -> None:
-        self.data, self.partitions = data, partitions
+    def __init__(self, table: Any, partitions: int) -> None:
+        self.table, self.data, self.partitions = table, table.data, partitions
 
     def get(self, partition: int, key: bytes, *, assigned: bool = True) -> bytes | None:
         return self.data.get(key)
@@ -72,7 +72,7 @@ class DictStates:
 
     def write(self, partition: int, items: list[tuple[bytes, bytes]], offset: int | None) -> None:
         for key, raw in items:
-            self.data[key] = raw
+            store_locally(self.table, key, raw)
 
 
 class AccountStore:
@@ -92,7 +92,7 @@ class AccountStore:
         self.partitions = partitions
         self.skips = skips or Skips(Metrics())
         self.cache = cache  # None: keep every decoded state
-        self.local: Any = rocksdb_states(table) or DictStates(table.data, partitions)
+        self.local: Any = rocksdb_states(table) or DictStates(table, partitions)
         self.shards: dict[int, Shard] = {}
         # networks used away from home by many accounts (VPN exits, carrier NAT): one per
         # worker, shared by its partitions; soft state, rebuilt as accounts are scored
@@ -273,11 +273,10 @@ def register(rt: Runtime) -> None:
         help="Account state (models.account), written in bulk after each buffer",
     )
     count_recovered(table, m.state_recovered.inc)
-    skips = rt.services.setdefault("skips", Skips(m))
+    skips = rt.skips
     store = AccountStore(table, s.partitions, skips, cache=s.state_cache_accounts)
-    rt.tables["accounts"] = table
-    rt.services["store"] = store
-    model_cache: ModelCache = rt.services["models"]
+    rt.accounts_table = table
+    model_cache = rt.models
 
     def lookup(account_id: str) -> dict[str, Any] | None:
         state = store.peek(account_id)
@@ -285,7 +284,7 @@ def register(rt: Runtime) -> None:
             return None
         return describe(state, store.clock(account_id))
 
-    rt.services["lookup"] = lookup
+    rt.lookup = lookup
 
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         store.forget(tp.partition for tp in revoked if tp.topic == s.account_events_topic)
@@ -389,6 +388,6 @@ def register(rt: Runtime) -> None:
                 "%d event(s) failed in processing; first: %s", len(out.failed), out.failed[0][1]
             )
 
-    app.agent(rt.topics["account_events"], name="churnwatch.accounts", supervisor_strategy=CRASH)(
+    app.agent(rt.topics.account_events, name="churnwatch.accounts", supervisor_strategy=CRASH)(
         accounts
     )

@@ -23,8 +23,10 @@ import orjson
 
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
 from models.ordering import Reorderer
+from models.partitioning import partition_for
 from models.timepolicy import MergedClock, wall_ms
-from streams.app import CRASH, Runtime, partition_for
+from streams.faust_compat import committed_offset
+from streams.runtime import CRASH, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def _now_ms() -> int:
 
 def register(rt: Runtime) -> None:
     s, m, app = rt.settings, rt.metrics, rt.app
-    dead_letter, account_events = rt.topics["dead_letter"], rt.topics["account_events"]
+    dead_letter, account_events = rt.topics.dead_letter, rt.topics.account_events
     reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000), stall_ms=int(s.input_stall_s * 1000))
     policy = s.engine_config().time  # the accepted range of event times
     merged = MergedClock(policy)  # ... and the clock of the input merged in event time
@@ -113,12 +115,16 @@ def register(rt: Runtime) -> None:
                 highwater = consumer.highwater(tp)  # the fetcher's latest view
             except Exception:  # noqa: BLE001 - not assigned any more: let it go idle
                 highwater = 0
-            start = delivered.get(tp, consumer._committed_offset.get(tp))
+            start = delivered.get(tp, committed_offset(consumer, tp))
             reorder.mark_behind(tp, behind(highwater, start))
 
+    # force=True on every send: inside the agent (a stop, a full merge) Faust would
+    # otherwise attach the record to the message being read and publish it only once that
+    # message's offset is committed, while the other messages whose events it carries are
+    # acknowledged now and may be committed first: a stop or crash in between lost them
     async def send_dead(bad: DeadLetter) -> None:
         m.dead_letters.labels(bad.kind).inc()
-        await dead_letter.send(value=orjson.dumps(bad.to_record()))
+        await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
     async def forward(everything: bool = False) -> None:
         """Send what the frontier allows; acknowledge the messages fully sent."""
@@ -145,6 +151,7 @@ def register(rt: Runtime) -> None:
                     key=str(partition).encode(),
                     value=encode_batch(part[i : i + INTERNAL_BATCH]),
                     partition=partition,
+                    force=True,
                 )
         stream = streams.get("input")
         for token in done:
@@ -187,7 +194,7 @@ def register(rt: Runtime) -> None:
             async with lock:
                 await forward(everything=True)
 
-    rt.services["drain"] = drain
+    rt.drain = drain
 
     async def on_assigned(sender: object, assigned: set[Any], **kwargs: object) -> None:
         log.info("rebalance: %d input partitions assigned (%d partitions in all)",
@@ -204,5 +211,5 @@ def register(rt: Runtime) -> None:
 
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)
-    app.agent(rt.topics["input"], name="churnwatch.ingest", supervisor_strategy=CRASH)(ingest)
+    app.agent(rt.topics.input, name="churnwatch.ingest", supervisor_strategy=CRASH)(ingest)
     app.timer(FLUSH_EVERY_S, name="churnwatch.ingest_flush")(flush)

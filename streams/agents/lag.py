@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.app import Runtime
+from streams.faust_compat import committed_offset
+from streams.runtime import Runtime
 
 EVERY_S = 5.0
 
@@ -30,13 +31,13 @@ def register(rt: Runtime) -> None:
         if not tps:
             return
         highwaters = await consumer.highwaters(*tps)
-        uncommitted = [tp for tp in tps if consumer._committed_offset.get(tp) is None]
+        uncommitted = [tp for tp in tps if committed_offset(consumer, tp) is None]
         # nothing committed yet: everything since the start of the log is still to do (the
         # fetch position would say 0 while fetched messages wait unprocessed in buffers)
         earliest = await consumer.earliest_offsets(*uncommitted) if uncommitted else {}
         current = set()
         for tp in tps:
-            committed = consumer._committed_offset.get(tp)  # faust keeps the last commit here
+            committed = committed_offset(consumer, tp)
             if committed is None:
                 committed = earliest.get(tp, 0)
             labels = (tp.topic, str(tp.partition))

@@ -31,97 +31,21 @@ import never replaces a model that has learned past it). With
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
-import orjson
-
-from models.engine import KINDS, Models
-from models.learner import OnlineLearner, SignatureError, read_training
-from streams.app import CRASH, Runtime
-from streams.metrics import Metrics
-from streams.skips import Skips
+from models.engine import KINDS
+from models.learner import OnlineLearner, read_training
+from streams.runtime import CRASH, Runtime
+from streams.snapshots import export_model_metrics, model_key
 
 log = logging.getLogger(__name__)
-
-class ModelCache:
-    """The newest model snapshots, deserialised only when a new one arrives."""
-
-    def __init__(
-        self, table: Any, metrics: Metrics, key: bytes, skips: Skips | None = None
-    ) -> None:
-        self.table = table
-        self.key = key  # snapshots not signed with it are skipped, never unpickled
-        self.metrics = metrics
-        self.skips = skips or Skips(metrics)
-        self.raw: dict[str, bytes | None] = dict.fromkeys(KINDS)
-        self.models = Models.fresh()
-
-    def current(self) -> Models:
-        for kind in KINDS:
-            raw = self.table.get(model_key(kind))
-            if raw is not None and raw is not self.raw[kind]:
-                self.raw[kind] = raw
-                try:
-                    learner = OnlineLearner.from_bytes(raw, self.key)
-                except ValueError as exc:  # the last good snapshot (or a fresh model) stays
-                    why = "bad_signature" if isinstance(exc, SignatureError) else "bad_snapshot"
-                    self.skips.skip("models", why, f"key {kind!r}", str(exc))
-                    continue
-                setattr(self.models, kind, learner)
-                export_model_metrics(self.metrics, learner)
-        return self.models
-
-
-def model_key(kind: str) -> bytes:
-    """The models changelog key of a model kind: a JSON string, as Faust wrote ``str``
-    keys before (so existing changelogs and ``churnwatch models export`` read the same),
-    but written and read as raw bytes, so a foreign key in the changelog is just a key
-    nobody asks for, not a decode error that stops Faust's table recovery.
-
-    >>> model_key("churn")
-    b'"churn"'
-    """
-    return orjson.dumps(kind)
-
-
-def export_model_metrics(m: Metrics, learner: OnlineLearner) -> None:
-    stats = learner.metrics()
-    name = learner.name
-    m.model_version.labels(name).set(learner.version)
-    m.model_examples.labels(name).set(stats["examples"])
-    m.model_drifts.labels(name).set(stats["drifts"])
-    if learner.learned_offset is not None:
-        m.model_learned_offset.labels(name).set(learner.learned_offset)
-    for gauge, key in (
-        (m.model_auc, "roc_auc"),
-        (m.model_logloss, "log_loss"),
-        (m.model_calibration_error, "ece"),
-    ):
-        if not math.isnan(stats[key]):
-            gauge.labels(name).set(stats[key])
-    n = learner.n_bins
-    for predicted, observed, _ in learner.calibration():  # a bin's mean lies in the bin
-        edge = f"{min(int(predicted * n), n - 1) / n:.2f}"
-        m.model_calibration.labels(name, edge, "predicted").set(predicted)
-        m.model_calibration.labels(name, edge, "observed").set(observed)
 
 
 def register(rt: Runtime) -> None:
     app, m, s = rt.app, rt.metrics, rt.settings
-    table = app.GlobalTable(
-        "models",
-        default=None,
-        key_type=bytes,  # raw: Faust decodes nothing it reads back from the changelog
-        value_type=bytes,
-        partitions=1,
-        use_partitioner=True,  # written from a timer, outside any event
-        help="Versioned model snapshots (models.learner.OnlineLearner), one key per model",
-    )
-    rt.tables["models"] = table
-    skips = rt.services.setdefault("skips", Skips(m))
-    key = s.require_model_key()
-    cache = rt.services["models"] = ModelCache(table, m, key, skips)
+    skips, cache = rt.skips, rt.models
+    table = cache.table  # the models global table: this agent is its only writer
+    key = cache.key  # snapshots are signed with it (CHURNWATCH_MODEL_KEY)
     learners: dict[str, OnlineLearner] = {}
     changed: set[str] = set()
     pending: list[Any] = []  # events learned and not yet in a snapshot: acked once they are
@@ -193,7 +117,7 @@ def register(rt: Runtime) -> None:
         for ev in done:
             await streams["training"].ack(ev)
 
-    rt.services["checkpoint"] = checkpoint
+    rt.checkpoint = checkpoint
 
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         if any(tp.topic == s.training_topic for tp in revoked):
@@ -203,5 +127,5 @@ def register(rt: Runtime) -> None:
             pending.clear()
 
     app.on_partitions_revoked.connect(on_revoked)
-    app.agent(rt.topics["training"], name="churnwatch.learner", supervisor_strategy=CRASH)(learner)
+    app.agent(rt.topics.training, name="churnwatch.learner", supervisor_strategy=CRASH)(learner)
     app.timer(s.model_snapshot_s, name="churnwatch.snapshot")(checkpoint)

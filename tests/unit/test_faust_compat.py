@@ -1,0 +1,261 @@
+"""streams.faust_compat: every patch and accessor still fits the Faust it was written for.
+
+Two kinds of test. Fingerprints: the source of each library function a patch replaces
+or relies on is hashed; a new faust-streaming, mode or aiokafka that changes one fails
+here, naming it, so the patch is re-read (and dropped if upstream fixed the bug).
+Behaviour: each patch and accessor is exercised on a real (unstarted) Faust consumer
+and table. ``tests/integration/test_faust_compat.py`` runs the commit fix on a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.metadata
+import inspect
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faust.streams import Stream
+from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP, Message
+from mode.utils.collections import ManagedUserDict
+from mode.worker import Worker as ModeWorker
+
+from streams import faust_compat
+from streams.app import create_app
+from streams.settings import Settings
+
+faust_compat.apply()
+faust_compat.deliver_without_tasks()  # not applied by the worker (see its doc); tested here
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# sha256[:16] of inspect.getsource on the PINNED versions; what each patch relies on
+FINGERPRINTS = {
+    # 2. never_commit_past_in_flight: wraps it; relies on _acked, _committed_offset
+    "Consumer._new_offset": (Consumer._new_offset.__wrapped__, "1d2c7ea89a7ad4f1"),
+    # ... and on acks landing in _acked (ack) and taken messages in _unacked_messages
+    "Consumer.ack": (Consumer.ack, "5fcf41cf45153475"),
+    "Consumer.track_message": (Consumer.track_message, "217d7f1399a4cd8e"),
+    "Stream._c_aiter": (Stream._c_aiter, "fa44582a5882e9df"),
+    # 3. deliver_without_tasks: the one wait_first call with a coroutine first
+    "Consumer._drain_messages": (Consumer._drain_messages, "44a2500309e83c63"),
+    "Service.wait_first": (Consumer.wait_first.__wrapped__, "feade6a31f8a6789"),
+    # 1. rewind_uncommitted (and perform_seek, which stores what it returns)
+    "AIOKafkaConsumerThread.seek_to_committed": (
+        AIOKafkaConsumerThread.seek_to_committed.__wrapped__,
+        "775ab0adc4b052ab",
+    ),
+    "Consumer.perform_seek": (Consumer.perform_seek, "0e8c130ff4b0afd8"),
+    # store_locally: a table write is on_key_set (the changelog send) + data[key] = value
+    "ManagedUserDict.__setitem__": (ManagedUserDict.__setitem__, "f3bdf602abc08dd1"),
+    # graceful_worker: the signal handlers it overrides
+    "Worker._install_signal_handlers_unix": (
+        ModeWorker._install_signal_handlers_unix,
+        "6a1810b3485970e8",
+    ),
+    "Worker._on_sigterm": (ModeWorker._on_sigterm, "6b99528ef557db1d"),
+    "Worker._on_sigint": (ModeWorker._on_sigint, "25334ac514b211b2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FINGERPRINTS))
+def test_patched_library_code_is_unchanged(name: str) -> None:
+    func, expected = FINGERPRINTS[name]
+    got = hashlib.sha256(inspect.getsource(func).encode()).hexdigest()[:16]
+    assert got == expected, (
+        f"{name} changed upstream: re-read streams/faust_compat.py against it, "
+        "then update this fingerprint and PINNED"
+    )
+
+
+def test_installed_versions_are_the_pinned_ones() -> None:
+    installed = {name: importlib.metadata.version(name) for name in faust_compat.PINNED}
+    assert installed == faust_compat.PINNED
+
+
+def test_pyproject_pins_the_same_versions() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for name, version in faust_compat.PINNED.items():
+        assert f"{name}=={version}" in deps
+
+
+def test_patches_apply_once() -> None:
+    patched = Consumer._new_offset, Consumer.wait_first, AIOKafkaConsumerThread.seek_to_committed
+    faust_compat.apply()
+    faust_compat.deliver_without_tasks()
+    after = Consumer._new_offset, Consumer.wait_first, AIOKafkaConsumerThread.seek_to_committed
+    assert after == patched
+
+
+def test_the_worker_runs_with_fausts_own_delivery() -> None:
+    """Patch 3 is opt-in (it upset rebalances): a worker process does not apply it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from streams import faust_compat; faust_compat.apply()\n"
+        "from faust.transport.consumer import Consumer\n"
+        "assert not hasattr(Consumer.wait_first, '__wrapped__')\n"
+        "assert hasattr(Consumer._new_offset, '__wrapped__')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    return create_app(Settings(kafka_bootstrap_servers="127.0.0.1:9"))  # never started
+
+
+@pytest.fixture()
+def consumer(app: Any) -> Any:
+    c = app.consumer
+    yield c
+    for attr in ("_acked", "_acked_index", "_committed_offset", "_gap"):
+        getattr(c, attr).clear()
+    c._unacked_messages.clear()
+
+
+def _take(consumer: Any, tp: TP, offsets: range) -> list[Message]:
+    """Messages a stream took (tracked as in flight), as ``Stream._c_aiter`` does."""
+    msgs = [Message(tp.topic, tp.partition, o, 0.0, 0, {}, None, b"v", None) for o in offsets]
+    for m in msgs:
+        consumer._unacked_messages.add(m)
+    return msgs
+
+
+def _ack(consumer: Any, m: Message) -> None:
+    """What ``Consumer.ack`` records for a topic with acks enabled."""
+    m.acked = True
+    consumer._unacked_messages.discard(m)
+    consumer._acked_index[m.tp].add(m.offset)
+    consumer._acked[m.tp].append(m.offset)
+
+
+def test_upstream_commits_past_a_message_in_flight(consumer: Any) -> None:
+    """faust-streaming #606: when this fails, upstream fixed it and patch 2 can go."""
+    tp = TP("t", 0)
+    consumer._committed_offset[tp] = 10
+    msgs = _take(consumer, tp, range(10, 21))
+    for m in msgs[1:]:  # 10 is still being processed
+        _ack(consumer, m)
+    assert Consumer._new_offset.__wrapped__(consumer, tp) == 21
+
+
+@pytest.mark.parametrize("committed", [None, 10])
+def test_a_commit_stops_at_the_lowest_message_in_flight(consumer: Any, committed: Any) -> None:
+    tp = TP("t", 0)
+    consumer._committed_offset[tp] = committed
+    start = committed or 0
+    msgs = _take(consumer, tp, range(start, start + 11))
+    for m in msgs[:3] + msgs[4:]:  # the 4th is held (the ingest merge acks out of order)
+        _ack(consumer, m)
+    assert consumer._new_offset(tp) == start + 3  # up to the held message, not past it
+    consumer._committed_offset[tp] = start + 3
+    assert consumer._new_offset(tp) is None  # nothing more while it is held
+    _ack(consumer, msgs[3])
+    assert consumer._new_offset(tp) == start + 11  # then everything acknowledged
+
+
+def test_offsets_that_never_reach_a_stream_are_still_committed(consumer: Any) -> None:
+    """A hole with nothing in flight (compaction, transaction markers): Faust's own rule."""
+    tp = TP("t", 0)
+    consumer._committed_offset[tp] = 10
+    for m in _take(consumer, tp, range(12, 15)):
+        _ack(consumer, m)
+    assert consumer._new_offset(tp) == Consumer._new_offset.__wrapped__(consumer, tp) is None
+    consumer._committed_offset[tp] = 11
+    for m in _take(consumer, tp, range(15, 17)):
+        _ack(consumer, m)
+    assert consumer._new_offset(tp) == 17
+
+
+def test_other_partitions_in_flight_do_not_hold_a_commit(consumer: Any) -> None:
+    tp, other = TP("t", 0), TP("t", 1)
+    _take(consumer, other, range(0, 1))
+    for m in _take(consumer, tp, range(0, 5)):
+        _ack(consumer, m)
+    assert consumer._new_offset(tp) == 5
+
+
+def test_delivery_that_does_not_block_needs_no_task(consumer: Any) -> None:
+    async def main() -> None:
+        before = len(asyncio.all_tasks())
+        seen: list[int] = []
+
+        async def deliver() -> str:
+            seen.append(len(asyncio.all_tasks()))
+            return "delivered"
+
+        suspended = asyncio.Event()
+        result = await consumer.wait_first(deliver(), suspended.wait())
+        assert (result.results, result.stopped) == (["delivered"], False)
+        assert seen == [before]  # ran in the caller's task: no new task
+
+    asyncio.run(main())
+
+
+def test_delivery_that_blocks_finishes_or_is_cancelled_as_before(consumer: Any) -> None:
+    async def main() -> None:
+        space = asyncio.get_running_loop().create_future()
+        cancelled = []
+
+        async def deliver(waits_for: asyncio.Future[str]) -> str:
+            try:
+                return await waits_for  # a full stream queue
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        suspended = asyncio.Event()
+        waiting = asyncio.ensure_future(consumer.wait_first(deliver(space), suspended.wait()))
+        await asyncio.sleep(0)
+        space.set_result("delivered")
+        assert (await waiting).results == ["delivered"]
+
+        blocked = asyncio.get_running_loop().create_future()
+        waiting = asyncio.ensure_future(consumer.wait_first(deliver(blocked), suspended.wait()))
+        await asyncio.sleep(0)
+        suspended.set()  # a rebalance stops the flow: the blocked delivery is cancelled
+        result = await waiting
+        assert cancelled == [True] and len(result.results) == 1
+
+    consumer.loop.run_until_complete(main())  # mode schedules its waiters on the app's loop
+
+
+def test_committed_offset_reads_the_consumers_last_commit(consumer: Any) -> None:
+    tp = TP("t", 3)
+    assert faust_compat.committed_offset(consumer, tp) is None
+    consumer._committed_offset.update({tp: 42})  # as Consumer._commit_offsets records it
+    assert faust_compat.committed_offset(consumer, tp) == 42
+
+
+def test_store_locally_fills_the_table_without_a_changelog_send(app: Any) -> None:
+    table = app.Table("compat-probe", default=None, key_type=bytes, value_type=bytes)
+    sent = []
+    table.on_key_set = lambda key, value: sent.append(key)  # what __setitem__ sends
+    faust_compat.store_locally(table, b"k", b"v")
+    assert table[b"k"] == b"v" and sent == []
+    table[b"k2"] = b"v2"
+    assert sent == [b"k2"]  # the path it avoids is still the one that sends
+
+
+def test_graceful_worker_runs_its_hook_before_the_stop(app: Any) -> None:
+    calls: list[str] = []
+
+    async def before_stop() -> None:
+        calls.append("drain")
+
+    worker_class = faust_compat.graceful_worker(before_stop)
+    assert issubclass(worker_class, ModeWorker)
+
+    async def main() -> None:
+        worker = worker_class.__new__(worker_class)  # handlers only: no event loop takeover
+        await worker._before_stop(lambda: calls.append("stop"))
+
+    asyncio.run(main())
+    assert calls == ["drain", "stop"]
