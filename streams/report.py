@@ -123,14 +123,23 @@ def _no_data(ax: Any, why: str) -> None:
     ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="#666")
 
 
+def _curves(ax: Any, data: ReportData, points: Any, label: Any) -> None:
+    """One curve per model kind: ``points(scored)``, labelled ``label(kind, scored, pts)``."""
+    for kind, scored in _by_kind(data).items():
+        pts = points(scored)
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, color=COLORS[kind], label=label(kind, scored, pts))
+
+
+def _base_rate(scored: list[Scored]) -> float:
+    return sum(s.label for s in scored) / len(scored)
+
+
 def fig_roc(data: ReportData) -> str:
     fig, ax = _figure("ROC (prequential: scored before learned)")
     ax.plot([0, 1], [0, 1], ls="--", color="#999", lw=1, label="chance")
-    for kind, scored in _by_kind(data).items():
-        pts = roc_points(scored)
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, color=COLORS[kind], label=f"{kind}: AUC {auc(pts):.3f}")
+    _curves(ax, data, roc_points, lambda kind, scored, pts: f"{kind}: AUC {auc(pts):.3f}")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="lower right")
     return _svg(fig)
@@ -138,12 +147,8 @@ def fig_roc(data: ReportData) -> str:
 
 def fig_pr(data: ReportData) -> str:
     fig, ax = _figure("Precision and recall")
-    for kind, scored in _by_kind(data).items():
-        pts = pr_points(scored)
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            base = sum(s.label for s in scored) / len(scored)
-            ax.plot(xs, ys, color=COLORS[kind], label=f"{kind} (base rate {base:.1%})")
+    _curves(ax, data, pr_points,
+            lambda kind, scored, pts: f"{kind} (base rate {_base_rate(scored):.1%})")  # fmt: skip
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(loc="upper right")
     return _svg(fig)

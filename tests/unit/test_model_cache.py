@@ -2,7 +2,7 @@
 
 from models.churn import make_churn_model
 from models.learner import OnlineLearner
-from streams.agents.learner import ModelCache, model_key
+from streams.snapshots import ModelCache, model_key
 from streams.metrics import Metrics
 
 KEY = b"unit-test-model-key-0123456789ab"
