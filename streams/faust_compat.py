@@ -4,7 +4,7 @@ Nothing else in churnwatch reads a private attribute of these libraries or repla
 one of their methods. Each item says what it relies on, why, and the upstream issue;
 ``tests/unit/test_faust_compat.py`` fails when the code it relies on changes (a
 fingerprint of each patched function's source, plus the behaviour itself), and
-``tests/integration/test_faust_compat.py`` shows the commit fix against a real broker.
+``tests/integration/test_faust_commit_cap.py`` shows the commit fix against a real broker.
 The dependencies are pinned in ``pyproject.toml`` to the versions in :data:`PINNED`,
 the ones those tests passed on.
 

@@ -1,4 +1,4 @@
-"""A Faust app for tests/integration/test_faust_compat.py (run as a script, not a test).
+"""A Faust app for tests/integration/test_faust_commit_cap.py (run as a script, not a test).
 
 ``python -m tests.integration.faust_probe BOOTSTRAP TOPIC GROUP HOLD stock|patched DATADIR``
 reads TOPIC with the worker's Faust settings (``streams.app.create_app``) in a stream

@@ -4,7 +4,7 @@ Two kinds of test. Fingerprints: the source of each library function a patch rep
 or relies on is hashed; a new faust-streaming, mode or aiokafka that changes one fails
 here, naming it, so the patch is re-read (and dropped if upstream fixed the bug).
 Behaviour: each patch and accessor is exercised on a real (unstarted) Faust consumer
-and table. ``tests/integration/test_faust_compat.py`` runs the commit fix on a broker.
+and table. ``tests/integration/test_faust_commit_cap.py`` runs the commit fix on a broker.
 """
 
 from __future__ import annotations
