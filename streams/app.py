@@ -9,6 +9,7 @@ never this module. Every touch of Faust internals is in ``streams.faust_compat``
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import faust
 
@@ -32,7 +33,9 @@ def create_app(s: Settings) -> faust.App:
         broker=brokers,
         broker_credentials=kafka_security.faust_credentials(s),
         autodiscover=False,
-        datadir=s.data_dir,
+        # one folder per app id: two deployments (consumer groups) given the same data dir
+        # must not share RocksDB databases (each holds a lock on its own)
+        datadir=str(Path(s.data_dir) / s.app_id),
         store="memory://",
         topic_partitions=s.partitions,
         topic_replication_factor=s.replication_factor,
