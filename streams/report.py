@@ -163,7 +163,8 @@ def fig_pr(data: ReportData) -> str:
     _curves(ax, data, pr_points,
             lambda kind, scored, pts: f"{kind} (base rate {_base_rate(scored):.1%})")  # fmt: skip
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="upper right")
+    if ax.get_lines():  # none before the first positive example (a live page)
+        ax.legend(loc="upper right")
     return _svg(fig)
 
 
