@@ -5,29 +5,18 @@ Chromium (Debian's ``chromium``)."""
 from __future__ import annotations
 
 import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.integration.browser import browse, console_lines, drawn
-from tests.integration.conftest import produce
+from tests.integration.conftest import http_get, produce
 from tests.integration.test_prometheus_scrape import _events as labelled_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 TOKEN = "quality-page-test-token-0123456789"
 PLOTS = {"roc", "pr", "reliability", "threshold-churn", "threshold-sharing"}
-
-
-def _get(url: str, token: str | None = None) -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def _non_loopback_address() -> str:
@@ -47,7 +36,7 @@ def test_quality_page_of_the_learner_needs_the_token_and_draws_every_plot(
     produce(kafka_bootstrap, worker.settings.subscription_topic, messages)
     worker.wait_metric("churnwatch_model_examples_learned", 40)
 
-    status, body = _get(worker.url + "/quality", TOKEN)
+    status, body = http_get(worker.url + "/quality", TOKEN)
     assert status == 200, body[-2000:]
     page = body.decode()
     assert "churnwatch live model quality" in page and "since it started" in page
@@ -58,10 +47,10 @@ def test_quality_page_of_the_learner_needs_the_token_and_draws_every_plot(
     # no token, or a wrong one: refused, from another host and from this one alike
     outside = f"http://{_non_loopback_address()}:{worker.port}/quality"
     for url, token in ((outside, None), (outside, "wrong-token"), (worker.url + "/quality", None)):
-        status, body = _get(url, token)
+        status, body = http_get(url, token)
         assert status == 401 and b"bearer token is required" in body, (url, token, body)
         assert b"<svg" not in body
-    assert _get(worker.url + "/healthz")[0] == 200  # the open endpoints stay open
+    assert http_get(worker.url + "/healthz")[0] == 200  # the open endpoints stay open
 
     saved = tmp_path / "quality.html"
     saved.write_text(page, encoding="utf-8")
