@@ -39,7 +39,7 @@ import hmac
 import math
 import pickle
 from array import array
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,13 +176,19 @@ class OnlineLearner:
         return p
 
     def learn_many(
-        self, batch: list[tuple[dict[str, float], bool, str | None]], *, offset: int | None = None
+        self,
+        batch: list[tuple[dict[str, float], bool, str | None]],
+        *,
+        offset: int | None = None,
+        scored: Callable[[int, float], None] | None = None,
     ) -> int:
         """Score every example of ``batch`` first, then learn them all; return how many.
 
         ``offset``: the training-topic offset of the last message the batch comes
         from; the learner then learns on from the next one (``learned_offset``).
         Leaving out the messages it ``has_learned`` is the caller's part.
+        ``scored(i, p)``: called for each example learned, with its index in ``batch``
+        and the probability it got before anything was learned (the live ``/quality``).
 
         Delayed labels arrive in bursts (one cancellation labels all of an
         account's pending snapshots at once). Learning one and then scoring its
@@ -197,12 +203,15 @@ class OnlineLearner:
         True
         """
         fresh = []
-        for x, y, example_id in batch:
+        for i, (x, y, example_id) in enumerate(batch):
             if example_id is None or self._remember(example_id):
-                fresh.append((x, bool(y)))
-        for x, y in fresh:
-            self._record(self.predict_proba(x), y)
-        for x, y in fresh:
+                fresh.append((i, x, bool(y)))
+        for i, x, y in fresh:
+            p = self.predict_proba(x)
+            self._record(p, y)
+            if scored is not None:
+                scored(i, p)
+        for _, x, y in fresh:
             self.model.learn_one(x, y)
         if offset is not None:
             self.learned_offset = max(offset + 1, self.learned_offset or 0)

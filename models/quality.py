@@ -6,12 +6,14 @@ tests and a notebook compute the same numbers:
 - :func:`roc_points` / :func:`auc`, :func:`pr_points`: ranking quality;
 - :func:`reliability`: mean predicted probability against the observed rate per bin;
 - :func:`by_threshold`: how many examples a threshold flags, with precision and recall;
-- :func:`lead_times_days`: how long before a cancellation its churn alert came.
+- :func:`lead_times_days`: how long before a cancellation its churn alert came;
+- :class:`Window`: the learner's last prequential scores, for the worker's ``/quality``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +28,35 @@ class Scored:
     score: float
     label: bool
     ts: int  # snapshot event time (ms)
+
+
+WINDOW = 20_000  # scores kept per model kind: ~2 MB of Scored, a few seconds to draw
+
+
+class Window:
+    """The last ``size`` scored examples of each model kind, oldest first (in memory only).
+
+    >>> w = Window(size=2, started_ms=5)
+    >>> for p in (0.1, 0.2, 0.3):
+    ...     w.add(Scored("churn", p, True, 0))
+    >>> w.add(Scored("sharing", 0.9, False, 0))
+    >>> [s.score for s in w.scored()], w.started_ms
+    ([0.2, 0.3, 0.9], 5)
+    """
+
+    def __init__(self, size: int = WINDOW, started_ms: int | None = None) -> None:
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self.size = size
+        self.started_ms = started_ms  # wall clock when the window began (the learner started)
+        self._by_kind: dict[str, deque[Scored]] = {}
+
+    def add(self, s: Scored) -> None:
+        self._by_kind.setdefault(s.kind, deque(maxlen=self.size)).append(s)
+
+    def scored(self) -> list[Scored]:
+        """A copy of every score kept (a reader may draw it while the learner adds more)."""
+        return [s for kept in self._by_kind.values() for s in kept]
 
 
 def roc_points(scored: Sequence[Scored]) -> list[tuple[float, float]]:

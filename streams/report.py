@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.quality import (
     DAY_MS,
+    WINDOW,
     Scored,
     auc,
     by_threshold,
@@ -61,6 +62,20 @@ class ReportData:
     sources: list[str] = field(default_factory=list)
 
 
+def as_scored(example: dict[str, Any], p: float) -> Scored:
+    """A training example and the probability its model gave it before learning it, as
+    the engine alerts on it (a cancelled account's churn score is 1).
+
+    >>> as_scored({"model": "churn", "features": {"cancelled": 1.0}, "label": True,
+    ...            "snapshot_ts": 7}, 0.2)
+    Scored(kind='churn', score=1.0, label=True, ts=7)
+    """
+    kind = example["model"]
+    if kind == "churn" and example["features"].get("cancelled", 0.0) >= 1.0:
+        p = 1.0
+    return Scored(kind, p, bool(example["label"]), int(example["snapshot_ts"]))
+
+
 def collect(
     docs: Iterator[dict[str, Any]], cfg: EngineConfig, models: Models | None = None
 ) -> ReportData:
@@ -82,9 +97,7 @@ def collect(
     def on_examples(examples: list[dict[str, Any]], now: Models) -> None:
         for x in examples:
             p = now.get(x["model"]).predict_proba(x["features"])
-            if x["model"] == "churn" and x["features"].get("cancelled", 0.0) >= 1.0:
-                p = 1.0  # as the engine scores a cancelled account
-            data.scored.append(Scored(x["model"], p, bool(x["label"]), int(x["snapshot_ts"])))
+            data.scored.append(as_scored(x, p))
 
     result = replay(watched(), cfg=cfg, models=models, on_examples=on_examples)
     for times in data.cancellations.values():
@@ -150,7 +163,8 @@ def fig_pr(data: ReportData) -> str:
     _curves(ax, data, pr_points,
             lambda kind, scored, pts: f"{kind} (base rate {_base_rate(scored):.1%})")  # fmt: skip
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="upper right")
+    if ax.get_lines():  # none before the first positive example (a live page)
+        ax.legend(loc="upper right")
     return _svg(fig)
 
 
@@ -268,36 +282,46 @@ def _day(ts_ms: int | None) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).date().isoformat()
 
 
-def render(data: ReportData, cfg: EngineConfig) -> str:
-    """The HTML page."""
+def _thresholds(cfg: EngineConfig) -> dict[str, float]:
+    return {"churn": cfg.churn_alert.threshold, "sharing": cfg.sharing_alert.threshold}
+
+
+def model_figures(data: ReportData, thresholds: dict[str, float]) -> list[tuple[str, str]]:
+    """``(name, svg)`` of the model-quality plots: what the CLI page and ``/quality`` share."""
     import matplotlib
 
     matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: small, searchable
-    thresholds = {"churn": cfg.churn_alert.threshold, "sharing": cfg.sharing_alert.threshold}
-    figures = [
+    return [
         ("roc", fig_roc(data)),
         ("pr", fig_pr(data)),
         ("reliability", fig_reliability(data)),
         ("threshold-churn", fig_threshold(data, "churn", thresholds["churn"])),
         ("threshold-sharing", fig_threshold(data, "sharing", thresholds["sharing"])),
-        ("alerts-per-day", fig_alerts_per_day(data)),
-        ("lead-times", fig_lead_times(data, cfg.state.horizon_ms)),
-        ("sharing-actions", fig_sharing_actions(data)),
     ]
+
+
+def _summary(data: ReportData, thresholds: dict[str, float], *, alerts: bool) -> str:
+    """The table of figures per model (with the alert count when ``alerts``)."""
     rows = []
     for kind, scored in _by_kind(data).items():
         at = by_threshold(scored, [thresholds[kind]])[0]
-        alerts = sum(a["kind"] == kind for a in data.alerts)
+        count = f"<td>{sum(a['kind'] == kind for a in data.alerts):,}</td>" if alerts else ""
         rows.append(
             f"<tr><td>{kind}</td><td>{len(scored):,}</td><td>{sum(s.label for s in scored):,}"
             f"</td><td>{auc(roc_points(scored)):.3f}</td>"
             f"<td>{calibration_error(reliability(scored)):.3f}</td><td>{thresholds[kind]:g}</td>"
-            f"<td>{at.precision:.2f}</td><td>{at.recall:.2f}</td><td>{alerts:,}</td></tr>"
+            f"<td>{at.precision:.2f}</td><td>{at.recall:.2f}</td>{count}</tr>"
         )
+    head = "<th>alerts</th>" if alerts else ""
+    return f"""<table><tr><th>model</th><th>examples</th><th>positives</th><th>ROC AUC</th>
+<th>calibration error</th><th>threshold</th><th>precision</th><th>recall</th>{head}</tr>
+{"".join(rows)}</table>"""
+
+
+def _page(title: str, intro: str, table: str, figures: list[tuple[str, str]]) -> str:
     body = "\n".join(f'<figure data-plot="{name}">{svg}</figure>' for name, svg in figures)
-    sources = ", ".join(html.escape(s) for s in data.sources) or "—"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>churnwatch quality report</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 1rem 0; }}
@@ -307,21 +331,56 @@ th {{ background: #f4f4f4; }}
 figure {{ margin: 0.5rem; }} figure svg {{ width: 100%; height: auto; }}
 </style></head>
 <body>
-<h1>churnwatch quality report</h1>
-<p>{data.events:,} events ({data.applied:,} applied) from {sources}; event time
-{_day(data.first_ts)} to {_day(data.last_ts)}. Every example was scored before the model
-learned it (prequential), as the worker's learner does. Precision and recall are of the
-labelled examples (weekly churn snapshots, sharing verification outcomes) at the
-configured thresholds.</p>
-<table><tr><th>model</th><th>examples</th><th>positives</th><th>ROC AUC</th>
-<th>calibration error</th><th>threshold</th><th>precision</th><th>recall</th><th>alerts</th></tr>
-{"".join(rows)}</table>
+<h1>{title}</h1>
+<p>{intro}</p>
+{table}
 <div class="plots">
 {body}
 </div>
 <script>{_SELF_CHECK}</script>
 </body></html>
 """
+
+
+def render(data: ReportData, cfg: EngineConfig) -> str:
+    """The HTML page of ``churnwatch report``."""
+    thresholds = _thresholds(cfg)
+    figures = model_figures(data, thresholds) + [
+        ("alerts-per-day", fig_alerts_per_day(data)),
+        ("lead-times", fig_lead_times(data, cfg.state.horizon_ms)),
+        ("sharing-actions", fig_sharing_actions(data)),
+    ]
+    sources = ", ".join(html.escape(s) for s in data.sources) or "—"
+    intro = f"""{data.events:,} events ({data.applied:,} applied) from {sources}; event time
+{_day(data.first_ts)} to {_day(data.last_ts)}. Every example was scored before the model
+learned it (prequential), as the worker's learner does. Precision and recall are of the
+labelled examples (weekly churn snapshots, sharing verification outcomes) at the
+configured thresholds."""
+    table = _summary(data, thresholds, alerts=True)
+    return _page("churnwatch quality report", intro, table, figures)
+
+
+def render_live(scored: list[Scored], cfg: EngineConfig, started_ms: int | None) -> str:
+    """The worker's ``/quality`` page: the model-quality part of the report, drawn from
+    the learner's recent scores (``models.quality.Window``); no alert plots (the learner
+    does not see alerts)."""
+    data = ReportData(scored=scored)
+    if scored:
+        data.first_ts, data.last_ts = min(s.ts for s in scored), max(s.ts for s in scored)
+    thresholds = _thresholds(cfg)
+    started = "—" if started_ms is None else _time(started_ms)
+    intro = f"""The labelled examples this worker's learner learned since it started
+({started}), the last {WINDOW:,} per model at most: snapshot event time {_day(data.first_ts)}
+to {_day(data.last_ts)}. Every example was scored before the model learned it
+(prequential). Precision and recall at the configured thresholds. The page restarts
+empty with the learner; <code>churnwatch report</code> draws the same from recorded
+events, with the alerts."""
+    table = _summary(data, thresholds, alerts=False)
+    return _page("churnwatch live model quality", intro, table, model_figures(data, thresholds))
+
+
+def _time(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -9,11 +9,12 @@ never each other.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mode
 
+from models.quality import Window
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.skips import Skips
@@ -53,6 +54,8 @@ class Runtime:
     topics: Topics
     skips: Skips  # internal records that could not be read, one counter for every agent
     models: ModelCache  # the newest model snapshots (the ``models`` global table)
+    # the learner's recent prequential scores (streams.agents.learner; /quality draws them)
+    quality: Window = field(default_factory=Window)
     accounts_table: Any = None  # the ``accounts`` table (streams.agents.accounts)
     # the account lookup document, or None when this worker does not hold the account
     lookup: Callable[[str], dict[str, Any] | None] = _unknown

@@ -142,7 +142,7 @@ class Settings:
 
     # model snapshots are loaded only when signed with this key (HMAC-SHA256)
     model_key: str = field(default="", repr=False)
-    # bearer token of /accounts/*; empty: only loopback clients may ask
+    # bearer token of /accounts/* and /quality; empty: only loopback clients may ask
     api_token: str = field(default="", repr=False)
 
     _ENV_NAMES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}

@@ -6,17 +6,23 @@
 - ``/accounts/{account_id}``: the account's current state summary, features and
   scores as JSON (404 when unknown). Requests for an account owned by another
   worker are forwarded to it (Faust ``table_route``, which passes the request's
-  headers on, so the token too).
+  headers on, so the token too);
+- ``/quality``: the model-quality part of ``churnwatch report`` (HTML, inline SVG),
+  drawn from the learner's recent prequential scores (``rt.quality``). Only the worker
+  that holds the training partition runs the learner: the others answer 404 saying so
+  (there is no routing to it, as there is for accounts). 501 without matplotlib.
 
-``/accounts/*`` is personal data: it needs ``Authorization: Bearer <token>`` with
-the token of ``CHURNWATCH_API_TOKEN`` (compared in constant time); without a token
-configured it answers loopback clients only, and says so to the others. The
+``/accounts/*`` is personal data and ``/quality`` is business data: both need
+``Authorization: Bearer <token>`` with the token of ``CHURNWATCH_API_TOKEN``
+(compared in constant time); without a token configured they answer loopback
+clients only, and say so to the others. The
 other three stay open (Prometheus and orchestrators probe them). Faust's own
 ``/table``, ``/router``, ``/graph`` and statistics pages are off (``create_app``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 from typing import Any
@@ -25,6 +31,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.report import render_live
 from streams.runtime import Runtime
 
 # aiohttp wants the charset out of content_type (it adds utf-8 itself)
@@ -56,9 +63,27 @@ def refusal(request: Request, token: str) -> tuple[int, str] | None:
     if _is_loopback(request.remote):
         return None
     return 403, (
-        "no CHURNWATCH_API_TOKEN is configured on this worker, so /accounts/* answers "
-        "only clients on this host"
+        "no CHURNWATCH_API_TOKEN is configured on this worker, so /accounts/* and /quality "
+        "answer only clients on this host"
     )
+
+
+def no_matplotlib() -> str | None:
+    """Why ``/quality`` cannot be drawn here, None if it can (matplotlib is a runtime
+    dependency of the image; a hand-made install may lack it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "/quality needs matplotlib, which is not installed: pip install matplotlib"
+    return None
+
+
+def holds_training(app: Any, training_topic: str) -> bool:
+    """True if this worker holds the training partition, so runs the learner."""
+    try:
+        return any(tp.topic == training_topic for tp in app.consumer.assignment())
+    except Exception:  # noqa: BLE001 - not started yet (no consumer)
+        return False
 
 
 def _is_loopback(address: str | None) -> bool:
@@ -107,14 +132,43 @@ def register(rt: Runtime) -> None:
         ready, why = is_ready(app)
         return web.json({"ready": ready, "status": why}, status=200 if ready else 503)
 
+    def refused(web: View, request: Request) -> Response | None:
+        why = refusal(request, token)
+        if why is None:
+            return None
+        status, message = why
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return web.json({"error": message}, status=status, headers=headers)
+
+    drawing = asyncio.Lock()  # one page drawn at a time (a few seconds of CPU)
+
+    @app.page("/quality")
+    async def quality(web: View, request: Request) -> Response:
+        no = refused(web, request)
+        if no is not None:
+            return no
+        if not holds_training(app, rt.settings.training_topic):
+            return web.json(
+                {"error": "the learner runs on another worker: ask the one that holds "
+                 f"partition 0 of {rt.settings.training_topic!r} (its /quality page), "
+                 "or draw the same plots from recorded events with 'churnwatch report'"},
+                status=404,
+            )  # fmt: skip
+        missing = no_matplotlib()
+        if missing is not None:
+            return web.json({"error": missing}, status=501)
+        window = rt.quality
+        scored = window.scored()  # a copy: the learner goes on adding while it is drawn
+        async with drawing:  # drawn off the event loop: the agents keep running
+            page = await asyncio.to_thread(render_live, scored, cfg, window.started_ms)
+        return web.html(page)
+
     @app.page("/accounts/{account_id}")
     class AccountView(View):
         async def get(self, request: Request, account_id: str) -> Response:
-            refused = refusal(request, token)  # before anything is forwarded or looked up
-            if refused is not None:
-                status, why = refused
-                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                return self.json({"error": why}, status=status, headers=headers)
+            no = refused(self, request)  # before anything is forwarded or looked up
+            if no is not None:
+                return no
             return await self.owned(request, account_id=account_id)
 
         @app.table_route(table=table, match_info="account_id")

@@ -15,6 +15,11 @@ each example exactly once (its small memory of recent example ids only drops
 what the account agent published twice). A worker that loses the training
 partition drops its in-memory learners; the next owner resumes from the table.
 
+The learner also keeps the probability each example got before it was learned, the
+last ``models.quality.WINDOW`` per model (``rt.quality``), for the ``/quality`` page
+(``streams.web``). Only in memory: the signed snapshots stay small, and the page says
+it shows what this learner learned since it started (a revoke empties it).
+
 The table's changelog is ``Settings.models_topic`` (compacted, key = model
 kind, value = ``OnlineLearner`` snapshot signed with ``CHURNWATCH_MODEL_KEY``),
 which ``churnwatch models export`` reads. A snapshot or an import not signed with
@@ -31,10 +36,13 @@ import never replaces a model that has learned past it). With
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from models.engine import KINDS
 from models.learner import OnlineLearner, read_training
+from models.quality import Window
+from streams.report import as_scored
 from streams.runtime import CRASH, Runtime
 from streams.snapshots import export_model_metrics, model_key
 
@@ -50,6 +58,7 @@ def register(rt: Runtime) -> None:
     changed: set[str] = set()
     pending: list[Any] = []  # events learned and not yet in a snapshot: acked once they are
     streams: dict[str, Any] = {}
+    rt.quality = Window(started_ms=int(time.time() * 1000))
     if not s.learn:
         log.info("CHURNWATCH_LEARN=false: scoring with the current model snapshots, not learning")
 
@@ -68,8 +77,13 @@ def register(rt: Runtime) -> None:
             # score the whole burst, then learn it (honest prequential metrics)
             batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
             before = lrn.learned_offset
+
+            def scored(i: int, p: float, examples: list[dict[str, Any]] = examples) -> None:
+                rt.quality.add(as_scored(examples[i], p))
+
             try:
-                if lrn.learn_many(batch_in, offset=items[-1][0]) or lrn.learned_offset != before:
+                learned = lrn.learn_many(batch_in, offset=items[-1][0], scored=scored)
+                if learned or lrn.learned_offset != before:
                     changed.add(kind)
             except Exception as exc:  # noqa: BLE001 - the examples are skipped, never fatal
                 why = f"{type(exc).__name__}: {exc}"
@@ -122,6 +136,7 @@ def register(rt: Runtime) -> None:
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         if any(tp.topic == s.training_topic for tp in revoked):
             learners.clear()  # unacked examples go to the next owner, with the table's snapshot
+            rt.quality = Window(started_ms=int(time.time() * 1000))  # its page is elsewhere now
             cache.raw = dict.fromkeys(KINDS)  # and a copy of it, not a learner that went on
             changed.clear()
             pending.clear()

@@ -7,6 +7,8 @@ and web port, so tests never see each other's data (``streams.devworker``).
 from __future__ import annotations
 
 import signal
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from kafka import KafkaProducer
 from streams.devworker import WorkerProc, isolated_env, read_all
 from streams.settings import Settings
 
-__all__ = ["WorkerProc", "produce", "read_all"]  # tests import these from here
+__all__ = ["WorkerProc", "http_get", "produce", "read_all"]  # tests import these from here
 
 
 @pytest.fixture()
@@ -52,3 +54,13 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    """GET ``url`` (with ``token`` as bearer token): the status and the body, errors too."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

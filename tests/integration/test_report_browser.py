@@ -3,8 +3,6 @@ console error. Needs Debian's ``chromium`` (CI installs it); no broker."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import orjson
@@ -12,31 +10,12 @@ import pytest
 
 from models.simulator import SimConfig, simulate
 from streams.cli import main
+from tests.integration.browser import browse, console_lines, drawn
 
 pytestmark = pytest.mark.browser
 
 PLOTS = {"roc", "pr", "reliability", "threshold-churn", "threshold-sharing",
          "alerts-per-day", "lead-times", "sharing-actions"}  # fmt: skip
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "chromium not found: apt-get install chromium (CI installs it)"
-    return path
-
-
-def _browse(page: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-         "--v=0", *flags, page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
-def _drawn(dom: str) -> dict[str, str]:
-    import re
-
-    return dict(re.findall(r'data-plot="([a-z-]+)" data-drawn="(yes|no)"', dom))
 
 
 def test_report_renders_every_plot_in_chromium(tmp_path: Path) -> None:
@@ -49,15 +28,14 @@ def test_report_renders_every_plot_in_chromium(tmp_path: Path) -> None:
     text = page.read_text()
     assert text.count("<svg") == len(PLOTS) and "<img" not in text  # self-contained
 
-    shown = _browse(page, "--dump-dom")
+    shown = browse(page, "--dump-dom")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert 'data-checked="yes"' in shown.stdout, "the page's own check did not run"
-    assert _drawn(shown.stdout) == dict.fromkeys(PLOTS, "yes")
-    console = [line for line in shown.stderr.splitlines() if ":CONSOLE" in line]
-    assert console == []
+    assert drawn(shown.stdout) == dict.fromkeys(PLOTS, "yes")
+    assert console_lines(shown) == []
 
     shot = tmp_path / "report.png"
-    out = _browse(page, "--hide-scrollbars", "--window-size=1400,3000", f"--screenshot={shot}")
+    out = browse(page, "--hide-scrollbars", "--window-size=1400,3000", f"--screenshot={shot}")
     assert out.returncode == 0 and shot.stat().st_size > 50_000  # a picture, not a blank page
 
     # the check can fail: a page that breaks is caught (console) and so is an empty plot
@@ -66,6 +44,6 @@ def test_report_renders_every_plot_in_chromium(tmp_path: Path) -> None:
         text.replace('dataset.checked = "yes";', 'dataset.checked = "yes"; undefinedFn();', 1)
         .replace('<figure data-plot="roc"><svg', '<figure data-plot="roc"><svg style="width:0"', 1)
     )
-    shown = _browse(broken, "--dump-dom")
-    assert any("undefinedFn" in line for line in shown.stderr.splitlines() if ":CONSOLE" in line)
-    assert _drawn(shown.stdout)["roc"] == "no"
+    shown = browse(broken, "--dump-dom")
+    assert any("undefinedFn" in line for line in console_lines(shown))
+    assert drawn(shown.stdout)["roc"] == "no"

@@ -18,7 +18,7 @@ import pytest
 
 from models.simulator import SimConfig, simulate
 from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
-from tests.integration.conftest import read_all
+from tests.integration.conftest import http_get, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -84,3 +84,8 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
         learned = max(w.metrics().get("churnwatch_model_examples_learned", 0.0) for w in workers)
         time.sleep(1)
     assert learned == len(published) > 0
+
+    pages = sorted(http_get(w.url + "/quality", token["CHURNWATCH_API_TOKEN"]) for w in workers)
+    assert [status for status, _ in pages] == [200, 404]
+    assert b"churnwatch live model quality" in pages[0][1]
+    assert b"the learner runs on another worker" in pages[1][1]
