@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 
-from test_engine import START, T0, ev, risky_account, trained_models
+from test_engine import (
+    START,
+    T0,
+    ev,
+    outputs_in_batches,
+    risky_account,
+    trained_models,
+    trouble_then_cancel,
+)
 
 from models.account import DAY_MS, dump_state, load_state, new_account
 from models.alerting import AlertConfig
+from models.contract import Event
 from models.engine import EngineConfig, Models, Outputs, Shard, decide, ingest, process, risk, sweep
 
 # any sharing evidence raises a sharing alert, so a plain login gives one
@@ -128,31 +137,17 @@ def test_outcomes_do_not_depend_on_where_batches_end():
     # a's by its cancellation; a's win_back alert then meets nothing: closed by the sweep or
     # by a's last event, the same counts whatever the batches. Sharing alerts are
     # decided on the scores of each batch (docs/design.md), so only churn ones are compared
-    models = trained_models()
-    cfg = EngineConfig(sharing_alert=AlertConfig(1e-6, 0.0), action_window_ms=36 * DAY_MS)
-    events = [ev("s", "subscription_started", T0, **START),
-              ev("h0", "subscription_started", T0 + 1, "h", **START)]  # fmt: skip
-    for d in range(75):
-        ts = T0 + d * DAY_MS + 20 * 3_600_000
-        events.append(ev(f"h{d}", "playback_started", ts, "h", session_id=f"s{d}", device_id="tv"))
-        if d in (7, 8, 9, 25, 26):
-            events.append(ev(f"f{d}", "payment_failed", ts + 60_000, amount=9.99))
-        if d in (12, 13):
-            events.append(ev(f"p{d}", "payment_succeeded", ts + 60_000, amount=9.99))
-        if d in (20, 40):
-            events.append(ev(f"v{d}", "household_verification", ts + 1, "h", device_id="x",
-                             outcome="failed"))  # fmt: skip
-    events.append(ev("c", "subscription_cancelled", T0 + 35 * DAY_MS))
-    events.sort(key=lambda e: e.ts)
+    def verifications(d: int, ts: int) -> list[Event]:
+        failed = ev(f"v{d}", "household_verification", ts + 1, "h", device_id="x", outcome="failed")
+        return [failed] if d in (20, 40) else []
+
+    events = trouble_then_cancel(75, verifications)
     events.append(ev("end", "login", T0 + 100 * DAY_MS, device_id="tv"))
-    runs = []
-    for cuts in ([1], [7, 2, 30], [len(events)]):
-        shard, out, i, k = Shard(), Outputs(), 0, 0
-        while i < len(events):
-            n = cuts[k % len(cuts)]
-            process(shard, events[i : i + n], models, cfg, out)
-            i, k = i + n, k + 1
-        runs.append(Counter(x for x in out.action_outcomes if x[0] == "churn"))
+    cfg = EngineConfig(sharing_alert=AlertConfig(1e-6, 0.0), action_window_ms=36 * DAY_MS)
+    runs = [
+        Counter(x for x in out.action_outcomes if x[0] == "churn")
+        for out in outputs_in_batches(events, trained_models(), cfg)
+    ]
     assert runs[0] == {("churn", "retention_offer", "verification_failed"): 1,
                        ("churn", "retention_offer", "cancelled"): 1,
                        ("churn", "win_back", "no_change"): 1}  # fmt: skip
