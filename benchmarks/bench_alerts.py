@@ -7,7 +7,10 @@ labels, learner, scores, alerts with the default thresholds) and prints, against
 the ground truth: churn early-warning precision / recall / median lead time
 (cancellations after the warm-up), sharing precision / recall / false-positive
 rate per archetype / median delay / AUC of the final sharing score, the churn
-learner's prequential metrics, and the cost per event.
+learner's prequential metrics, what the alerts achieved (conversions against
+backlash by action, ``models.outcomes``) and the cost per event. The simulated
+households do not answer alerts, so those outcomes are what they would have done
+anyway: a baseline for a live deployment's figures, not an effect.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.engine import EngineConfig
 from models.evaluation import DAY_MS, churn_alert_quality, sharing_alert_quality
+from models.outcomes import by_action
 from models.replay import replay
 from models.simulator import SimConfig, simulate
 
@@ -32,6 +37,7 @@ def main() -> int:
     cfg = SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)
     truth: list[dict] = []
     result = replay(simulate(cfg, truth.append))
+    result_window_days = EngineConfig().action_window_ms // DAY_MS
     end = cfg.start_ms + cfg.days * DAY_MS
     churn = churn_alert_quality(
         result.alerts, truth, start_ms=cfg.start_ms + args.warmup_days * DAY_MS, end_ms=end
@@ -47,6 +53,9 @@ def main() -> int:
     print("sharing alerts:", {k: v for k, v in sharing.items() if k != "fp_rate"})
     print("sharing false-positive rate by archetype:",
           {k: round(v, 3) for k, v in sharing["fp_rate"].items()})  # fmt: skip
+    print(f"action outcomes within {result_window_days} days (closed follow-ups):")
+    for (kind, action), row in by_action(result.action_outcomes).items():
+        print(f"  {kind} {action}: {row}")
     return 0
 
 

@@ -48,6 +48,7 @@ from models.features import churn_features
 from models.household import PrefixCensus, household_features
 from models.labels import Example, observe, process_event
 from models.learner import OnlineLearner
+from models.outcomes import decisive, expire_follow_ups, open_follow_up, resolve
 from models.risk import KINDS as KINDS  # re-exported: the model kinds
 from models.risk import RiskState
 from models.sharing import (
@@ -81,6 +82,10 @@ class EngineConfig:
     # each multiple of this interval of event time (UTC midnights by default)
     churn_decision_interval_ms: int = DAY_MS
     recent_alerts: int = 5
+    # each alert's account is followed this long (event time) to see what the action
+    # achieved (models.outcomes), with at most this many open follow-ups per account
+    action_window_ms: int = 30 * DAY_MS
+    max_follow_ups: int = 8
     # the accepted range of event times (checked at ingest: dead letters past_ts, future_ts)
     time: TimePolicy = field(default_factory=TimePolicy)
 
@@ -116,6 +121,8 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (kind, right|wrong)
+    # what followed each alert within the action window: (kind, action, outcome)
+    action_outcomes: list[tuple[str, str, str]] = field(default_factory=list)
     failed: list[tuple[Event, str]] = field(default_factory=list)  # events our code failed on
 
     def churn_examples(self, examples: list[Example], labelled_ts: int) -> None:
@@ -129,6 +136,7 @@ class Outputs:
         self.alerts += other.alerts
         self.examples += other.examples
         self.outcomes += other.outcomes
+        self.action_outcomes += other.action_outcomes
         self.failed += other.failed
 
 
@@ -163,11 +171,17 @@ def ingest(
         before = household_features(
             state.household, event.ts, max_streams=state.max_streams, census=census
         )
+    plan_before = state.price, state.max_streams
     applied, examples = process_event(state, event, clock_ms=clock_ms, cfg=cfg.state)
     out.churn_examples(examples, event.ts)
     if not applied:
         return False
     r = risk(state)
+    if r.follow_ups:  # what the alerts before this event achieved (models.outcomes)
+        out.action_outcomes += expire_follow_ups(r.follow_ups, event.ts, cfg.action_window_ms)
+        outcome = decisive(event, *plan_before)
+        if outcome is not None:
+            out.action_outcomes += resolve(r.follow_ups, outcome, event.ts)
     if label is not None:
         out.examples.append(
             {"model": "sharing", "example_id": f"{state.account_id}:{event.event_id}",
@@ -282,6 +296,7 @@ def _alert(
     )  # fmt: skip
     out.alerts.append(alert)
     r.open_alerts[kind] = ts_ms
+    out.action_outcomes += open_follow_up(r.follow_ups, (kind, action, ts_ms), cfg.max_follow_ups)
     r.recent = (r.recent + [alert])[-cfg.recent_alerts :]
 
 
@@ -304,9 +319,10 @@ def sweep(
     if watermark <= state.max_ts:
         return
     expire(state, clock_ms, cfg.state)
+    r = risk(state)
+    out.action_outcomes += expire_follow_ups(r.follow_ups, watermark, cfg.action_window_ms)
     out.churn_examples(observe(state, watermark, watermark_ms=watermark, cfg=cfg.state), watermark)
     decide_churn(state, until_ms=watermark, models=models, cfg=cfg, out=out)
-    r = risk(state)
     if r.scored_ts is None or watermark - r.scored_ts >= cfg.rescore_interval_ms:
         score(state, now_ms=watermark, models=models, cfg=cfg, out=out, census=census)
 
@@ -463,6 +479,11 @@ class Shard:
         return list(known)
 
 
+def _produced(out: Outputs) -> int:
+    """How many outputs that change an account's state ``out`` holds so far."""
+    return len(out.examples) + len(out.scores) + len(out.alerts) + len(out.action_outcomes)
+
+
 def process(
     shard: Shard,
     events: list[Event],
@@ -537,12 +558,10 @@ def process(
         account_id = shard.sweeping.popleft()
         state = None if account_id in touched else shard.find(account_id)
         if state is not None:
-            n = len(out.examples) + len(out.scores) + len(out.alerts)
+            n = _produced(out)
             scored = risk(state).scored_ts
             sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)
             shard.arm(state, horizon)
-            if n != len(out.examples) + len(out.scores) + len(out.alerts) or (
-                scored != risk(state).scored_ts
-            ):
+            if n != _produced(out) or scored != risk(state).scored_ts:
                 shard.dirty.add(account_id)
     return applied, duplicates, late

@@ -10,6 +10,7 @@ with Kafka around them.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ class ReplayResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # latest per account
     examples: int = 0
+    # what the alerts achieved: (kind, action, outcome) -> count (models.outcomes)
+    action_outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     events: int = 0
     applied: int = 0
     dead_letters: int = 0
@@ -85,6 +88,7 @@ def replay(
         result.examples += len(out.examples)
         result.failed += len(out.failed)
         result.alerts += out.alerts
+        result.action_outcomes.update(out.action_outcomes)
         for s in out.scores:
             result.scores[s["account_id"]] = s
         if on_outputs is not None:

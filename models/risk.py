@@ -30,3 +30,5 @@ class RiskState:
     open_alerts: dict[str, int] = field(default_factory=dict)  # kind -> alert event time
     recent: list[dict[str, Any]] = field(default_factory=list)
     decided_ts: int | None = None  # the last churn decision point (event time)
+    # alerts whose outcome is still open: (kind, action, alert ts), oldest first (models.outcomes)
+    follow_ups: list[tuple[str, str, int]] = field(default_factory=list)

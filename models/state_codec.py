@@ -2,7 +2,7 @@
 
 ``models.account.dump_state`` / ``load_state`` call :func:`encode` / :func:`decode`.
 
-A record is ``b"CWAS"``, a version byte, then (version 3) one msgpack array
+A record is ``b"CWAS"``, a version byte, then (version 4) one msgpack array
 written and read by msgspec against the typed schema below (``_Account``), so
 decoding builds only plain values and never runs code. Every dataclass is an
 array of its fields (no field names); besides that:
@@ -21,6 +21,8 @@ array of its fields (no field names); besides that:
 Choosing the columns this way keeps the Python work per state small: the loops
 over days and values run inside C (``map``, ``array``, msgspec).
 
+Version 3 is version 4 without the risk state's ``follow_ups`` (its last field):
+msgspec reads a version 3 record with the version 4 schema, ``follow_ups`` empty.
 Version 2 (a pickle of the object graph, written before this module) is still
 read, through an unpickler that can only build the classes a version 2 state
 holds, and converted. Anything else raises ``ValueError``.
@@ -28,7 +30,7 @@ holds, and converted. Anything else raises ``ValueError``.
 >>> from models.account import new_account
 >>> raw = encode(new_account("a-1"))
 >>> raw[:5], len(raw) < 150, decode(raw) == new_account("a-1")
-(b'CWAS\\x03', True, True)
+(b'CWAS\\x04', True, True)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
 from models.risk import RiskState
 
 MAGIC = b"CWAS"
-VERSION = 3  # 2: pickle (read only); 3: this schema
+VERSION = 4  # 2: pickle, 3: without follow-ups (both read only); 4: this schema
 
 # Names every state shares (the fixed churn features and the "other" action): never
 # reorder or remove one, only append (their positions are in the stored states).
@@ -97,6 +99,8 @@ class _Risk(msgspec.Struct, array_like=True):
     open_alerts: dict[str, int]
     recent: list[dict[str, Any]]
     decided_ts: int | None
+    # added in version 4: a version 3 record lacks it, and msgspec gives the default
+    follow_ups: list[tuple[str, str, int]] = []
 
 
 class _Place(msgspec.Struct, array_like=True):
@@ -206,7 +210,7 @@ def encode(state: AccountState) -> bytes:
 
 
 def decode(raw: bytes) -> AccountState:
-    """Inverse of :func:`encode`; reads version 2 too. ValueError on anything else.
+    """Inverse of :func:`encode`; reads versions 2 and 3 too. ValueError on anything else.
 
     >>> decode(b"CWAS\\x07")
     Traceback (most recent call last):
@@ -216,7 +220,7 @@ def decode(raw: bytes) -> AccountState:
     if len(raw) < 5 or raw[:4] != MAGIC:
         raise ValueError("not an account state")
     version = raw[4]
-    if version not in (2, VERSION):
+    if version not in (2, 3, VERSION):
         raise ValueError(f"unsupported account state version {version}")
     try:
         if version == 2:
@@ -226,7 +230,7 @@ def decode(raw: bytes) -> AccountState:
         raise ValueError(f"corrupt account state (version {version}): {exc}") from exc
 
 
-# --- version 3 ----------------------------------------------------------------
+# --- version 4 (and 3) ----------------------------------------------------------------
 
 
 def _floats(values: list[float]) -> bytes | list[float]:
@@ -392,7 +396,7 @@ class _V2Unpickler(pickle.Unpickler):
 
 
 def _from_v2(payload: bytes) -> AccountState:
-    """Unpickle a version 2 state and convert it (through the version 3 schema, which
+    """Unpickle a version 2 state and convert it (through the current schema, which
     checks every type)."""
     old = _V2Unpickler(io.BytesIO(payload)).load()
     if type(old) is not _V2AccountState:

@@ -24,6 +24,7 @@ from prometheus_client import (
 
 from models.alerting import CHURN_ACTIONS
 from models.contract import ERROR_KINDS
+from models.outcomes import OUTCOMES
 from models.risk import KINDS
 
 # the actions ``models.sharing.sharing_action`` recommends (pre-initialised label values)
@@ -207,6 +208,12 @@ class Metrics:
             "Alerted accounts whose label arrived, by kind and whether the alert proved right",
             ["kind", "outcome"], registry=r,
         )  # fmt: skip
+        self.action_outcomes = Counter(
+            f"{p}_action_outcomes_total",
+            "Alerts followed for CHURNWATCH_ACTION_WINDOW_DAYS of event time, by kind, "
+            "recommended action and what the account did first (no_change: nothing decisive)",
+            ["kind", "action", "outcome"], registry=r,
+        )  # fmt: skip
         self.model_calibration = Gauge(
             f"{p}_model_calibration",
             "Reliability diagram of prequential predictions: per score bin (lower edge), the "
@@ -257,6 +264,8 @@ class Metrics:
         for kind, actions in (("churn", churn_actions), ("sharing", SHARING_ACTIONS)):
             for action in actions:
                 self.alerts.labels(kind, action)
+                for outcome in OUTCOMES:
+                    self.action_outcomes.labels(kind, action, outcome)
 
     def set_thresholds(self, thresholds: dict[str, tuple[float, float]]) -> None:
         """Export the alert levels in effect: kind -> (raise, reset)."""

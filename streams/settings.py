@@ -118,6 +118,9 @@ class Settings:
     churn_decision_interval_h: float = 24.0
     sharing_threshold: float = 0.7
     sharing_reset: float = 0.5
+    # each alert's account is followed this long (event time) to count what the action
+    # achieved (churnwatch_action_outcomes_total)
+    action_window_days: float = 30.0
     # false: serve the model snapshots as they are (imported or last learned), learn nothing
     learn: bool = True
     # the learner writes model snapshots this often; a training example is committed only
@@ -201,6 +204,7 @@ class Settings:
             "allowed_lateness_s",
             "session_expiry_s",
             "churn_horizon_days",
+            "action_window_days",
             "input_idle_s",
             "input_stall_s",
             "churn_decision_interval_h",
@@ -345,6 +349,7 @@ class Settings:
             churn_decision_interval_ms=int(self.churn_decision_interval_h * 3_600_000),
             sharing_alert=AlertConfig(self.sharing_threshold, self.sharing_reset),
             score_delta=self.score_delta,
+            action_window_ms=int(self.action_window_days * DAY_MS),
             time=TimePolicy(int(self.max_future_skew_s * 1000), self.min_event_ms),
         )
 

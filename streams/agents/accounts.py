@@ -373,6 +373,8 @@ def register(rt: Runtime) -> None:
         m.scores_published.inc(len(out.scores))
         for kind, outcome in out.outcomes:
             m.alert_outcomes.labels(kind, outcome).inc()
+        for kind, action, outcome in out.action_outcomes:
+            m.action_outcomes.labels(kind, action, outcome).inc()
         if out.failed:
             await send_all(
                 (

@@ -49,6 +49,10 @@ def _events() -> list[tuple[bytes, bytes]]:
         if a % 10 == 0:
             evs.append({"event_id": f"{acc}-c", "type": "subscription_cancelled",
                         "account_id": acc, "ts": T0 + 3000})  # fmt: skip
+        if a == 0:  # its win_back alert worked
+            evs.append({"event_id": f"{acc}-r", "type": "subscription_reactivated",
+                        "account_id": acc, "ts": T0 + 4000, "plan": "p", "price": 5.0,
+                        "max_streams": 1})  # fmt: skip
         msgs += [(acc.encode(), orjson.dumps(e)) for e in evs]
     return msgs
 
@@ -111,7 +115,8 @@ def test_prometheus_scrapes_worker_metrics(worker_factory, kafka_bootstrap, tmp_
         by_type = {r["metric"]["type"]: float(r["value"][1])
                    for r in _query(base, "sum by (type) (churnwatch_events_consumed_total)")}  # fmt: skip
         assert by_type == {"subscription_started": 40, "login": 40,
-                           "household_verification": 40, "subscription_cancelled": 4}  # fmt: skip
+                           "household_verification": 40, "subscription_cancelled": 4,
+                           "subscription_reactivated": 1}  # fmt: skip
         win_backs = _value(base, 'sum(churnwatch_alerts_total{kind="churn",action="win_back"})')
         assert win_backs == 4
         auc = _value(base, 'max(churnwatch_model_roc_auc{model="sharing"})')
@@ -123,6 +128,12 @@ def test_prometheus_scrapes_worker_metrics(worker_factory, kafka_bootstrap, tmp_
         assert _value(base, raise_at) == worker.settings.churn_threshold
         assert _value(base, 'sum(churnwatch_dead_letters_total{kind="not_json"})') == 0
         assert _value(base, 'sum(churnwatch_alert_outcomes_total{kind="sharing"})') is not None
+        # what the actions achieved: one win-back converted, the others still in their window
+        outcomes = {(r["metric"]["action"], r["metric"]["outcome"]): float(r["value"][1])
+                    for r in _query(base, 'sum by (action, outcome) '
+                                          '(churnwatch_action_outcomes_total{kind="churn"})')}  # fmt: skip
+        assert outcomes[("win_back", "reactivated")] == 1
+        assert sum(outcomes.values()) == 1
         builds = _query(base, "max by (version, faust, river) (churnwatch_build_info)")
         assert [b["metric"]["version"] for b in builds] == [version("churnwatch")]
         assert _value(base, 'max(process_resident_memory_bytes{job="churnwatch"})') > 10e6

@@ -142,17 +142,20 @@ def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
 
 
 def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
-    """A version 2 record (pickle) is migrated on load and written back as version 3."""
-    old = (Path(__file__).parent / "data" / "account_state_v2_sim.bin").read_bytes()
-    table = Table({b"a0000007": old, b"a": dump_state(new_account("a"))})
+    """Version 2 (pickle) and 3 records are migrated on load and written back as version 4."""
+    data = Path(__file__).parent / "data"
+    old = (data / "account_state_v2_sim.bin").read_bytes()
+    v3 = (data / "account_state_v3.bin").read_bytes()  # account "a-1"
+    table = Table({b"a0000007": old, b"a-1": v3, b"a": dump_state(new_account("a"))})
     store = AccountStore(table, P)
-    store.shard(partition_for("a0000007", P)).find("a0000007")
-    store.shard(partition_for("a", P)).find("a")
+    for account in ("a0000007", "a-1", "a"):
+        store.shard(partition_for(account, P)).find(account)
     records = store.flush()
     store.commit(records)
-    assert [key for _, key, _ in records] == [b"a0000007"]
-    assert table[b"a0000007"][:5] == b"CWAS\x03"
+    assert sorted(key for _, key, _ in records) == [b"a-1", b"a0000007"]
+    assert table[b"a0000007"][:5] == table[b"a-1"][:5] == b"CWAS\x04"
     assert load_state(table[b"a0000007"]) == load_state(old)
+    assert load_state(table[b"a-1"]) == load_state(v3)
 
 
 def test_a_buffer_is_processed_once_per_partition_so_each_account_is_scored_once():

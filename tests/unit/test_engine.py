@@ -237,25 +237,27 @@ def test_labels_are_released_at_their_horizon_whether_the_account_is_active_or_q
         assert due <= ts < due + 3_600_000, (account, (ts - due) / 3_600_000)
 
 
-def test_churn_alerts_do_not_depend_on_where_batches_end():
-    # an account that fails payments, recovers, fails again and cancels, next to a healthy
-    # one: the same churn alerts (ids, times, scores, actions) whatever the batches
-    from models.engine import Shard, process
-
-    models, cfg = trained_models(), EngineConfig()
+def trouble_then_cancel(days: int, extra=lambda d, ts: []) -> list[Event]:
+    """Account a fails payments, recovers, fails again and cancels on day 35, next to a
+    healthy account h; ``extra(day, ts)`` adds events of the day. Sorted by event time."""
     events = [ev("s", "subscription_started", T0, **START),
               ev("h0", "subscription_started", T0 + 1, "h", **START)]  # fmt: skip
-    for d in range(40):
+    for d in range(days):
         ts = T0 + d * DAY_MS + 20 * 3_600_000
         events.append(ev(f"h{d}", "playback_started", ts, "h", session_id=f"s{d}", device_id="tv"))
         if d in (7, 8, 9, 25, 26):
             events.append(ev(f"f{d}", "payment_failed", ts + 60_000, amount=9.99))
         if d in (12, 13):
             events.append(ev(f"p{d}", "payment_succeeded", ts + 60_000, amount=9.99))
-        if d % 3 == 0:
-            events.append(ev(f"l{d}", "login", ts + 120_000, device_id="phone"))
+        events += extra(d, ts)
     events.append(ev("c", "subscription_cancelled", T0 + 35 * DAY_MS))
-    events.sort(key=lambda e: e.ts)
+    return sorted(events, key=lambda e: e.ts)
+
+
+def outputs_in_batches(events: list[Event], models: Models, cfg: EngineConfig) -> list[Outputs]:
+    """The outputs of ``events`` processed in batches of 1, of 7, 2, 30... and all at once."""
+    from models.engine import Shard, process
+
     runs = []
     for cuts in ([1], [7, 2, 30], [len(events)]):
         shard, out, i, k = Shard(), Outputs(), 0, 0
@@ -263,7 +265,20 @@ def test_churn_alerts_do_not_depend_on_where_batches_end():
             n = cuts[k % len(cuts)]
             process(shard, events[i : i + n], models, cfg, out)
             i, k = i + n, k + 1
-        runs.append([(a["alert_id"], a["ts"], a["score"], a["action"]) for a in out.alerts
-                     if a["kind"] == "churn"])  # fmt: skip
+        runs.append(out)
+    return runs
+
+
+def test_churn_alerts_do_not_depend_on_where_batches_end():
+    # the same churn alerts (ids, times, scores, actions) whatever the batches
+    def logins(d: int, ts: int) -> list[Event]:
+        return [ev(f"l{d}", "login", ts + 120_000, device_id="phone")] if d % 3 == 0 else []
+
+    events = trouble_then_cancel(40, logins)
+    runs = [
+        [(a["alert_id"], a["ts"], a["score"], a["action"]) for a in out.alerts
+         if a["kind"] == "churn"]
+        for out in outputs_in_batches(events, trained_models(), EngineConfig())
+    ]  # fmt: skip
     assert len(runs[0]) >= 2 and runs[0][-1][3] == "win_back", runs[0]
     assert runs[1] == runs[0] and runs[2] == runs[0]

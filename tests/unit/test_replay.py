@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from models.outcomes import OUTCOMES, by_action
 from models.replay import ReplayResult, replay
 from models.simulator import SimConfig, simulate
 
@@ -23,6 +24,7 @@ def test_replaying_the_same_input_from_scratch_gives_the_same_alert_ids_and_scor
     assert first.alerts, "the population should raise some alerts"
     assert [a["alert_id"] for a in first.alerts] == [a["alert_id"] for a in second.alerts]
     assert first.scores == second.scores
+    assert first.action_outcomes == second.action_outcomes
     assert first.models.churn.metrics() == second.models.churn.metrics()
 
 
@@ -38,6 +40,16 @@ def test_alert_ids_number_the_episodes_of_each_account_without_gaps(first):
         assert set(alert["scores"]) == {"churn", "sharing"}
     for numbers in episodes.values():
         assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_action_outcomes_are_counted_for_alerts_that_were_raised(first):
+    counts = first.action_outcomes
+    assert counts, "some alerts of 60 days should have an outcome"
+    assert set(counts) <= {(k, a, o) for k, a in {(x["kind"], x["action"]) for x in first.alerts}
+                           for o in OUTCOMES}  # fmt: skip
+    for (kind, action), row in by_action(counts).items():
+        raised = sum(1 for x in first.alerts if (x["kind"], x["action"]) == (kind, action))
+        assert sum(row.values()) <= raised  # one outcome per alert at most
 
 
 def test_scores_follow_the_contract(first):

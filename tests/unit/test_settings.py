@@ -16,6 +16,7 @@ def test_defaults_match_the_contract():
     assert s.max_message_bytes == 1_048_576
     assert s.allowed_lateness_s == 3600 and s.session_expiry_s == 4 * 3600
     assert s.churn_horizon_days == 30 and s.score_delta == 0.02
+    assert s.action_window_days == 30 and s.engine_config().action_window_ms == 30 * 86_400_000
     assert s.web_port == 6066
 
 
@@ -30,12 +31,18 @@ def test_env_names_and_types():
     assert str(s.state_dir) == "/var/lib/cw"
 
 
+def test_the_action_window_reaches_the_engine():
+    s = Settings.from_env({"CHURNWATCH_ACTION_WINDOW_DAYS": "7.5"})
+    assert s.engine_config().action_window_ms == int(7.5 * 86_400_000)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"CHURNWATCH_WEB_PORT": "http"}, "CHURNWATCH_WEB_PORT"),
         ({"CHURNWATCH_PARTITIONS": "0"}, "CHURNWATCH_PARTITIONS must be >= 1"),
         ({"CHURNWATCH_CHURN_RESET": "0.9"}, "CHURNWATCH_CHURN_RESET"),
+        ({"CHURNWATCH_ACTION_WINDOW_DAYS": "0"}, "CHURNWATCH_ACTION_WINDOW_DAYS must be > 0"),
         ({"CHURNWATCH_CREATE_TOPICS": "maybe"}, "CHURNWATCH_CREATE_TOPICS"),
         ({"CHURNWATCH_LOG_FORMAT": "xml"}, "CHURNWATCH_LOG_FORMAT"),
         ({"CHURNWATCH_HEARTBEAT_INTERVAL_S": "5"}, "CHURNWATCH_HEARTBEAT_INTERVAL_S"),

@@ -90,6 +90,14 @@ def rich_state() -> AccountState:
         dropped_snapshots=1, risk=rich_risk(), household=rich_household())  # fmt: skip
 
 
+def rich_state_v4() -> AccountState:
+    """``rich_state`` with the fields added in version 4 (open action follow-ups)."""
+    s = rich_state()
+    s.risk.follow_ups = [("churn", "payment_reminder", T0 + 8 * D),
+                         ("sharing", "extra_member_offer", T0 + 9 * D)]  # fmt: skip
+    return s
+
+
 def same(a: object, b: object) -> bool:
     """Equal down to float bits, types and deque bounds (``==`` calls -0.0 and 0.0 equal)."""
     if dataclasses.is_dataclass(a):
@@ -113,9 +121,9 @@ def same(a: object, b: object) -> bool:
 
 
 def test_round_trip_is_exact() -> None:
-    s = rich_state()
+    s = rich_state_v4()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x03"
+    assert raw[:5] == b"CWAS\x04"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -141,6 +149,21 @@ def test_version_3_records_stay_readable() -> None:
     """``data/account_state_v3.bin`` is ``dump_state(rich_state())`` when version 3 was made:
     a change to the schema must come with a new version (and this file kept)."""
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
+
+
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_4() -> None:
+    state = load_state((DATA / "account_state_v3.bin").read_bytes())
+    assert state.risk.follow_ups == []
+    state.risk.follow_ups.append(("churn", "retention_offer", T0))
+    raw = dump_state(state)
+    assert raw[:5] == b"CWAS\x04"
+    assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
+
+
+def test_version_4_records_stay_readable() -> None:
+    """``data/account_state_v4.bin`` is ``dump_state(rich_state_v4())`` when version 4 was
+    made: a change to the schema must come with a new version (and this file kept)."""
+    assert same(load_state((DATA / "account_state_v4.bin").read_bytes()), rich_state_v4())
 
 
 def test_a_version_2_pickle_is_migrated() -> None:
@@ -197,7 +220,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 4, 255):
+    for version in (0, 1, 5, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 
@@ -240,8 +263,8 @@ def test_the_engine_gives_the_same_outputs_from_decoded_states() -> None:
     decoded, decoded_shards = run(evs, round_trip=True)
     assert sum(len(o.alerts) for o in plain) > 0 and sum(len(o.examples) for o in plain) > 100
     for a, b in zip(plain, decoded, strict=True):
-        assert (a.scores, a.alerts, a.examples, a.outcomes) == (
-            b.scores, b.alerts, b.examples, b.outcomes
+        assert (a.scores, a.alerts, a.examples, a.outcomes, a.action_outcomes) == (
+            b.scores, b.alerts, b.examples, b.outcomes, b.action_outcomes
         )  # fmt: skip
     for a, b in zip(plain_shards, decoded_shards, strict=True):
         assert a.accounts == b.accounts
