@@ -2,8 +2,8 @@
 
 from models.churn import make_churn_model
 from models.learner import OnlineLearner
-from streams.snapshots import ModelCache, model_key
 from streams.metrics import Metrics
+from streams.snapshots import ModelCache, model_key
 
 KEY = b"unit-test-model-key-0123456789ab"
 
