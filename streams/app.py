@@ -24,6 +24,13 @@ from streams.snapshots import ModelCache, models_table
 __all__ = ["CRASH", "Runtime", "create_app", "create_runtime", "partition_for"]
 
 
+def _app_dir(s: Settings) -> Path:
+    """The app's data folder, made with its parents (Faust makes only the last level)."""
+    path = Path(s.data_dir) / s.app_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def create_app(s: Settings) -> faust.App:
     faust_compat.apply()
     brokers = [f"kafka://{host.strip()}" for host in s.kafka_bootstrap_servers.split(",")]
@@ -35,7 +42,7 @@ def create_app(s: Settings) -> faust.App:
         autodiscover=False,
         # one folder per app id: two deployments (consumer groups) given the same data dir
         # must not share RocksDB databases (each holds a lock on its own)
-        datadir=str(Path(s.data_dir) / s.app_id),
+        datadir=str(_app_dir(s)),
         store="memory://",
         topic_partitions=s.partitions,
         topic_replication_factor=s.replication_factor,
