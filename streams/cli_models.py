@@ -181,9 +181,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(
-    path: Path, trust_unsigned: bool, key_file: Path | None = None
+def read_bundle(
+    path: Path, trust_unsigned: bool = False, key_file: Path | None = None
 ) -> dict[str, OnlineLearner] | None:
+    """The bundle's learners (signed with the model key, or ``key_file``'s); None, with
+    the reason on stderr, if it cannot be read."""
     from models.learner import load_bundle
 
     try:
@@ -199,7 +201,7 @@ def _load(
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    learners = _load(args.bundle, args.trust_unsigned)
+    learners = read_bundle(args.bundle, args.trust_unsigned)
     if learners is None:
         return 2
     for kind, learner in learners.items():
@@ -274,7 +276,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from streams.settings import Settings
     from streams.topics import ensure_topics
 
-    learners = _load(args.bundle, args.trust_unsigned, args.bundle_key_file)
+    learners = read_bundle(args.bundle, args.trust_unsigned, args.bundle_key_file)
     if learners is None:
         return 2
     chosen = {k: v for k, v in learners.items() if not args.only or k in args.only}

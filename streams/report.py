@@ -408,7 +408,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("report: needs matplotlib: pip install 'churnwatch[report]'", file=sys.stderr)
         return 2
     from models.engine import Models
-    from streams.cli_models import _load, read_events
+    from streams.cli_models import read_bundle, read_events
     from streams.settings import Settings
     from streams.simio import Progress
 
@@ -418,7 +418,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     models = None
     if args.bundle is not None:
-        learners = _load(args.bundle)
+        learners = read_bundle(args.bundle)
         if learners is None:
             return 2
         models = Models.fresh()

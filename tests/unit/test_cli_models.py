@@ -96,3 +96,15 @@ def test_a_bundle_of_another_key_is_read_only_with_that_key_given(tmp_path, caps
     assert _load(bundle, False) is None
     assert "signature does not match" in capsys.readouterr().err
     assert set(_load(bundle, False, old_key)) == {"churn", "sharing"}
+
+
+def test_report_starts_from_a_trained_bundle(tmp_path, capsys):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(orjson.dumps(e) for e in simulate(SIM)) + b"\n")
+    bundle, page = tmp_path / "models.json", tmp_path / "report.html"
+    assert main(["models", "train", str(events), "--out", str(bundle), "--quiet"]) == 0
+    args = ["report", str(events), "--bundle", str(bundle), "--out", str(page), "--quiet"]
+    assert main(args) == 0
+    assert "labelled examples" in capsys.readouterr().out and page.exists()
+    assert main([*args[:3], str(tmp_path / "missing.json"), *args[4:]]) == 2
+    assert "cannot read" in capsys.readouterr().err
