@@ -191,10 +191,12 @@ class AccountStore:
             share = max(1, self.cache // len(self.shards))
             for shard in self.shards.values():
                 excess = len(shard.accounts) - share
-                for account_id in list(islice(shard.accounts, max(0, excess + len(shard.dirty)))):
-                    if excess > 0 and account_id not in shard.dirty:
-                        del shard.accounts[account_id]
-                        excess -= 1
+                if excess <= 0:
+                    continue
+                # the least recently used first; a state not yet persisted stays
+                oldest = islice(shard.accounts, excess + len(shard.dirty))
+                for account_id in [a for a in oldest if a not in shard.dirty][:excess]:
+                    del shard.accounts[account_id]
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop revoked partitions from memory (they reload from the table if they return)."""
