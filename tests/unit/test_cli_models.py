@@ -84,7 +84,7 @@ def test_show_refuses_unsigned_or_foreign_bundles_and_runs_no_code(
 
 
 def test_a_bundle_of_another_key_is_read_only_with_that_key_given(tmp_path, capsys, monkeypatch):
-    from streams.cli_models import _load
+    from streams.cli_models import read_bundle
 
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join(orjson.dumps(e) for e in simulate(SIM)))
@@ -93,9 +93,9 @@ def test_a_bundle_of_another_key_is_read_only_with_that_key_given(tmp_path, caps
     old_key = tmp_path / "old.key"
     old_key.write_text(KEY + "\n")
     monkeypatch.setenv("CHURNWATCH_MODEL_KEY", "the-rotated-new-key-0123456789")
-    assert _load(bundle, False) is None
+    assert read_bundle(bundle, False) is None
     assert "signature does not match" in capsys.readouterr().err
-    assert set(_load(bundle, False, old_key)) == {"churn", "sharing"}
+    assert set(read_bundle(bundle, False, old_key)) == {"churn", "sharing"}
 
 
 def test_report_starts_from_a_trained_bundle(tmp_path, capsys):
