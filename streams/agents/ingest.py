@@ -7,7 +7,7 @@ every input partition that is still delivering has passed them, so a backlog
 read faster from one topic than the other never looks "late" downstream.
 Released events are grouped by the partition their ``account_id`` hashes to
 and sent as JSON arrays to the internal account-events topic. An input message
-is acknowledged only when all of its events were sent, so a crash re-delivers
+is acknowledged only once Kafka holds all of its events, so a crash re-delivers
 whatever was still held (and the account state drops what it already applied).
 """
 
@@ -121,10 +121,13 @@ def register(rt: Runtime) -> None:
     # force=True on every send: inside the agent (a stop, a full merge) Faust would
     # otherwise attach the record to the message being read and publish it only once that
     # message's offset is committed, while the other messages whose events it carries are
-    # acknowledged now and may be committed first: a stop or crash in between lost them
-    async def send_dead(bad: DeadLetter) -> None:
+    # acknowledged now and may be committed first: a stop or crash in between lost them.
+    # A forced send only hands the record to the producer's buffer: its future is awaited
+    # (Kafka has the record) before any input message it came from is acknowledged, or a
+    # commit could pass records that a crash then loses.
+    async def send_dead(bad: DeadLetter) -> Any:
         m.dead_letters.labels(bad.kind).inc()
-        await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
+        return await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
     async def forward(everything: bool = False) -> None:
         """Send what the frontier allows; acknowledge the messages fully sent."""
@@ -140,19 +143,23 @@ def register(rt: Runtime) -> None:
             return why is None
 
         events, done = reorder.release(1 << 62 if everything else _now_ms(), keep)
+        pending = []
         for event, token, (kind, text) in ahead:  # ahead of everything else read
             msg = token.message
             index, raw = locate(msg.value, event.event_id)
             where = (msg.topic, msg.partition, msg.offset, index)
-            await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw))
+            pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
         for partition, part in route(events, s.partitions).items():
             for i in range(0, len(part), INTERNAL_BATCH):
-                await account_events.send(
-                    key=str(partition).encode(),
-                    value=encode_batch(part[i : i + INTERNAL_BATCH]),
-                    partition=partition,
-                    force=True,
+                pending.append(
+                    await account_events.send(
+                        key=str(partition).encode(),
+                        value=encode_batch(part[i : i + INTERNAL_BATCH]),
+                        partition=partition,
+                        force=True,
+                    )
                 )
+        await asyncio.gather(*pending)  # Kafka has them all: now the input may be committed
         stream = streams.get("input")
         for token in done:
             await stream.ack(token)
@@ -168,8 +175,8 @@ def register(rt: Runtime) -> None:
                 msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                 max_bytes=s.max_message_bytes, check_ts=policy.checker(),
             )  # fmt: skip
-            for bad in dead:
-                await send_dead(bad)
+            if dead:
+                await asyncio.gather(*[await send_dead(bad) for bad in dead])
             for event_type, n in Counter(e.type for e in events).items():
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):
