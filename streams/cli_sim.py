@@ -81,7 +81,8 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=None,
                    help="events per second (default: as fast as possible)")  # fmt: skip
     p.add_argument("--batch", type=int, default=1,
-                   help="Kafka only: send JSON arrays of up to N events per message "
+                   help="Kafka only: send JSON arrays of up to N events per message, "
+                   "none holding an event past 10 minutes of event time "
                    "(default: 1, one event per message keyed by account_id)")  # fmt: skip
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                    help="Kafka only: seconds to wait for the broker (default: %(default)s)")

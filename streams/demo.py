@@ -30,8 +30,9 @@ from streams.devbroker import LocalBroker, free_port
 
 
 def scrape(url: str) -> dict[str, float]:
-    """Sum every sample of a /metrics page by metric name (labels folded)."""
-    with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own worker
+    """Sum every sample of a /metrics page by metric name (labels folded); waits as long
+    as Prometheus does by default (10 s: a loaded worker may answer late)."""
+    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - our own worker
         text = resp.read().decode()
     totals: Counter[str] = Counter()
     for family in text_string_to_metric_families(text):

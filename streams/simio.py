@@ -21,7 +21,7 @@ from models.contract import parse_message, parse_ts, topic_kind
 
 
 class Sink(Protocol):
-    def send(self, value: bytes, account_id: str, event_type: str) -> None: ...
+    def send(self, value: bytes, account_id: str, event_type: str, ts: object = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -32,16 +32,28 @@ class JsonlSink:
     def __init__(self, path: Path) -> None:
         self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
 
-    def send(self, value: bytes, account_id: str, event_type: str) -> None:
+    def send(self, value: bytes, account_id: str, event_type: str, ts: object = None) -> None:
         self._file.write(value + b"\n")
 
     def close(self) -> None:
         self._file.close()
 
 
+# How long, in event time, a batch may hold an event while later events go out. A
+# simulation or a replay runs days of event time per second: batches filled by count
+# alone span hours of event time for a sparse topic (subscription events), and a
+# partition that waits for its first full batch looks idle to the worker's input merge
+# (wall-clock rule) while the others run ahead; its events then arrive later than the
+# worker's lateness (1 h by default) and are dropped as late. A producer in production
+# sends within its linger of wall time, which is the same bound in event time.
+HOLD_MS = 10 * 60_000
+
+
 class KafkaSink:
     """Sends to the contract topic of each event type: one event per message keyed by
-    ``account_id``, or (``batch`` > 1) JSON arrays of up to ``batch`` events without a key.
+    ``account_id``, or (``batch`` > 1) JSON arrays of up to ``batch`` events without a
+    key, each array sent once full or once the stream is ``hold_ms`` of event time past
+    its first event (events given in event time order, as ``pump`` does).
     """
 
     def __init__(
@@ -49,6 +61,7 @@ class KafkaSink:
         bootstrap_servers: str | list[str],
         topics: dict[str, str],
         batch: int = 1,
+        hold_ms: int = HOLD_MS,
         **producer_config: Any,
     ) -> None:
         from kafka import KafkaProducer
@@ -58,16 +71,23 @@ class KafkaSink:
         config = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1, "compression_type": "gzip"}
         config.update(producer_config)
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
-        self._topics, self._batch = topics, batch
+        self._topics, self._batch, self._hold = topics, batch, hold_ms
         self._buffers: dict[str, list[bytes]] = {kind: [] for kind in topics}
+        self._since: dict[str, int] = {}  # kind -> event time of its buffer's first event
         self.messages = 0
         self.errors: list[Exception] = []
 
-    def send(self, value: bytes, account_id: str, event_type: str) -> None:
+    def send(self, value: bytes, account_id: str, event_type: str, ts: object = None) -> None:
         kind = topic_kind(event_type)
         if self._batch == 1:
             self._send(kind, value, account_id.encode())
             return
+        if ts is not None:
+            ms = parse_ts(ts)
+            for held, since in list(self._since.items()):
+                if ms - since >= self._hold:
+                    self._flush(held)
+            self._since.setdefault(kind, ms)
         buffer = self._buffers[kind]
         buffer.append(value)
         if len(buffer) >= self._batch:
@@ -75,6 +95,7 @@ class KafkaSink:
 
     def _flush(self, kind: str) -> None:
         buffer = self._buffers[kind]
+        self._since.pop(kind, None)
         if buffer:
             self._send(kind, b"[" + b",".join(buffer) + b"]", None)
             buffer.clear()
@@ -208,7 +229,7 @@ def pump(
     ts: object = None
     for value, account_id, event_type, ts in items:
         limiter.wait()
-        sink.send(value, account_id, event_type)
+        sink.send(value, account_id, event_type, ts)
         progress.tick(ts, len(value) + 1)  # + its line end, when read from a file
     progress.done(ts)
 

@@ -159,6 +159,7 @@ def register(rt: Runtime) -> None:
                         force=True,
                     )
                 )
+                await asyncio.sleep(0)  # a full merge is ~100k events: let HTTP and heartbeats in
         await asyncio.gather(*pending)  # Kafka has them all: now the input may be committed
         stream = streams.get("input")
         for token in done:

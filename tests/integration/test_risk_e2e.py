@@ -64,13 +64,19 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
     assert status == 200  # state recovered from the changelog
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        done = [second.get_json(f"/accounts/{a}")[1].get("events_applied", 0) for a in SAMPLE]
+        try:  # (a loaded machine may hold a lookup past its 10 s timeout: ask again)
+            done = [second.get_json(f"/accounts/{a}")[1].get("events_applied", 0) for a in SAMPLE]
+        except TimeoutError:
+            continue
         if all(d >= 0.99 * per_account[a] for d, a in zip(done, SAMPLE, strict=True)):
             break
         time.sleep(2)
     # ... and the rest of the input: the last cancellations are in its last 1% (day 99)
     while time.monotonic() < deadline:
-        m = second.metrics()  # nothing uncommitted on any topic, nothing held by the merge
+        try:  # nothing uncommitted on any topic, nothing held by the merge
+            m = second.metrics()
+        except TimeoutError:
+            continue
         if m.get("churnwatch_consumer_lag_messages", 1.0) == 0 and (
             m.get("churnwatch_input_events_held", 1.0) == 0
         ):

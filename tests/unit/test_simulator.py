@@ -337,7 +337,7 @@ class ListSink:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, str, str]] = []
 
-    def send(self, value: bytes, account_id: str, event_type: str) -> None:
+    def send(self, value: bytes, account_id: str, event_type: str, ts: object = None) -> None:
         self.sent.append((value, account_id, event_type))
 
     def close(self) -> None:
