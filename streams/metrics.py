@@ -47,6 +47,8 @@ INTERNAL_SKIPS = (
 LATENCY_BUCKETS_S = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+# The event loop held by CPU work: from none to past a scrape's or a heartbeat's timeout.
+LOOP_DELAY_BUCKETS_S = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Event-time lag: from sub-second (live) to days (replay of history).
 EVENT_LAG_BUCKETS_S = (
     0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0, 604800.0,
@@ -104,6 +106,11 @@ class Metrics:
             f"{p}_processing_latency_seconds",
             "From a batch's receipt by the account agent to its scores being published",
             buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.loop_delay = Histogram(
+            f"{p}_event_loop_delay_seconds",
+            "How late the event loop ran a 0.25 s timer (held by CPU work meanwhile)",
+            buckets=LOOP_DELAY_BUCKETS_S, registry=r,
         )  # fmt: skip
         self.event_time_lag = Histogram(
             f"{p}_event_time_lag_seconds",

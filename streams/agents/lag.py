@@ -4,16 +4,23 @@ Every ``EVERY_S`` seconds: for each partition this worker consumes, the
 partition's high watermark minus the committed offset (messages not yet
 processed and committed; before the first commit, minus the log start).
 Series of partitions no longer assigned are removed.
+
+Also ``churnwatch_event_loop_delay_seconds``: how late a ``LOOP_PROBE_S`` timer runs.
+Everything of a worker shares one event loop, so while CPU work holds it (a step of
+the engine, encoding states, a large release of the input merge) HTTP requests,
+Kafka heartbeats and commits wait that long.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from streams.faust_compat import committed_offset
 from streams.runtime import Runtime
 
 EVERY_S = 5.0
+LOOP_PROBE_S = 0.25
 
 
 def register(rt: Runtime) -> None:
@@ -49,3 +56,15 @@ def register(rt: Runtime) -> None:
         shown.update(current)
 
     app.timer(EVERY_S, name="churnwatch.consumer_lag")(measure)
+
+    last: list[float] = []
+
+    async def probe() -> None:
+        """Observe how much later than its interval the timer ran (mode's timers keep
+        their rhythm, so a late call is time the loop was held)."""
+        now = time.monotonic()
+        if last:
+            rt.metrics.loop_delay.observe(max(0.0, now - last[0] - LOOP_PROBE_S))
+        last[:] = [now]
+
+    app.timer(LOOP_PROBE_S, name="churnwatch.loop_probe")(probe)

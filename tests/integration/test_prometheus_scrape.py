@@ -140,6 +140,8 @@ def test_prometheus_scrapes_worker_metrics(worker_factory, kafka_bootstrap, tmp_
         bins = _query(base, 'max by (bin, stat) (churnwatch_model_calibration{model="sharing"})')
         assert bins and all(0.0 <= float(b["value"][1]) <= 1.0 for b in bins)
         assert {b["metric"]["stat"] for b in bins} == {"predicted", "observed"}
+        # the loop probe runs 4 times a second from the start: over 5 s of probes by now
+        assert _value(base, "sum(churnwatch_event_loop_delay_seconds_count)") > 20
     finally:
         proc.terminate()
         proc.wait(20)
