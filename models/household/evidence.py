@@ -7,7 +7,7 @@ from typing import Any
 
 from models.contract import Event
 from models.household.geo import _prefix, haversine_km
-from models.household.places import _home, _second, _window_view
+from models.household.places import _device_view, _home, _second, _window_view
 from models.household.sessions import _close, _start, _stop, _sweep
 from models.household.state import (
     DAY_MS,
@@ -24,6 +24,7 @@ from models.household.state import (
     MAX_PREFIXES,
     MAX_PREFIXES_PER_PLACE,
     MAX_PROFILES,
+    NETWORK_RADIUS_KM,
     PLACE_RADIUS_KM,
     SESSION_TIMEOUT_MS,
     WINDOW_DAYS,
@@ -144,7 +145,27 @@ def _locate(
     h: str | None,
     dev: Device | None,
 ) -> int:
-    if lat is not None and lon is not None:
+    """The place of an event: its network first, then its geo, then its device.
+
+    A known network prefix is the place it was seen at, unless the geo is further
+    away than geolocation errs (``NETWORK_RADIUS_KM``: a VPN exit or a carrier pool
+    seen in another city): geo is often the city centre (IP geolocation, web and TV
+    apps) or noisy, while the same network is the same home. A new network with geo
+    joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one). A new
+    network without geo is its device's place when the device lived there (seen
+    there on two days or more: the home's address changed, a lease or carrier NAT)
+    or was there a moment ago; else a new place.
+    """
+    known = hs.prefixes.get(h) if h is not None else None
+    if known is not None and known[1] in hs.places:
+        if _near(hs.places[known[1]], lat, lon, NETWORK_RADIUS_KM):
+            return known[1]
+    geo = lat is not None and lon is not None
+    if not geo and dev is not None and dev.last_pid in hs.places:
+        # a device that lived somewhere (seen there on two days or more), or a moment ago
+        if len(dev.place_days.get(dev.last_pid, ())) >= 2 or abs(ts - dev.last_ts) <= INHERIT_MS:
+            return dev.last_pid
+    if geo:
         best, best_km = None, PLACE_RADIUS_KM
         for place in hs.places.values():
             # a degree of latitude is 111.2 km: a place further north or south than the best
@@ -163,13 +184,19 @@ def _locate(
             best.lon += (lon - best.lon) / best.n_geo
         return best.pid
     if h is not None:
-        known = hs.prefixes.get(h)
-        if known is not None and known[1] in hs.places:
-            return known[1]
         return _new_place(hs, ts, None, None)
-    if dev is not None and dev.last_pid in hs.places and abs(ts - dev.last_ts) <= INHERIT_MS:
-        return dev.last_pid
     return -1
+
+
+def _near(place: Place, lat: float | None, lon: float | None, km: float) -> bool:
+    """Whether a geo fix (if any) is within ``km`` of ``place``; a place without geo
+    takes the fix as its centre."""
+    if lat is None or lon is None:
+        return True
+    if place.lat is None or place.lon is None:
+        place.lat, place.lon, place.n_geo = lat, lon, 1
+        return True
+    return haversine_km(lat, lon, place.lat, place.lon) <= km
 
 
 def _new_place(hs: HouseholdState, ts: int, lat: float | None, lon: float | None) -> int:
@@ -212,7 +239,9 @@ def _check_travel(hs: HouseholdState, dev: Device, ts: int, lat: float, lon: flo
 def _mark_paid(hs: HouseholdState, ts: int) -> None:
     view = _window_view(hs, ts)
     home = _home(hs, view, ts)
-    second = _second(hs, view, home)
+    day = ts // DAY_MS
+    _, residents = _device_view(hs, home, frozenset(), set(range(day - WINDOW_DAYS + 1, day + 1)))
+    second = _second(hs, view, home, frozenset(), residents)
     if second is None:
         hs.unplaced_paid_members += 1
     else:

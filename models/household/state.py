@@ -18,6 +18,7 @@ INHERIT_MS = 6 * HOUR_MS  # an event without ip/geo inherits its device's place 
 DEFAULT_SALT = b"churnwatch-household-v1"
 
 PLACE_RADIUS_KM = 3.0
+NETWORK_RADIUS_KM = 50.0  # a known network with geo this far off is the same place (IP geo)
 IMPOSSIBLE_KMH = 1000.0  # faster than a airliner, door to door
 IMPOSSIBLE_MIN_KM = 500.0  # ignore jumps shorter than geolocation error
 NEW_DEVICE_GRACE_MS = 7 * DAY_MS  # devices of the account's first week are not "new"
