@@ -158,7 +158,7 @@ def _locate(
     """
     known = hs.prefixes.get(h) if h is not None else None
     if known is not None and known[1] in hs.places:
-        if _near(hs.places[known[1]], lat, lon, NETWORK_RADIUS_KM):
+        if _near(hs, hs.places[known[1]], lat, lon):
             return known[1]
     geo = lat is not None and lon is not None
     if not geo and dev is not None and dev.last_pid in hs.places:
@@ -188,15 +188,20 @@ def _locate(
     return -1
 
 
-def _near(place: Place, lat: float | None, lon: float | None, km: float) -> bool:
-    """Whether a geo fix (if any) is within ``km`` of ``place``; a place without geo
-    takes the fix as its centre."""
+def _near(hs: HouseholdState, place: Place, lat: float | None, lon: float | None) -> bool:
+    """Whether a geo fix (if any) is within ``NETWORK_RADIUS_KM`` of ``place``. A place
+    without geo takes the fix as its centre -- unless another place is there already
+    (then the fix goes there, and so does the network from now on)."""
     if lat is None or lon is None:
         return True
     if place.lat is None or place.lon is None:
+        for other in hs.places.values():
+            if other.lat is not None and other.lon is not None:
+                if haversine_km(lat, lon, other.lat, other.lon) <= PLACE_RADIUS_KM:
+                    return False
         place.lat, place.lon, place.n_geo = lat, lon, 1
         return True
-    return haversine_km(lat, lon, place.lat, place.lon) <= km
+    return haversine_km(lat, lon, place.lat, place.lon) <= NETWORK_RADIUS_KM
 
 
 def _new_place(hs: HouseholdState, ts: int, lat: float | None, lon: float | None) -> int:

@@ -617,7 +617,9 @@ class Account:
         if self.last_place.get(device_id) != where or rng.random() < 0.1:
             self.last_place[device_id] = where
             fields = {"device_id": device_id, **net, "device_type": device_type}
-            self._emit(out, max(self.lo, start - rng.randrange(1000, 60_000)), "login", fields)
+            ts = max(self.lo, start - rng.randrange(1000, 60_000))
+            self._emit(out, ts, "login", fields)
+            self._borrowed(v, ts)
         self.sessions += 1
         sid = f"{self.id}-s{self.sessions}"
         started = {
@@ -629,11 +631,7 @@ class Account:
             "device_type": device_type,
         }
         self._emit(out, start, "playback_started", started)
-        if v.borrower is not None and v.borrower.first_ts is None:
-            v.borrower.first_ts = start
-            self.truth["share_households"] += 1
-            if self.truth["share_start_ts"] is None:
-                self.truth["shared"], self.truth["share_start_ts"] = True, start
+        self._borrowed(v, start)
         for _ in range(poisson(rng, cfg.activity_rate * (0.4 + 0.6 * min(1.0, eng)))):
             ts = start + rng.randrange(dur_s * 1000 + 60_000)
             self._activity(out, ts, v, (device_id, device_type), ip, shown, self._action(eng))
@@ -641,6 +639,15 @@ class Account:
             watched = dur_s if rng.random() < 0.8 else rng.randrange(dur_s)
             stopped = {"session_id": sid, "watched_s": watched}
             self._emit(out, start + dur_s * 1000, "playback_stopped", stopped)
+
+    def _borrowed(self, v: Viewer, ts: int) -> None:
+        """Truth: a borrower's first event (a challenge, a login or a playback) is the
+        start of sharing -- even if the challenge then blocks it."""
+        if v.borrower is not None and v.borrower.first_ts is None:
+            v.borrower.first_ts = ts
+            self.truth["share_households"] += 1
+            if self.truth["share_start_ts"] is None:
+                self.truth["shared"], self.truth["share_start_ts"] = True, ts
 
     def _verify(self, out: Out, d: int, v: Viewer, ts: int, kind: str, device_id: str) -> bool:
         """The crackdown: may challenge a device outside the home network; False blocks it."""
@@ -656,9 +663,9 @@ class Account:
         else:
             outcome = "verified" if r < 0.3 else "expired" if r < 0.65 else "failed"
         fields = {"device_id": device_id, "outcome": outcome}
-        self._emit(
-            out, max(self.lo, ts - rng.randrange(5_000, 120_000)), "household_verification", fields
-        )
+        at = max(self.lo, ts - rng.randrange(5_000, 120_000))
+        self._emit(out, at, "household_verification", fields)
+        self._borrowed(v, at)
         if outcome == "verified":
             self.trust[device_id] = d + 30
             return True
