@@ -26,6 +26,7 @@ from models.household.state import (
     MAX_PROFILES,
     NETWORK_RADIUS_KM,
     PLACE_RADIUS_KM,
+    POOL_CHANGE_MS,
     SESSION_TIMEOUT_MS,
     WINDOW_DAYS,
     Device,
@@ -111,8 +112,8 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
         place.last_ts = max(place.last_ts, ts)
         place.days.setdefault(day, 0)
         if h is not None:
-            first, last = place.prefixes.get(h, (ts, ts))[:2]
-            seen = (min(first, ts), max(last, ts), version)
+            host = _host(str(ip)) if version == 4 else -1
+            seen = _seen(place.prefixes.get(h), ts, version, host)
             _put_capped(place.prefixes, h, seen, MAX_PREFIXES_PER_PLACE)
             _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
     if dev is not None:
@@ -135,6 +136,30 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
             hs.profiles, str(profile), max(ts, hs.profiles.get(str(profile), ts)), MAX_PROFILES
         )
     return pid
+
+
+def _host(ip: str) -> int:
+    """The host octet of an IPv4 address (-1 if there is none)."""
+    last = ip.strip().rpartition(".")[2]
+    return int(last) if last.isdigit() else -1
+
+
+def _seen(old: tuple[int, ...] | None, ts: int, version: int, host: int) -> tuple[int, ...]:
+    """A prefix's record at a place after one more event: (first ts, last ts, IP version,
+    last host octet, ts of the last address change, pool flag). A home line keeps its
+    address for days (a lease); an address that changes twice within a day is a pool
+    that hands out addresses per connection (a VPN exit, carrier NAT): the flag is 1.
+    Records of states saved before hold (first, last[, version]) only."""
+    if old is None:
+        return (ts, ts, version, host, 0, 0)
+    prev_host = old[3] if len(old) > 3 else -1
+    changed, pool = old[4] if len(old) > 4 else 0, old[5] if len(old) > 5 else 0
+    if host >= 0 and prev_host >= 0 and host != prev_host:
+        if changed and abs(ts - changed) < POOL_CHANGE_MS:
+            pool = 1
+        changed = ts
+    return (min(old[0], ts), max(old[1], ts), version, host if host >= 0 else prev_host,
+            changed, pool)  # fmt: skip
 
 
 def _locate(

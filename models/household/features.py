@@ -94,7 +94,7 @@ def household_features(
     over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
 
     view = _window_view(hs, now_ms)
-    hubs = _hubs(hs, view, census, now_ms) if census is not None else frozenset()
+    hubs = _hubs(hs, view, census, now_ms)
     # a hub is nobody's home, even when most days are spent behind the VPN
     home = _home(hs, {p: v for p, v in view.items() if p not in hubs}, now_ms)
     if home is None:  # only hubs: the busiest stands for home
@@ -109,13 +109,16 @@ def household_features(
     sp: dict[str, float] = dict.fromkeys(_SECOND_PLACE_NAMES, 0.0)
     overlap_ms = 0
     at_home_devices: set[str] = set()
-    paid_devices: set[str] = set()  # devices living at a paid extra member's place
+    # devices living at a paid extra member's place, or only seen at hubs
+    paid_devices: set[str] = set()
     own_days: set[int] = set()  # days a device living at the second place was active there
     for dev_id, dev, days, at_home, main, where, lives_away in per_device:
         if at_home:
             at_home_devices.add(dev_id)
         if not at_home and where is not None and where.paid:
             paid_devices.add(dev_id)
+        if not at_home and all(p in hubs for p in days):
+            paid_devices.add(dev_id)  # only ever behind a VPN or carrier pool: on the move
         if lives_away:
             overlap_ms += live_overlap.get(dev_id, 0)
             overlap_ms += sum(v for d, v in dev.overlap.items() if d in in_win)

@@ -877,3 +877,27 @@ def test_without_geo_a_home_device_on_a_new_address_stays_home_and_a_new_device_
     _, f = run(out, 2)
     assert f["places_28d"] == 2
     assert f["second_place_own_devices_28d"] == 1 and f["second_place_shared_devices_28d"] == 0
+
+
+def _laptop_behind(hosts):
+    """Home life, and a laptop never at home streaming twice an evening from New York over
+    one /24, at the addresses ``hosts(day, k)``, on 8 days while the TV plays at home."""
+    out = []
+    home_life(out)
+    ny = {"lat": 40.7128, "lon": -74.0060}
+    for d in range(4, 12):
+        for k in range(2):
+            watch(out, "laptop", T0 + d * DAY_MS + (19 + 2 * k) * HOUR_MS, 60, kind="web",
+                  ip=f"203.0.113.{hosts(d, k)}", geo=ny)  # fmt: skip
+    return run(out, 2)[1]
+
+
+def test_an_address_pool_is_a_hub_and_a_fixed_address_a_home():
+    """An address that changes twice within a day is a pool handing out an address per
+    connection (a VPN exit): nobody lives there. The same place at one address lives."""
+    pool = _laptop_behind(lambda d, k: 10 + 2 * d + k)
+    assert pool["popular_network_places_28d"] == 1 and pool["second_place_own_devices_28d"] == 0
+    assert sharing_evidence_score(pool) < 0.1
+    fixed = _laptop_behind(lambda d, k: 10)
+    assert fixed["popular_network_places_28d"] == 0 and fixed["second_place_own_devices_28d"] == 1
+    assert sharing_evidence_score(fixed) > 0.7
