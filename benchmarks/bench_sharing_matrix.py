@@ -233,7 +233,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write every figure (and the diagrams) here")
     args = ap.parse_args()
     groups = []
-    if args.only != "held-out":
+    if args.only != "held-out" and args.tune:
         groups.append(("tune", [TUNE_SEEDS[i] for i in range(args.tune)], False))
     if args.only != "tune" and args.held_out:
         groups.append(("held-out", [HELD_OUT_SEEDS[i] for i in range(args.held_out)], True))
