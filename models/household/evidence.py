@@ -146,20 +146,23 @@ def _host(ip: str) -> int:
 
 def _seen(old: tuple[int, ...] | None, ts: int, version: int, host: int) -> tuple[int, ...]:
     """A prefix's record at a place after one more event: (first ts, last ts, IP version,
-    last host octet, ts of the last address change, pool flag). A home line keeps its
-    address for days (a lease); an address that changes twice within a day is a pool
+    last host octet, the one before, ts of the last address change, pool flag). A home
+    line keeps its address for days (a lease); a third address within a day is a pool
     that hands out addresses per connection (a VPN exit, carrier NAT): the flag is 1.
-    Records of states saved before hold (first, last[, version]) only."""
+    (Two addresses that alternate are one lease change seen out of order.) Records of
+    states saved before hold (first, last[, version]) only."""
     if old is None:
-        return (ts, ts, version, host, 0, 0)
-    prev_host = old[3] if len(old) > 3 else -1
-    changed, pool = old[4] if len(old) > 4 else 0, old[5] if len(old) > 5 else 0
-    if host >= 0 and prev_host >= 0 and host != prev_host:
-        if changed and abs(ts - changed) < POOL_CHANGE_MS:
+        return (ts, ts, version, host, -1, 0, 0)
+    last_host = old[3] if len(old) > 3 else -1
+    prev_host = old[4] if len(old) > 6 else -1
+    changed, pool = (old[5], old[6]) if len(old) > 6 else (0, 0)
+    if host >= 0 and last_host >= 0 and host != last_host:
+        if host != prev_host and prev_host >= 0 and changed and abs(ts - changed) < POOL_CHANGE_MS:
             pool = 1
-        changed = ts
-    return (min(old[0], ts), max(old[1], ts), version, host if host >= 0 else prev_host,
-            changed, pool)  # fmt: skip
+        last_host, prev_host, changed = host, last_host, ts
+    elif last_host < 0:
+        last_host = host
+    return (min(old[0], ts), max(old[1], ts), version, last_host, prev_host, changed, pool)
 
 
 def _locate(
@@ -177,19 +180,22 @@ def _locate(
     seen in another city): geo is often the city centre (IP geolocation, web and TV
     apps) or noisy, while the same network is the same home. A new network with geo
     joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one). A new
-    network without geo is its device's place when the device lived there (seen
-    there on two days or more: the home's address changed, a lease or carrier NAT)
-    or was there a moment ago; else a new place.
+    network is its device's place when the device lived there (seen there on two
+    days or more: the home's address changed, a lease or carrier NAT) or was there a
+    moment ago -- if the event has no geo, or the place has none yet; else a new place.
     """
     known = hs.prefixes.get(h) if h is not None else None
     if known is not None and known[1] in hs.places:
         if _near(hs, hs.places[known[1]], lat, lon):
             return known[1]
     geo = lat is not None and lon is not None
-    if not geo and dev is not None and dev.last_pid in hs.places:
-        # a device that lived somewhere (seen there on two days or more), or a moment ago
+    if dev is not None and dev.last_pid in hs.places:
+        # a device that lived somewhere (seen there on two days or more), or a moment ago;
+        # with geo, only if that place has none yet (it then takes this fix)
+        here = hs.places[dev.last_pid]
         if len(dev.place_days.get(dev.last_pid, ())) >= 2 or abs(ts - dev.last_ts) <= INHERIT_MS:
-            return dev.last_pid
+            if not geo or (here.lat is None and _near(hs, here, lat, lon)):
+                return dev.last_pid
     if geo:
         best, best_km = None, PLACE_RADIUS_KM
         for place in hs.places.values():

@@ -135,14 +135,14 @@ def _hubs(
     census: PrefixCensus | None,
     now_ms: int,
 ) -> frozenset[int]:
-    """Places whose networks in the window are all shared: address pools (an address
-    that changed twice within a day: a VPN exit, carrier NAT) or popular in ``census``."""
+    """Places whose networks in the window are all shared: address pools (a third
+    address within a day: a VPN exit, carrier NAT) or popular in ``census``."""
     lo_ms = (now_ms // DAY_MS - WINDOW_DAYS + 1) * DAY_MS
     out = []
     for pid in view:
         seen = [(h, v) for h, v in hs.places[pid].prefixes.items() if v[1] >= lo_ms]
         if seen and all(
-            (len(v) > 5 and v[5]) or (census is not None and census.popular(h, now_ms))
+            (len(v) > 6 and v[6]) or (census is not None and census.popular(h, now_ms))
             for h, v in seen
         ):
             out.append(pid)

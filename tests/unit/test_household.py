@@ -901,3 +901,17 @@ def test_an_address_pool_is_a_hub_and_a_fixed_address_a_home():
     fixed = _laptop_behind(lambda d, k: 10)
     assert fixed["popular_network_places_28d"] == 0 and fixed["second_place_own_devices_28d"] == 1
     assert sharing_evidence_score(fixed) > 0.7
+
+
+def test_two_addresses_seen_out_of_order_are_one_lease_change_not_a_pool():
+    """Around a lease change, events of the old and the new address interleave (late
+    delivery, a session across the change): A B A B is a home line, A B C a pool."""
+    from models.household.evidence import _seen
+
+    rec = None
+    for k, host in enumerate((10, 11, 10, 11, 10)):
+        rec = _seen(rec, T0 + k * HOUR_MS, 4, host)
+    assert rec is not None and rec[6] == 0
+    for k, host in enumerate((12,)):
+        rec = _seen(rec, T0 + (6 + k) * HOUR_MS, 4, host)
+    assert rec[6] == 1

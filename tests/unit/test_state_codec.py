@@ -168,10 +168,10 @@ def test_version_4_records_stay_readable() -> None:
 
 def rich_state_v6() -> AccountState:
     """``rich_state_v4`` with a place prefix holding the address-pool evidence of version 6
-    (last host octet, time of its last change, pool flag)."""
+    (last host octet, the one before, time of its last change, pool flag)."""
     s = rich_state_v4()
     place = next(iter(s.household.places.values()))
-    place.prefixes["0123456789abcdef"] = (T0, T0 + 2 * D, 4, 77, T0 + D, 1)
+    place.prefixes["0123456789abcdef"] = (T0, T0 + 2 * D, 4, 77, 76, T0 + D, 1)
     return s
 
 
@@ -192,8 +192,9 @@ def test_a_version_4_prefix_record_gets_the_pool_evidence_when_seen_again() -> N
     place = next(iter(old.household.places.values()))
     h, record = next(iter(place.prefixes.items()))
     assert len(record) == 3
-    assert _seen(record, T0 + 10 * D, 4, 9) == (record[0], T0 + 10 * D, 4, 9, 0, 0)
-    assert _seen(_seen(record, T0 + 10 * D, 4, 9), T0 + 11 * D, 4, 10)[3:] == (10, T0 + 11 * D, 0)
+    assert _seen(record, T0 + 10 * D, 4, 9) == (record[0], T0 + 10 * D, 4, 9, -1, 0, 0)
+    later = _seen(_seen(record, T0 + 10 * D, 4, 9), T0 + 11 * D, 4, 10)
+    assert later[3:] == (10, 9, T0 + 11 * D, 0)
 
 
 def test_a_version_2_pickle_is_migrated() -> None:
