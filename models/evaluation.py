@@ -160,3 +160,40 @@ def sharing_alert_quality(
         "auc": roc_auc([s for s, _ in labelled], [y for _, y in labelled]),
         "fp_rate": {k: fp_kind[k] / per_kind[k] for k in sorted(per_kind)},
     }
+
+
+def reliability(
+    scores: Sequence[float], labels: Sequence[bool], bins: int = 10
+) -> list[dict[str, float]]:
+    """Reliability diagram as data: per equal-width score bin, the count, the mean
+    predicted probability and the observed positive rate (empty bins are left out).
+
+    >>> reliability([0.05, 0.15, 0.95, 0.91], [False, False, True, False], bins=2)
+    [{'lo': 0.0, 'hi': 0.5, 'n': 2, 'predicted': 0.1, 'observed': 0.0}, \
+{'lo': 0.5, 'hi': 1.0, 'n': 2, 'predicted': 0.93, 'observed': 0.5}]
+    """
+    sums: list[list[float]] = [[0, 0.0, 0.0] for _ in range(bins)]
+    for s, y in zip(scores, labels, strict=True):
+        b = sums[min(bins - 1, max(0, int(s * bins)))]
+        b[0] += 1
+        b[1] += s
+        b[2] += bool(y)
+    return [
+        {"lo": i / bins, "hi": (i + 1) / bins, "n": int(n),
+         "predicted": round(p / n, 4), "observed": round(o / n, 4)}
+        for i, (n, p, o) in enumerate(sums)
+        if n
+    ]  # fmt: skip
+
+
+def expected_calibration_error(diagram: Sequence[Mapping[str, float]]) -> float:
+    """ECE of a :func:`reliability` diagram: the count-weighted mean |predicted - observed|.
+
+    >>> expected_calibration_error(reliability([0.05, 0.15, 0.95, 0.91],
+    ...                                        [False, False, True, False], bins=2))
+    0.265
+    """
+    total = sum(b["n"] for b in diagram)
+    if not total:
+        return float("nan")
+    return sum(b["n"] * abs(b["predicted"] - b["observed"]) for b in diagram) / total

@@ -2,7 +2,7 @@
 
 ``models.account.dump_state`` / ``load_state`` call :func:`encode` / :func:`decode`.
 
-A record is ``b"CWAS"``, a version byte, then (version 4) one msgpack array
+A record is ``b"CWAS"``, a version byte, then (version 6) one msgpack array
 written and read by msgspec against the typed schema below (``_Account``), so
 decoding builds only plain values and never runs code. Every dataclass is an
 array of its fields (no field names); besides that:
@@ -30,7 +30,7 @@ holds, and converted. Anything else raises ``ValueError``.
 >>> from models.account import new_account
 >>> raw = encode(new_account("a-1"))
 >>> raw[:5], len(raw) < 150, decode(raw) == new_account("a-1")
-(b'CWAS\\x04', True, True)
+(b'CWAS\\x06', True, True)
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
 from models.risk import RiskState
 
 MAGIC = b"CWAS"
-VERSION = 4  # 2: pickle, 3: without follow-ups (both read only); 4: this schema
+# 2: pickle, 3: without follow-ups, 4: place prefixes as (first, last, version) (all read
+# only); 6: this schema, place prefixes with their address-pool evidence (the same wire
+# types: a version 4 record reads as is, its prefixes padded when next seen). 5 is left
+# to a parallel change of the churn state.
+VERSION = 6
 
 # Names every state shares (the fixed churn features and the "other" action): never
 # reorder or remove one, only append (their positions are in the stored states).
@@ -210,7 +214,7 @@ def encode(state: AccountState) -> bytes:
 
 
 def decode(raw: bytes) -> AccountState:
-    """Inverse of :func:`encode`; reads versions 2 and 3 too. ValueError on anything else.
+    """Inverse of :func:`encode`; reads versions 2, 3 and 4 too. ValueError on anything else.
 
     >>> decode(b"CWAS\\x07")
     Traceback (most recent call last):
@@ -220,7 +224,7 @@ def decode(raw: bytes) -> AccountState:
     if len(raw) < 5 or raw[:4] != MAGIC:
         raise ValueError("not an account state")
     version = raw[4]
-    if version not in (2, 3, VERSION):
+    if version not in (2, 3, 4, VERSION):
         raise ValueError(f"unsupported account state version {version}")
     try:
         if version == 2:

@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     for f in fields(SimConfig):
         if f.name in _SPECIAL:
             continue
-        kind = int if f.default is None else type(f.default)
+        kind: Any = int if f.default is None else type(f.default)
+        if isinstance(f.default, tuple):  # a list or range: comma-separated numbers
+            kind = _numbers(type(f.default[0]))
         p.add_argument(
             "--" + f.name.replace("_", "-"),
             type=kind,
@@ -75,6 +77,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="JSONL files, in order")
     _add_output_options(p)
     p.set_defaults(func=cmd_replay)
+
+
+def _numbers(kind: type) -> Any:
+    """Parser of comma-separated numbers of one type (``"2,11"`` -> ``(2, 11)``)."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        return tuple(kind(x) for x in text.split(",") if x.strip())
+
+    return parse
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:

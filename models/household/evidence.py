@@ -7,7 +7,7 @@ from typing import Any
 
 from models.contract import Event
 from models.household.geo import _prefix, haversine_km
-from models.household.places import _home, _second, _window_view
+from models.household.places import _device_view, _home, _second, _window_view
 from models.household.sessions import _close, _start, _stop, _sweep
 from models.household.state import (
     DAY_MS,
@@ -24,7 +24,9 @@ from models.household.state import (
     MAX_PREFIXES,
     MAX_PREFIXES_PER_PLACE,
     MAX_PROFILES,
+    NETWORK_RADIUS_KM,
     PLACE_RADIUS_KM,
+    POOL_CHANGE_MS,
     SESSION_TIMEOUT_MS,
     WINDOW_DAYS,
     Device,
@@ -110,8 +112,8 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
         place.last_ts = max(place.last_ts, ts)
         place.days.setdefault(day, 0)
         if h is not None:
-            first, last = place.prefixes.get(h, (ts, ts))[:2]
-            seen = (min(first, ts), max(last, ts), version)
+            host = _host(str(ip)) if version == 4 else -1
+            seen = _seen(place.prefixes.get(h), ts, version, host)
             _put_capped(place.prefixes, h, seen, MAX_PREFIXES_PER_PLACE)
             _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
     if dev is not None:
@@ -136,6 +138,33 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
     return pid
 
 
+def _host(ip: str) -> int:
+    """The host octet of an IPv4 address (-1 if there is none)."""
+    last = ip.strip().rpartition(".")[2]
+    return int(last) if last.isdigit() else -1
+
+
+def _seen(old: tuple[int, ...] | None, ts: int, version: int, host: int) -> tuple[int, ...]:
+    """A prefix's record at a place after one more event: (first ts, last ts, IP version,
+    last host octet, the one before, ts of the last address change, pool flag). A home
+    line keeps its address for days (a lease); a third address within a day is a pool
+    that hands out addresses per connection (a VPN exit, carrier NAT): the flag is 1.
+    (Two addresses that alternate are one lease change seen out of order.) Records of
+    states saved before hold (first, last[, version]) only."""
+    if old is None:
+        return (ts, ts, version, host, -1, 0, 0)
+    last_host = old[3] if len(old) > 3 else -1
+    prev_host = old[4] if len(old) > 6 else -1
+    changed, pool = (old[5], old[6]) if len(old) > 6 else (0, 0)
+    if host >= 0 and last_host >= 0 and host != last_host:
+        if host != prev_host and prev_host >= 0 and changed and abs(ts - changed) < POOL_CHANGE_MS:
+            pool = 1
+        last_host, prev_host, changed = host, last_host, ts
+    elif last_host < 0:
+        last_host = host
+    return (min(old[0], ts), max(old[1], ts), version, last_host, prev_host, changed, pool)
+
+
 def _locate(
     hs: HouseholdState,
     ts: int,
@@ -144,7 +173,30 @@ def _locate(
     h: str | None,
     dev: Device | None,
 ) -> int:
-    if lat is not None and lon is not None:
+    """The place of an event: its network first, then its geo, then its device.
+
+    A known network prefix is the place it was seen at, unless the geo is further
+    away than geolocation errs (``NETWORK_RADIUS_KM``: a VPN exit or a carrier pool
+    seen in another city): geo is often the city centre (IP geolocation, web and TV
+    apps) or noisy, while the same network is the same home. A new network with geo
+    joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one). A new
+    network is its device's place when the device lived there (seen there on two
+    days or more: the home's address changed, a lease or carrier NAT) or was there a
+    moment ago -- if the event has no geo, or the place has none yet; else a new place.
+    """
+    known = hs.prefixes.get(h) if h is not None else None
+    if known is not None and known[1] in hs.places:
+        if _near(hs, hs.places[known[1]], lat, lon):
+            return known[1]
+    geo = lat is not None and lon is not None
+    if dev is not None and dev.last_pid in hs.places:
+        # a device that lived somewhere (seen there on two days or more), or a moment ago;
+        # with geo, only if that place has none yet (it then takes this fix)
+        here = hs.places[dev.last_pid]
+        if len(dev.place_days.get(dev.last_pid, ())) >= 2 or abs(ts - dev.last_ts) <= INHERIT_MS:
+            if not geo or (here.lat is None and _near(hs, here, lat, lon)):
+                return dev.last_pid
+    if geo:
         best, best_km = None, PLACE_RADIUS_KM
         for place in hs.places.values():
             # a degree of latitude is 111.2 km: a place further north or south than the best
@@ -163,13 +215,24 @@ def _locate(
             best.lon += (lon - best.lon) / best.n_geo
         return best.pid
     if h is not None:
-        known = hs.prefixes.get(h)
-        if known is not None and known[1] in hs.places:
-            return known[1]
         return _new_place(hs, ts, None, None)
-    if dev is not None and dev.last_pid in hs.places and abs(ts - dev.last_ts) <= INHERIT_MS:
-        return dev.last_pid
     return -1
+
+
+def _near(hs: HouseholdState, place: Place, lat: float | None, lon: float | None) -> bool:
+    """Whether a geo fix (if any) is within ``NETWORK_RADIUS_KM`` of ``place``. A place
+    without geo takes the fix as its centre -- unless another place is there already
+    (then the fix goes there, and so does the network from now on)."""
+    if lat is None or lon is None:
+        return True
+    if place.lat is None or place.lon is None:
+        for other in hs.places.values():
+            if other.lat is not None and other.lon is not None:
+                if haversine_km(lat, lon, other.lat, other.lon) <= PLACE_RADIUS_KM:
+                    return False
+        place.lat, place.lon, place.n_geo = lat, lon, 1
+        return True
+    return haversine_km(lat, lon, place.lat, place.lon) <= NETWORK_RADIUS_KM
 
 
 def _new_place(hs: HouseholdState, ts: int, lat: float | None, lon: float | None) -> int:
@@ -212,7 +275,9 @@ def _check_travel(hs: HouseholdState, dev: Device, ts: int, lat: float, lon: flo
 def _mark_paid(hs: HouseholdState, ts: int) -> None:
     view = _window_view(hs, ts)
     home = _home(hs, view, ts)
-    second = _second(hs, view, home)
+    day = ts // DAY_MS
+    _, residents = _device_view(hs, home, frozenset(), set(range(day - WINDOW_DAYS + 1, day + 1)))
+    second = _second(hs, view, home, frozenset(), residents)
     if second is None:
         hs.unplaced_paid_members += 1
     else:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from models.household.census import PrefixCensus
 from models.household.geo import haversine_km
-from models.household.places import _home, _hubs, _peak_hour, _second, _window_view
+from models.household.places import (
+    _device_view,
+    _home,
+    _hubs,
+    _peak_hour,
+    _second,
+    _window_view,
+)
 from models.household.sessions import _sweep
 from models.household.state import (
     DAY_MS,
@@ -87,44 +94,31 @@ def household_features(
     over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
 
     view = _window_view(hs, now_ms)
-    hubs = _hubs(hs, view, census, now_ms) if census is not None else frozenset()
+    hubs = _hubs(hs, view, census, now_ms)
     # a hub is nobody's home, even when most days are spent behind the VPN
     home = _home(hs, {p: v for p, v in view.items() if p not in hubs}, now_ms)
     if home is None:  # only hubs: the busiest stands for home
         home = _home(hs, view, now_ms)
     hubs = hubs - {home}
-    second = _second(hs, view, home, hubs)
+    per_device, residents = _device_view(hs, home, hubs, win)
+    # the second place: where somebody lives, else where the most viewing happened
+    second = _second(hs, view, home, hubs, residents)
     total_view = sum(v for v, _ in view.values())
     away_view = sum(v for p, (v, _) in view.items() if p != home and not hs.places[p].paid)
 
     sp: dict[str, float] = dict.fromkeys(_SECOND_PLACE_NAMES, 0.0)
     overlap_ms = 0
     at_home_devices: set[str] = set()
-    paid_devices: set[str] = set()  # devices living at a paid extra member's place
+    # devices living at a paid extra member's place, or only seen at hubs
+    paid_devices: set[str] = set()
     own_days: set[int] = set()  # days a device living at the second place was active there
-    for dev_id, dev in hs.devices.items():
-        days = {p: n for p, ds in dev.place_days.items() if (n := len(ds & win))}
-        if not days:
-            continue
-        at_home = days.get(home, 0) if home is not None else 0
+    for dev_id, dev, days, at_home, main, where, lives_away in per_device:
         if at_home:
             at_home_devices.add(dev_id)
-        main = max(days, key=days.__getitem__)
-        where = hs.places.get(main)
         if not at_home and where is not None and where.paid:
             paid_devices.add(dev_id)
-        # lives away: never at home, and mostly at one (unpaid) place -- not on the move
-        # (a device seen at two or more places other than home is somebody moving about:
-        # a commute along carrier cells, a trip, VPN exits; a TV stays put)
-        lives_away = (
-            not at_home
-            and main != home
-            and sum(1 for p in days if p != home) < 2
-            and where is not None
-            and not where.paid
-            and main not in hubs
-            and 2 * days[main] >= sum(days.values())
-        )
+        if not at_home and all(p in hubs for p in days):
+            paid_devices.add(dev_id)  # only ever behind a VPN or carrier pool: on the move
         if lives_away:
             overlap_ms += live_overlap.get(dev_id, 0)
             overlap_ms += sum(v for d, v in dev.overlap.items() if d in in_win)

@@ -11,6 +11,7 @@ from models.household.state import (
     RHYTHM_MIN_HOURS,
     STATIONARY_TYPES,
     WINDOW_DAYS,
+    Device,
     HouseholdState,
     Place,
 )
@@ -80,21 +81,70 @@ def _second(
     view: Mapping[int, tuple[int, int]],
     home: int | None,
     hubs: frozenset[int] = frozenset(),
+    residents: Mapping[int, int] | None = None,
 ) -> int | None:
-    """The most-viewed place other than home that no paid extra member covers (not a hub)."""
+    """The place other than home that no paid extra member covers (not a hub) where
+    devices live (``residents``: place -> devices living there), else the most viewed."""
     rest = [p for p in view if p != home and not hs.places[p].paid and p not in hubs]
-    return max(rest, key=lambda p: (view[p], -p), default=None)
+    lives = residents or {}
+    return max(rest, key=lambda p: (p in lives, view[p], -p), default=None)
+
+
+DeviceView = tuple[str, Device, dict[int, int], int, int, Place | None, bool]
+
+
+def _device_view(
+    hs: HouseholdState, home: int | None, hubs: frozenset[int], win: set[int]
+) -> tuple[list[DeviceView], dict[int, int]]:
+    """Per device active in the window ``win`` (days): (id, device, place -> active days,
+    days at home, main place, that place, lives away); and per place the devices
+    living there.
+
+    A device *lives away* when it was never at home and mostly at one unpaid place
+    -- not on the move: a device seen at two or more places other than home is
+    somebody moving about (a commute along carrier cells, a trip, VPN exits); a TV
+    stays put.
+    """
+    out: list[DeviceView] = []
+    residents: dict[int, int] = {}
+    for dev_id, dev in hs.devices.items():
+        days = {p: n for p, ds in dev.place_days.items() if (n := len(ds & win))}
+        if not days:
+            continue
+        at_home = days.get(home, 0) if home is not None else 0
+        main = max(days, key=days.__getitem__)
+        where = hs.places.get(main)
+        lives_away = (
+            not at_home
+            and main != home
+            and sum(1 for p in days if p != home) < 2
+            and where is not None
+            and not where.paid
+            and main not in hubs
+            and 2 * days[main] >= sum(days.values())
+        )
+        if lives_away:
+            residents[main] = residents.get(main, 0) + 1
+        out.append((dev_id, dev, days, at_home, main, where, lives_away))
+    return out, residents
 
 
 def _hubs(
-    hs: HouseholdState, view: Mapping[int, tuple[int, int]], census: PrefixCensus, now_ms: int
+    hs: HouseholdState,
+    view: Mapping[int, tuple[int, int]],
+    census: PrefixCensus | None,
+    now_ms: int,
 ) -> frozenset[int]:
-    """Places whose networks in the window are all popular in ``census``."""
+    """Places whose networks in the window are all shared: address pools (a third
+    address within a day: a VPN exit, carrier NAT) or popular in ``census``."""
     lo_ms = (now_ms // DAY_MS - WINDOW_DAYS + 1) * DAY_MS
     out = []
     for pid in view:
-        seen = [h for h, v in hs.places[pid].prefixes.items() if v[1] >= lo_ms]
-        if seen and all(census.popular(h, now_ms) for h in seen):
+        seen = [(h, v) for h, v in hs.places[pid].prefixes.items() if v[1] >= lo_ms]
+        if seen and all(
+            (len(v) > 6 and v[6]) or (census is not None and census.popular(h, now_ms))
+            for h, v in seen
+        ):
             out.append(pid)
     return frozenset(out)
 

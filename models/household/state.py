@@ -18,6 +18,8 @@ INHERIT_MS = 6 * HOUR_MS  # an event without ip/geo inherits its device's place 
 DEFAULT_SALT = b"churnwatch-household-v1"
 
 PLACE_RADIUS_KM = 3.0
+POOL_CHANGE_MS = DAY_MS  # a third address of one prefix this soon: a pool, not a home
+NETWORK_RADIUS_KM = 50.0  # a known network with geo this far off is the same place (IP geo)
 IMPOSSIBLE_KMH = 1000.0  # faster than a airliner, door to door
 IMPOSSIBLE_MIN_KM = 500.0  # ignore jumps shorter than geolocation error
 NEW_DEVICE_GRACE_MS = 7 * DAY_MS  # devices of the account's first week are not "new"
@@ -55,8 +57,9 @@ class Place:
     n_geo: int = 0
     last_ts: int = 0
     paid: bool = False
-    # hash -> (first ts, last ts, IP version 4 / 6, or 0 if unknown); states pickled before
-    # the version was kept hold (first, last) pairs, read as version 0
+    # hash -> (first ts, last ts, IP version 4 / 6 or 0 if unknown, last IPv4 host octet or
+    # -1, the one before it, ts of the last change, pool flag 0/1); older states hold the
+    # first 2 or 3 only
     prefixes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     days: dict[int, int] = field(default_factory=dict)  # day -> viewing ms (key = active)
     hours: list[float] = field(default_factory=lambda: [0.0] * 24)  # decayed viewing h

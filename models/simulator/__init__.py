@@ -53,7 +53,7 @@ def simulate(
     >>> [t["account_id"] for t in seen]
     ['a0000000', 'a0000001']
     """
-    world = World(cfg.seed, cfg.price_increase_share)
+    world = World(cfg.seed, cfg.price_increase_share, cfg.vpn_exit_count)
     accounts = [Account(cfg, world, i) for i in range(cfg.accounts)]
     pending: list[tuple[int, dict[str, Any]]] = []  # events due after the current day
     for d in range(cfg.days):

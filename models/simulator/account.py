@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
@@ -36,6 +37,7 @@ from models.simulator.world import (
     World,
     km_between,
     make_place,
+    offset_km,
     pick_cum,
     poisson,
 )
@@ -113,6 +115,7 @@ class Borrower:
     viewers: list[Viewer] = field(default_factory=list)
     status: str = "active"  # active | blocked | extra (paid extra member)
     first_ts: int | None = None
+    weekdays: frozenset[int] | None = None  # the days of the week it may watch (None: all)
 
 
 @dataclass(slots=True)
@@ -163,8 +166,12 @@ class Account:
         self.viewers = self._household()
         self.borrowers = self._borrowers()
         self.trip: Trip | None = None
+        self.last_dest: Place | None = None
         self.next_trip_day = self.signup_day + rng.randrange(3, 30)
-        self.vpn_share = rng.uniform(0.2, 0.8) if archetype == "vpn_user" else 0.0
+        self.vpn_share = rng.uniform(*cfg.vpn_share_range) if archetype == "vpn_user" else 0.0
+        # knobs of the robustness matrix: no random draw at their defaults (same bytes)
+        self.pool16 = cfg.home_pool_16_rate > 0 and rng.random() < cfg.home_pool_16_rate
+        self.cgnat = cfg.home_cgnat_rate > 0 and rng.random() < cfg.home_cgnat_rate
         self.vpn_exits = rng.sample(world.vpn_exits, 2)
         self.work = make_place(rng, city, 8, 40, 0.0) if archetype == "commuter" else None
         self.truth: dict[str, Any] = {
@@ -207,15 +214,18 @@ class Account:
 
     def _household(self) -> list[Viewer]:
         rng, arch = self.rng, self.archetype
+        cfg = self.cfg
         if arch == "big_family":
-            n, tvs = 5, [self._device("tv"), self._device("tv")]
+            n = cfg.big_family_profiles
+            tvs = [self._device("tv") for _ in range(cfg.big_family_tvs)]
         elif arch == "traveller":
             n, tvs = rng.choice((1, 1, 2)), [self._device("tv")]
         else:
-            n, tvs = rng.choice((1, 2, 2, 3, 3, 4)), [self._device("tv")]
+            n, tvs = rng.choice(cfg.profile_choices), [self._device("tv")]
         viewers = []
         for p in range(n):
-            own = [self._device(rng.choice(PERSONAL_DEVICES)) for _ in range(rng.choice((1, 1, 2)))]
+            k = rng.choice(cfg.device_choices)
+            own = [self._device(rng.choice(PERSONAL_DEVICES)) for _ in range(k)]
             if arch == "traveller":
                 own.append(self._device("mobile"))
             rate = 1.1 if arch == "big_family" else 0.8
@@ -231,11 +241,17 @@ class Account:
         out = []
         for b in range(count):
             if arch == "subtle_sharer":
-                place, rate = make_place(rng, self.city_idx, 3, 25, cfg.ipv6_rate), 0.35
+                lo_km, hi_km = cfg.subtle_km
+                place = make_place(rng, self.city_idx, lo_km, hi_km, cfg.ipv6_rate)
+                rate = cfg.subtle_sessions
             else:
-                place, rate = make_place(rng, self._other_city(), 0.5, 12, cfg.ipv6_rate), 0.7
+                place = make_place(rng, self._other_city(), 0.5, 12, cfg.ipv6_rate)
+                rate = cfg.sharer_sessions
             start = first if b == 0 else rng.randrange(first, cfg.days)
             borrower = Borrower(f"{self.id}-m{b + 1}", start)
+            if arch == "subtle_sharer" and cfg.subtle_days_per_week < 7:
+                borrower.weekdays = frozenset(rng.sample(range(7), cfg.subtle_days_per_week))
+                rate *= 7 / cfg.subtle_days_per_week  # the same viewing, on fewer days
             for k in range(1 if arch == "subtle_sharer" else rng.choice((1, 2))):
                 devices = [self._device(rng.choice(("tv", "mobile", "web", "tablet")))]
                 reuse = rng.random() < (0.7 if arch == "subtle_sharer" else 0.4)
@@ -438,6 +454,8 @@ class Account:
         if rng.random() < 1 / 150:  # a new phone or TV now and then
             viewer = rng.choice(self.viewers)
             viewer.devices.insert(0, self._device(rng.choice(PERSONAL_DEVICES)))
+        if cfg.home_lease_days and rng.random() < 1 / cfg.home_lease_days:
+            self._new_lease()
         if self.archetype == "traveller":
             self._plan_trip(d, day_start)
         eng = min(2.0, math.exp(1.5 * (self.s - 0.3)))
@@ -454,6 +472,8 @@ class Account:
         for b in self.borrowers:
             if d < b.start_day or b.status == "blocked":
                 continue
+            if b.weekdays is not None and local_day % 7 not in b.weekdays:
+                continue
             for v in b.viewers:
                 for _ in range(poisson(rng, v.rate * cfg.session_rate)):
                     start = self._start(v, day_start)
@@ -462,8 +482,10 @@ class Account:
         for _ in range(poisson(rng, 0.1 + 0.6 * self.fatigue)):  # browsing, no playback
             v, ts = rng.choice(self.viewers), self._between(lo, hi)
             if self.trip is None or not self.trip.depart <= ts < self.trip.back_arrive:
-                ip, action = self.home.ip(rng, 0.5), rng.choice(BROWSE_ACTIONS)
-                self._activity(out, ts, v, rng.choice(v.devices), ip, self.home.geo, action)
+                ip, geo = self._network("home", self.home)
+                action = rng.choice(BROWSE_ACTIONS)
+                device = rng.choice(v.devices)
+                self._activity(out, ts, v, device, ip, self._geo(geo, device[0]), action)
 
     def _start(self, v: Viewer, day_start: int) -> int:
         hour = (pick_cum(self.rng, v.rhythm) - v.place.tz_hours) % 24
@@ -473,13 +495,18 @@ class Account:
         rng = self.rng
         if self.trip is not None and self.trip.back_arrive < day_start:
             self.trip = None
-            self.next_trip_day = d + rng.randrange(10, 45)
+            self.next_trip_day = d + rng.randrange(*self.cfg.trip_gap_days)
         if self.trip is None and d >= self.next_trip_day:
-            dest = make_place(rng, self._other_city(), 0, 8, 0.0)
+            again = self.cfg.trip_repeat_rate > 0 and rng.random() < self.cfg.trip_repeat_rate
+            if again and self.last_dest is not None:
+                dest = self.last_dest
+            else:
+                dest = make_place(rng, self._other_city(), 0, 8, 0.0)
+            self.last_dest = dest
             travel = int((km_between(self.home.lat, self.home.lon, dest.lat, dest.lon) / 800 + 2)
                          * HOUR_MS)  # fmt: skip
             depart = day_start + int(rng.uniform(6, 16) * HOUR_MS)
-            back = depart + rng.randrange(2, 11) * DAY_MS
+            back = depart + rng.randrange(*self.cfg.trip_days) * DAY_MS
             self.trip = Trip(dest, depart, depart + travel, back, back + travel)
 
     def _home_session(self, out: Out, d: int, v: Viewer, start: int, eng: float) -> None:
@@ -534,7 +561,31 @@ class Account:
             return self.world.carrier_ip(rng, place.country, self.carrier), geo
         if kind == "vpn":
             return f"{place.v4}.{rng.randrange(1, 255)}", place.geo
-        return place.ip(rng, 0.5), place.geo
+        if kind == "home" and self.cgnat:
+            return self.world.carrier_ip(rng, place.country, self.carrier), place.geo
+        return place.ip(rng, self.cfg.ipv6_use_rate), place.geo
+
+    def _new_lease(self) -> None:
+        """The ISP gives the home (and each borrower's home) a new public IPv4 address."""
+        rng = self.rng
+        for place in [self.home] + [v.place for b in self.borrowers for v in b.viewers]:
+            place.host = rng.randrange(2, 255)
+            if self.pool16:  # another /24 of the same /16
+                place.v4 = place.v4.rsplit(".", 1)[0] + f".{rng.randrange(256)}"
+
+    def _geo(self, geo: dict[str, Any], device_id: str) -> dict[str, Any] | None:
+        """The geo an event reports: coarse (city centre), noisy or absent, per the knobs."""
+        cfg = self.cfg
+        if cfg.geo_absent_rate and self.rng.random() < cfg.geo_absent_rate:
+            return None
+        if cfg.geo_coarse_rate and zlib.crc32(device_id.encode()) % 1000 < (
+            1000 * cfg.geo_coarse_rate
+        ):
+            geo = self.world.city_geo(geo["city"])
+        if cfg.geo_noise_km:
+            lat, lon = offset_km(self.rng, geo["lat"], geo["lon"], 0, cfg.geo_noise_km)
+            geo = {**geo, "lat": round(lat, 3), "lon": round(lon, 3)}
+        return geo
 
     def _session(
         self,
@@ -556,13 +607,19 @@ class Account:
         dur_s = dur_s or self._duration(v, eng)
         ip, geo = self._network(kind, place)
         net: dict[str, Any] = {"ip": ip, "geo": geo}
+        shown: dict[str, Any] | None = geo
         if rng.random() < cfg.missing_geo_rate:
             net = {}
+        elif cfg.geo_absent_rate or cfg.geo_coarse_rate or cfg.geo_noise_km:
+            shown = self._geo(geo, device_id)
+            net = {"ip": ip, "geo": shown} if shown is not None else {"ip": ip}
         where = f"{kind}:{place.v4}"
         if self.last_place.get(device_id) != where or rng.random() < 0.1:
             self.last_place[device_id] = where
             fields = {"device_id": device_id, **net, "device_type": device_type}
-            self._emit(out, max(self.lo, start - rng.randrange(1000, 60_000)), "login", fields)
+            ts = max(self.lo, start - rng.randrange(1000, 60_000))
+            self._emit(out, ts, "login", fields)
+            self._borrowed(v, ts)
         self.sessions += 1
         sid = f"{self.id}-s{self.sessions}"
         started = {
@@ -574,18 +631,23 @@ class Account:
             "device_type": device_type,
         }
         self._emit(out, start, "playback_started", started)
-        if v.borrower is not None and v.borrower.first_ts is None:
-            v.borrower.first_ts = start
-            self.truth["share_households"] += 1
-            if self.truth["share_start_ts"] is None:
-                self.truth["shared"], self.truth["share_start_ts"] = True, start
+        self._borrowed(v, start)
         for _ in range(poisson(rng, cfg.activity_rate * (0.4 + 0.6 * min(1.0, eng)))):
             ts = start + rng.randrange(dur_s * 1000 + 60_000)
-            self._activity(out, ts, v, (device_id, device_type), ip, geo, self._action(eng))
+            self._activity(out, ts, v, (device_id, device_type), ip, shown, self._action(eng))
         if rng.random() >= cfg.lost_stop_rate:
             watched = dur_s if rng.random() < 0.8 else rng.randrange(dur_s)
             stopped = {"session_id": sid, "watched_s": watched}
             self._emit(out, start + dur_s * 1000, "playback_stopped", stopped)
+
+    def _borrowed(self, v: Viewer, ts: int) -> None:
+        """Truth: a borrower's first event (a challenge, a login or a playback) is the
+        start of sharing -- even if the challenge then blocks it."""
+        if v.borrower is not None and v.borrower.first_ts is None:
+            v.borrower.first_ts = ts
+            self.truth["share_households"] += 1
+            if self.truth["share_start_ts"] is None:
+                self.truth["shared"], self.truth["share_start_ts"] = True, ts
 
     def _verify(self, out: Out, d: int, v: Viewer, ts: int, kind: str, device_id: str) -> bool:
         """The crackdown: may challenge a device outside the home network; False blocks it."""
@@ -601,9 +663,9 @@ class Account:
         else:
             outcome = "verified" if r < 0.3 else "expired" if r < 0.65 else "failed"
         fields = {"device_id": device_id, "outcome": outcome}
-        self._emit(
-            out, max(self.lo, ts - rng.randrange(5_000, 120_000)), "household_verification", fields
-        )
+        at = max(self.lo, ts - rng.randrange(5_000, 120_000))
+        self._emit(out, at, "household_verification", fields)
+        self._borrowed(v, at)
         if outcome == "verified":
             self.trust[device_id] = d + 30
             return True
@@ -660,10 +722,12 @@ class Account:
         v: Viewer,
         device: tuple[str, str],
         ip: str,
-        geo: dict[str, Any],
+        geo: dict[str, Any] | None,
         action: str,
     ) -> None:
-        fields: dict[str, Any] = {"action": action, "device_id": device[0], "ip": ip, "geo": geo}
+        fields: dict[str, Any] = {"action": action, "device_id": device[0], "ip": ip}
+        if geo is not None:
+            fields["geo"] = geo
         if action == "download":
             fields["quantity"] = self.rng.randrange(1, 6)
         self._emit(out, ts, "activity", fields)

@@ -77,6 +77,46 @@ class SimConfig:
     rfc3339_rate: float = _knob(0.1, "share of events whose ts is an RFC 3339 string")
     ipv6_rate: float = _knob(0.25, "share of home networks with IPv6")
     missing_geo_rate: float = _knob(0.03, "share of usage events without ip and geo")
+    # Behaviour ranges of the robustness matrix (benchmarks/bench_sharing_matrix.py). The
+    # defaults are the historical behaviour: with them the output is byte-identical.
+    profile_choices: tuple[int, ...] = _knob(
+        (1, 2, 2, 3, 3, 4), "profiles of a plain household (drawn uniformly from the list)"
+    )
+    device_choices: tuple[int, ...] = _knob(
+        (1, 1, 2), "personal devices per profile (drawn uniformly from the list)"
+    )
+    big_family_profiles: int = _knob(5, "profiles of a big family")
+    big_family_tvs: int = _knob(2, "TVs of a big family")
+    trip_gap_days: tuple[int, int] = _knob((10, 45), "days between a traveller's trips [lo, hi)")
+    trip_days: tuple[int, int] = _knob((2, 11), "length of a trip in days [lo, hi)")
+    trip_repeat_rate: float = _knob(
+        0.0, "chance a trip goes back to the previous destination (a holiday home, a relative)"
+    )
+    ipv6_use_rate: float = _knob(0.5, "share of a dual-stack home's sessions over IPv6")
+    home_lease_days: int = _knob(0, "days between a home's public IPv4 changes (0: static)")
+    home_pool_16_rate: float = _knob(
+        0.0, "share of homes whose ISP moves them to another /24 of its /16 at each lease"
+    )
+    home_cgnat_rate: float = _knob(
+        0.0, "share of homes behind carrier NAT (a carrier pool address per session)"
+    )
+    geo_noise_km: float = _knob(0.0, "uniform noise (km) added to each event's geo")
+    geo_coarse_rate: float = _knob(
+        0.0, "share of devices whose geo is the city centre (IP geolocation), not the address"
+    )
+    geo_absent_rate: float = _knob(0.0, "share of usage events with an ip but no geo")
+    vpn_exit_count: int = _knob(8, "VPN exits of the run, shared by every VPN user (<= 40)")
+    vpn_share_range: tuple[float, float] = _knob(
+        (0.2, 0.8), "share of a VPN user's sessions through the VPN [lo, hi]"
+    )
+    sharer_sessions: float = _knob(0.7, "sessions a day of each borrower viewer (sharer)")
+    subtle_sessions: float = _knob(0.35, "sessions a day of the subtle sharer's borrower")
+    subtle_days_per_week: int = _knob(
+        7, "days a week the subtle sharer's borrower may watch (fixed weekdays)"
+    )
+    subtle_km: tuple[float, float] = _knob(
+        (3.0, 25.0), "distance of the subtle sharer's borrower from home, km [lo, hi]"
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -89,6 +129,13 @@ class SimConfig:
             raise ValueError("max_late_s must be within [0, 86400)")
         if self.churn_scale < 0 or self.session_rate <= 0 or self.activity_rate < 0:
             raise ValueError("churn_scale, session_rate and activity_rate must be positive")
+        if not 1 <= self.subtle_days_per_week <= 7 or self.vpn_exit_count < 2:
+            raise ValueError("subtle_days_per_week must be in 1..7 and vpn_exit_count >= 2")
+        if self.home_lease_days < 0 or self.geo_noise_km < 0 or self.big_family_tvs < 1:
+            raise ValueError("home_lease_days, geo_noise_km >= 0 and big_family_tvs >= 1")
+        lo_hi = (self.trip_gap_days, self.trip_days)
+        if any(not 1 <= lo < hi for lo, hi in lo_hi) or not self.profile_choices:
+            raise ValueError("trip ranges must be 1 <= lo < hi; profile_choices non-empty")
         unknown = {name for name, _ in self.mix} - set(ARCHETYPES)
         if unknown or sum(w for _, w in self.mix) <= 0 or any(w < 0 for _, w in self.mix):
             raise ValueError(f"bad archetype mix {self.mix!r} (known: {', '.join(ARCHETYPES)})")

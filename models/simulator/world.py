@@ -61,6 +61,7 @@ CITIES: tuple[tuple[str, str, float, float, float, float], ...] = (
     ("Melbourne", "AU", -37.81, 144.96, 10, 1.5),
     ("Auckland", "NZ", -36.85, 174.76, 12, 0.5),
 )
+CITY_INDEX = {c[0]: i for i, c in enumerate(CITIES)}
 CITY_CUM = list(accumulate(c[5] for c in CITIES))
 
 # country -> (currency, local price units per USD of list price, decimals)
@@ -232,7 +233,7 @@ def make_place(
 class World:
     """Seed-derived shared facts: carrier and VPN networks, the price increase."""
 
-    def __init__(self, seed: int, price_increase_share: float) -> None:
+    def __init__(self, seed: int, price_increase_share: float, vpn_exits: int = 8) -> None:
         rng = random.Random(f"world:{seed}")
         # Two mobile carriers per country, each a few /16 CGNAT pools and a v6 /32.
         self.carriers: dict[str, list[tuple[list[str], str]]] = {
@@ -244,11 +245,17 @@ class World:
             for c in COUNTRIES
         }  # fmt: skip
         # A handful of VPN exits, shared by every VPN user of the run.
-        exits = rng.sample(range(len(CITIES)), 8)
+        exits = rng.sample(range(len(CITIES)), vpn_exits)
         self.vpn_exits = [make_place(rng, i, 0, 15, 0.0) for i in exits]
         self.price_countries = frozenset(
             c for c in COUNTRIES if rng.random() < price_increase_share
         )
+
+    @staticmethod
+    def city_geo(city: str) -> dict[str, Any]:
+        """The centre of a city, as IP geolocation reports it."""
+        name, country, lat, lon, _, _ = CITIES[CITY_INDEX[city]]
+        return {"lat": lat, "lon": lon, "country": country, "city": name}
 
     def carrier_ip(self, rng: random.Random, country: str, carrier: int) -> str:
         """A fresh mobile-carrier address (CGNAT v4 or v6) of ``country``'s carrier."""

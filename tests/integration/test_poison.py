@@ -67,7 +67,9 @@ def ready(worker) -> bool:  # type: ignore[no-untyped-def]
         return resp.status == 200
 
 
-def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_factory, kafka_bootstrap):
+def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(
+    worker_factory, kafka_bootstrap
+):
     worker = worker_factory().start()
     s = worker.settings
     before = traffic(range(20), range(0, 60), "a")
@@ -99,7 +101,10 @@ def test_out_of_range_times_are_dead_lettered_and_the_worker_goes_on(worker_fact
     jump = next(d for d in dead if "jump" in d["raw"])
     assert "ahead of the partition's clock (2026-01-01T0" in jump["error"], jump  # 00:59 or 01:59
     assert all(d["topic"] == s.usage_topic and d["index"] is None for d in dead)
-    assert labelled(worker, "churnwatch_dead_letters_total", "kind") == {("future_ts",): 3, ("past_ts",): 1}
+    assert labelled(worker, "churnwatch_dead_letters_total", "kind") == {
+        ("future_ts",): 3,
+        ("past_ts",): 1,
+    }
     metrics = worker.metrics()
     assert metrics["churnwatch_events_applied_total"] == len(before) + len(after)
     assert metrics["churnwatch_late_events_dropped_total"] == 0
@@ -149,7 +154,9 @@ def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka
     send(kafka_bootstrap, s.usage_topic, second)
     expected = len(first) + len(verifications) + len(second)
     worker.wait_metric("churnwatch_events_applied_total", expected, timeout=60)
-    worker.wait_metric("churnwatch_model_examples_learned", 12, timeout=60)  # sharing examples learned
+    worker.wait_metric(
+        "churnwatch_model_examples_learned", 12, timeout=60
+    )  # sharing examples learned
     assert worker.proc.poll() is None and ready(worker)
 
     skipped = labelled(worker, SKIPPED, "topic", "kind")

@@ -41,8 +41,9 @@ def test_report_renders_every_plot_in_chromium(tmp_path: Path) -> None:
     # the check can fail: a page that breaks is caught (console) and so is an empty plot
     broken = tmp_path / "broken.html"
     broken.write_text(
-        text.replace('dataset.checked = "yes";', 'dataset.checked = "yes"; undefinedFn();', 1)
-        .replace('<figure data-plot="roc"><svg', '<figure data-plot="roc"><svg style="width:0"', 1)
+        text.replace(
+            'dataset.checked = "yes";', 'dataset.checked = "yes"; undefinedFn();', 1
+        ).replace('<figure data-plot="roc"><svg', '<figure data-plot="roc"><svg style="width:0"', 1)
     )
     shown = browse(broken, "--dump-dom")
     assert any("undefinedFn" in line for line in console_lines(shown))

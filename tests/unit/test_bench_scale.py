@@ -31,10 +31,24 @@ def test_stages_state_and_table_on_a_tiny_history():
         "throughput": {row: {"1/msg": [run]} for row in ("ceiling", "floor", "churnwatch")},
         "stages": [per_event],
         "state": state,
-        "two-workers": [{"1_worker_events_s": 5.0, "2_worker_events_s": 9.0, "ratio": 1.8,
-                         "1_worker_cpu": run, "2_worker_cpu": run}],  # fmt: skip
-        "latency": {"rate": 5.0, "events": 9, "scores": 3, "matched": 3, "p50_ms": 4.0,
-                    "p99_ms": 8.0, "max_ms": 9.0},  # fmt: skip
+        "two-workers": [
+            {
+                "1_worker_events_s": 5.0,
+                "2_worker_events_s": 9.0,
+                "ratio": 1.8,
+                "1_worker_cpu": run,
+                "2_worker_cpu": run,
+            }
+        ],  # fmt: skip
+        "latency": {
+            "rate": 5.0,
+            "events": 9,
+            "scores": 3,
+            "matched": 3,
+            "p50_ms": 4.0,
+            "p99_ms": 8.0,
+            "max_ms": 9.0,
+        },  # fmt: skip
         "skipped": {"peer": "quixstreams is not installed"},
         "failed": ["floor 1/msg: floor timed out (180s)"],
     }

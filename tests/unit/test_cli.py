@@ -33,7 +33,9 @@ def test_help(command, capsys):
 
 
 def test_python_dash_m_streams_works():
-    out = subprocess.run([sys.executable, "-m", "streams", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "streams", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "worker" in out.stdout
 
 
@@ -85,10 +87,14 @@ def test_replay_checks_its_files_before_connecting(tmp_path):
                                      ("simulate", "--kafka", "--wait", "1", "--accounts", "2")])  # fmt: skip
 def test_unreachable_broker_is_one_line_naming_it(command, tmp_path):
     events = tmp_path / "events.jsonl"
-    events.write_text('{"event_id": "e", "type": "login", "account_id": "a", "ts": 1767225600000}\n')
+    events.write_text(
+        '{"event_id": "e", "type": "login", "account_id": "a", "ts": 1767225600000}\n'
+    )
     args = [str(events) if a == "FILE" else a for a in command]
     out = _churnwatch(*args, "--quiet", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("churnwatch:")]
-    assert len(lines) == 1 and "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in lines[0]
+    assert (
+        len(lines) == 1 and "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in lines[0]
+    )

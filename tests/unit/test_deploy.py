@@ -620,7 +620,9 @@ def test_operations_guide_states_the_compose_defaults() -> None:
 
 def _pins(lock: str) -> dict[str, str]:
     text = (DEPLOY / lock).read_text()
-    return {n.lower().replace("_", "-"): v for n, v in re.findall(r"^([\w.-]+)==(\S+) \\$", text, re.M)}
+    return {
+        n.lower().replace("_", "-"): v for n, v in re.findall(r"^([\w.-]+)==(\S+) \\$", text, re.M)
+    }
 
 
 def _requirement_names(specs: list[str]) -> set[str]:

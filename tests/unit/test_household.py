@@ -755,7 +755,8 @@ def test_a_fixed_line_anchors_the_home_without_device_types():
 
 def test_a_device_seen_at_two_places_away_from_home_lives_nowhere():
     """A laptop never used at home, at the office (fixed line) on weekdays and at a cafe
-    (another fixed line) twice a week: its owner moving about, not a second household."""
+    (another fixed line, not the home's /24: a network seen at home is home) twice a week:
+    its owner moving about, not a second household."""
     out = []
     home_life(out)
     office, cafe = {"lat": 52.60, "lon": 13.50}, {"lat": 52.45, "lon": 13.30}
@@ -764,7 +765,7 @@ def test_a_device_seen_at_two_places_away_from_home_lives_nowhere():
         if d % 7 < 5:
             watch(out, "laptop", base + 12 * HOUR_MS, 30, kind="web", ip="192.0.2.40", geo=office)
         if d % 7 in (1, 3):
-            watch(out, "laptop", base + 18 * HOUR_MS, 40, kind="web", ip="198.51.100.200",
+            watch(out, "laptop", base + 18 * HOUR_MS, 40, kind="web", ip="203.0.113.200",
                   geo=cafe)  # fmt: skip
     _, f = run(out, 2)
     assert f["places_28d"] == 3
@@ -831,3 +832,86 @@ def test_a_paid_member_busier_than_home_never_becomes_the_home():
     assert f["second_place_active_days_28d"] == 0 and f["second_place_own_devices_28d"] == 0
     assert f["away_devices_failed_28d"] == 0
     assert sharing_evidence_score(f) < 0.05
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def test_a_device_geolocated_at_the_city_centre_on_the_home_network_is_at_home():
+    """A web client's geo is IP geolocation (the city centre, 6 km off) while the TV's is
+    the address: the same home network is the same home, not a second household."""
+    out = []
+    home_life(out)
+    centre = {"lat": 52.470, "lon": 13.330}  # about 7 km from HOME_GEO
+    for d in range(DAYS):
+        watch(out, "laptop", T0 + d * DAY_MS + 19 * HOUR_MS, 60, kind="web", geo=centre)
+    _, f = run(out, 2)
+    assert f["places_28d"] == 1 and f["second_place_own_devices_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05
+
+
+def test_the_same_network_far_away_is_another_place():
+    """A network known at home seen with geo 500 km away is not the home (a VPN exit or a
+    carrier pool geolocated elsewhere): geo beyond geolocation error wins."""
+    out = []
+    home_life(out)
+    watch(out, "tablet", T0 + 3 * DAY_MS + 19 * HOUR_MS, 60, kind="tablet",
+          geo={"lat": 48.137, "lon": 11.575})  # fmt: skip
+    _, f = run(out, 2)
+    assert f["places_28d"] == 2
+
+
+def test_without_geo_a_home_device_on_a_new_address_stays_home_and_a_new_device_does_not():
+    """No geo anywhere. The ISP changes the home's address on day 10 (a lease): the TV
+    and phone, which lived at home, are still at home. A new device on its own network
+    (never seen at home) is somewhere else."""
+    out = []
+    for d in range(DAYS):
+        ip = HOME_IP if d < 10 else "192.0.2.77"
+        watch(out, "tv", T0 + d * DAY_MS + 20 * HOUR_MS, 120, ip=ip, geo=None)
+        if d % 2 == 0:
+            watch(out, "phone", T0 + d * DAY_MS + 21 * HOUR_MS, 40, kind="mobile", ip=ip,
+                  geo=None)  # fmt: skip
+        if d >= 12:
+            watch(out, "stick", T0 + d * DAY_MS + 21 * HOUR_MS, 60, ip="203.0.113.5", geo=None)
+    _, f = run(out, 2)
+    assert f["places_28d"] == 2
+    assert f["second_place_own_devices_28d"] == 1 and f["second_place_shared_devices_28d"] == 0
+
+
+def _laptop_behind(hosts):
+    """Home life, and a laptop never at home streaming twice an evening from New York over
+    one /24, at the addresses ``hosts(day, k)``, on 8 days while the TV plays at home."""
+    out = []
+    home_life(out)
+    ny = {"lat": 40.7128, "lon": -74.0060}
+    for d in range(4, 12):
+        for k in range(2):
+            watch(out, "laptop", T0 + d * DAY_MS + (19 + 2 * k) * HOUR_MS, 60, kind="web",
+                  ip=f"203.0.113.{hosts(d, k)}", geo=ny)  # fmt: skip
+    return run(out, 2)[1]
+
+
+def test_an_address_pool_is_a_hub_and_a_fixed_address_a_home():
+    """An address that changes twice within a day is a pool handing out an address per
+    connection (a VPN exit): nobody lives there. The same place at one address lives."""
+    pool = _laptop_behind(lambda d, k: 10 + 2 * d + k)
+    assert pool["popular_network_places_28d"] == 1 and pool["second_place_own_devices_28d"] == 0
+    assert sharing_evidence_score(pool) < 0.1
+    fixed = _laptop_behind(lambda d, k: 10)
+    assert fixed["popular_network_places_28d"] == 0 and fixed["second_place_own_devices_28d"] == 1
+    assert sharing_evidence_score(fixed) > 0.7
+
+
+def test_two_addresses_seen_out_of_order_are_one_lease_change_not_a_pool():
+    """Around a lease change, events of the old and the new address interleave (late
+    delivery, a session across the change): A B A B is a home line, A B C a pool."""
+    from models.household.evidence import _seen
+
+    rec = None
+    for k, host in enumerate((10, 11, 10, 11, 10)):
+        rec = _seen(rec, T0 + k * HOUR_MS, 4, host)
+    assert rec is not None and rec[6] == 0
+    for k, host in enumerate((12,)):
+        rec = _seen(rec, T0 + (6 + k) * HOUR_MS, 4, host)
+    assert rec[6] == 1

@@ -59,6 +59,8 @@ def test_keep_leaves_an_event_out_and_still_releases_its_message() -> None:
     e = lambda i, ts: Event(i, "login", "a", ts, {"device_id": "d"})  # noqa: E731
     r.add("p", [e("ok", 1), e("ahead", 99)], token="m1", now_ms=0)
     seen = []
-    events, done = r.release(now_ms=5_000, keep=lambda ev, tok: seen.append((ev.event_id, tok)) or ev.ts < 50)
+    events, done = r.release(
+        now_ms=5_000, keep=lambda ev, tok: seen.append((ev.event_id, tok)) or ev.ts < 50
+    )
     assert [x.event_id for x in events] == ["ok"] and done == ["m1"]
     assert seen == [("ok", "m1"), ("ahead", "m1")] and r.held == 0

@@ -57,7 +57,9 @@ def test_scores_follow_the_contract(first):
     assert len(result.scores) == CFG.accounts
     for msg in result.scores.values():
         assert 0.0 <= msg["churn_score"] <= 1.0 and 0.0 <= msg["sharing_score"] <= 1.0
-        assert msg["churn_model"].startswith("churn-v") and msg["sharing_model"].startswith("sharing-v")
+        assert msg["churn_model"].startswith("churn-v") and msg["sharing_model"].startswith(
+            "sharing-v"
+        )
         assert msg["ts"].endswith("Z")
         assert set(msg["top_factors"]) == {"churn", "sharing"}
 

@@ -143,8 +143,9 @@ def test_truth_agrees_with_the_events(run: Any) -> None:
     assert 0.05 * len(truth) < len(churned) < 0.5 * len(truth)
     for t in churned:
         assert (t["account_id"], t["churn_ts"]) in cancels
+    # sharing starts with the borrower's first event: a challenge, a login or a playback
     starts = {(e["account_id"], parse_ts(e["ts"])) for e in events
-              if e["type"] == "playback_started"}  # fmt: skip
+              if e["type"] in ("playback_started", "login", "household_verification")}  # fmt: skip
     shared = [t for t in truth.values() if t["shared"]]
     assert shared and all((t["account_id"], t["share_start_ts"]) in starts for t in shared)
     assert {t["archetype"] for t in shared} <= {"sharer", "subtle_sharer"}

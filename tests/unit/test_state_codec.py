@@ -123,7 +123,7 @@ def same(a: object, b: object) -> bool:
 def test_round_trip_is_exact() -> None:
     s = rich_state_v4()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x04"
+    assert raw[:5] == b"CWAS\x06"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -151,12 +151,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_4() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_6() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x04"
+    assert raw[:5] == b"CWAS\x06"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -164,6 +164,37 @@ def test_version_4_records_stay_readable() -> None:
     """``data/account_state_v4.bin`` is ``dump_state(rich_state_v4())`` when version 4 was
     made: a change to the schema must come with a new version (and this file kept)."""
     assert same(load_state((DATA / "account_state_v4.bin").read_bytes()), rich_state_v4())
+
+
+def rich_state_v6() -> AccountState:
+    """``rich_state_v4`` with a place prefix holding the address-pool evidence of version 6
+    (last host octet, the one before, time of its last change, pool flag)."""
+    s = rich_state_v4()
+    place = next(iter(s.household.places.values()))
+    place.prefixes["0123456789abcdef"] = (T0, T0 + 2 * D, 4, 77, 76, T0 + D, 1)
+    return s
+
+
+def test_version_6_records_stay_readable() -> None:
+    """``data/account_state_v6.bin`` is ``dump_state(rich_state_v6())`` when version 6 was
+    made: a change to the schema must come with a new version (and this file kept)."""
+    raw = (DATA / "account_state_v6.bin").read_bytes()
+    assert raw[:5] == b"CWAS\x06"
+    assert same(load_state(raw), rich_state_v6())
+
+
+def test_a_version_4_prefix_record_gets_the_pool_evidence_when_seen_again() -> None:
+    """A version 4 prefix (first, last, version) is padded on its next event: the address
+    it was at is unknown, so the first address seen is no change."""
+    from models.household.evidence import _seen
+
+    old = load_state((DATA / "account_state_v4.bin").read_bytes())
+    place = next(iter(old.household.places.values()))
+    h, record = next(iter(place.prefixes.items()))
+    assert len(record) == 3
+    assert _seen(record, T0 + 10 * D, 4, 9) == (record[0], T0 + 10 * D, 4, 9, -1, 0, 0)
+    later = _seen(_seen(record, T0 + 10 * D, 4, 9), T0 + 11 * D, 4, 10)
+    assert later[3:] == (10, 9, T0 + 11 * D, 0)
 
 
 def test_a_version_2_pickle_is_migrated() -> None:

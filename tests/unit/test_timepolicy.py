@@ -61,7 +61,7 @@ def test_the_merged_clock_judges_what_is_ahead_of_everything_else() -> None:
     assert c.admit(T0 + 6 * DAY_MS, wall_ms=0) is None  # the edge
     assert kind(c.admit(T0 + 7 * DAY_MS + 1, wall_ms=0)) == "future_ts"
     assert c.clock == (T0 + 6 * DAY_MS, 0)  # a rejected time does not move it
-    assert c.admit(T0 + 7 * DAY_MS + 1, wall_ms=2)  is None  # the clock moves with wall time
+    assert c.admit(T0 + 7 * DAY_MS + 1, wall_ms=2) is None  # the clock moves with wall time
 
 
 def test_replay_dead_letters_a_jump_ahead_of_the_history() -> None:
@@ -80,7 +80,9 @@ def test_replay_dead_letters_a_jump_ahead_of_the_history() -> None:
 def test_policy_settings() -> None:
     with pytest.raises(ValueError):
         TimePolicy(max_ahead_ms=0)
-    s = Settings.from_env({"CHURNWATCH_MAX_FUTURE_SKEW_S": "3600", "CHURNWATCH_MIN_EVENT_TS": "2020-01-01T00:00:00Z"})
+    s = Settings.from_env(
+        {"CHURNWATCH_MAX_FUTURE_SKEW_S": "3600", "CHURNWATCH_MIN_EVENT_TS": "2020-01-01T00:00:00Z"}
+    )
     assert s.engine_config().time == TimePolicy(3_600_000, 1_577_836_800_000)
     assert Settings.from_env({"CHURNWATCH_MIN_EVENT_TS": "0"}).engine_config().time.floor_ms == 0
     assert Settings().engine_config().time == TimePolicy()
@@ -108,7 +110,10 @@ def test_parse_message_dead_letters_out_of_range_times_with_their_index() -> Non
     assert [(d.kind, d.index, d.partition, d.offset) for d in dead] == [
         ("future_ts", 1, 3, 9), ("past_ts", 2, 3, 9),
     ]  # fmt: skip
-    assert dead[0].error == "future_ts: 'ts' 9999-12-31T00:00:00Z is more than 1 d ahead of the wall clock"
+    assert (
+        dead[0].error
+        == "future_ts: 'ts' 9999-12-31T00:00:00Z is more than 1 d ahead of the wall clock"
+    )
     assert orjson.loads(dead[1].raw)["event_id"] == "e3"
 
 
@@ -179,7 +184,9 @@ def test_any_accepted_sequence_costs_bounded_work_per_event(raw: list[dict[str, 
     processing ends quickly, adds a bounded number of outputs, and the state stays small."""
     check, shard, models, cfg = POLICY.checker(wall=WALL), Shard(), Models.fresh(), EngineConfig()
     for i, doc in enumerate(raw):
-        events, _ = parse_message(orjson.dumps(doc), topic="t", partition=0, offset=i, check_ts=check)
+        events, _ = parse_message(
+            orjson.dumps(doc), topic="t", partition=0, offset=i, check_ts=check
+        )
         out = Outputs()
         started = time.process_time()
         process(shard, events, models, cfg, out)

@@ -1,0 +1,74 @@
+"""benchmarks/bench_sharing_matrix.py: cells are drawn deterministically, within their ranges."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.simulator import SimConfig, simulate
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_sharing_matrix.py"
+_spec = importlib.util.spec_from_file_location("bench_sharing_matrix", _PATH)
+assert _spec is not None and _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_sharing_matrix"] = bench
+_spec.loader.exec_module(bench)
+
+
+def test_cells_are_deterministic_per_seed_and_differ_between_seeds():
+    assert bench.draw_cell(3, held_out=False) == bench.draw_cell(3, held_out=False)
+    assert bench.draw_cell(1003, held_out=True) == bench.draw_cell(1003, held_out=True)
+    assert bench.draw_params(3, False) != bench.draw_params(4, False)
+
+
+def test_tuning_cells_stay_in_the_middle_and_held_out_cells_in_the_full_range():
+    wider = False
+    for seed in range(1, 40):
+        tune, held = bench.draw_params(seed, False), bench.draw_params(1000 + seed, True)
+        for name, (lo, hi) in bench.RANGES.items():
+            pad = 0.2 * (hi - lo)
+            slack = 0.5 if name in bench._INTS else 1e-3  # ints are rounded
+            assert lo + pad - slack <= tune[name] <= hi - pad + slack, (name, tune[name])
+            assert lo - slack <= held[name] <= hi + slack, (name, held[name])
+            wider |= not lo + pad - slack <= held[name] <= hi - pad + slack
+    assert wider  # held-out cells do reach beyond the tuning ranges
+
+
+def test_seeds_of_the_two_groups_do_not_mix_and_cells_simulate():
+    with pytest.raises(ValueError, match="not a held-out seed"):
+        bench.draw_cell(5, held_out=True)
+    with pytest.raises(ValueError, match="not a tuning seed"):
+        bench.draw_cell(1005, held_out=False)
+    cfg = bench.draw_cell(1001, held_out=True, accounts=6, days=3)
+    assert isinstance(cfg, SimConfig) and cfg.mix == bench.MIX
+    lo, hi = cfg.trip_days
+    assert 1 <= lo < hi and cfg.subtle_days_per_week in range(1, 8)
+    assert sum(1 for _ in simulate(cfg)) > 0
+
+
+def test_worst_cell_takes_the_worst_of_each_figure():
+    a = {
+        "precision": 0.9,
+        "recall": 0.8,
+        "subtle_recall": 0.5,
+        "auc": 0.9,
+        "median_delay_days": 1.0,
+        "ece": 0.02,
+        "fp_rate": {"traveller": 0.05},
+    }
+    b = {
+        "precision": 0.95,
+        "recall": 0.7,
+        "subtle_recall": 0.6,
+        "auc": 0.8,
+        "median_delay_days": 2.0,
+        "ece": 0.01,
+        "fp_rate": {"traveller": 0.01, "vpn_user": 0.1},
+    }
+    w = bench.worst([a, b])
+    assert (w["precision"], w["recall"], w["subtle_recall"], w["auc"]) == (0.9, 0.7, 0.5, 0.8)
+    assert (w["median_delay_days"], w["ece"]) == (2.0, 0.02)
+    assert w["fp_rate"]["traveller"] == 0.05 and w["fp_rate"]["vpn_user"] == 0.1
