@@ -101,8 +101,7 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
     lat = lon = None
     if isinstance(geo, Mapping) and "lat" in geo and "lon" in geo:
         lat, lon = float(geo["lat"]), float(geo["lon"])
-    ip = f.get("ip")
-    h, version = _prefix(str(ip), salt) if ip else (None, 0)
+    h, version = _network(f, salt)
     pid = _locate(hs, ts, lat, lon, h, dev)
     day = ts // DAY_MS
     if pid >= 0:
@@ -134,6 +133,16 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
             hs.profiles, str(profile), max(ts, hs.profiles.get(str(profile), ts)), MAX_PROFILES
         )
     return pid
+
+
+def _network(f: Mapping[str, Any], salt: bytes) -> tuple[str | None, int]:
+    """(prefix hash, IP version) of an event: the keyed token ingest put in place of its
+    IP (``net``, ``net_v``: ``models.privacy``), else the salted hash of its raw ``ip``."""
+    net = f.get("net")
+    if net:
+        return str(net), int(f.get("net_v") or 0)
+    ip = f.get("ip")
+    return _prefix(str(ip), salt) if ip else (None, 0)
 
 
 def _locate(

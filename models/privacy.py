@@ -1,0 +1,97 @@
+"""Keyed pseudonymisation of the identifiers in events, applied once at ingest.
+
+The ingest agent replaces, in every valid event and before it reaches the internal
+account-events topic, each personal identifier by a keyed token (HMAC-SHA256 with
+``CHURNWATCH_PSEUDONYM_KEY``, cut to 64 bits, 16 hex digits), so no account state,
+changelog, internal topic, output or log line downstream holds the raw value:
+
+- ``device_id``, ``profile_id`` and ``member_id`` become tokens of themselves;
+- ``ip`` is dropped and replaced by what the household evidence derives from it
+  (``models.household.geo``): ``net``, the token of its network prefix (IPv4 /24,
+  IPv6 /48; an address that does not parse: of the whole string), and ``net_v``, the
+  IP version (4, 6, or 0 for one that does not parse).
+
+Tokens are equal exactly when the raw values are (up to a 2**-64 chance), and the
+features only ever compare identifiers for equality, so features and scores are the
+same with and without pseudonymisation (``tests/unit/test_privacy.py`` checks it on
+simulated events). Each kind of identifier is hashed in its own domain, so a device
+and a profile that share a name get different tokens. Empty strings stay empty
+(the features treat an empty identifier as absent).
+
+Without the key a token cannot be computed or reversed; with it, anyone can test a
+guess (an IPv4 /24 is one of 2**24), so the key is a secret like the others. A new key
+gives new tokens: state keyed by the old ones stops matching and ages out of the
+windows (docs/security.md, "Key rotation").
+
+>>> p = Pseudonymiser(b"k" * 32)
+>>> from models.contract import Event
+>>> e = Event("e1", "login", "a-1", 0, {"device_id": "tv-1", "ip": "203.0.113.7"})
+>>> q = p.event(e)
+>>> sorted(q.fields), q.fields["net_v"], len(q.fields["device_id"])
+(['device_id', 'net', 'net_v'], 4, 16)
+>>> p.event(Event("e2", "login", "a-1", 0, {"device_id": "tv-1", "ip": "203.0.113.200"})
+...        ).fields == q.fields  # same device, same /24
+True
+>>> Pseudonymiser(b"another key, 16+").event(e).fields == q.fields
+False
+>>> p.event(Event("e3", "price_changed", "a-1", 0, {"price": 9.5})).fields
+{'price': 9.5}
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+from typing import Any
+
+from models.contract import Event
+
+TOKEN_BYTES = 8  # 64 bits, as the household's prefix hashes: 16 hex digits
+# identifier fields tokenised as they are (each in its own domain)
+ID_FIELDS = ("device_id", "profile_id", "member_id")
+# what the household evidence needs of an IP address: the prefix of each version
+PREFIX_BITS = {4: 24, 6: 48}
+CACHE_SIZE = 1 << 16  # identifiers repeat from event to event: most tokens are a lookup
+
+
+class Pseudonymiser:
+    """Replaces the identifiers of events by keyed tokens (see the module docstring)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("the pseudonym key must have at least 16 bytes")
+        self._key = key
+        # per instance, so a key's tokens never leak into another's cache
+        self.token = functools.lru_cache(maxsize=CACHE_SIZE)(self._token)
+        self.network = functools.lru_cache(maxsize=CACHE_SIZE)(self._network)
+
+    def _token(self, domain: str, value: str) -> str:
+        """The keyed token of ``value`` in ``domain`` (``device_id``, ``net``...)."""
+        msg = domain.encode() + b"\0" + value.encode("utf-8", "surrogatepass")
+        return hmac.digest(self._key, msg, "sha256")[:TOKEN_BYTES].hex()
+
+    def _network(self, ip: str) -> tuple[str, int]:
+        """(token of the IP's network prefix, IP version 4 or 6; 0 if it does not parse)."""
+        try:
+            addr = ipaddress.ip_address(ip.strip())
+        except ValueError:
+            return self._token("ip", ip), 0
+        bits = PREFIX_BITS[addr.version]
+        net = ipaddress.ip_network(f"{addr}/{bits}", strict=False)
+        return self._token(f"net/{bits}", net.network_address.packed.hex()), addr.version
+
+    def event(self, event: Event) -> Event:
+        """The event with its identifiers replaced by tokens (the event itself if it has none)."""
+        f = event.fields
+        if not any(name in f for name in ("device_id", "profile_id", "member_id", "ip")):
+            return event
+        out: dict[str, Any] = dict(f)
+        for name in ID_FIELDS:
+            value = out.get(name)
+            if value:  # strings by the contract; "" stays (the features read it as absent)
+                out[name] = self.token(name, value)
+        ip = out.pop("ip", None)
+        if ip:
+            out["net"], out["net_v"] = self.network(ip)
+        return Event(event.event_id, event.type, event.account_id, event.ts, out)
