@@ -41,8 +41,9 @@ False
 from __future__ import annotations
 
 import functools
-import hmac
+import hashlib
 import ipaddress
+import socket
 from typing import Any
 
 from models.contract import Event
@@ -55,31 +56,63 @@ PREFIX_BITS = {4: 24, 6: 48}
 CACHE_SIZE = 1 << 16  # identifiers repeat from event to event: most tokens are a lookup
 
 
+def _address(text: str) -> tuple[bytes, int] | None:
+    """(packed address, IP version), or None if ``text`` is no IP address.
+
+    >>> _address("203.0.113.7"), _address("::1")[1], _address("fe80::1%eth0")[1], _address("x")
+    ((b'\\xcb\\x00q\\x07', 4), 6, 6, None)
+    """
+    try:  # inet_pton: 10x faster than ipaddress, and stricter
+        return socket.inet_pton(socket.AF_INET, text), 4
+    except OSError:
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, text), 6
+    except OSError:
+        pass
+    try:  # what inet_pton refuses and ipaddress takes (an IPv6 scope: fe80::1%eth0)
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return addr.packed, addr.version
+
+
 class Pseudonymiser:
     """Replaces the identifiers of events by keyed tokens (see the module docstring)."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("the pseudonym key must have at least 16 bytes")
-        self._key = key
+        # HMAC-SHA256 (RFC 2104) with its two padded-key states hashed once: a copy of
+        # each per token is half the cost of ``hmac.digest`` (tests: equal to it)
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
         # per instance, so a key's tokens never leak into another's cache
         self.token = functools.lru_cache(maxsize=CACHE_SIZE)(self._token)
         self.network = functools.lru_cache(maxsize=CACHE_SIZE)(self._network)
 
     def _token(self, domain: str, value: str) -> str:
-        """The keyed token of ``value`` in ``domain`` (``device_id``, ``net``...)."""
-        msg = domain.encode() + b"\0" + value.encode("utf-8", "surrogatepass")
-        return hmac.digest(self._key, msg, "sha256")[:TOKEN_BYTES].hex()
+        """The keyed token of ``value`` in ``domain`` (``device_id``, ``net/24``...)."""
+        inner = self._inner.copy()
+        inner.update(domain.encode() + b"\0" + value.encode("utf-8", "surrogatepass"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TOKEN_BYTES].hex()
 
     def _network(self, ip: str) -> tuple[str, int]:
-        """(token of the IP's network prefix, IP version 4 or 6; 0 if it does not parse)."""
-        try:
-            addr = ipaddress.ip_address(ip.strip())
-        except ValueError:
+        """(token of the IP's network prefix, IP version 4 or 6; 0 if it does not parse).
+
+        >>> p = Pseudonymiser(b"k" * 32)
+        >>> p.network("203.0.113.7") == (p.token("net/24", "cb0071"), 4)
+        True
+        """
+        parsed = _address(ip.strip())
+        if parsed is None:
             return self._token("ip", ip), 0
-        bits = PREFIX_BITS[addr.version]
-        net = ipaddress.ip_network(f"{addr}/{bits}", strict=False)
-        return self._token(f"net/{bits}", net.network_address.packed.hex()), addr.version
+        packed, version = parsed
+        bits = PREFIX_BITS[version]
+        return self._token(f"net/{bits}", packed[: bits // 8].hex()), version
 
     def event(self, event: Event) -> Event:
         """The event with its identifiers replaced by tokens (the event itself if it has none)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
@@ -99,6 +100,12 @@ def test_tokens_are_per_key_per_kind_and_keep_prefixes_apart() -> None:
     assert net("2001:db8:1:2::1") == net("2001:db8:1:ffff::9") != net("2001:db8:2::1")
     assert net("2001:db8:1:2::1")[1] == 6
     assert net("not an ip")[1] == 0 and net("not an ip") != net("not an IP")
+    assert net("fe80::1%eth0")[1] == 6 and net(" 198.51.100.7") == net("198.51.100.7")
+    assert net("01.2.3.4")[1] == 0  # leading zeros: no address, as for the household
+    # the token is HMAC-SHA256 (RFC 2104), short and long keys alike
+    for key in (KEY, b"x" * 100):
+        mac = hmac.digest(key, b"device_id\0tv-1", "sha256")[:8].hex()
+        assert Pseudonymiser(key).token("device_id", "tv-1") == mac
     # empty identifiers stay empty: the features read them as absent
     e = Event("e", "playback_started", "a", 0, {"session_id": "s", "device_id": "", "ip": ""})
     assert p.event(e).fields == {"session_id": "s", "device_id": ""}
