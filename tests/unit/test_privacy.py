@@ -170,3 +170,37 @@ def test_the_pseudonym_key_is_a_required_secret() -> None:
     s = Settings.from_env({"CHURNWATCH_PSEUDONYM_KEY": "p" * 32})
     assert s.require_pseudonym_key() == b"p" * 32
     assert s.shown("pseudonym_key") == "<set>" and "p" * 32 not in repr(s)
+
+
+class _Table(dict):  # type: ignore[type-arg]
+    """What AccountStore needs of a Faust table: a dict and its local ``data`` store."""
+
+    @property
+    def data(self) -> _Table:
+        return self
+
+
+def test_the_account_store_writes_the_tombstone_first_and_deletes_locally() -> None:
+    from models.partitioning import partition_for
+    from streams.agents.accounts import AccountStore
+
+    table = _Table()
+    store, models, cfg = AccountStore(table, 4), Models.fresh(), EngineConfig()
+    shard = store.shard(partition_for("a", 4))
+    logins = [_login(i, "a", i * 3_600_000) for i in range(3)]
+    process(shard, logins, models, cfg, Outputs())
+    store.commit(store.flush())
+    assert b"a" in table and store.peek("a") is not None
+    # erased, then an event of the account again, in one buffer: tombstone, then the new state
+    erase = Event("x", "account_erased", "a", 0, {})
+    process(shard, [erase, _login(9, "a", 9 * 3_600_000)], models, cfg, Outputs())
+    records = store.flush()
+    assert [(key, raw is None) for _, key, raw in records] == [(b"a", True), (b"a", False)]
+    store.commit(records)
+    assert store.peek("a").events_applied == 1  # type: ignore[union-attr]
+    # erased alone: the key leaves the local store, the lookup finds nothing
+    process(shard, [Event("y", "account_erased", "a", 0, {})], models, cfg, Outputs())
+    records = store.flush()
+    assert records == [(partition_for("a", 4), b"a", None)]
+    store.commit(records)
+    assert b"a" not in table and store.peek("a") is None and store.accounts == 0
