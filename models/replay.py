@@ -92,6 +92,8 @@ def replay(
         result.failed += len(out.failed)
         result.alerts += out.alerts
         result.action_outcomes.update(out.action_outcomes)
+        for account_id in out.erased:  # account_erased: its latest score is a tombstone
+            result.scores.pop(account_id, None)
         for s in out.scores:
             result.scores[s["account_id"]] = s
         if on_outputs is not None:

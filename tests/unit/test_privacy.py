@@ -204,3 +204,11 @@ def test_the_account_store_writes_the_tombstone_first_and_deletes_locally() -> N
     assert records == [(partition_for("a", 4), b"a", None)]
     store.commit(records)
     assert b"a" not in table and store.peek("a") is None and store.accounts == 0
+
+
+def test_a_replay_forgets_the_scores_of_an_erased_account(events: list[dict[str, Any]]) -> None:
+    first = events[0]["account_id"]
+    erase = {"event_id": "x", "type": "account_erased", "account_id": first,
+             "ts": events[2999]["ts"]}  # fmt: skip
+    r = replay([*events[:3000], erase])
+    assert first not in r.scores and len(r.scores) > 10 and r.failed == r.dead_letters == 0
