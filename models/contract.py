@@ -46,6 +46,7 @@ SUBSCRIPTION_TYPES = frozenset(
         "support_contacted",
         "household_verification",
         "extra_member_added",
+        "account_erased",  # contract v1.1: forget the account (docs/security.md, "Erasure")
     }
 )
 USAGE_TYPES = frozenset({"login", "playback_started", "playback_stopped", "activity"})
@@ -301,6 +302,7 @@ _TYPE_FIELDS: dict[str, tuple[_Field, ...]] = {
         _required("outcome", ((str,), "a string", _one_of("verified", "failed", "expired"))),
     ),
     "extra_member_added": (_optional("member_id", _STRING),),
+    "account_erased": (),
     "login": (_required("device_id", _STRING), *_PLACE, _optional("device_type", _DEVICE_TYPE)),
     "playback_started": (
         _required("session_id", _STRING),

@@ -124,12 +124,19 @@ class Outputs:
     # what followed each alert within the action window: (kind, action, outcome)
     action_outcomes: list[tuple[str, str, str]] = field(default_factory=list)
     failed: list[tuple[Event, str]] = field(default_factory=list)  # events our code failed on
+    # accounts erased (``account_erased``): their tombstones go out before any score above
+    erased: list[str] = field(default_factory=list)
 
     def churn_examples(self, examples: list[Example], labelled_ts: int) -> None:
         """Matured churn examples, as training-topic records labelled at ``labelled_ts``."""
         self.examples += [
             {"model": "churn", **x.to_dict(), "labelled_ts": labelled_ts} for x in examples
         ]
+
+    def erase(self, account_id: str) -> None:
+        """An erased account: its scores not yet published are dropped, a tombstone is due."""
+        self.scores = [msg for msg in self.scores if msg["account_id"] != account_id]
+        self.erased.append(account_id)
 
     def extend(self, other: Outputs) -> None:
         self.scores += other.scores
@@ -138,6 +145,7 @@ class Outputs:
         self.outcomes += other.outcomes
         self.action_outcomes += other.action_outcomes
         self.failed += other.failed
+        self.erased += other.erased
 
 
 def ingest(
@@ -432,6 +440,9 @@ class Shard:
     # (None: all at once), so the states it loads can be persisted and evicted in between
     sweep_chunk: int | None = None
     sweeping: deque[str] = field(default_factory=deque)
+    # erased since the caller last persisted: their tombstones are due, and a copy the
+    # store still holds must not be read back
+    erased: set[str] = field(default_factory=set)
 
     def arm(self, state: AccountState, horizon_ms: int) -> None:
         """(Re)set the account's label timer after its pending snapshots changed."""
@@ -458,7 +469,7 @@ class Shard:
         """The account's state (loaded if it is not in memory), most recently used now."""
         state = self.accounts.pop(account_id, None)
         if state is None:
-            state = self.load(account_id)
+            state = None if account_id in self.erased else self.load(account_id)
             if state is None:
                 return None
             self.clock = max(self.clock, state.max_ts)
@@ -470,6 +481,14 @@ class Shard:
         if state is None:
             state = self.accounts[account_id] = new_account(account_id)
         return state
+
+    def erase(self, account_id: str) -> None:
+        """Forget the account (``account_erased``): nothing of it stays in memory, and the
+        caller writes a tombstone for it (``erased``). A later event starts it afresh."""
+        self.accounts.pop(account_id, None)
+        self.dirty.discard(account_id)
+        self._due.pop(account_id, None)
+        self.erased.add(account_id)
 
     def all_ids(self) -> list[str]:
         """Every account of the partition: in memory, and persisted if there is a store."""
@@ -510,6 +529,14 @@ def process(
     touched: dict[str, AccountState] = {}
     applied = duplicates = late = 0
     for event in events:
+        if event.type == "account_erased":  # a request, not activity: the clock stays
+            shard.erase(event.account_id)
+            touched.pop(event.account_id, None)
+            out.erase(event.account_id)
+            if census is not None:
+                census.forget(event.account_id)
+            applied += 1
+            continue
         shard.clock = max(shard.clock, event.ts)
         state = shard.get(event.account_id)
         if event.event_id in state.seen_ids:

@@ -21,6 +21,7 @@ from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
 from models.partitioning import partition_for
+from models.privacy import Pseudonymiser
 from models.timepolicy import MergedClock
 
 
@@ -49,11 +50,13 @@ def replay(
     batch: int = 1000,
     on_outputs: Callable[[Outputs], None] | None = None,
     on_examples: Callable[[list[dict[str, Any]], Models], None] | None = None,
+    pseudonymiser: Pseudonymiser | None = None,
 ) -> ReplayResult:
     """Run ``events`` (contract dicts, in arrival order) through parse, state, scores, learning.
 
     ``on_outputs`` sees each batch's outputs after the learner learned its examples;
     ``on_examples`` sees the examples with the models before they learn them.
+    ``pseudonymiser`` replaces identifiers after parsing, as the worker's ingest does.
 
     >>> from models.simulator import SimConfig, simulate
     >>> r = replay(simulate(SimConfig(accounts=20, days=20, seed=1)))
@@ -89,6 +92,8 @@ def replay(
         result.failed += len(out.failed)
         result.alerts += out.alerts
         result.action_outcomes.update(out.action_outcomes)
+        for account_id in out.erased:  # account_erased: its latest score is a tombstone
+            result.scores.pop(account_id, None)
         for s in out.scores:
             result.scores[s["account_id"]] = s
         if on_outputs is not None:
@@ -102,6 +107,8 @@ def replay(
         )  # fmt: skip
         wall = check_ts.wall_ms
         kept = [e for e in parsed if merged.admit(e.ts, wall_ms=wall) is None]
+        if pseudonymiser is not None:
+            kept = [pseudonymiser.event(e) for e in kept]
         result.dead_letters += len(dead) + len(parsed) - len(kept)
         pending += kept
         if len(pending) >= batch:

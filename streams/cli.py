@@ -28,6 +28,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     s = Settings.from_env()
     s.require_model_key()  # the learner needs it: say so before waiting for Kafka
+    s.require_pseudonym_key()  # ... and ingest this one
     setup_logging(s.log_level, s.log_format)
     # waits for the broker as long as it takes, one log line per 10 s; a refused login or
     # certificate stops here with one line, before Faust would retry it with tracebacks
@@ -162,9 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Subcommands that live in their own modules."""
-    from streams import cli_models, cli_sim, demo, report
+    from streams import cli_erase, cli_models, cli_sim, demo, report
 
     cli_sim.register(sub)
+    cli_erase.register(sub)
     cli_models.register(sub)
     report.register(sub)
     demo.register(sub)

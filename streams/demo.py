@@ -67,9 +67,10 @@ def _print_alert(alert: dict[str, Any]) -> None:
     )
 
 
-def _demo_model_key(workdir: Path) -> Path:
-    """A random model key of this demo folder (its broker's snapshots are signed with it)."""
-    path = workdir / "model.key"
+def _demo_model_key(workdir: Path, name: str = "model.key") -> Path:
+    """A random key of this demo folder (its broker's snapshots are signed with the model
+    key, its state holds tokens made with the pseudonym key)."""
+    path = workdir / name
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
@@ -103,6 +104,8 @@ def run_demo(args: argparse.Namespace) -> int:
         }
         if not (env.get("CHURNWATCH_MODEL_KEY") or env.get("CHURNWATCH_MODEL_KEY_FILE")):
             env["CHURNWATCH_MODEL_KEY_FILE"] = str(_demo_model_key(workdir))
+        if not (env.get("CHURNWATCH_PSEUDONYM_KEY") or env.get("CHURNWATCH_PSEUDONYM_KEY_FILE")):
+            env["CHURNWATCH_PSEUDONYM_KEY_FILE"] = str(_demo_model_key(workdir, "pseudonym.key"))
         settings = Settings.from_env(env)
         ensure_topics(settings)
         print(f"demo: broker {bootstrap}; worker metrics at http://127.0.0.1:{port}/metrics",

@@ -35,6 +35,8 @@ TOPIC_FIELDS = (
 
 # the model snapshot key of test and benchmark workers (a real deployment sets a secret one)
 TEST_MODEL_KEY = "churnwatch-test-model-key-not-a-secret"
+# ... and their pseudonym key (models.privacy)
+TEST_PSEUDONYM_KEY = "churnwatch-test-pseudonym-key-not-a-secret"
 
 
 class WorkerError(AssertionError):
@@ -55,6 +57,7 @@ def isolated_env(bootstrap: str, data_dir: Path | str, run: str) -> dict[str, st
             "CHURNWATCH_REBALANCE_TIMEOUT_S": "10",
             "CHURNWATCH_LOG_LEVEL": "info",
             "CHURNWATCH_MODEL_KEY": TEST_MODEL_KEY,
+            "CHURNWATCH_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
         }
     )
     for field_name in TOPIC_FIELDS:

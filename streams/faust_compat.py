@@ -253,15 +253,19 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     return offset
 
 
-def store_locally(table: Any, key: bytes, value: bytes) -> None:
+def store_locally(table: Any, key: bytes, value: bytes | None) -> None:
     """Put ``value`` in the table's local store without Faust's changelog send.
 
     ``Table.__setitem__`` sends one changelog record per key through Faust's producer
     buffer (~300-500 µs each, DESIGN.md); the account agent sends its changelog
     records itself in bulk and awaits them before acknowledging its input, so it only
     needs the local store (``Table.data``) to hold the value for lookups and reloads.
+    ``None`` deletes the key (an erased account's tombstone).
     """
-    table.data[key] = value
+    if value is None:
+        table.data.pop(key, None)
+    else:
+        table.data[key] = value
 
 
 def graceful_worker(before_stop: Callable[[], Awaitable[None]]) -> type:
@@ -317,13 +321,18 @@ class RocksStates:
             if key != self.store.offset_key:
                 yield key
 
-    def write(self, partition: int, items: list[tuple[bytes, bytes]], offset: int | None) -> None:
-        """States and the changelog offset that holds them, atomically."""
+    def write(
+        self, partition: int, items: list[tuple[bytes, bytes | None]], offset: int | None
+    ) -> None:
+        """States (None: delete the key) and the changelog offset that holds them, atomically."""
         from rocksdict import WriteBatch
 
         batch = WriteBatch(raw_mode=True)
         for key, raw in items:
-            batch.put(key, raw)
+            if raw is None:
+                batch.delete(key)
+            else:
+                batch.put(key, raw)
         if offset is not None:
             batch.put(self.store.offset_key, str(offset).encode())
         self.store._db_for_partition(partition).write(batch)

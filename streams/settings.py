@@ -147,10 +147,13 @@ class Settings:
     model_key: str = field(default="", repr=False)
     # bearer token of /accounts/* and /quality; empty: only loopback clients may ask
     api_token: str = field(default="", repr=False)
+    # device ids, profile ids, member ids and IP prefixes become keyed tokens (HMAC-SHA256)
+    # with it at ingest (models.privacy); required by the worker
+    pseudonym_key: str = field(default="", repr=False)
 
     _ENV_NAMES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}
     # read from VAR or from the file named by VAR_FILE; never printed or logged
-    SECRETS = frozenset({"kafka_password", "model_key", "api_token"})
+    SECRETS = frozenset({"kafka_password", "model_key", "api_token", "pseudonym_key"})
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -264,7 +267,7 @@ class Settings:
                 problems.append(f"{name(f)}: no such file {path!r}")
         if self.kafka_key_file and not self.kafka_cert_file:
             problems.append(f"{name('kafka_key_file')} needs {name('kafka_cert_file')}")
-        for f in ("model_key", "api_token"):
+        for f in ("model_key", "api_token", "pseudonym_key"):
             if getattr(self, f) and len(getattr(self, f)) < MIN_SECRET_CHARS:
                 problems.append(f"{name(f)} must be at least {MIN_SECRET_CHARS} characters")
         return problems
@@ -291,6 +294,18 @@ class Settings:
                 "and every 'churnwatch models' command"
             )
         return self.model_key.encode()
+
+    def require_pseudonym_key(self) -> bytes:
+        """The key of the identifiers' tokens, or SettingsError saying why it is needed."""
+        if not self.pseudonym_key:
+            raise SettingsError(
+                f"{self.env_name('pseudonym_key')} is not set: device ids, profile ids and IP "
+                "addresses are replaced at ingest by keyed tokens made with it, so no raw "
+                "identifier is stored or forwarded (docs/security.md); set the same secret of "
+                "32+ random characters (e.g. 'openssl rand -hex 32') for every worker, and "
+                "keep it: a new key gives new tokens"
+            )
+        return self.pseudonym_key.encode()
 
     @property
     def min_event_ms(self) -> int:

@@ -70,6 +70,11 @@ class PrefixCensus:
             )
             self.users = dict(keep[len(keep) - self.max_prefixes * 3 // 4 :])
 
+    def forget(self, account_id: str) -> None:
+        """Drop an erased account from every prefix it used."""
+        for users in self.users.values():
+            users.pop(account_id, None)
+
     def accounts(self, prefix: str, now_ms: int) -> int:
         """Distinct accounts that used ``prefix`` away from home in the window up to ``now_ms``."""
         users = self.users.get(prefix)

@@ -103,8 +103,7 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
     lat = lon = None
     if isinstance(geo, Mapping) and "lat" in geo and "lon" in geo:
         lat, lon = float(geo["lat"]), float(geo["lon"])
-    ip = f.get("ip")
-    h, version = _prefix(str(ip), salt) if ip else (None, 0)
+    h, version, host = _network(f, salt)
     pid = _locate(hs, ts, lat, lon, h, dev)
     day = ts // DAY_MS
     if pid >= 0:
@@ -112,7 +111,6 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
         place.last_ts = max(place.last_ts, ts)
         place.days.setdefault(day, 0)
         if h is not None:
-            host = _host(str(ip)) if version == 4 else -1
             seen = _seen(place.prefixes.get(h), ts, version, host)
             _put_capped(place.prefixes, h, seen, MAX_PREFIXES_PER_PLACE)
             _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
@@ -163,6 +161,20 @@ def _seen(old: tuple[int, ...] | None, ts: int, version: int, host: int) -> tupl
     elif last_host < 0:
         last_host = host
     return (min(old[0], ts), max(old[1], ts), version, last_host, prev_host, changed, pool)
+
+
+def _network(f: Mapping[str, Any], salt: bytes) -> tuple[str | None, int, int]:
+    """(prefix hash, IP version, host number: -1 but for IPv4) of an event: the keyed
+    tokens ingest put in place of its IP (``net``, ``net_v``, ``net_host``:
+    ``models.privacy``), else the salted hash and last octet of its raw ``ip``."""
+    net = f.get("net")
+    if net:
+        return str(net), int(f.get("net_v") or 0), int(f.get("net_host", -1))
+    ip = f.get("ip")
+    if not ip:
+        return None, 0, -1
+    h, version = _prefix(str(ip), salt)
+    return h, version, _host(str(ip)) if version == 4 else -1
 
 
 def _locate(

@@ -70,7 +70,9 @@ class DictStates:
             if partition_for(key.decode(errors="replace"), self.partitions) == partition:
                 yield key
 
-    def write(self, partition: int, items: list[tuple[bytes, bytes]], offset: int | None) -> None:
+    def write(
+        self, partition: int, items: list[tuple[bytes, bytes | None]], offset: int | None
+    ) -> None:
         for key, raw in items:
             store_locally(self.table, key, raw)
 
@@ -154,17 +156,21 @@ class AccountStore:
         shard = self.shards.get(partition_for(account_id, self.partitions))
         return shard.clock if shard else 0
 
-    def flush(self, partitions: Iterable[int] | None = None) -> list[tuple[int, bytes, bytes]]:
+    def flush(
+        self, partitions: Iterable[int] | None = None
+    ) -> list[tuple[int, bytes, bytes | None]]:
         """Every changed account (of ``partitions``, default all) once, as (partition,
-        key, state bytes).
+        key, state bytes), after a tombstone (state None) for each account erased.
 
         The caller sends them to the changelog (``Runtime`` producer, in bulk:
         Faust's per-key table write costs ~300-500 µs, DESIGN.md) and, once Kafka
         has them all, hands them to :meth:`commit`.
         """
-        records = []
+        records: list[tuple[int, bytes, bytes | None]] = []
         for partition in self.shards if partitions is None else partitions:
             shard = self.shards[partition]
+            records += [(partition, account_id.encode(), None) for account_id in shard.erased]
+            shard.erased.clear()
             for account_id in shard.dirty:
                 raw = dump_state(shard.accounts[account_id])
                 records.append((partition, account_id.encode(), raw))
@@ -172,7 +178,7 @@ class AccountStore:
         return records
 
     def commit(
-        self, records: list[tuple[int, bytes, bytes]], offsets: dict[int, int] | None = None
+        self, records: list[tuple[int, bytes, bytes | None]], offsets: dict[int, int] | None = None
     ) -> None:
         """Store records that the changelog holds (``offsets``: the last changelog offset
         of each partition), then evict the least recently used states past the cache.
@@ -182,7 +188,7 @@ class AccountStore:
         duplicates and the state would never reach the changelog.
         """
         offsets = offsets or {}
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for partition, key, raw in records:
             by_partition.setdefault(partition, []).append((key, raw))
         for partition in by_partition.keys() | offsets.keys():
@@ -338,7 +344,7 @@ def register(rt: Runtime) -> None:
     changelog = table.changelog_topic.get_topic_name()
 
     async def send_all(
-        records: Iterable[tuple[str, bytes | None, bytes, int | None]],
+        records: Iterable[tuple[str, bytes | None, bytes | None, int | None]],
     ) -> list[Any]:
         """Send in bulk through the producer; Kafka's acks (``RecordMetadata``) once it
         has every record."""
@@ -354,7 +360,9 @@ def register(rt: Runtime) -> None:
         The state (with its alert episode counters) is written only after this,
         so a crash can repeat an alert (same ``alert_id``) but never lose one.
         """
-        records: list[tuple[str, bytes | None, bytes, int | None]] = []
+        records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        # an erased account's tombstone first: scores after it are of the account afresh
+        records += [(s.scores_topic, a.encode(), None, None) for a in out.erased]
         for msg in out.scores:
             records.append((s.scores_topic, msg["account_id"].encode(), orjson.dumps(msg), None))
             m.observe_score("churn", msg["churn_score"])
@@ -372,6 +380,8 @@ def register(rt: Runtime) -> None:
             for ex in chunk:
                 m.examples_published.labels(ex["model"], str(ex["label"]).lower()).inc()
         await send_all(records)
+        if out.erased:
+            log.info("erased %d account(s): state deleted, tombstones written", len(out.erased))
         m.scores_published.inc(len(out.scores))
         for kind, outcome in out.outcomes:
             m.alert_outcomes.labels(kind, outcome).inc()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from streams.devbroker import free_port
-from streams.devworker import TEST_MODEL_KEY
+from streams.devworker import TEST_MODEL_KEY, TEST_PSEUDONYM_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +17,8 @@ def test_worker_waits_for_the_broker_without_crashing(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
     env.update(KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
                CHURNWATCH_DATA_DIR=str(tmp_path), CHURNWATCH_WEB_PORT=str(free_port()),
-               CHURNWATCH_MODEL_KEY=TEST_MODEL_KEY)  # fmt: skip
+               CHURNWATCH_MODEL_KEY=TEST_MODEL_KEY,
+               CHURNWATCH_PSEUDONYM_KEY=TEST_PSEUDONYM_KEY)  # fmt: skip
     log = tmp_path / "worker.log"
     proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # fmt: skip

@@ -43,6 +43,7 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "support_contacted": ({}, {"topic": "billing"}),
     "household_verification": ({"device_id": "d1", "outcome": "verified"}, {}),
     "extra_member_added": ({}, {"member_id": "m1"}),
+    "account_erased": ({}, {}),
     "login": ({"device_id": "d1"}, {"ip": "10.0.0.1", "geo": GEO, "device_type": "tv"}),
     "playback_started": (
         {"session_id": "s1", "device_id": "d1"},

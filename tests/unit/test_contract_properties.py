@@ -61,6 +61,7 @@ FIELDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {  # (required, optio
         {},
     ),
     "extra_member_added": ({}, {"member_id": text}),
+    "account_erased": ({}, {}),
     "login": ({"device_id": text}, located | {"device_type": device_type}),
     "playback_started": (
         {"session_id": text, "device_id": text},

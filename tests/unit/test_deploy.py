@@ -147,7 +147,8 @@ def panels() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 # the compose file has no default for its secrets: config needs them set
-SECRETS = {"CHURNWATCH_MODEL_KEY": "compose-test-model-key", "GRAFANA_ADMIN_PASSWORD": "pw"}
+SECRETS = {"CHURNWATCH_MODEL_KEY": "compose-test-model-key", "GRAFANA_ADMIN_PASSWORD": "pw",
+           "CHURNWATCH_PSEUDONYM_KEY": "compose-test-pseudonym-key"}  # fmt: skip
 
 
 @functools.cache

@@ -1,0 +1,122 @@
+"""Privacy on a real broker: no raw device id, profile id, member id or IP address on any
+topic churnwatch writes (internal account events, state changelog, outputs), in its log
+or its HTTP answers; and ``churnwatch erase`` removes an account (404, tombstones)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from tests.integration.conftest import produce, read_all
+
+pytestmark = [pytest.mark.integration]
+
+ACCOUNTS = 8
+HOUR = 3_600_000
+
+
+def history(t0: int) -> list[dict]:  # type: ignore[type-arg]
+    """A few hours of each account: sign-up, logins and viewing from two networks (IPv4
+    and IPv6), a failed verification and a paid member; raw ids carry a RAW marker."""
+    out = []
+    for a in range(ACCOUNTS):
+        acc = f"acc-{a}"
+
+        def ev(i: int, etype: str, ts: int, acc: str = acc, **fields: object) -> None:
+            out.append({"event_id": f"{acc}-{i}", "type": etype, "account_id": acc, "ts": ts,
+                        **fields})  # fmt: skip
+
+        ev(0, "subscription_started", t0, plan="std", price=9.99, currency="EUR",
+           billing_period="month", max_streams=2)  # fmt: skip
+        for i in range(1, 13):
+            home = i % 3 != 0
+            ip = f"198.51.{a}.{10 + i}" if home else f"2001:db8:{a}:77::{i}"
+            geo = {"lat": 48.85 + a * 0.5, "lon": 2.35} if home else {"lat": 45.76, "lon": 4.83}
+            dev = f"RAWdevice-{a}-{i % 4}"
+            ev(i, "login", t0 + i * HOUR // 4, device_id=dev, ip=ip, geo=geo, device_type="tv")
+            ev(100 + i, "playback_started", t0 + i * HOUR // 4 + 1000, session_id=f"s{a}-{i}",
+               device_id=dev, profile_id=f"RAWprofile-{a}-{i % 2}", ip=ip, geo=geo)  # fmt: skip
+            ev(200 + i, "activity", t0 + i * HOUR // 4 + 2000, action="like", device_id=dev,
+               ip=ip)  # fmt: skip
+        ev(300, "household_verification", t0 + 4 * HOUR, device_id=f"RAWdevice-{a}-3",
+           outcome="failed")  # fmt: skip
+        ev(301, "extra_member_added", t0 + 4 * HOUR + 1, member_id=f"RAWmember-{a}")
+    return out
+
+
+def raw_values(events: list[dict]) -> set[bytes]:  # type: ignore[type-arg]
+    found = set()
+    for e in events:
+        for name in ("device_id", "profile_id", "member_id", "ip"):
+            if name in e:
+                found.add(e[name].encode())
+    return found
+
+
+def leaks(blob: bytes, raw: set[bytes]) -> list[bytes]:
+    return sorted(r for r in raw if r in blob)
+
+
+def test_no_raw_identifier_is_stored_or_forwarded_and_erasure_leaves_tombstones(
+    worker_factory, kafka_bootstrap
+):
+    w = worker_factory().start()
+    s = w.settings
+    t0 = int(time.time() * 1000) - 6 * HOUR  # recent: the erasure (now) is not ahead
+    events = history(t0)
+    raw = raw_values(events)
+    assert any(b"RAWdevice" in r for r in raw) and any(b":" in r for r in raw)
+    subs = [e for e in events if e["type"] in ("subscription_started", "household_verification",
+                                               "extra_member_added")]  # fmt: skip
+    usage = [e for e in events if e not in subs]
+    produce(kafka_bootstrap, s.subscription_topic,
+            [(e["account_id"].encode(), orjson.dumps(e)) for e in subs])  # fmt: skip
+    # usage as unkeyed arrays: ingest keys it by account itself
+    produce(kafka_bootstrap, s.usage_topic,
+            [(None, orjson.dumps(usage[i : i + 50])) for i in range(0, len(usage), 50)])  # fmt: skip
+    w.wait_metric("churnwatch_events_applied_total", len(events))
+    status, doc = w.get_json("/accounts/acc-3")
+    assert status == 200 and doc["events_applied"] == len(events) // ACCOUNTS
+    assert doc["features"]["sharing"]["distinct_prefixes_28d"] == 2.0  # a /24 and a /48
+    assert leaks(orjson.dumps(doc), raw) == []
+
+    # erase acc-3 through the command line
+    done = subprocess.run([sys.executable, "-m", "streams", "erase", "acc-3"], env=w.env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "erasure requested for 1 account" in done.stdout
+    deadline = time.monotonic() + 60
+    while w.get_json("/accounts/acc-3")[0] != 404:
+        assert time.monotonic() < deadline, w.log()
+        time.sleep(0.3)
+    assert w.get_json("/accounts/acc-4")[0] == 200
+
+    changelog = f"{s.app_id}-accounts-changelog"
+    topics = [s.account_events_topic, changelog, s.scores_topic, s.alerts_topic,
+              s.training_topic, f"{s.app_id}-models-changelog"]  # fmt: skip
+    records = {t: read_all(kafka_bootstrap, t, timeout=20) for t in topics}
+    assert records[s.account_events_topic] and records[changelog] and records[s.scores_topic]
+    for topic, recs in records.items():
+        blob = b"\n".join((r.key or b"") + b"\t" + (r.value or b"") for r in recs)
+        assert leaks(blob, raw) == [], topic
+    assert leaks(w.log_path.read_bytes(), raw) == []
+    # ... while the internal topic does carry the tokens the household needs
+    internal = [x for r in records[s.account_events_topic] for x in orjson.loads(r.value)]
+    assert any("net" in x and x["net_v"] == 6 for x in internal)
+    assert not any("ip" in x for x in internal)
+
+    # the erased account's last record is a tombstone on the changelog and on risk-scores
+    for topic in (changelog, s.scores_topic):
+        mine = [r for r in records[topic] if r.key == b"acc-3"]
+        assert len(mine) >= 2 and mine[-1].value is None, topic
+        assert mine[0].value is not None
+    # a restart recovers the changelog: the account stays gone, the others stay
+    w.stop()
+    w2 = worker_factory(CHURNWATCH_STORE="memory").start()
+    assert w2.get_json("/accounts/acc-3")[0] == 404
+    status, doc = w2.get_json("/accounts/acc-4")
+    assert status == 200 and doc["events_applied"] == len(events) // ACCOUNTS
