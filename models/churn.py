@@ -40,6 +40,9 @@ LOG_FEATURE_PREFIXES = (
     "payment_failed_",
     "devices_",
     "profiles_",
+    "usage_hl",
+    "usual_actions_count",
+    "actrate_",
 )
 
 
