@@ -68,7 +68,7 @@ import math
 import zlib
 from collections.abc import Iterable
 
-from models.account import DAY_MS, AccountState, UsageSums
+from models.account import DAY_MS, AccountState, DayBucket, UsageSums
 
 RECENCY_CAP_DAYS = 90.0
 RECENT_DAYS = 14  # the recent part of the long view (today included)
