@@ -82,9 +82,8 @@ HELD_OUT_RANGES: dict[str, tuple[float, float]] = {
 }
 TUNING_SEEDS = (1, 2, 3)
 HELD_OUT_SEEDS = (1001, 1002, 1003, 1004)
-# the engine's default churn alert levels (streams.settings) and the lower one chosen on
-# the tuning cells for early warning
-ALERT_LEVELS = (AlertConfig(0.4, 0.3), AlertConfig(0.2, 0.15))
+# the engine's default churn alert levels (streams.settings) and two lower ones
+ALERT_LEVELS = (AlertConfig(0.4, 0.3), AlertConfig(0.3, 0.2), AlertConfig(0.2, 0.15))
 HORIZON_MS = 30 * DAY_MS
 
 
@@ -220,7 +219,7 @@ def main() -> None:
     ap.add_argument("--warmup-days", type=int, default=60)
     ap.add_argument("--split", type=float, default=0.6, help="offline time split, share of run")
     ap.add_argument(
-        "--only", default="default,short view,action_*",
+        "--only", default="(default),short view,action_*",
         help="candidates whose name contains one of these (comma-separated; '' for all)",
     )  # fmt: skip
     ap.add_argument("--cache", type=Path, default=Path("/tmp"))
