@@ -96,7 +96,7 @@ Row = tuple[dict[str, float], bool, str, int, int]
 
 def short_view(x: dict[str, float]) -> dict[str, float]:
     """The features the churn model had before issue #15 (no long view, no actions)."""
-    return {k: v for k, v in x.items() if k not in LONG_VIEW}
+    return {k: v for k, v in x.items() if k not in LONG_VIEW and not k.startswith("action_")}
 
 
 LONG_VIEW = frozenset(
