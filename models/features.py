@@ -78,6 +78,7 @@ HASH_BUCKETS = 8
 MIN_USUAL = 2.0  # baseline quantity that makes an action one of the account's usual ones
 TOP_ACTIONS = 3
 _DECAY = tuple(tuple(0.5 ** (k / h) for k in range(LONG_DAYS)) for h in HALF_LIVES)
+_DECAY_BY_AGE = tuple(zip(*_DECAY, strict=True))  # days ago -> the weight of each half-life
 _MONTH_MS = 30.4375 * DAY_MS
 _YEAR_MS = 365.25 * DAY_MS
 
@@ -264,16 +265,44 @@ def _hash_bucket(name: str) -> int:
 
 
 def _past_usage(state: AccountState, today: int) -> UsageSums:
-    """Sums of the day buckets of the 27 days before ``today`` (7-day: the last 6)."""
+    """Sums of the day buckets of the days before ``today``: 27 (7-day: the last 6) and
+    the long view's (``LONG_DAYS`` - 1, recent: the last ``RECENT_DAYS`` - 1), in one
+    pass in day order."""
     watch7 = sessions7 = active7 = activity7 = 0.0
     watch28 = sessions28 = active28 = activity28 = 0.0
+    watch_r = active_r = activity_r = events_r = 0.0
+    watch_b = active_b = activity_b = events_b = 0.0
+    d0 = d1 = d2 = 0.0
     actions = dict.fromkeys(state.actions, 0.0)
+    recent: dict[str, float] = {}
+    base: dict[str, float] = {}
     days = state.days
-    for day in range(today - 27, today):
+    for day in range(today - LONG_DAYS + 1, today):
         b = days.get(day)
         if b is None:
             continue
-        active = b.usage_events > 0
+        events = b.usage_events
+        active = events > 0
+        w0, w1, w2 = _DECAY_BY_AGE[today - day]
+        d0 += events * w0
+        d1 += events * w1
+        d2 += events * w2
+        if day > today - RECENT_DAYS:
+            watch_r += b.watch_s
+            active_r += active
+            activity_r += b.activity
+            events_r += events
+            into = recent
+        else:
+            watch_b += b.watch_s
+            active_b += active
+            activity_b += b.activity
+            events_b += events
+            into = base
+        for name, qty in b.actions.items():
+            into[name] = into.get(name, 0.0) + qty
+        if day <= today - 28:
+            continue
         watch28 += b.watch_s
         sessions28 += b.sessions
         active28 += active
@@ -286,31 +315,17 @@ def _past_usage(state: AccountState, today: int) -> UsageSums:
         for name, qty in b.actions.items():
             actions[name] = actions.get(name, 0.0) + qty
     week = (watch7, sessions7, active7, activity7)
-    sums = UsageSums(today, week, (watch28, sessions28, active28, activity28), actions)
-    recent: dict[str, float] = {}
-    base: dict[str, float] = {}
-    long_r = [0.0, 0.0, 0.0, 0.0]  # watch s, active days, activity, usage events
-    long_b = [0.0, 0.0, 0.0, 0.0]
-    decayed = [0.0] * len(HALF_LIVES)
-    for day in range(today - LONG_DAYS + 1, today):
-        b = days.get(day)
-        if b is None:
-            continue
-        is_recent = day > today - RECENT_DAYS
-        into, totals = (recent, long_r) if is_recent else (base, long_b)
-        totals[0] += b.watch_s
-        totals[1] += b.usage_events > 0
-        totals[2] += b.activity
-        totals[3] += b.usage_events
-        for name, qty in b.actions.items():
-            into[name] = into.get(name, 0.0) + qty
-        for i, weights in enumerate(_DECAY):
-            decayed[i] += b.usage_events * weights[today - day]
-    sums.recent_actions, sums.base_actions = recent, base
-    sums.recent = (long_r[0], long_r[1], long_r[2], long_r[3])
-    sums.base = (long_b[0], long_b[1], long_b[2], long_b[3])
-    sums.decayed = tuple(decayed)
-    return sums
+    return UsageSums(
+        today,
+        week,
+        (watch28, sessions28, active28, activity28),
+        actions,
+        recent_actions=recent,
+        base_actions=base,
+        recent=(watch_r, active_r, activity_r, events_r),
+        base=(watch_b, active_b, activity_b, events_b),
+        decayed=(d0, d1, d2),
+    )
 
 
 def _trend(rate_7d: float, rate_28d: float) -> float:
