@@ -98,6 +98,15 @@ def rich_state_v4() -> AccountState:
     return s
 
 
+def rich_state_v5() -> AccountState:
+    """``rich_state_v4`` with a pending snapshot of the long view (names added in version 5)."""
+    s = rich_state_v4()
+    s.pending.append((T0 + 14 * D, {"tenure_days_log": 2.7, "usage_hl3d": 4.5,
+                                    "usual_actions_dropped": 0.25, "acttrend_h7": -1.0,
+                                    "action_like_28d": 1.0}))  # fmt: skip
+    return s
+
+
 def same(a: object, b: object) -> bool:
     """Equal down to float bits, types and deque bounds (``==`` calls -0.0 and 0.0 equal)."""
     if dataclasses.is_dataclass(a):
@@ -121,9 +130,9 @@ def same(a: object, b: object) -> bool:
 
 
 def test_round_trip_is_exact() -> None:
-    s = rich_state_v4()
+    s = rich_state_v5()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x04"
+    assert raw[:5] == b"CWAS\x05"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -151,12 +160,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_4() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_5() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x04"
+    assert raw[:5] == b"CWAS\x05"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -164,6 +173,16 @@ def test_version_4_records_stay_readable() -> None:
     """``data/account_state_v4.bin`` is ``dump_state(rich_state_v4())`` when version 4 was
     made: a change to the schema must come with a new version (and this file kept)."""
     assert same(load_state((DATA / "account_state_v4.bin").read_bytes()), rich_state_v4())
+
+
+def test_version_5_records_stay_readable_and_keep_the_long_view_names_in_the_table() -> None:
+    """``data/account_state_v5.bin`` is ``dump_state(rich_state_v5())`` when version 5 was
+    made: a change to the schema must come with a new version (and this file kept)."""
+    assert same(load_state((DATA / "account_state_v5.bin").read_bytes()), rich_state_v5())
+    v4 = load_state((DATA / "account_state_v4.bin").read_bytes())  # its own names: after 30
+    assert same(load_state(dump_state(v4)), v4)
+    raw = dump_state(rich_state_v5())
+    assert b"usage_hl3d" not in raw and b"acttrend_h7" not in raw  # fixed names: an index
 
 
 def test_a_version_2_pickle_is_migrated() -> None:
@@ -220,7 +239,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 5, 255):
+    for version in (0, 1, 6, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 
