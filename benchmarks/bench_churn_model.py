@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from river import compose
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
@@ -80,7 +81,9 @@ from threadpoolctl import threadpool_limits
 import models
 from models.account import DAY_MS, HOUR_MS
 from models.churn import log1p_counts, make_churn_model
+from models.contract import parse_ts
 from models.engine import Outputs
+from models.features import HALF_LIVES, HASH_BUCKETS
 from models.learner import OnlineLearner
 from models.replay import replay
 from models.simulator import SimConfig, parse_mix
@@ -89,8 +92,25 @@ from models.simulator.world import World
 
 # features, label, example_id, snapshot_ts, labelled_ts (event time the label was released)
 Row = tuple[dict[str, float], bool, str, int, int]
+
+
+def short_view(x: dict[str, float]) -> dict[str, float]:
+    """The features the churn model had before issue #15 (no long view, no actions)."""
+    return {k: v for k, v in x.items() if k not in LONG_VIEW and not k.startswith("action_")}
+
+
+LONG_VIEW = frozenset(
+    ["usage_trend_3v56", "usage_trend_14v56", "watch_hours_56d", "active_days_56d",
+     "activity_56d", "watch_trend_long", "active_days_trend_long", "activity_trend_long",
+     "usual_actions_count", "usual_actions_dropped", "usual_actions_gone", "top_actions_trend"]
+    + [f"usage_hl{h}d" for h in HALF_LIVES]
+    + [f"act{kind}_h{i}" for kind in ("rate", "trend") for i in range(HASH_BUCKETS)]
+)  # fmt: skip
 CANDIDATES: dict[str, Callable[[], Any]] = {
     "logreg adam 1e-3 (default) *": lambda: make_churn_model("logreg"),
+    "logreg, short view (before #15)": lambda: (
+        compose.FuncTransformer(short_view) | make_churn_model("logreg")
+    ),
     "logreg + action_* input": lambda: make_churn_model("logreg", actions=True),
     "logreg no scaler (log1p only)": lambda: make_churn_model("logreg", scaler="none"),
     "logreg sgd 0.05 (old default)": lambda: make_churn_model("logreg", optimizer="sgd", lr=0.05),
@@ -107,6 +127,7 @@ NOT_IN_EXAMPLES = frozenset(
     {"churn.py", "learner.py", "household", "sharing.py", "alerting.py", "evaluation.py"}
 )
 _KEY = itemgetter(0)
+ROW_FORMAT = b"rows+cancels"  # what a cached chunk holds (part of the cache key)
 
 
 def log(msg: str) -> None:
@@ -141,9 +162,11 @@ def simulate_accounts(cfg: SimConfig, lo: int, hi: int) -> Iterator[dict[str, An
         yield event
 
 
-def collect_chunk(cfg: SimConfig, lo: int, hi: int) -> tuple[list[Row], dict[str, float]]:
-    """Replay accounts ``lo`` .. ``hi - 1`` alone; their churn examples and the cost."""
+def collect_chunk(cfg: SimConfig, lo: int, hi: int) -> tuple[list[Row], dict[str, Any]]:
+    """Replay accounts ``lo`` .. ``hi - 1`` alone; their churn examples and the cost
+    (``stats["cancels"]``: the ``(account_id, ts)`` of every cancellation, for alerts)."""
     sim_s = 0.0
+    cancels: list[tuple[str, int]] = []
 
     def timed(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         nonlocal sim_s
@@ -153,6 +176,8 @@ def collect_chunk(cfg: SimConfig, lo: int, hi: int) -> tuple[list[Row], dict[str
             sim_s += time.process_time() - t
             if event is None:
                 return
+            if event["type"] == "subscription_cancelled":
+                cancels.append((event["account_id"], parse_ts(event["ts"])))
             yield event
 
     rows: list[Row] = []
@@ -180,6 +205,7 @@ def collect_chunk(cfg: SimConfig, lo: int, hi: int) -> tuple[list[Row], dict[str
         "sim_s": sim_s,
         "wall_s": result.seconds,
         "worker_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "cancels": cancels,
     }
     return rows, stats
 
@@ -194,7 +220,7 @@ def chunks_of(cfg: SimConfig, chunk_accounts: int) -> list[tuple[int, int]]:
 def cache_key(cfg: SimConfig) -> str:
     """Simulator settings plus the code under ``models/`` that examples depend on."""
     root = Path(models.__file__).parent
-    h = hashlib.sha1(repr(cfg).encode())
+    h = hashlib.sha1(repr(cfg).encode() + ROW_FORMAT)
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
         if rel.parts[0] not in NOT_IN_EXAMPLES:  # a module, or a package (household)
@@ -202,7 +228,7 @@ def cache_key(cfg: SimConfig) -> str:
     return h.hexdigest()[:12]
 
 
-def _chunk_job(job: tuple[SimConfig, int, int, Path]) -> tuple[int, int, dict[str, float]]:
+def _chunk_job(job: tuple[SimConfig, int, int, Path]) -> tuple[int, int, dict[str, Any]]:
     cfg, lo, hi, path = job
     rows, stats = collect_chunk(cfg, lo, hi)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -213,7 +239,7 @@ def _chunk_job(job: tuple[SimConfig, int, int, Path]) -> tuple[int, int, dict[st
 
 def collect(
     cfg: SimConfig, cache: Path, chunk_accounts: int, jobs: int
-) -> tuple[list[Row], list[dict[str, float]], list[Path]]:
+) -> tuple[list[Row], list[dict[str, Any]], list[Path]]:
     """Churn examples of the whole population, collected chunk by chunk (cached)."""
     key = cache_key(cfg)
     paths = {
@@ -228,13 +254,13 @@ def collect(
         )
         started = time.perf_counter()
         if jobs == 1:
-            done: Iterable[tuple[int, int, dict[str, float]]] = map(_chunk_job, todo)
+            done: Iterable[tuple[int, int, dict[str, Any]]] = map(_chunk_job, todo)
             _progress(done, len(todo), started)
         else:
             with mp.get_context("fork").Pool(jobs) as pool:
                 _progress(pool.imap_unordered(_chunk_job, todo), len(todo), started)
     rows: list[Row] = []
-    stats: list[dict[str, float]] = []
+    stats: list[dict[str, Any]] = []
     for path in paths.values():
         chunk_rows, chunk_stats = pickle.loads(path.read_bytes())  # noqa: S301 - our own cache
         rows += chunk_rows
@@ -242,7 +268,7 @@ def collect(
     return rows, stats, list(paths.values())
 
 
-def _progress(done: Iterable[tuple[int, int, dict[str, float]]], n: int, started: float) -> None:
+def _progress(done: Iterable[tuple[int, int, dict[str, Any]]], n: int, started: float) -> None:
     for i, (lo, hi, s) in enumerate(done, 1):
         elapsed = time.perf_counter() - started
         log(
@@ -337,12 +363,13 @@ def at_snapshot(model: Any, bursts: list[list[Row]], warm_ts: int, split_ts: int
     """Score every snapshot with the model as it was at the snapshot's event time.
 
     That is what a worker publishes for the account then (scores never wait for
-    labels); the label comes later, with its burst.
+    labels); the label comes later, with its burst. ``scores``: example id -> score.
     """
     rows = sorted((r for b in bursts for r in b), key=lambda r: (r[3], r[2]))
     y: list[bool] = []
     p: list[float] = []
     ts: list[int] = []
+    ids: list[str] = []
     i = 0
     for burst in bursts:
         learn_ts = max(r[4] for r in burst)
@@ -351,10 +378,15 @@ def at_snapshot(model: Any, bursts: list[list[Row]], warm_ts: int, split_ts: int
                 y.append(rows[i][1])
                 p.append(float(model.predict_proba_one(rows[i][0]).get(True, 0.0)))
                 ts.append(rows[i][3])
+                ids.append(rows[i][2])
             i += 1
         for r in burst:
             model.learn_one(r[0], r[1])
-    return {**_quality(y, p), "test": _window(y, p, ts, split_ts)}
+    return {
+        **_quality(y, p),
+        "test": _window(y, p, ts, split_ts),
+        "scores": dict(zip(ids, p, strict=True)),
+    }
 
 
 def _window(y: list[bool], p: list[float], ts: list[int], start: int) -> dict[str, Any]:

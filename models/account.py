@@ -106,6 +106,14 @@ class UsageSums:
     week: tuple[float, float, float, float]  # watch s, sessions, active days, activity
     month: tuple[float, float, float, float]
     actions: dict[str, float]
+    # the long view (models.features.LONG_DAYS): per-action sums of the recent days
+    # before ``day`` and of the baseline before them, usage (watch s, active days,
+    # activity, usage events) of both, and decayed sums of usage events
+    recent_actions: dict[str, float] = field(default_factory=dict)
+    base_actions: dict[str, float] = field(default_factory=dict)
+    recent: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    base: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    decayed: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)

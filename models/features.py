@@ -33,20 +33,52 @@ out where the state still holds their time (lists, day buckets).
 ``days_since_last_activity``   days since any usage event, clipped to 90
 ``devices_28d``                devices seen in the last 28 days
 ``profiles_28d``               profiles seen in the last 28 days
+``*_56d``                      watch hours, active days, activity over 56 days
+``usage_hl3d/14d/56d``         usage events per day, decayed with a half-life of
+                               3/14/56 days (over the last 56 days)
+``usage_trend_3v56``           ``_trend`` of the 3-day against the 56-day rate
+``usage_trend_14v56``          the same, 14 against 56 days
+``watch_trend_long``           ``_trend`` of the last 14 days' rate against the
+                               account's baseline (the 42 days before them)
+``active_days_trend_long``     the same for active days
+``activity_trend_long``        the same for activity quantities
+``usual_actions_count``        the account's usual actions: >= 2 in its baseline
+``usual_actions_dropped``      share of them whose recent rate fell below half
+                               of its baseline rate
+``usual_actions_gone``         share of them not seen in the last 14 days
+``top_actions_trend``          ``_trend`` of the account's 3 top baseline actions
+``actrate_h<i>``               per-day rate of the last 14 days of the actions
+                               hashed (crc32 of the name) into bucket i of 8
+``acttrend_h<i>``              its ``_trend`` against its baseline
 =============================  ================================================
 
 The per-day rates r7/r28 divide by the days the account has existed within
-the window, so a new account is not "declining" just for being new.
+the window, so a new account is not "declining" just for being new. The long
+view needs a baseline of at least 7 lived days (else its trends are 0); it
+reads the day buckets the state keeps (56 by default: ``StateConfig.ring_days``).
+Per-action features are bounded whatever the product's vocabulary: the state
+keeps at most ``max_actions`` names (the rest are ``other``), the aggregates are
+shares and trends, and hashing maps any name to one of 8 buckets.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import zlib
 from collections.abc import Iterable
 
-from models.account import DAY_MS, AccountState, UsageSums
+from models.account import DAY_MS, AccountState, DayBucket, UsageSums
 
 RECENCY_CAP_DAYS = 90.0
+RECENT_DAYS = 14  # the recent part of the long view (today included)
+LONG_DAYS = 56  # the long view: recent days plus the account's baseline before them
+HALF_LIVES = (3, 14, 56)  # days, of the decayed usage rates
+HASH_BUCKETS = 8
+MIN_USUAL = 2.0  # baseline quantity that makes an action one of the account's usual ones
+TOP_ACTIONS = 3
+_DECAY = tuple(tuple(0.5 ** (k / h) for k in range(LONG_DAYS)) for h in HALF_LIVES)
+_DECAY_BY_AGE = tuple(zip(*_DECAY, strict=True))  # days ago -> the weight of each half-life
 _MONTH_MS = 30.4375 * DAY_MS
 _YEAR_MS = 365.25 * DAY_MS
 
@@ -154,20 +186,123 @@ def _engagement(state: AccountState, now_ms: int, age_days: float) -> dict[str, 
     lived7, lived28 = max(min(7.0, age_days), 1.0), max(min(28.0, age_days), 1.0)
     out["engagement_trend"] = _trend(watch7 / lived7, watch28 / lived28)
     out["active_days_trend"] = _trend(active7 / lived7, active28 / lived28)
+    out.update(_long_view(sums, b, age_days))
     return out
 
 
+def _long_view(sums: UsageSums, today: DayBucket | None, age_days: float) -> dict[str, float]:
+    """The long-horizon and per-action features (see the module docstring)."""
+    recent = dict(sums.recent_actions)
+    watch_r, active_r, activity_r, _ = sums.recent
+    decayed = list(sums.decayed)
+    if today is not None:
+        watch_r += today.watch_s
+        active_r += today.usage_events > 0
+        activity_r += today.activity
+        decayed = [d + today.usage_events for d in decayed]
+        for name, qty in today.actions.items():
+            recent[name] = recent.get(name, 0.0) + qty
+    watch_b, active_b, activity_b, _ = sums.base
+    lived = min(LONG_DAYS, int(age_days) + 1)
+    rates = [d / sum(w[:lived]) for d, w in zip(decayed, _DECAY, strict=True)]
+    out = {f"usage_hl{h}d": r for h, r in zip(HALF_LIVES, rates, strict=True)}
+    out["usage_trend_3v56"] = _trend(rates[0], rates[2])
+    out["usage_trend_14v56"] = _trend(rates[1], rates[2])
+    out["watch_hours_56d"] = (watch_r + watch_b) / 3600.0
+    out["active_days_56d"] = active_r + active_b
+    out["activity_56d"] = activity_r + activity_b
+    lived_r = max(min(float(RECENT_DAYS), age_days), 1.0)
+    lived_b = min(max(age_days - RECENT_DAYS, 0.0), float(LONG_DAYS - RECENT_DAYS))
+    rec_h = [0.0] * HASH_BUCKETS
+    base_h = [0.0] * HASH_BUCKETS
+    for name, qty in recent.items():
+        rec_h[_hash_bucket(name)] += qty
+    for name, qty in sums.base_actions.items():
+        base_h[_hash_bucket(name)] += qty
+    for i in range(HASH_BUCKETS):
+        out[f"actrate_h{i}"] = rec_h[i] / lived_r
+    if lived_b < 7.0:  # no baseline yet: nothing is declining
+        for name in ("watch_trend_long", "active_days_trend_long", "activity_trend_long",
+                     "usual_actions_count", "usual_actions_dropped", "usual_actions_gone",
+                     "top_actions_trend"):  # fmt: skip
+            out[name] = 0.0
+        for i in range(HASH_BUCKETS):
+            out[f"acttrend_h{i}"] = 0.0
+        return out
+    out["watch_trend_long"] = _trend(watch_r / lived_r, watch_b / lived_b)
+    out["active_days_trend_long"] = _trend(active_r / lived_r, active_b / lived_b)
+    out["activity_trend_long"] = _trend(activity_r / lived_r, activity_b / lived_b)
+    usual = sorted(
+        ((qty, name) for name, qty in sums.base_actions.items() if qty >= MIN_USUAL), reverse=True
+    )
+    dropped = gone = 0
+    for qty, name in usual:
+        r = recent.get(name, 0.0)
+        dropped += r / lived_r < 0.5 * qty / lived_b
+        gone += r == 0.0
+    n = len(usual)
+    out["usual_actions_count"] = float(n)
+    out["usual_actions_dropped"] = dropped / n if n else 0.0
+    out["usual_actions_gone"] = gone / n if n else 0.0
+    top = usual[:TOP_ACTIONS]
+    out["top_actions_trend"] = _trend(
+        sum(recent.get(name, 0.0) for _, name in top) / lived_r,
+        sum(qty for qty, _ in top) / lived_b,
+    )
+    for i in range(HASH_BUCKETS):
+        out[f"acttrend_h{i}"] = _trend(rec_h[i] / lived_r, base_h[i] / lived_b)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash_bucket(name: str) -> int:
+    """A stable bucket of an action name (crc32: the same in every process).
+
+    >>> _hash_bucket("like"), _hash_bucket("like") == _hash_bucket("like")
+    (3, True)
+    """
+    return zlib.crc32(name.encode()) % HASH_BUCKETS
+
+
 def _past_usage(state: AccountState, today: int) -> UsageSums:
-    """Sums of the day buckets of the 27 days before ``today`` (7-day: the last 6)."""
+    """Sums of the day buckets of the days before ``today``: 27 (7-day: the last 6) and
+    the long view's (``LONG_DAYS`` - 1, recent: the last ``RECENT_DAYS`` - 1), in one
+    pass in day order."""
     watch7 = sessions7 = active7 = activity7 = 0.0
     watch28 = sessions28 = active28 = activity28 = 0.0
+    watch_r = active_r = activity_r = events_r = 0.0
+    watch_b = active_b = activity_b = events_b = 0.0
+    d0 = d1 = d2 = 0.0
     actions = dict.fromkeys(state.actions, 0.0)
+    recent: dict[str, float] = {}
+    base: dict[str, float] = {}
     days = state.days
-    for day in range(today - 27, today):
+    for day in range(today - LONG_DAYS + 1, today):
         b = days.get(day)
         if b is None:
             continue
-        active = b.usage_events > 0
+        events = b.usage_events
+        active = events > 0
+        w0, w1, w2 = _DECAY_BY_AGE[today - day]
+        d0 += events * w0
+        d1 += events * w1
+        d2 += events * w2
+        if day > today - RECENT_DAYS:
+            watch_r += b.watch_s
+            active_r += active
+            activity_r += b.activity
+            events_r += events
+            into = recent
+        else:
+            watch_b += b.watch_s
+            active_b += active
+            activity_b += b.activity
+            events_b += events
+            into = base
+        for name, qty in b.actions.items():
+            into[name] = into.get(name, 0.0) + qty
+        if day <= today - 28:
+            continue
         watch28 += b.watch_s
         sessions28 += b.sessions
         active28 += active
@@ -180,7 +315,17 @@ def _past_usage(state: AccountState, today: int) -> UsageSums:
         for name, qty in b.actions.items():
             actions[name] = actions.get(name, 0.0) + qty
     week = (watch7, sessions7, active7, activity7)
-    return UsageSums(today, week, (watch28, sessions28, active28, activity28), actions)
+    return UsageSums(
+        today,
+        week,
+        (watch28, sessions28, active28, activity28),
+        actions,
+        recent_actions=recent,
+        base_actions=base,
+        recent=(watch_r, active_r, activity_r, events_r),
+        base=(watch_b, active_b, activity_b, events_b),
+        decayed=(d0, d1, d2),
+    )
 
 
 def _trend(rate_7d: float, rate_28d: float) -> float:

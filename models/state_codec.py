@@ -2,7 +2,7 @@
 
 ``models.account.dump_state`` / ``load_state`` call :func:`encode` / :func:`decode`.
 
-A record is ``b"CWAS"``, a version byte, then (version 6) one msgpack array
+A record is ``b"CWAS"``, a version byte, then (version 7) one msgpack array
 written and read by msgspec against the typed schema below (``_Account``), so
 decoding builds only plain values and never runs code. Every dataclass is an
 array of its fields (no field names); besides that:
@@ -21,8 +21,16 @@ array of its fields (no field names); besides that:
 Choosing the columns this way keeps the Python work per state small: the loops
 over days and values run inside C (``map``, ``array``, msgspec).
 
-Version 3 is version 4 without the risk state's ``follow_ups`` (its last field):
-msgspec reads a version 3 record with the version 4 schema, ``follow_ups`` empty.
+Version 5 is version 7 whose place prefixes are (first, last, IP version) only;
+version 7 added their address-pool evidence (last host, the one before, when it
+changed, pool flag: ``models.household.evidence._seen``) in the same wire types, so
+a version 5 record reads as is and its prefixes are padded when next seen. Version 6
+is version 7 with the first 30 entries of :data:`NAMES` as its fixed name table
+(``NAMES_V4``; version 5 added the names of the churn features' long view), so its
+own names are numbered after those; version 4 is version 6 without the pool evidence
+(5 and 6 were made in parallel, 7 joins them). Version 3 is version 4
+without the risk state's ``follow_ups`` (its last field): msgspec reads a
+version 3 record with the version 4 schema, ``follow_ups`` empty.
 Version 2 (a pickle of the object graph, written before this module) is still
 read, through an unpickler that can only build the classes a version 2 state
 holds, and converted. Anything else raises ``ValueError``.
@@ -30,7 +38,7 @@ holds, and converted. Anything else raises ``ValueError``.
 >>> from models.account import new_account
 >>> raw = encode(new_account("a-1"))
 >>> raw[:5], len(raw) < 150, decode(raw) == new_account("a-1")
-(b'CWAS\\x06', True, True)
+(b'CWAS\\x07', True, True)
 """
 
 from __future__ import annotations
@@ -52,11 +60,9 @@ from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
 from models.risk import RiskState
 
 MAGIC = b"CWAS"
-# 2: pickle, 3: without follow-ups, 4: place prefixes as (first, last, version) (all read
-# only); 6: this schema, place prefixes with their address-pool evidence (the same wire
-# types: a version 4 record reads as is, its prefixes padded when next seen). 5 is left
-# to a parallel change of the churn state.
-VERSION = 6
+# 2: pickle, 3: without follow-ups, 4: a shorter NAMES, 5: without pool evidence,
+# 6: a shorter NAMES (2-6 read only); 7: this
+VERSION = 7
 
 # Names every state shares (the fixed churn features and the "other" action): never
 # reorder or remove one, only append (their positions are in the stored states).
@@ -68,7 +74,14 @@ NAMES = (
     "days_since_last_playback", "days_since_last_activity", "devices_28d", "profiles_28d",
     "watch_hours_7d", "sessions_7d", "active_days_7d", "activity_7d", "watch_hours_28d",
     "sessions_28d", "active_days_28d", "activity_28d", "engagement_trend", "active_days_trend",
+    # added in version 5: the churn features' long view (models.features)
+    "usage_hl3d", "usage_hl14d", "usage_hl56d", "usage_trend_3v56", "usage_trend_14v56",
+    "watch_hours_56d", "active_days_56d", "activity_56d", "watch_trend_long",
+    "active_days_trend_long", "activity_trend_long", "usual_actions_count",
+    "usual_actions_dropped", "usual_actions_gone", "top_actions_trend",
+    *(f"actrate_h{i}" for i in range(8)), *(f"acttrend_h{i}" for i in range(8)),
 )  # fmt: skip
+NAMES_V4 = NAMES[:30]  # the table of versions 3 and 4 (their own names are numbered after it)
 _NAME_INDEX = {name: i for i, name in enumerate(NAMES)}
 
 
@@ -214,27 +227,28 @@ def encode(state: AccountState) -> bytes:
 
 
 def decode(raw: bytes) -> AccountState:
-    """Inverse of :func:`encode`; reads versions 2, 3 and 4 too. ValueError on anything else.
+    """Inverse of :func:`encode`; reads versions 2 to 6 too. ValueError on anything else.
 
-    >>> decode(b"CWAS\\x07")
+    >>> decode(b"CWAS\\x08")
     Traceback (most recent call last):
     ...
-    ValueError: unsupported account state version 7
+    ValueError: unsupported account state version 8
     """
     if len(raw) < 5 or raw[:4] != MAGIC:
         raise ValueError("not an account state")
     version = raw[4]
-    if version not in (2, 3, 4, VERSION):
+    if version not in (2, 3, 4, 5, 6, VERSION):
         raise ValueError(f"unsupported account state version {version}")
     try:
         if version == 2:
             return _from_v2(raw[5:])
-        return _from_wire(_DECODER.decode(memoryview(raw)[5:]))
+        table = NAMES_V4 if version in (3, 4, 6) else NAMES
+        return _from_wire(_DECODER.decode(memoryview(raw)[5:]), table)
     except Exception as exc:  # corrupt: msgspec, index, type or pickle errors alike
         raise ValueError(f"corrupt account state (version {version}): {exc}") from exc
 
 
-# --- version 4 (and 3) ----------------------------------------------------------------
+# --- version 7 (and 6 to 3) -------------------------------------------------------------
 
 
 def _floats(values: list[float]) -> bytes | list[float]:
@@ -319,8 +333,8 @@ def _household_to_wire(hs: HouseholdState) -> _Household:
     )
 
 
-def _from_wire(w: _Account) -> AccountState:
-    names = NAMES + tuple(w.names)
+def _from_wire(w: _Account, table: tuple[str, ...] = NAMES) -> AccountState:
+    names = table + tuple(w.names)
     d = w.days
     flat = zip(map(names.__getitem__, d.action_name), _unfloats(d.action_qty), strict=True)
     actions = [dict(islice(flat, n)) for n in d.action_count]

@@ -9,6 +9,7 @@ behaviour model.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import zlib
@@ -46,7 +47,6 @@ Out = list[tuple[int, dict[str, Any]]]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 H_SUDDEN = 0.0003  # per-day hazard of churning with no warning at all
-DECLINE_PER_DAY = 1 / 180  # chance a satisfaction decline episode starts on a day
 # Plan weights (basic, standard, premium) per archetype.
 PLAN_CUM = {
     "big_family": list(accumulate((1, 3, 6))),
@@ -67,6 +67,41 @@ FAIL_REASONS = ("insufficient_funds", "card_expired", "do_not_honor", "processin
 SUPPORT_TOPICS = ("billing", "playback_issue", "account", "cancel_inquiry", "content_request")
 NEGATIVE_TOPICS = frozenset({"billing", "playback_issue", "cancel_inquiry"})
 VERIFY_FACTOR = {"borrower": 1.0, "hotel": 0.6, "vpn": 0.5, "carrier": 0.15}
+
+
+_SYLLABLES = ("ka", "lo", "mi", "re", "tu", "sa", "ve", "no", "bi", "zo", "pa", "fe")
+_VERBS = ("add", "open", "tap", "send", "save", "view", "edit", "share", "sync", "pin")
+
+
+@functools.lru_cache(maxsize=16)
+def action_vocabulary(seed: int, n: int, signal_share: float) -> tuple[Vocabulary, Vocabulary]:
+    """A product's own action names (signal, noise), each with cumulative popularity.
+
+    The names, their popularity (Zipf-like) and which ones follow satisfaction
+    are drawn from ``seed``: every run has another product.
+
+    >>> signal, noise = action_vocabulary(3, 5, 0.4)
+    >>> len(signal[0]) + len(noise[0]), len(signal[0])
+    (5, 2)
+    """
+    rng = random.Random(f"vocab:{seed}")
+    names: list[str] = []
+    while len(names) < n:
+        word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randrange(1, 4)))
+        name = f"{rng.choice(_VERBS)}_{word}" if rng.random() < 0.6 else word
+        if name not in names:
+            names.append(name)
+    weights = [1.0 / (i + 1) ** rng.uniform(0.5, 1.2) for i in range(n)]
+    order = list(range(n))
+    rng.shuffle(order)
+    k = max(1, round(signal_share * n)) if n > 1 else n
+    parts = (order[:k], order[k:])
+    return tuple(  # type: ignore[return-value]
+        ([names[i] for i in part], list(accumulate(weights[i] for i in part))) for part in parts
+    )
+
+
+Vocabulary = tuple[list[str], list[float]]  # names, cumulative weights
 
 
 def sig(x: float) -> float:
@@ -356,7 +391,7 @@ class Account:
     def _life(self, out: Out, d: int, lo: int, day_end: int) -> int:
         """Latent state, subscription events and churn of day ``d``; returns the usage end."""
         rng, cfg = self.rng, self.cfg
-        if self.decline_left == 0 and rng.random() < DECLINE_PER_DAY:
+        if self.decline_left == 0 and rng.random() < cfg.decline_rate:
             self.decline_left = rng.randrange(15, 50)
             self.drift, self.fatigue = -rng.uniform(0.03, 0.08), rng.random() < 0.4
             self.truth["decline_start_ts"].append(lo)
@@ -479,13 +514,48 @@ class Account:
                     start = self._start(v, day_start)
                     if lo <= start < hi:
                         self._session(out, d, v, start, eng, "borrower", v.place, None)
+        if cfg.daily_activity:
+            self._daily_activity(out, lo, hi, eng)
         for _ in range(poisson(rng, 0.1 + 0.6 * self.fatigue)):  # browsing, no playback
             v, ts = rng.choice(self.viewers), self._between(lo, hi)
             if self.trip is None or not self.trip.depart <= ts < self.trip.back_arrive:
                 ip, geo = self._network("home", self.home)
-                action = rng.choice(BROWSE_ACTIONS)
+                action = self._browse_action()
                 device = rng.choice(v.devices)
                 self._activity(out, ts, v, device, ip, self._geo(geo, device[0]), action)
+
+    def _daily_activity(self, out: Out, lo: int, hi: int, eng: float) -> None:
+        """An activity-led product: each viewer's actions outside viewing; the signal
+        actions follow satisfaction (and content fatigue), the others do not."""
+        rng, cfg = self.rng, self.cfg
+        (signal, signal_cum), (noise, noise_cum) = self._vocabulary
+        follow = min(1.5, eng) * (0.4 if self.fatigue else 1.0)
+        for v in self.viewers:
+            scale = cfg.daily_activity * v.rate / 0.8
+            for names, cum, mult in ((signal, signal_cum, follow), (noise, noise_cum, 1.0)):
+                if not names:
+                    continue
+                share = cfg.signal_action_share if names is signal else 1 - cfg.signal_action_share
+                for _ in range(poisson(rng, scale * share * mult)):
+                    ts = self._between(lo, hi)
+                    if self.trip is not None and self.trip.depart <= ts < self.trip.back_arrive:
+                        continue
+                    action = names[pick_cum(rng, cum)]
+                    ip, geo = self._network("home", self.home)
+                    device = rng.choice(v.devices)
+                    self._activity(out, ts, v, device, ip, self._geo(geo, device[0]), action)
+
+    def _browse_action(self) -> str:
+        if not self.cfg.action_vocab:
+            return self.rng.choice(BROWSE_ACTIONS)
+        (signal, signal_cum), (noise, noise_cum) = self._vocabulary
+        names, cum = (noise, noise_cum) if noise else (signal, signal_cum)
+        return names[pick_cum(self.rng, cum)]
+
+    @functools.cached_property
+    def _vocabulary(self) -> tuple[Vocabulary, Vocabulary]:
+        cfg = self.cfg
+        return action_vocabulary(cfg.seed, cfg.action_vocab, cfg.signal_action_share)
 
     def _start(self, v: Viewer, day_start: int) -> int:
         hour = (pick_cum(self.rng, v.rhythm) - v.place.tz_hours) % 24
@@ -706,6 +776,12 @@ class Account:
 
     def _action(self, eng: float) -> str:
         rng = self.rng
+        if self.cfg.action_vocab:  # the product's own: engaged viewers use the signal ones
+            (signal, signal_cum), (noise, noise_cum) = self._vocabulary
+            engaged = 0.5 * min(1.0, eng) * (0.4 if self.fatigue else 1.0)
+            if signal and (not noise or rng.random() < engaged):
+                return signal[pick_cum(rng, signal_cum)]
+            return noise[pick_cum(rng, noise_cum)]
         r = rng.random()
         if r < 0.02:
             return f"promo_banner_{rng.randrange(500)}"  # an open-ended long tail

@@ -54,6 +54,19 @@ class SimConfig:
     session_rate: float = _knob(1.0, "multiplier on viewing sessions per viewer and day")
     activity_rate: float = _knob(0.8, "mean activity events per viewing session")
     churn_scale: float = _knob(1.0, "multiplier on every voluntary churn hazard")
+    decline_rate: float = _knob(
+        1 / 180, "chance a satisfaction decline episode starts on a day (they precede churn)"
+    )
+    # An activity-led product: its own action names, some of which follow satisfaction.
+    action_vocab: int = _knob(
+        0, "number of product-specific action names (0: the built-in likes, ratings, ...)"
+    )
+    signal_action_share: float = _knob(
+        0.3, "with --action-vocab: share of the actions whose rate follows satisfaction"
+    )
+    daily_activity: float = _knob(
+        0.0, "activity events per viewer and day outside viewing (with --action-vocab)"
+    )
     reactivation_rate: float = _knob(0.25, "share of cancelled accounts that come back")
     payment_failure_rate: float = _knob(0.03, "chance a renewal payment fails (good cards)")
     bad_card_share: float = _knob(0.08, "share of accounts whose payments fail often")
@@ -136,6 +149,10 @@ class SimConfig:
         lo_hi = (self.trip_gap_days, self.trip_days)
         if any(not 1 <= lo < hi for lo, hi in lo_hi) or not self.profile_choices:
             raise ValueError("trip ranges must be 1 <= lo < hi; profile_choices non-empty")
+        if self.action_vocab < 0 or self.daily_activity < 0:
+            raise ValueError("action_vocab and daily_activity must be >= 0")
+        if self.daily_activity and not self.action_vocab:
+            raise ValueError("daily_activity needs an action_vocab")
         unknown = {name for name, _ in self.mix} - set(ARCHETYPES)
         if unknown or sum(w for _, w in self.mix) <= 0 or any(w < 0 for _, w in self.mix):
             raise ValueError(f"bad archetype mix {self.mix!r} (known: {', '.join(ARCHETYPES)})")

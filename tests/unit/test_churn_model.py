@@ -9,7 +9,14 @@ import random
 import pytest
 from river import compose
 
-from models.churn import DEFAULT_KIND, KINDS, explain, make_churn_model, model_input
+from models.churn import (
+    ACTION_BUCKETS,
+    DEFAULT_KIND,
+    KINDS,
+    explain,
+    make_churn_model,
+    model_input,
+)
 
 
 def stream(n: int, seed: int = 1) -> list[tuple[dict[str, float], bool]]:
@@ -57,10 +64,15 @@ def test_scaler_choice() -> None:
     assert list(bare.steps) == ["model_input", "LogisticRegression"]
 
 
-def test_action_counts_stay_out_of_the_model_input_unless_asked() -> None:
-    x = {"action_like_28d": 4.0, "activity_28d": 4.0}
-    assert model_input(x) == {"activity_28d": math.log1p(4.0)}
-    for actions, seen in ((False, {"activity_28d"}), (True, set(x))):
+def test_action_counts_enter_the_model_input_hashed_unless_asked_raw() -> None:
+    x = {"action_like_28d": 4.0, "action_rate_28d": 1.0, "activity_28d": 4.0}
+    hashed = model_input(x)
+    assert hashed["activity_28d"] == math.log1p(4.0)
+    buckets = {k for k in hashed if k.startswith("actions_h")}
+    assert len(buckets) == 2 and sum(map(math.expm1, (hashed[k] for k in buckets))) == 5.0
+    many = {f"action_promo_{i}_28d": 1.0 for i in range(1000)}  # any vocabulary: bounded
+    assert len(model_input(many)) == ACTION_BUCKETS
+    for actions, seen in ((False, {"activity_28d"} | buckets), (True, set(x))):
         model = make_churn_model(actions=actions)
         model.learn_one(x, True)
         assert set(model["LogisticRegression"].weights) == seen

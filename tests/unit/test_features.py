@@ -18,6 +18,17 @@ def ev(eid: str, type_: str, ts: int, **fields: object) -> Event:
     return Event(eid, type_, "a", ts, fields)
 
 
+def trend(recent: float, base: float) -> float:
+    return (recent - base) / (recent + base)
+
+
+def decayed(half_life: int, events: dict[int, int], today: int) -> float:
+    """Per-day rate of usage events decayed with ``half_life`` days (over 56 days lived)."""
+    lived = min(56, today + 1)
+    total = sum(n * 0.5 ** ((today - d) / half_life) for d, n in events.items())
+    return total / sum(0.5 ** (k / half_life) for k in range(lived))
+
+
 def history() -> list[Event]:
     d = DAY_MS
     return [
@@ -96,6 +107,29 @@ def test_features_pinned_for_a_hand_built_history() -> None:
         "action_rate_it_28d": 1.0,
         "engagement_trend": (1 / 7 - 1 / 28) / (1 / 7 + 1 / 28),
         "active_days_trend": (1 / 7 - 1 / 28) / (1 / 7 + 1 / 28),
+        # the long view: usage events on days 1 (2), 2 (3), 32 (1) and 33 (2), today 35
+        **{f"usage_hl{h}d": decayed(h, {1: 2, 2: 3, 32: 1, 33: 2}, 35) for h in (3, 14, 56)},
+        "usage_trend_3v56": trend(
+            decayed(3, {1: 2, 2: 3, 32: 1, 33: 2}, 35), decayed(56, {1: 2, 2: 3, 32: 1, 33: 2}, 35)
+        ),
+        "usage_trend_14v56": trend(
+            decayed(14, {1: 2, 2: 3, 32: 1, 33: 2}, 35), decayed(56, {1: 2, 2: 3, 32: 1, 33: 2}, 35)
+        ),
+        "watch_hours_56d": 3.0,
+        "active_days_56d": 4.0,
+        "activity_56d": 4.0,
+        # recent: the last 14 days (days 22..35); baseline: the 21 days lived before them
+        "watch_trend_long": trend(1800 / 14, 9000 / 21),
+        "active_days_trend_long": trend(2 / 14, 2 / 21),
+        "activity_trend_long": trend(1 / 14, 3 / 21),
+        "usual_actions_count": 1.0,  # like (3 in the baseline); rate_it only recently
+        "usual_actions_dropped": 1.0,
+        "usual_actions_gone": 1.0,
+        "top_actions_trend": -1.0,
+        **{f"actrate_h{i}": 0.0 for i in range(8)},
+        **{f"acttrend_h{i}": 0.0 for i in range(8)},
+        "actrate_h3": 1 / 14,  # like and rate_it share bucket 3
+        "acttrend_h3": trend(1 / 14, 3 / 21),
     }
     assert f.keys() == expected.keys()
     for name, value in expected.items():

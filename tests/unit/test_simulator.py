@@ -406,3 +406,31 @@ def test_progress_shows_share_done_and_eta():
     by_bytes = Progress("replay", None, total_bytes=1000)
     by_bytes.tick(None, 250)
     assert by_bytes.fraction(None) == 0.25
+
+
+def test_an_activity_led_product_has_its_own_vocabulary_and_its_signal_actions_fade() -> None:
+    """``action_vocab``: every action is one of the product's names; before a cancellation
+    the actions that follow satisfaction fall, relative to the others."""
+    from models.simulator.account import action_vocabulary
+
+    cfg = SimConfig(accounts=300, days=90, seed=4, action_vocab=10, daily_activity=3.0,
+                    session_rate=0.3, churn_scale=2.0)  # fmt: skip
+    (signal, _), (noise, _) = action_vocabulary(cfg.seed, 10, cfg.signal_action_share)
+    assert len(signal) == 3 and len(noise) == 7
+    truth: list[dict[str, Any]] = []
+    events = list(simulate(cfg, truth.append))
+    actions = [e for e in events if e["type"] == "activity"]
+    assert {e["action"] for e in actions} == set(signal) | set(noise)
+    assert len(actions) > 2 * sum(e["type"] == "playback_started" for e in events)
+    churn = {t["account_id"]: t["churn_ts"] for t in truth if t["churn_driver"] == "disengaged"}
+    assert len(churn) >= 10
+    share = {"early": [0, 0], "late": [0, 0]}  # [signal, all], 60..30 and 14..0 days before
+    for e in actions:
+        c, ts = churn.get(e["account_id"]), parse_ts(e["ts"])
+        if c is None or not c - 60 * DAY_MS <= ts < c:
+            continue
+        part = share["late" if ts >= c - 14 * DAY_MS else "early"]
+        if ts < c - 30 * DAY_MS or ts >= c - 14 * DAY_MS:
+            part[0] += e["action"] in signal
+            part[1] += 1
+    assert share["late"][0] / share["late"][1] < 0.8 * share["early"][0] / share["early"][1]

@@ -98,6 +98,15 @@ def rich_state_v4() -> AccountState:
     return s
 
 
+def rich_state_v5() -> AccountState:
+    """``rich_state_v4`` with a pending snapshot of the long view (names added in version 5)."""
+    s = rich_state_v4()
+    s.pending.append((T0 + 14 * D, {"tenure_days_log": 2.7, "usage_hl3d": 4.5,
+                                    "usual_actions_dropped": 0.25, "acttrend_h7": -1.0,
+                                    "action_like_28d": 1.0}))  # fmt: skip
+    return s
+
+
 def same(a: object, b: object) -> bool:
     """Equal down to float bits, types and deque bounds (``==`` calls -0.0 and 0.0 equal)."""
     if dataclasses.is_dataclass(a):
@@ -120,10 +129,19 @@ def same(a: object, b: object) -> bool:
     return type(a) is type(b) and a == b
 
 
+def rich_state_v7() -> AccountState:
+    """``rich_state_v5`` (the long-view names) with a place prefix holding the address-pool
+    evidence of version 6: everything version 7 holds."""
+    s = rich_state_v5()
+    place = next(iter(s.household.places.values()))
+    place.prefixes["0123456789abcdef"] = (T0, T0 + 2 * D, 4, 77, 76, T0 + D, 1)
+    return s
+
+
 def test_round_trip_is_exact() -> None:
-    s = rich_state_v4()
+    s = rich_state_v7()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x06"
+    assert raw[:5] == b"CWAS\x07"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -151,12 +169,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_6() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_7() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x06"
+    assert raw[:5] == b"CWAS\x07"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -173,6 +191,15 @@ def rich_state_v6() -> AccountState:
     place = next(iter(s.household.places.values()))
     place.prefixes["0123456789abcdef"] = (T0, T0 + 2 * D, 4, 77, 76, T0 + D, 1)
     return s
+
+
+def test_version_7_records_stay_readable() -> None:
+    """``data/account_state_v7.bin`` is ``dump_state(rich_state_v7())`` when version 7 was
+    made: a change to the schema must come with a new version (and this file kept)."""
+    raw = (DATA / "account_state_v7.bin").read_bytes()
+    assert raw[:5] == b"CWAS\x07"
+    assert raw == dump_state(rich_state_v7())
+    assert same(load_state(raw), rich_state_v7())
 
 
 def test_version_6_records_stay_readable() -> None:
@@ -195,6 +222,16 @@ def test_a_version_4_prefix_record_gets_the_pool_evidence_when_seen_again() -> N
     assert _seen(record, T0 + 10 * D, 4, 9) == (record[0], T0 + 10 * D, 4, 9, -1, 0, 0)
     later = _seen(_seen(record, T0 + 10 * D, 4, 9), T0 + 11 * D, 4, 10)
     assert later[3:] == (10, 9, T0 + 11 * D, 0)
+
+
+def test_version_5_records_stay_readable_and_keep_the_long_view_names_in_the_table() -> None:
+    """``data/account_state_v5.bin`` is ``dump_state(rich_state_v5())`` when version 5 was
+    made: a change to the schema must come with a new version (and this file kept)."""
+    assert same(load_state((DATA / "account_state_v5.bin").read_bytes()), rich_state_v5())
+    v4 = load_state((DATA / "account_state_v4.bin").read_bytes())  # its own names: after 30
+    assert same(load_state(dump_state(v4)), v4)
+    raw = dump_state(rich_state_v5())
+    assert b"usage_hl3d" not in raw and b"acttrend_h7" not in raw  # fixed names: an index
 
 
 def test_a_version_2_pickle_is_migrated() -> None:
@@ -251,7 +288,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 5, 255):
+    for version in (0, 1, 8, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 
