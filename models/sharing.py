@@ -63,11 +63,20 @@ def _settled(f: Mapping[str, float]) -> bool:
     )
 
 
+def _mirror(f: Mapping[str, float]) -> bool:
+    """Whether the second place is the household itself seen a second way (its home
+    geolocated at the city centre, a home network split in two): at least two of the
+    home's own devices are seen there, as many as live there. A borrower household's
+    devices are never in the owner's living room, and the owner's rarely at theirs."""
+    shared = f["second_place_shared_devices_28d"]
+    return shared >= 2 and shared >= f["second_place_own_devices_28d"]
+
+
 def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     """The transformed value of each prior signal."""
     ramp = min(1.0, f["observed_days_28d"] / RAMP_DAYS)
     # days of a phone on networks that never recur count once: a commute, not a home
-    days_cap = 5.0 if _settled(f) else 1.0
+    days_cap = 5.0 if _settled(f) and not _mirror(f) else 1.0
     x = {
         "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
         "second_place_own_coactive_days_28d": min(
@@ -107,8 +116,10 @@ def sharing_evidence_score(features: Mapping[str, float]) -> float:
     ...           "second_place_own_coactive_days_28d": 3.0, "second_place_prefixes_28d": 1.0}
     >>> round(sharing_evidence_score(sharer), 2)
     0.95
+    >>> round(sharing_evidence_score({**sharer, "second_place_shared_devices_28d": 1.0}), 2)
+    0.71
     >>> round(sharing_evidence_score({**sharer, "second_place_shared_devices_28d": 2.0}), 2)
-    0.25
+    0.01
     """
     return _sigmoid(PRIOR_BIAS + sum(_contributions(features).values()))
 

@@ -100,6 +100,28 @@ def test_devices_also_seen_at_home_are_the_household_on_the_move():
     assert sharing_evidence_score({**moved, "second_place_shared_devices_28d": 3.0}) < 0.01
 
 
+def test_a_place_with_as_many_home_devices_as_residents_is_the_home_seen_twice():
+    """Home's own devices seen at the second place, as many as live there: the same
+    household geolocated two ways (street vs city centre) or a home network split in
+    two. Its co-active days count once; one shared device (a visit) does not do that."""
+    split = {
+        **QUIET,
+        "observed_days_28d": 20.0,
+        "second_place_own_devices_28d": 4.0,
+        "second_place_own_coactive_days_28d": 5.0,
+        "second_place_shared_devices_28d": 4.0,
+        "second_place_prefixes_28d": 1.0,
+        "second_place_recurring_prefixes_28d": 1.0,
+        "second_place_stationary_devices_28d": 1.0,
+        "cross_place_overlap_hours_28d": 1.0,
+    }
+    assert sharing_evidence_score(split) < 0.05
+    borrower = {**split, "second_place_shared_devices_28d": 1.0}
+    assert sharing_evidence_score(borrower) > 0.99
+    more_residents = {**split, "second_place_own_devices_28d": 5.0}
+    assert sharing_evidence_score(more_residents) > 0.5
+
+
 def test_second_household_signals_ramp_up_over_the_first_days():
     """In an account's first days the home is not known yet."""
     scores = [
