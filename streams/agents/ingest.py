@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
-from models.ordering import Reorderer
+from models.ordering import MARKS_HEADER, Reorderer, encode_marks, report
 from models.partitioning import partition_for
 from models.timepolicy import MergedClock, wall_ms
 from streams.faust_compat import committed_offset
@@ -35,6 +35,9 @@ INTERNAL_BATCH = 500
 FLUSH_EVERY_S = 0.2  # released events go downstream at least this often
 HELD_HIGH_WATER = 100_000  # ... or as soon as this many are held
 UNALIGNED_WARN_EVERY_S = 600.0
+# a partition of account-events that gets no events still hears how far this ingest got
+# (an empty message with the report) when the report changed, and at least this often
+MARK_EVERY_MS = 1_000
 
 
 def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
@@ -88,6 +91,12 @@ def register(rt: Runtime) -> None:
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
 
     warned_at = [-UNALIGNED_WARN_EVERY_S]
+    topic_index = {topic: i for i, topic in enumerate(s.input_topics)}
+    marked: dict[int, tuple[bytes, int]] = {}  # account-events partition -> last report, when
+
+    def source(tp: Any) -> str:
+        """An input partition as the account agents' merge names it."""
+        return f"{topic_index[tp.topic]}:{tp.partition}"
 
     def warn_unaligned(n: int) -> None:
         """Count input not keyed by account; warn (now and then) if other workers read input."""
@@ -130,9 +139,16 @@ def register(rt: Runtime) -> None:
         return await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
     async def forward(everything: bool = False) -> None:
-        """Send what the frontier allows; acknowledge the messages fully sent."""
+        """Send what the frontier allows; acknowledge the messages fully sent.
+
+        Every message to account-events carries this ingest's report on its input
+        partitions (``models.ordering.encode_marks``): with several workers, each
+        account agent merges the ingests that write to it by these watermarks
+        (``WatermarkMerge``), so an account's events read by a slower worker are not late.
+        """
+        now = _now_ms()
         if not everything:
-            check_backlogs(_now_ms())
+            check_backlogs(now)
         ahead: list[tuple[Event, Any, tuple[str, str]]] = []
         wall = wall_ms()
 
@@ -142,23 +158,42 @@ def register(rt: Runtime) -> None:
                 ahead.append((event, token, why))
             return why is None
 
-        events, done = reorder.release(1 << 62 if everything else _now_ms(), keep)
+        events, done = reorder.release(1 << 62 if everything else now, keep)
+        frontier, active, idle = report(reorder, now)
+        marks = encode_marks(frontier, map(source, active), map(source, idle))
+        headers = [(MARKS_HEADER, marks)]
         pending = []
         for event, token, (kind, text) in ahead:  # ahead of everything else read
             msg = token.message
             index, raw = locate(msg.value, event.event_id)
             where = (msg.topic, msg.partition, msg.offset, index)
             pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
-        for partition, part in route(events, s.partitions).items():
+        routed = route(events, s.partitions)
+        for partition, part in routed.items():
             for i in range(0, len(part), INTERNAL_BATCH):
                 pending.append(
                     await account_events.send(
                         key=str(partition).encode(),
                         value=encode_batch(part[i : i + INTERNAL_BATCH]),
                         partition=partition,
+                        headers=headers,
                         force=True,
                     )
                 )
+            marked[partition] = (marks, now)
+        for partition in range(s.partitions):  # the others hear the report alone
+            last, at = marked.get(partition, (b"", -MARK_EVERY_MS))
+            if partition not in routed and (last != marks or now - at >= MARK_EVERY_MS):
+                pending.append(
+                    await account_events.send(
+                        key=str(partition).encode(),
+                        value=b"[]",
+                        partition=partition,
+                        headers=headers,
+                        force=True,
+                    )
+                )
+                marked[partition] = (marks, now)
         await asyncio.gather(*pending)  # Kafka has them all: now the input may be committed
         stream = streams.get("input")
         for token in done:
