@@ -114,6 +114,24 @@ class Reorderer:
         ]
         return min(active) if active else None
 
+    def vouched(self, now_ms: int) -> int | None:
+        """The frontier, if at least two sources hold it back: an event up to it has been
+        passed by another source than its own (None: no such guarantee).
+
+        >>> r = Reorderer(idle_ms=1_000)
+        >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
+        >>> r.vouched(0), r.add("b", [Event("y", "login", "a", 9, {})], token="m2", now_ms=0)
+        (None, None)
+        >>> r.vouched(0)
+        5
+        """
+        active = [
+            top
+            for src, (top, seen) in self._sources.items()
+            if now_ms - seen < (self.stall_ms if src in self._behind else self.idle_ms)
+        ]
+        return min(active) if len(active) >= 2 else None
+
     def forget(self, source: Hashable) -> None:
         """A source went away (partition revoked): it no longer holds anything back."""
         self._sources.pop(source, None)

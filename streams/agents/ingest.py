@@ -151,9 +151,11 @@ def register(rt: Runtime) -> None:
             check_backlogs(now)
         ahead: list[tuple[Event, Any, tuple[str, str]]] = []
         wall = wall_ms()
+        vouched = reorder.vouched(now)
+        vouched = -1 if vouched is None else vouched
 
         def keep(event: Event, token: Any) -> bool:
-            why = merged.admit(event.ts, wall_ms=wall)
+            why = merged.admit(event.ts, wall_ms=wall, vouched=event.ts <= vouched)
             if why is not None:
                 ahead.append((event, token, why))
             return why is None
