@@ -55,11 +55,13 @@ class Reorderer:
     idle_ms: int = 2_000
     stall_ms: int = 60_000
     max_held: int = 200_000
+    quiet_ms: int | None = None  # silence of a caught-up source (None: ``idle_ms``)
     _heap: list[tuple[int, int, Event, Hashable]] = field(default_factory=list)
     _seq: Any = field(default_factory=itertools.count)
     _sources: dict[Hashable, tuple[int, int]] = field(default_factory=dict)  # max ts, last seen
     _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events still held
     _behind: set[Hashable] = field(default_factory=set)  # sources with undelivered messages
+    _caught_up: set[Hashable] = field(default_factory=set)  # ... and those known to have none
 
     @property
     def held(self) -> int:
@@ -81,16 +83,39 @@ class Reorderer:
         or goes idle, so a backlog read from it first is not overtaken at start-up."""
         self._sources.setdefault(source, (-1, now_ms))
 
+    def _limit(self, source: Hashable) -> int:
+        """How long a silent source holds the others back."""
+        if source in self._behind:
+            return self.stall_ms
+        if source in self._caught_up and self.quiet_ms is not None:
+            return min(self.quiet_ms, self.idle_ms)
+        return self.idle_ms
+
     def silent(self, now_ms: int) -> list[Hashable]:
-        """Sources that have not delivered for ``idle_ms`` (idle, unless they are behind)."""
-        return [src for src, (_, seen) in self._sources.items() if now_ms - seen >= self.idle_ms]
+        """Sources that have not delivered for ``quiet_ms`` (or ``idle_ms``): the caller
+        says which are behind (:meth:`mark_behind`) just before a release."""
+        least = min(self.idle_ms, self.quiet_ms if self.quiet_ms is not None else self.idle_ms)
+        return [src for src, (_, seen) in self._sources.items() if now_ms - seen >= least]
 
     def mark_behind(self, source: Hashable, behind: bool) -> None:
-        """Whether ``source`` is known to hold messages it has not delivered yet."""
+        """Whether ``source`` holds messages it has not delivered yet (True), or is known
+        to be caught up (False: it stops holding the others back after ``quiet_ms``).
+
+        >>> r = Reorderer(idle_ms=3_000, quiet_ms=300)
+        >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
+        >>> r.add("b", [Event("y", "login", "a", 9, {})], token="m2", now_ms=0)
+        >>> r.frontier(500)  # silent for 0.5 s, nothing known: both still hold back
+        5
+        >>> r.mark_behind("a", False)  # "a" is caught up: the end of a burst
+        >>> r.frontier(500)
+        9
+        """
         if behind:
             self._behind.add(source)
+            self._caught_up.discard(source)
         else:
             self._behind.discard(source)
+            self._caught_up.add(source)
 
     def frontier(self, now_ms: int) -> int | None:
         """Event time up to which every active source has delivered (None: no active source).
@@ -108,9 +133,7 @@ class Reorderer:
         95
         """
         active = [
-            top
-            for src, (top, seen) in self._sources.items()
-            if now_ms - seen < (self.stall_ms if src in self._behind else self.idle_ms)
+            top for src, (top, seen) in self._sources.items() if now_ms - seen < self._limit(src)
         ]
         return min(active) if active else None
 
@@ -126,9 +149,7 @@ class Reorderer:
         5
         """
         active = [
-            top
-            for src, (top, seen) in self._sources.items()
-            if now_ms - seen < (self.stall_ms if src in self._behind else self.idle_ms)
+            top for src, (top, seen) in self._sources.items() if now_ms - seen < self._limit(src)
         ]
         return min(active) if len(active) >= 2 else None
 
@@ -136,6 +157,7 @@ class Reorderer:
         """A source went away (partition revoked): it no longer holds anything back."""
         self._sources.pop(source, None)
         self._behind.discard(source)
+        self._caught_up.discard(source)
 
     def release(
         self, now_ms: int, keep: Callable[[Event, Hashable], bool] | None = None
@@ -184,8 +206,7 @@ def report(reorderer: Reorderer, now_ms: int) -> tuple[int | None, list[Hashable
     """
     active, idle = [], []
     for src, (_, seen) in reorderer._sources.items():
-        limit = reorderer.stall_ms if src in reorderer._behind else reorderer.idle_ms
-        (active if now_ms - seen < limit else idle).append(src)
+        (active if now_ms - seen < reorderer._limit(src) else idle).append(src)
     return reorderer.frontier(now_ms), active, idle
 
 

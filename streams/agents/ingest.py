@@ -83,7 +83,11 @@ def _now_ms() -> int:
 def register(rt: Runtime) -> None:
     s, m, app = rt.settings, rt.metrics, rt.app
     dead_letter, account_events = rt.topics.dead_letter, rt.topics.account_events
-    reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000), stall_ms=int(s.input_stall_s * 1000))
+    reorder = Reorderer(
+        idle_ms=int(s.input_idle_s * 1000),
+        stall_ms=int(s.input_stall_s * 1000),
+        quiet_ms=int(s.input_quiet_s * 1000),
+    )
     policy = s.engine_config().time  # the accepted range of event times
     merged = MergedClock(policy)  # ... and the clock of the input merged in event time
     lock = asyncio.Lock()
@@ -98,8 +102,8 @@ def register(rt: Runtime) -> None:
         """An input partition as the account agents' merge names it."""
         return f"{topic_index[tp.topic]}:{tp.partition}"
 
-    def warn_unaligned(n: int) -> None:
-        """Count input not keyed by account; warn (now and then) if other workers read input."""
+    def note_unaligned(n: int) -> None:
+        """Count input not keyed by account; say (now and then) if other workers read input."""
         m.unaligned_events.inc(n)
         now = time.monotonic()
         if now - warned_at[0] < UNALIGNED_WARN_EVERY_S:
@@ -109,11 +113,12 @@ def register(rt: Runtime) -> None:
         every = sum(consumer.topic_partitions(t) or s.partitions for t in s.input_topics)
         if len(assigned) < every:
             warned_at[0] = now
-            log.warning(
+            log.info(
                 "input messages not keyed by account_id while other workers read input too: "
-                "an account's events then reach its state from several workers and those "
-                "behind are dropped as late. Key input by account_id, or run one worker "
-                "(churnwatch_input_unaligned_events_total counts them)"
+                "an account's events then reach its state through several workers, and each "
+                "account agent holds them until the slowest worker's ingest has passed them "
+                "(churnwatch_account_events_held). Keyed input needs no such wait "
+                "(churnwatch_input_unaligned_events_total counts unkeyed events)"
             )
 
     def check_backlogs(now_ms: int) -> None:
@@ -217,7 +222,7 @@ def register(rt: Runtime) -> None:
             for event_type, n in Counter(e.type for e in events).items():
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):
-                warn_unaligned(len(events))
+                note_unaligned(len(events))
             async with lock:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):

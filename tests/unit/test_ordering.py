@@ -144,3 +144,17 @@ def test_an_event_another_partition_passed_is_vouched_for():
     assert r.vouched(0) is None  # a single source cannot vouch for its own events
     r.add("b", [_ev("y", 3 * 86_400_000)], token="m2", now_ms=0)
     assert r.vouched(0) == 5
+
+
+def test_a_caught_up_partition_stops_holding_back_after_a_short_silence():
+    # issue #12: the end of a burst waited CHURNWATCH_INPUT_IDLE_S for every partition
+    r = Reorderer(idle_ms=3_000, stall_ms=60_000, quiet_ms=300)
+    r.add("sub", [_ev("s1", 100)], token="m1", now_ms=0)
+    r.add("use", [_ev("u1", 900)], token="m2", now_ms=0)
+    assert r.silent(299) == [] and sorted(r.silent(300)) == ["sub", "use"]
+    assert [e.event_id for e in r.release(now_ms=400)[0]] == ["s1"]  # nothing known yet
+    r.mark_behind("use", behind(highwater=13, next_offset=13))  # caught up
+    r.mark_behind("sub", behind(highwater=40, next_offset=12))  # Kafka has more of it
+    assert r.release(now_ms=400) == ([], [])  # "sub" is behind: it holds u1 back still
+    r.mark_behind("sub", behind(highwater=40, next_offset=40))  # ... now caught up too
+    assert [e.event_id for e in r.release(now_ms=400)[0]] == ["u1"]
