@@ -35,9 +35,6 @@ INTERNAL_BATCH = 500
 FLUSH_EVERY_S = 0.2  # released events go downstream at least this often
 HELD_HIGH_WATER = 100_000  # ... or as soon as this many are held
 UNALIGNED_WARN_EVERY_S = 600.0
-# a partition of account-events that gets no events still hears how far this ingest got
-# (an empty message with the report) when the report changed, and at least this often
-MARK_EVERY_MS = 1_000
 
 
 def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
@@ -96,7 +93,7 @@ def register(rt: Runtime) -> None:
 
     warned_at = [-UNALIGNED_WARN_EVERY_S]
     topic_index = {topic: i for i, topic in enumerate(s.input_topics)}
-    marked: dict[int, tuple[bytes, int]] = {}  # account-events partition -> last report, when
+    marked: dict[int, bytes] = {}  # account-events partition -> the last report it got
 
     def source(tp: Any) -> str:
         """An input partition as the account agents' merge names it."""
@@ -187,10 +184,12 @@ def register(rt: Runtime) -> None:
                         force=True,
                     )
                 )
-            marked[partition] = (marks, now)
-        for partition in range(s.partitions):  # the others hear the report alone
-            last, at = marked.get(partition, (b"", -MARK_EVERY_MS))
-            if partition not in routed and (last != marks or now - at >= MARK_EVERY_MS):
+            marked[partition] = marks
+        # the others hear the report alone (an empty array), when it changed: no heartbeat,
+        # so a quiet stream leaves nothing uncommitted. A source reported active keeps its
+        # worker's report moving (it delivers, or goes idle or stalls: a change)
+        for partition in range(s.partitions):
+            if partition not in routed and marked.get(partition) != marks:
                 pending.append(
                     await account_events.send(
                         key=str(partition).encode(),
@@ -200,7 +199,7 @@ def register(rt: Runtime) -> None:
                         force=True,
                     )
                 )
-                marked[partition] = (marks, now)
+                marked[partition] = marks
         await asyncio.gather(*pending)  # Kafka has them all: now the input may be committed
         stream = streams.get("input")
         for token in done:
