@@ -3,7 +3,7 @@
     python benchmarks/bench_scale.py                      # every row, ~8 minutes here
     python benchmarks/bench_scale.py --only churnwatch,ceiling --runs 5
     python benchmarks/bench_scale.py --json figures.json
-    python benchmarks/bench_scale.py --only churnwatch --versus CHURNWATCH_INPUT_QUIET_S=3
+    python benchmarks/bench_scale.py --only churnwatch --versus CHURNWATCH_INPUT_QUIET_S=0.3
 
 One simulated history (``models.simulator``, ~220-byte events) is sent, in each
 run, to fresh uuid-named input topics of 8 partitions in two shapes: one event
