@@ -293,8 +293,8 @@ class WatermarkMerge:
             self._seen[src] = now_ms
             if mark is None:
                 self._idle.add(src)
-            else:
-                self._idle.discard(src)
+            elif mark >= 0:  # -1: its reader has read nothing of it yet, so it sends
+                self._idle.discard(src)  # nothing: no news (a new owner of an idle source)
                 if mark > self._marks.get(src, -1):
                     self._marks[src] = mark
         if not self._heap:

@@ -133,9 +133,11 @@ def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
         time.sleep(2)
 
     metrics = [w.metrics() for w in workers]
-    for m in metrics:  # both ingests read input and wrote to the account agents
-        assert m["churnwatch_input_unaligned_events_total"] > 0
-        assert m.get("churnwatch_dead_letters_total", 0) == 0
     assert applied() == per_account  # every account: each of its events exactly once
     # ... and nowhere else: the two workers together applied each distinct event once
     assert sum(m["churnwatch_events_applied_total"] for m in metrics) == sum(per_account.values())
+    for m in metrics:  # both ingests read input and wrote to the account agents (on a
+        # loaded machine one worker can finish the backlog before the other is up: then
+        # this fails, and says the run did not test two workers)
+        assert m["churnwatch_input_unaligned_events_total"] > 0
+        assert m.get("churnwatch_dead_letters_total", 0) == 0

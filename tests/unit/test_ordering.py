@@ -158,3 +158,13 @@ def test_a_caught_up_partition_stops_holding_back_after_a_short_silence():
     assert r.release(now_ms=400) == ([], [])  # "sub" is behind: it holds u1 back still
     r.mark_behind("sub", behind(highwater=40, next_offset=40))  # ... now caught up too
     assert [e.event_id for e in r.release(now_ms=400)[0]] == ["u1"]
+
+
+def test_a_report_of_nothing_read_yet_does_not_wake_an_idle_source():
+    # a new owner reports a partition it has not read from yet (-1): it sends nothing
+    # from it, so the old owner's "idle" stands (else a topic without data holds all)
+    m = WatermarkMerge()
+    m.expect(["sub", "use"], now_ms=0)
+    m.push([], token="old", marks={"sub": None, "use": 100}, now_ms=0)
+    m.push([_ev("u", 90)], token="new", marks={"sub": -1, "use": 100}, now_ms=1)
+    assert _merged(m, 1) == ["u"]
