@@ -92,7 +92,7 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
     assert b"the learner runs on another worker" in pages[1][1]
 
 
-UNKEYED = SimConfig(accounts=150, days=45, seed=11)
+UNKEYED = SimConfig(accounts=300, days=45, seed=11)  # a backlog neither worker ends alone
 
 
 def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
