@@ -100,7 +100,7 @@ def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
 ):
     """Issue #13: JSON arrays without a key spread each account over every input
     partition, so both workers' ingests write its events, each at its own pace, and
-    each sees only half the input. Before, 25,974 of these 47,297 events were dead-
+    each sees only half the input. Before, at 150 accounts, 25,974 of 47,297 events were dead-
     lettered as ``future_ts`` (a worker's merged clock jumped the gaps of the half it
     reads) and the slower worker's events were dropped as late downstream. Now the
     account agent merges the ingests by the watermarks they report, and an event
