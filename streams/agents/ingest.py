@@ -187,7 +187,6 @@ def register(rt: Runtime) -> None:
                         force=True,
                     )
                 )
-                await asyncio.sleep(0)  # a full merge is ~100k events: let HTTP and heartbeats in
             marked[partition] = marks
         # the others hear the report alone (an empty array), when it changed: no heartbeat,
         # so a quiet stream leaves nothing uncommitted. A source reported active keeps its
