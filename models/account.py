@@ -95,7 +95,7 @@ class DayBucket:
 
 @dataclass(slots=True)
 class UsageSums:
-    """The usage of the days before ``day`` in the 7- and 28-day windows ending at ``day``.
+    """The usage of the days before ``day`` in the 7-, 28- and 56-day windows ending at ``day``.
 
     Derived from the day buckets by ``models.features`` and kept so that a score reads
     one day's bucket instead of 28; never persisted (rebuilt on first use after a
@@ -108,11 +108,11 @@ class UsageSums:
     actions: dict[str, float]
     # the long view (models.features.LONG_DAYS): per-action sums of the recent days
     # before ``day`` and of the baseline before them, usage (watch s, active days,
-    # activity, usage events) of both, and decayed sums of usage events
+    # activity) of both, and decayed sums of usage events
     recent_actions: dict[str, float] = field(default_factory=dict)
     base_actions: dict[str, float] = field(default_factory=dict)
-    recent: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    base: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    recent: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    base: tuple[float, float, float] = (0.0, 0.0, 0.0)
     decayed: tuple[float, ...] = ()
 
 

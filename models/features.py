@@ -64,6 +64,7 @@ shares and trends, and hashing maps any name to one of 8 buckets.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import zlib
 from collections.abc import Iterable
@@ -79,6 +80,8 @@ MIN_USUAL = 2.0  # baseline quantity that makes an action one of the account's u
 TOP_ACTIONS = 3
 _DECAY = tuple(tuple(0.5 ** (k / h) for k in range(LONG_DAYS)) for h in HALF_LIVES)
 _DECAY_BY_AGE = tuple(zip(*_DECAY, strict=True))  # days ago -> the weight of each half-life
+# the weights' sums over the first n days (index n - 1): what a decayed rate divides by
+_DECAY_SUMS = tuple(tuple(itertools.accumulate(w)) for w in _DECAY)
 _MONTH_MS = 30.4375 * DAY_MS
 _YEAR_MS = 365.25 * DAY_MS
 
@@ -193,7 +196,7 @@ def _engagement(state: AccountState, now_ms: int, age_days: float) -> dict[str, 
 def _long_view(sums: UsageSums, today: DayBucket | None, age_days: float) -> dict[str, float]:
     """The long-horizon and per-action features (see the module docstring)."""
     recent = dict(sums.recent_actions)
-    watch_r, active_r, activity_r, _ = sums.recent
+    watch_r, active_r, activity_r = sums.recent
     decayed = list(sums.decayed)
     if today is not None:
         watch_r += today.watch_s
@@ -202,9 +205,9 @@ def _long_view(sums: UsageSums, today: DayBucket | None, age_days: float) -> dic
         decayed = [d + today.usage_events for d in decayed]
         for name, qty in today.actions.items():
             recent[name] = recent.get(name, 0.0) + qty
-    watch_b, active_b, activity_b, _ = sums.base
+    watch_b, active_b, activity_b = sums.base
     lived = min(LONG_DAYS, int(age_days) + 1)
-    rates = [d / sum(w[:lived]) for d, w in zip(decayed, _DECAY, strict=True)]
+    rates = [d / w[lived - 1] for d, w in zip(decayed, _DECAY_SUMS, strict=True)]
     out = {f"usage_hl{h}d": r for h, r in zip(HALF_LIVES, rates, strict=True)}
     out["usage_trend_3v56"] = _trend(rates[0], rates[2])
     out["usage_trend_14v56"] = _trend(rates[1], rates[2])
@@ -270,8 +273,8 @@ def _past_usage(state: AccountState, today: int) -> UsageSums:
     pass in day order."""
     watch7 = sessions7 = active7 = activity7 = 0.0
     watch28 = sessions28 = active28 = activity28 = 0.0
-    watch_r = active_r = activity_r = events_r = 0.0
-    watch_b = active_b = activity_b = events_b = 0.0
+    watch_r = active_r = activity_r = 0.0
+    watch_b = active_b = activity_b = 0.0
     d0 = d1 = d2 = 0.0
     actions = dict.fromkeys(state.actions, 0.0)
     recent: dict[str, float] = {}
@@ -291,13 +294,11 @@ def _past_usage(state: AccountState, today: int) -> UsageSums:
             watch_r += b.watch_s
             active_r += active
             activity_r += b.activity
-            events_r += events
             into = recent
         else:
             watch_b += b.watch_s
             active_b += active
             activity_b += b.activity
-            events_b += events
             into = base
         for name, qty in b.actions.items():
             into[name] = into.get(name, 0.0) + qty
@@ -322,8 +323,8 @@ def _past_usage(state: AccountState, today: int) -> UsageSums:
         actions,
         recent_actions=recent,
         base_actions=base,
-        recent=(watch_r, active_r, activity_r, events_r),
-        base=(watch_b, active_b, activity_b, events_b),
+        recent=(watch_r, active_r, activity_r),
+        base=(watch_b, active_b, activity_b),
         decayed=(d0, d1, d2),
     )
 

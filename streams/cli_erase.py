@@ -31,12 +31,9 @@ def erase_requests(account_ids: list[str], ts_ms: int) -> list[dict[str, Any]]:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
-    from streams.kafka_security import check_login, client_config, servers
+    from streams.cli_sim import kafka_sink
     from streams.settings import Settings
 
-    s = Settings.from_env()
     bad = [a for a in args.account_ids if not 1 <= len(a) <= 128]
     if bad:
         raise SystemExit(f"churnwatch erase: account ids must be 1..128 characters: {bad[0]!r}")
@@ -46,20 +43,13 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if raw_ts is None
         else parse_ts(int(raw_ts) if raw_ts.isdigit() else raw_ts)
     )
-    if s.kafka_security_protocol != "PLAINTEXT":
-        check_login(s)  # a refused login or certificate: one line
-    producer = KafkaProducer(bootstrap_servers=servers(s), acks="all", **client_config(s))
-    try:
-        futures = [
-            producer.send(s.subscription_topic, key=e["account_id"].encode(), value=orjson.dumps(e))
-            for e in erase_requests(args.account_ids, ts_ms)
-        ]
-        producer.flush()
-        for future in futures:
-            future.get(timeout=30)
-    finally:
-        producer.close()
-    print(f"erasure requested for {len(futures)} account(s) on {s.subscription_topic}")
+    requests = erase_requests(args.account_ids, ts_ms)
+    sink = kafka_sink(acks="all")  # keyed by account, on the contract's subscription topic
+    for e in requests:
+        sink.send(orjson.dumps(e), e["account_id"], e["type"], e["ts"])
+    sink.close()  # Kafka holds every request, or it raises
+    topic = Settings.from_env().subscription_topic
+    print(f"erasure requested for {len(requests)} account(s) on {topic}")
     return 0
 
 

@@ -100,17 +100,17 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 
-def _kafka_sink(args: argparse.Namespace) -> KafkaSink:
+def kafka_sink(batch: int = 1, wait_s: float = 30.0, **producer_config: Any) -> KafkaSink:
+    """A sink to the input topics of the deployment the environment configures."""
     from streams.kafka_security import check_login, client_config, servers
     from streams.settings import Settings
 
     s = Settings.from_env()
-    if s.kafka_security_protocol != "PLAINTEXT":
-        check_login(s)  # a refused login or certificate: one line (kafka-python: "no brokers")
+    check_login(s)  # a refused login or certificate: one line (kafka-python: "no brokers")
     topics = {"subscription": s.subscription_topic, "usage": s.usage_topic}
-    wait_ms = max(1, int(args.wait * 1000))
-    return KafkaSink(servers(s), topics, batch=args.batch, bootstrap_timeout_ms=wait_ms,
-                     **client_config(s))  # fmt: skip
+    wait_ms = max(1, int(wait_s * 1000))
+    return KafkaSink(servers(s), topics, batch=batch, bootstrap_timeout_ms=wait_ms,
+                     **client_config(s), **producer_config)  # fmt: skip
 
 
 def _progress(label: str, args: argparse.Namespace, **total: Any) -> Progress:
@@ -137,7 +137,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         truth_file = open(args.out / "truth.jsonl", "wb")  # noqa: SIM115 - closed below
-    sink: Sink = _kafka_sink(args) if args.kafka else JsonlSink(args.out / "events.jsonl")
+    sink: Sink = (
+        kafka_sink(args.batch, args.wait) if args.kafka else JsonlSink(args.out / "events.jsonl")
+    )
     try:
 
         def on_truth(record: dict[str, Any]) -> None:
@@ -178,7 +180,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if unreadable:  # before connecting to anything
         sys.stderr.write("".join(f"replay: cannot read {why}\n" for why in unreadable))
         return 2
-    sink = _kafka_sink(args)
+    sink = kafka_sink(args.batch, args.wait)
     progress = _progress("replay", args, total_bytes=sum(p.stat().st_size for p in args.files))
     try:
         pump(read_jsonl(args.files, on_skip), sink, RateLimiter(args.rate), progress)

@@ -105,8 +105,11 @@ def check_login(s: Settings, timeout: float = 10.0) -> None:
 
     kafka-python, which the commands use, reports both only as "unable to bootstrap",
     and aiokafka only in a log line: this asks for the reason. Nothing happens when no
-    broker answers yet (the caller's retry loop reports that).
+    broker answers yet (the caller's retry loop reports that), nor on PLAINTEXT (no
+    certificate, no login).
     """
+    if s.kafka_security_protocol == "PLAINTEXT":
+        return
     import asyncio
 
     from aiokafka.conn import create_conn
