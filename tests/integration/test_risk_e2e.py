@@ -56,6 +56,8 @@ def test_risk_alerts_end_to_end_with_a_hard_kill(worker_factory, kafka_bootstrap
     sink.close()
 
     first.wait_metric("churnwatch_events_applied_total", len(events) // 2, timeout=300)
+    # ... and the learner has a snapshot to resume (a loaded learner trails the accounts)
+    first.wait_metric("churnwatch_model_examples_learned", 1, timeout=300)
     learned_before = first.metrics().get("churnwatch_model_examples_learned", 0.0)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
 
