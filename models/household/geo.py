@@ -6,8 +6,32 @@ import functools
 import hashlib
 import ipaddress
 import math
+import socket
 
 from models.household.state import DEFAULT_SALT
+
+PREFIX_BITS = {4: 24, 6: 48}  # the network prefix of each IP version: a home line's
+
+
+def parse_ip(text: str) -> tuple[bytes, int] | None:
+    """(packed address, IP version), or None if ``text`` is no IP address.
+
+    >>> parse_ip("203.0.113.7"), parse_ip("::1")[1], parse_ip("fe80::1%eth0")[1], parse_ip("x")
+    ((b'\\xcb\\x00q\\x07', 4), 6, 6, None)
+    """
+    try:  # inet_pton: 10x faster than ipaddress, and stricter
+        return socket.inet_pton(socket.AF_INET, text), 4
+    except OSError:
+        pass
+    try:
+        return socket.inet_pton(socket.AF_INET6, text), 6
+    except OSError:
+        pass
+    try:  # what inet_pton refuses and ipaddress takes (an IPv6 scope: fe80::1%eth0)
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return addr.packed, addr.version
 
 
 def prefix_hash(ip: str, salt: bytes = DEFAULT_SALT) -> str:
@@ -30,14 +54,13 @@ def _prefix(ip: str, salt: bytes) -> tuple[str, int]:
     Cached: an account's addresses repeat from event to event, and parsing plus
     hashing was ~13% of the pipeline's time (profile of ``models.replay``).
     """
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-        bits = 24 if addr.version == 4 else 48
-        key = ipaddress.ip_network(f"{addr}/{bits}", strict=False).network_address.packed
-        version = addr.version
-    except ValueError:
+    parsed = parse_ip(ip.strip())
+    if parsed is None:
         key = ip.encode("utf-8", "replace")  # unparsable: hashed whole, still never stored
         version = 0
+    else:  # the network address: the prefix, the host bits zero
+        packed, version = parsed
+        key = packed[: PREFIX_BITS[version] // 8].ljust(len(packed), b"\0")
     return hashlib.blake2b(key, digest_size=8, key=salt[:64]).hexdigest(), version
 
 
