@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from tests.unit.bench_loader import load_benchmark
 
-_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(_DIR))
-_spec = importlib.util.spec_from_file_location("bench_churn_matrix", _DIR / "bench_churn_matrix.py")
-assert _spec is not None and _spec.loader is not None
-matrix = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(matrix)
+matrix = load_benchmark("bench_churn_matrix")
 
 DAY = 86_400_000
 

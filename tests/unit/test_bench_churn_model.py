@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
-import sys
-from pathlib import Path
 
 import pytest
 
 from models.account import DAY_MS, HOUR_MS
 from models.simulator import SimConfig, simulate
+from tests.unit.bench_loader import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_churn_model.py"
-_spec = importlib.util.spec_from_file_location("bench_churn_model", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_churn_model"] = bench  # the worker processes find its functions by name
-_spec.loader.exec_module(bench)
+bench = load_benchmark("bench_churn_model")
 
 CFG = SimConfig(accounts=30, days=45, seed=3)
 

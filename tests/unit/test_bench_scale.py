@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import doctest
-import importlib.util
-import sys
-from pathlib import Path
 
 from models.simulator import SimConfig, simulate
+from tests.unit.bench_loader import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_scale.py"
-_spec = importlib.util.spec_from_file_location("bench_scale", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_scale"] = bench
-_spec.loader.exec_module(bench)
+bench = load_benchmark("bench_scale")
 
 
 def test_stages_state_and_table_on_a_tiny_history():

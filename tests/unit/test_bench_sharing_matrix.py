@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from models.simulator import SimConfig, simulate
+from tests.unit.bench_loader import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_sharing_matrix.py"
-_spec = importlib.util.spec_from_file_location("bench_sharing_matrix", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_sharing_matrix"] = bench
-_spec.loader.exec_module(bench)
+bench = load_benchmark("bench_sharing_matrix")
 
 
 def test_cells_are_deterministic_per_seed_and_differ_between_seeds():
