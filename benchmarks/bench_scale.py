@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py                      # every row, ~8 minutes here
     python benchmarks/bench_scale.py --only churnwatch,ceiling --runs 5
     python benchmarks/bench_scale.py --json figures.json
+    python benchmarks/bench_scale.py --only churnwatch --versus CHURNWATCH_INPUT_QUIET_S=0.3
 
 One simulated history (``models.simulator``, ~220-byte events) is sent, in each
 run, to fresh uuid-named input topics of 8 partitions in two shapes: one event
@@ -23,6 +24,11 @@ that same input, in each run:
               duplicate- or late-dropped (its ``/metrics``)
   two-workers one worker, then two in one group, on 8 partitions, started on
               empty topics: the input is produced once every worker is ready
+
+With ``--versus CHURNWATCH_X=VALUE`` (repeatable) each churnwatch measurement is
+made twice on the same topics, with the settings as given and with the ``--versus``
+ones on top (the first of the two alternating between runs), and the table ends
+with each run's ratio: a before/after of one setting in the same run.
 
 and once, without a broker or after the runs:
 
@@ -82,6 +88,7 @@ SHAPES = {"1/msg": 1, f"{ARRAY}/msg": ARRAY}
 ROWS = ("ceiling", "floor", "fast-floor", "peer", "churnwatch", "two-workers", "stages", "state", "latency")
 POLL_S = 0.2  # /metrics polling: start and end are known within this
 WORKER_SETTINGS: dict[str, str] = {}  # --set CHURNWATCH_X=VALUE, for every worker
+VERSUS: dict[str, str] = {}  # --versus CHURNWATCH_X=VALUE: churnwatch again with these
 
 
 def say(line: str) -> None:
@@ -386,7 +393,7 @@ def run_child(role: str, broker: Broker, topics: Topics, run: str, batch: int, t
 
 
 def new_worker(broker: Broker, topics: Topics, run: str, workdir: Path, env: dict[str, str] | None = None,
-               ) -> WorkerProc:  # fmt: skip
+               extra: dict[str, str] | None = None) -> WorkerProc:  # fmt: skip
     """A worker (not started) reading ``topics``; ``env`` shares one app (group) between workers."""
     if env is None:
         wid = f"{run}-{uuid.uuid4().hex[:6]}"
@@ -394,7 +401,7 @@ def new_worker(broker: Broker, topics: Topics, run: str, workdir: Path, env: dic
         env.update({"CHURNWATCH_APP_ID": f"bench-{wid}", "CHURNWATCH_PARTITIONS": str(PARTITIONS),
                     "CHURNWATCH_LOG_LEVEL": "warning",
                     "CHURNWATCH_SUBSCRIPTION_TOPIC": topics.subscription,
-                    "CHURNWATCH_USAGE_TOPIC": topics.usage, **WORKER_SETTINGS})  # fmt: skip
+                    "CHURNWATCH_USAGE_TOPIC": topics.usage, **WORKER_SETTINGS, **(extra or {})})  # fmt: skip
     env = dict(env)
     log = Path(env["CHURNWATCH_DATA_DIR"]).with_suffix(f".{uuid.uuid4().hex[:4]}.log")
     Path(env["CHURNWATCH_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -471,8 +478,9 @@ def measure_workers(workers: list[WorkerProc], events: int, timeout: float) -> d
             "cpu_us_event": cpu / events * 1e6, "cores_busy": cpu / (end - start)}  # fmt: skip
 
 
-def churnwatch(broker: Broker, topics: Topics, run: str, workdir: Path, timeout: float) -> dict[str, float]:
-    w = new_worker(broker, topics, run, workdir).launch()
+def churnwatch(broker: Broker, topics: Topics, run: str, workdir: Path, timeout: float,
+               extra: dict[str, str] | None = None) -> dict[str, float]:  # fmt: skip
+    w = new_worker(broker, topics, run, workdir, extra=extra).launch()
     try:
         return measure_workers([w], topics.events, timeout)
     finally:
@@ -666,6 +674,19 @@ def table(fig: dict[str, Any], runs: int) -> str:
             lines.append(f"    (CPU µs/event; cores, all) {cpu_cells([r[key.replace('events_s', 'cpu')] for r in per_run])}")
         ratio = spread([r["ratio"] for r in per_run])
         lines.append(f"  ratio two/one              {ratio['min']:>9.2f} {ratio['median']:>9.2f} {ratio['max']:>9.2f}")
+    if "versus" in through:
+        lines += ["", "churnwatch (A) vs churnwatch with " + " ".join(f"{k}={v}" for k, v in VERSUS.items())
+                  + " (B), same topics, same run:"]  # fmt: skip
+        for shape in SHAPES:
+            a, b = through.get("churnwatch", {}).get(shape, []), through["versus"].get(shape, [])
+            if not a or not b:
+                continue
+            per_run = [f"{x['events_s'] / y['events_s']:.2f}" for x, y in zip(a, b, strict=False)]
+            lines.append(f"  {shape:<7} A ev/s {fmt_spread(spread([r['events_s'] for r in a]))}   "
+                         f"B ev/s {fmt_spread(spread([r['events_s'] for r in b]))}")  # fmt: skip
+            lines.append(f"  {'':<7} A CPU µs/event {cpu_cells(a)}")
+            lines.append(f"  {'':<7} B CPU µs/event {cpu_cells(b)}")
+            lines.append(f"  {'':<7} A/B events/s per run: {', '.join(per_run)}")
     if "stages" in fig:
         lines += ["", f"CPU µs/event by stage (in process, no broker){'min':>10} {'median':>9} {'max':>9}"]
         for stage in (*STAGES, "total (1/msg)"):
@@ -739,10 +760,14 @@ class Bench:
                 except TimeoutError as exc:
                     bench_fail(self.fig, f"{row} {shape}", exc)
             if self.want("churnwatch"):
-                try:
-                    self.record("churnwatch", shape, churnwatch(broker, topics, run, self.workdir, t))
-                except (TimeoutError, WorkerError) as exc:
-                    bench_fail(self.fig, f"churnwatch {shape}", exc)
+                order = [("churnwatch", None)] + ([("versus", VERSUS)] if VERSUS else [])
+                if len(self.fig.get("throughput", {}).get("churnwatch", {}).get(shape, [])) % 2:
+                    order.reverse()  # neither goes first in every run
+                for row, extra in order:
+                    try:
+                        self.record(row, shape, churnwatch(broker, topics, run, self.workdir, t, extra))
+                    except (TimeoutError, WorkerError) as exc:
+                        bench_fail(self.fig, f"{row} {shape}", exc)
         if self.want("two-workers"):
             try:
                 self.fig.setdefault("two-workers", []).append(two_workers(broker, self.inp, run, self.workdir, t))
@@ -785,13 +810,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds any one measurement may take")
     ap.add_argument("--set", action="append", default=[], metavar="CHURNWATCH_X=VALUE",
                     help="a setting for every churnwatch worker (repeatable)")  # fmt: skip
+    ap.add_argument("--versus", action="append", default=[], metavar="CHURNWATCH_X=VALUE",
+                    help="measure churnwatch again with this setting too, same run (repeatable)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
     args = ap.parse_args(argv)
-    for item in args.set:
-        name, eq, value = item.partition("=")
-        if not eq or not name.startswith("CHURNWATCH_"):
-            ap.error(f"--set wants CHURNWATCH_X=VALUE, got {item!r}")
-        WORKER_SETTINGS[name] = value
+    for option, into in (("set", WORKER_SETTINGS), ("versus", VERSUS)):
+        for item in getattr(args, option):
+            name, eq, value = item.partition("=")
+            if not eq or not name.startswith("CHURNWATCH_"):
+                ap.error(f"--{option} wants CHURNWATCH_X=VALUE, got {item!r}")
+            into[name] = value
     args.only = [r.strip() for r in args.only.split(",") if r.strip()]
     if unknown := set(args.only) - set(ROWS):
         ap.error(f"unknown rows {sorted(unknown)}; choose from {','.join(ROWS)}")

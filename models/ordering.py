@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from models.contract import Event
 
@@ -53,11 +55,13 @@ class Reorderer:
     idle_ms: int = 2_000
     stall_ms: int = 60_000
     max_held: int = 200_000
+    quiet_ms: int | None = None  # silence of a caught-up source (None: ``idle_ms``)
     _heap: list[tuple[int, int, Event, Hashable]] = field(default_factory=list)
     _seq: Any = field(default_factory=itertools.count)
     _sources: dict[Hashable, tuple[int, int]] = field(default_factory=dict)  # max ts, last seen
     _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events still held
     _behind: set[Hashable] = field(default_factory=set)  # sources with undelivered messages
+    _caught_up: set[Hashable] = field(default_factory=set)  # ... and those known to have none
 
     @property
     def held(self) -> int:
@@ -79,16 +83,39 @@ class Reorderer:
         or goes idle, so a backlog read from it first is not overtaken at start-up."""
         self._sources.setdefault(source, (-1, now_ms))
 
+    def _limit(self, source: Hashable) -> int:
+        """How long a silent source holds the others back."""
+        if source in self._behind:
+            return self.stall_ms
+        if source in self._caught_up and self.quiet_ms is not None:
+            return min(self.quiet_ms, self.idle_ms)
+        return self.idle_ms
+
     def silent(self, now_ms: int) -> list[Hashable]:
-        """Sources that have not delivered for ``idle_ms`` (idle, unless they are behind)."""
-        return [src for src, (_, seen) in self._sources.items() if now_ms - seen >= self.idle_ms]
+        """Sources that have not delivered for ``quiet_ms`` (or ``idle_ms``): the caller
+        says which are behind (:meth:`mark_behind`) just before a release."""
+        least = min(self.idle_ms, self.quiet_ms if self.quiet_ms is not None else self.idle_ms)
+        return [src for src, (_, seen) in self._sources.items() if now_ms - seen >= least]
 
     def mark_behind(self, source: Hashable, behind: bool) -> None:
-        """Whether ``source`` is known to hold messages it has not delivered yet."""
+        """Whether ``source`` holds messages it has not delivered yet (True), or is known
+        to be caught up (False: it stops holding the others back after ``quiet_ms``).
+
+        >>> r = Reorderer(idle_ms=3_000, quiet_ms=300)
+        >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
+        >>> r.add("b", [Event("y", "login", "a", 9, {})], token="m2", now_ms=0)
+        >>> r.frontier(500)  # silent for 0.5 s, nothing known: both still hold back
+        5
+        >>> r.mark_behind("a", False)  # "a" is caught up: the end of a burst
+        >>> r.frontier(500)
+        9
+        """
         if behind:
             self._behind.add(source)
+            self._caught_up.discard(source)
         else:
             self._behind.discard(source)
+            self._caught_up.add(source)
 
     def frontier(self, now_ms: int) -> int | None:
         """Event time up to which every active source has delivered (None: no active source).
@@ -106,16 +133,31 @@ class Reorderer:
         95
         """
         active = [
-            top
-            for src, (top, seen) in self._sources.items()
-            if now_ms - seen < (self.stall_ms if src in self._behind else self.idle_ms)
+            top for src, (top, seen) in self._sources.items() if now_ms - seen < self._limit(src)
         ]
         return min(active) if active else None
+
+    def vouched(self, now_ms: int) -> int | None:
+        """The frontier, if at least two sources hold it back: an event up to it has been
+        passed by another source than its own (None: no such guarantee).
+
+        >>> r = Reorderer(idle_ms=1_000)
+        >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
+        >>> r.vouched(0), r.add("b", [Event("y", "login", "a", 9, {})], token="m2", now_ms=0)
+        (None, None)
+        >>> r.vouched(0)
+        5
+        """
+        active = [
+            top for src, (top, seen) in self._sources.items() if now_ms - seen < self._limit(src)
+        ]
+        return min(active) if len(active) >= 2 else None
 
     def forget(self, source: Hashable) -> None:
         """A source went away (partition revoked): it no longer holds anything back."""
         self._sources.pop(source, None)
         self._behind.discard(source)
+        self._caught_up.discard(source)
 
     def release(
         self, now_ms: int, keep: Callable[[Event, Hashable], bool] | None = None
@@ -146,3 +188,189 @@ class Reorderer:
             self._open.pop(token, None)
             return True
         return False
+
+
+def report(reorderer: Reorderer, now_ms: int) -> tuple[int | None, list[Hashable], list[Hashable]]:
+    """What an ingest tells downstream about its sources: (frontier, active, idle).
+
+    ``active`` are the sources that hold the frontier back (delivering, or silent but
+    behind, up to ``stall_ms``); ``idle`` the other sources it reads. The frontier (None
+    when every source is idle) is the event time up to which it has released events.
+
+    >>> r = Reorderer(idle_ms=1_000)
+    >>> r.expect("a", 0); r.add("b", [Event("e", "login", "x", 7, {})], token="m", now_ms=0)
+    >>> report(r, 0)
+    (-1, ['a', 'b'], [])
+    >>> report(r, 5_000)
+    (None, [], ['a', 'b'])
+    """
+    active, idle = [], []
+    for src, (_, seen) in reorderer._sources.items():
+        (active if now_ms - seen < reorderer._limit(src) else idle).append(src)
+    return reorderer.frontier(now_ms), active, idle
+
+
+@dataclass
+class WatermarkMerge:
+    """One internal partition written by several upstream ingests (one per worker),
+    released in event-time order.
+
+    Each upstream reads some of the *sources* (input partitions) and reports, with
+    every message it writes, how far it has released them: a watermark for the sources
+    that are delivering, ``None`` for those that are idle (caught up and quiet). Each
+    upstream's messages are in event-time order, but two upstreams interleave at their
+    own pace, so events are held here until every source has passed them: the
+    *frontier* is the lowest watermark over the sources that are not idle. A source's
+    watermark never goes back (a new owner after a rebalance re-reads from its commit,
+    behind the old owner's report: what it re-reads up to there was sent already). A
+    source not reported for ``stall_ms`` (its worker died, or is starved) stops holding
+    the others back, as does one reported idle. Sources are known before they report
+    (:meth:`expect`), so a merge rebuilt from the log does not overtake a slower
+    upstream whose first report comes a few messages later.
+
+    With a single upstream every message's events are behind its own report and pass
+    straight through, without touching the heap: the co-partitioned one-worker path
+    costs a header read per message.
+
+    >>> m = WatermarkMerge(stall_ms=10_000)
+    >>> m.expect(["p0", "p1"], now_ms=0)
+    >>> e = lambda i, ts: Event(i, "login", "a", ts, {"device_id": "d"})
+    >>> m.push([e("a1", 10), e("a2", 30)], token="A", marks={"p0": 30}, now_ms=0)
+    >>> m.release(0)  # p1 has not reported: hold
+    ([], [])
+    >>> m.push([e("b1", 20)], token="B", marks={"p1": 25}, now_ms=1)
+    >>> events, done = m.release(1)  # frontier min(30, 25): a2 waits for p1
+    >>> [x.event_id for x in events], done
+    (['a1', 'b1'], ['B'])
+    >>> m.push([], token="C", marks={"p1": None}, now_ms=2)  # p1 is idle now
+    >>> events, done = m.release(2)
+    >>> [x.event_id for x in events], done
+    (['a2'], ['C', 'A'])
+    """
+
+    stall_ms: int = 60_000
+    max_held: int = 100_000
+    _heap: list[tuple[int, int, Event, Hashable]] = field(default_factory=list)
+    _seq: Any = field(default_factory=itertools.count)
+    _marks: dict[Hashable, int] = field(default_factory=dict)  # source -> watermark
+    _seen: dict[Hashable, int] = field(default_factory=dict)  # source -> last report
+    _idle: set[Hashable] = field(default_factory=set)
+    _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events held
+    _ready: list[Event] = field(default_factory=list)  # passed straight through
+    _done: list[Hashable] = field(default_factory=list)
+    forced: int = 0  # events released past the frontier (full, or ``everything``)
+
+    @property
+    def held(self) -> int:
+        return len(self._heap)
+
+    def expect(self, sources: Iterable[Hashable], now_ms: int) -> None:
+        """Sources some upstream will report (every input partition)."""
+        for src in sources:
+            self._marks.setdefault(src, -1)
+            self._seen.setdefault(src, now_ms)
+
+    def frontier(self, now_ms: int) -> int | None:
+        """The lowest watermark of the sources that hold events back (None: none does)."""
+        marks = [
+            mark
+            for src, mark in self._marks.items()
+            if src not in self._idle and now_ms - self._seen[src] < self.stall_ms
+        ]
+        return min(marks) if marks else None
+
+    def push(
+        self,
+        events: Sequence[Event],
+        *,
+        token: Hashable,
+        marks: Mapping[Hashable, int | None],
+        now_ms: int,
+    ) -> None:
+        """An upstream message: its ``events`` and its report (source -> watermark or
+        None for idle). Nothing is released before :meth:`release`."""
+        for src, mark in marks.items():
+            self._seen[src] = now_ms
+            if mark is None:
+                self._idle.add(src)
+            elif mark >= 0:  # -1: its reader has read nothing of it yet, so it sends
+                self._idle.discard(src)  # nothing: no news (a new owner of an idle source)
+                if mark > self._marks.get(src, -1):
+                    self._marks[src] = mark
+        if not self._heap:
+            frontier = self.frontier(now_ms)
+            if frontier is None or all(e.ts <= frontier for e in events):
+                self._ready.extend(events)
+                self._done.append(token)
+                return
+        for event in events:
+            heapq.heappush(self._heap, (event.ts, next(self._seq), event, token))
+        if events:
+            self._open[token] = self._open.get(token, 0) + len(events)
+        else:
+            self._done.append(token)
+
+    def release(self, now_ms: int, everything: bool = False) -> tuple[list[Event], list[Hashable]]:
+        """Events due, in event-time order after what passed straight through, and the
+        tokens whose events have all been released (``everything``: the frontier no
+        longer matters, e.g. before a rebalance or a stop)."""
+        out, done = self._ready, self._done
+        self._ready, self._done = [], []
+        frontier = self.frontier(now_ms)
+        heap = self._heap
+        while heap and (
+            everything or frontier is None or heap[0][0] <= frontier or len(heap) > self.max_held
+        ):
+            ts, _, event, token = heapq.heappop(heap)
+            if frontier is not None and ts > frontier:
+                self.forced += 1
+            out.append(event)
+            self._open[token] -= 1
+            if self._open[token] == 0:
+                del self._open[token]
+                done.append(token)
+        return out, done
+
+
+MARKS_HEADER = "churnwatch-marks"  # Kafka header of the internal account-events messages
+
+
+def encode_marks(frontier: int | None, active: Iterable[str], idle: Iterable[str]) -> bytes:
+    """An ingest's report on its sources, as the header value of what it writes.
+
+    >>> encode_marks(42, ["0:1"], ["1:0"])
+    b'{"w":42,"a":["0:1"],"i":["1:0"]}'
+    """
+    return orjson.dumps({"w": frontier, "a": list(active), "i": list(idle)})
+
+
+def decode_marks(raw: bytes) -> dict[Hashable, int | None] | None:
+    """source -> watermark (None: idle) from :func:`encode_marks`; None if unreadable.
+
+    >>> decode_marks(encode_marks(42, ["0:1"], ["1:0"]))
+    {'1:0': None, '0:1': 42}
+    >>> decode_marks(encode_marks(None, [], ["1:0"])), decode_marks(b"nope")
+    ({'1:0': None}, None)
+    """
+    try:
+        doc = orjson.loads(raw)
+        w = doc["w"]
+        if w is not None and type(w) is not int:
+            return None
+        marks: dict[Hashable, int | None] = {str(src): None for src in doc["i"]}
+        if w is not None:
+            marks.update((str(src), w) for src in doc["a"])
+        return marks
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """A Kafka header's value from a record's headers (pairs or a mapping)."""
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        if key == name:
+            return bytes(value) if value is not None else None
+    return None

@@ -111,13 +111,18 @@ class MergedClock:
     ('future_ts', "'ts' 2026-01-03T00:00:00Z is more than 1 d ahead of the partition's \
 clock (2026-01-02T00:00:00Z)")
     >>> c.admit(t + 2 * DAY_MS + 1, wall_ms=1)  # a millisecond of quiet later
+    >>> c.admit(t + 9 * DAY_MS, wall_ms=1, vouched=True)  # another partition got there too
+
+    ``vouched``: another input partition still delivering has read past ``ts`` already,
+    so the event is not ahead of everything else, whatever the gap since the last one
+    released (a worker reading a few partitions of a sparse backlog sees gaps of days).
     """
 
     policy: TimePolicy
     clock: tuple[int, int] | None = None  # (highest event time released, wall time then)
 
-    def admit(self, ts: int, *, wall_ms: int) -> tuple[str, str] | None:
-        if self.clock is not None:
+    def admit(self, ts: int, *, wall_ms: int, vouched: bool = False) -> tuple[str, str] | None:
+        if self.clock is not None and not vouched:
             top, at = self.clock
             if ts > top + max(0, wall_ms - at) + self.policy.max_ahead_ms:
                 skew = _span(self.policy.max_ahead_ms)
@@ -125,6 +130,8 @@ clock (2026-01-02T00:00:00Z)")
                 return "future_ts", f"{why} ({iso(top)})"
             if ts <= top:
                 return None
+        if self.clock is not None and ts <= self.clock[0]:
+            return None
         self.clock = (ts, wall_ms)
         return None
 

@@ -26,6 +26,7 @@ Accessors (read or write a private attribute, one place each):
 - :func:`committed_offset` - ``Consumer._committed_offset``;
 - :func:`store_locally` - ``Table.data[key] = value``, a table write without
   Faust's per-key changelog send;
+- :func:`rebalancing` - ``App.rebalancing`` (public, undocumented);
 - :func:`graceful_worker` - ``mode.Worker._on_sigterm``/``_on_sigint``;
 - :class:`RocksStates`, :func:`rocksdb_states`, :func:`count_recovered` - the accounts
   table's RocksDB partition databases, its persisted changelog offset and its
@@ -251,6 +252,14 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
     """
     offset: int | None = consumer._committed_offset.get(tp)
     return offset
+
+
+def rebalancing(app: Any) -> bool:
+    """Whether a rebalance is under way (``App.rebalancing``, set by
+    ``App.on_rebalance_start``; public but undocumented). The account agents' merge
+    releases what it holds then: Faust's revocation waits for every message read to be
+    acknowledged (``Consumer.wait_empty``), and the merge's upstreams are paused."""
+    return bool(getattr(app, "rebalancing", False))
 
 
 def store_locally(table: Any, key: bytes, value: bytes | None) -> None:

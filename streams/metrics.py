@@ -126,6 +126,18 @@ class Metrics:
             "Valid input events held to be released in event-time order across partitions",
             registry=r,
         )  # fmt: skip
+        self.merge_held = Gauge(
+            f"{p}_account_events_held",
+            "Account events held to be applied in event-time order across the ingests of "
+            "several workers (the slowest input partition holds the others back)",
+            registry=r,
+        )  # fmt: skip
+        self.merge_forced = Counter(
+            f"{p}_account_events_forced_total",
+            "Account events applied before every input partition passed them (a rebalance, "
+            "a stop, or the merge full): they may make a slower worker's events late",
+            registry=r,
+        )  # fmt: skip
         self.watermark = Gauge(
             f"{p}_watermark_timestamp_seconds",
             "Event-time watermark (highest event time seen minus allowed lateness) per partition",

@@ -93,6 +93,11 @@ class Settings:
     session_expiry_s: float = 4 * 3600.0
     # an input partition silent this long (wall clock) stops holding back the others
     input_idle_s: float = 3.0
+    # ... or this long once it is caught up (its end of log reached: nothing more on the
+    # way), so the end of a burst is not held for the whole idle time (issue #12). Off by
+    # default (= the idle time): at 0.3 s a producer pumping a backlog while the worker
+    # reads it had events dropped as late (docs/design.md, "Where a worker waits")
+    input_quiet_s: float = 3.0
     # ... unless Kafka holds more of it (the consumer is busy, not the source quiet):
     # then it stops holding them back only after this long
     input_stall_s: float = 60.0
@@ -209,6 +214,7 @@ class Settings:
             "churn_horizon_days",
             "action_window_days",
             "input_idle_s",
+            "input_quiet_s",
             "input_stall_s",
             "churn_decision_interval_h",
             "model_snapshot_s",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -27,9 +27,10 @@ from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
+from models.ordering import MARKS_HEADER, WatermarkMerge, decode_marks, header
 from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
-from streams.faust_compat import count_recovered, rocksdb_states, store_locally
+from streams.faust_compat import count_recovered, rebalancing, rocksdb_states, store_locally
 from streams.metrics import Metrics
 from streams.runtime import CRASH, Runtime
 from streams.skips import Skips
@@ -41,6 +42,11 @@ EXAMPLES_PER_MESSAGE = 200  # training messages stay well under Kafka's 1 MiB de
 # 500) in one call held the event loop for seconds on a loaded machine (the ingest's merge
 # clock and Faust's consumer keepalive with it); ~0.1 s of CPU here
 STEP_EVENTS = 2000
+# account events held by the merge of upstream ingests, in all (beyond it the oldest go
+# on; counted in churnwatch_account_events_forced_total), and how often a timer looks
+# at what waits on the clock
+MERGE_HELD = 400_000
+MERGE_TICK_S = 0.2
 # the accounts table's store by CHURNWATCH_STORE (the app's default stays memory:// for
 # the models table, written from a timer, which Faust's RocksDB store cannot do). With
 # an empty path ("rocksdb://") yarl's URL is false and Faust would use the app's store.
@@ -215,6 +221,10 @@ class AccountStore:
         return sum(len(shard.accounts) for shard in self.shards.values())
 
 
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
 def failure_record(event: Event, why: str, topic: str) -> dict[str, Any]:
     """A dead-letter record for a valid event that churnwatch's own code failed on."""
     raw = orjson.dumps(event.to_dict()).decode()[:MAX_RAW_CHARS]
@@ -236,6 +246,74 @@ def by_partition(messages: Iterable[Any], skips: Skips) -> dict[int, list[Event]
             skips.skip("account_events", kind, where, why)
         out.setdefault(ev.message.partition, []).extend(events)
     return out
+
+
+class Upstreams:
+    """The account-events partitions of this worker, each merged over the ingests that
+    write to it (one per worker) by the watermarks they report (``WatermarkMerge``).
+
+    A message without a report (an older ingest, a foreign writer) passes straight
+    through, as before the merge. ``take`` reads a buffer of messages; ``release``
+    returns the events due per partition and the messages whose events have all been
+    released (acknowledge them once their states are persisted).
+    """
+
+    def __init__(
+        self, sources: Callable[[], Iterable[str]], skips: Skips, stall_ms: int, max_held: int
+    ) -> None:
+        self.sources, self.skips = sources, skips
+        self.stall_ms, self.max_held = stall_ms, max_held
+        self.merges: dict[int, WatermarkMerge] = {}
+        self._through: dict[int, list[Event]] = {}
+        self._through_done: list[Any] = []
+        self._forgotten = 0
+
+    @property
+    def held(self) -> int:
+        return sum(merge.held for merge in self.merges.values())
+
+    @property
+    def forced(self) -> int:
+        """Events released before every source passed them (see ``WatermarkMerge``)."""
+        return sum(merge.forced for merge in self.merges.values()) + self._forgotten
+
+    def merge(self, partition: int, now_ms: int) -> WatermarkMerge:
+        merge = self.merges.get(partition)
+        if merge is None:
+            merge = self.merges[partition] = WatermarkMerge(self.stall_ms, self.max_held)
+            merge.expect(self.sources(), now_ms)  # each input partition, whoever reads it
+        return merge
+
+    def take(self, messages: Iterable[Any], now_ms: int) -> None:
+        for ev in messages:
+            msg = ev.message
+            for p, events in by_partition([ev], self.skips).items():
+                raw = header(getattr(msg, "headers", None), MARKS_HEADER)
+                marks = None if raw is None else decode_marks(raw)
+                if marks is None:
+                    self._through.setdefault(p, []).extend(events)
+                    self._through_done.append(ev)
+                else:
+                    self.merge(p, now_ms).push(events, token=ev, marks=marks, now_ms=now_ms)
+
+    def release(
+        self, now_ms: int, everything: bool = False
+    ) -> tuple[dict[int, list[Event]], list[Any]]:
+        """Events due per partition (in order) and the messages fully released."""
+        out, done = self._through, self._through_done
+        self._through, self._through_done = {}, []
+        for p, merge in self.merges.items():
+            events, tokens = merge.release(now_ms, everything)
+            if events:
+                out.setdefault(p, []).extend(events)
+            done += tokens
+        return out, done
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            merge = self.merges.pop(p, None)
+            self._forgotten += merge.forced if merge else 0
+            self._through.pop(p, None)
 
 
 def reason_label(feature: str) -> str:
@@ -295,50 +373,106 @@ def register(rt: Runtime) -> None:
     rt.lookup = lookup
 
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
-        store.forget(tp.partition for tp in revoked if tp.topic == s.account_events_topic)
+        gone = [tp.partition for tp in revoked if tp.topic == s.account_events_topic]
+        store.forget(gone)
+        upstreams.forget(gone)
 
     app.on_partitions_revoked.connect(on_revoked)
 
+    def sources() -> list[str]:
+        """Every input partition (as the ingests name them), whichever worker reads it."""
+        consumer: Any = app.consumer
+        return [
+            f"{i}:{p}"
+            for i, topic in enumerate(s.input_topics)
+            for p in range(consumer.topic_partitions(topic) or s.partitions)
+        ]
+
+    upstreams = Upstreams(
+        sources,
+        skips,
+        stall_ms=int(s.input_stall_s * 1000),
+        max_held=max(10_000, MERGE_HELD // s.partitions),
+    )
+    lock = asyncio.Lock()
+    streams: dict[str, Any] = {}
+
     async def accounts(stream: Any) -> None:
-        # internal messages hold up to 500 events: 100 of them are plenty per step
-        async for batch in stream.take_events(
+        streams["accounts"] = stream
+        # internal messages hold up to 500 events: 100 of them are plenty per step.
+        # Acknowledged here, once their events left the merge and their states persisted
+        async for batch in stream.noack_take(
             min(s.ingest_batch_max, 100), within=s.ingest_batch_within_s
         ):
-            started = time.monotonic()
-            now_s = time.time()
-            models = model_cache.current()
-            out = Outputs()
-            # one process() per partition per buffer (an account touched is scored once),
-            # in steps of at most STEP_EVENTS so the event loop is never held for long
-            for partition, events in by_partition(batch, skips).items():
-                shard = store.shard(partition)
-                for i in range(0, max(len(events), 1), STEP_EVENTS):
-                    step = events[i : i + STEP_EVENTS]
-                    applied, dups, late = process(shard, step, models, cfg, out, store.census)
-                    await asyncio.sleep(0)  # let heartbeats, HTTP requests and ingest through
-                    m.events_applied.inc(applied)
-                    m.duplicates_dropped.inc(dups)
-                    m.late_dropped.inc(late)
-                if events:
-                    m.event_time_lag.observe(max(0.0, now_s - events[-1].ts / 1000))
-            await publish(out)
-            t_flush = time.monotonic()
-            records = []
-            for p in list(store.shards):  # thousands of states to encode: let heartbeats in
-                records += store.flush([p])
-                await asyncio.sleep(0)
-            acks = await send_all((changelog, key, raw, p) for p, key, raw in records)
-            offsets: dict[int, int] = {}
-            for ack in acks:
-                p = ack.topic_partition.partition
-                offsets[p] = max(ack.offset, offsets.get(p, -1))
-            store.commit(records, offsets)
-            m.state_writes.inc(len(records))
-            m.state_flush_seconds.observe(time.monotonic() - t_flush)
-            m.accounts.set(store.accounts)
-            for p, shard in store.shards.items():
-                m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
-            m.processing_latency.observe(time.monotonic() - started)
+            async with lock:
+                upstreams.take(batch, _now_ms())
+                await apply(everything=rt.stopping)
+
+    async def apply(everything: bool = False) -> None:
+        """Apply what the merge releases, persist, then acknowledge its messages."""
+        started = time.monotonic()
+        now_s = time.time()
+        forced = upstreams.forced
+        parts, done = upstreams.release(_now_ms(), everything)
+        m.merge_forced.inc(upstreams.forced - forced)
+        m.merge_held.set(upstreams.held)
+        if not parts:
+            for ev in done:  # reports alone
+                await streams["accounts"].ack(ev)
+            return
+        models = model_cache.current()
+        out = Outputs()
+        # one process() per partition per buffer (an account touched is scored once),
+        # in steps of at most STEP_EVENTS so the event loop is never held for long
+        for partition, events in parts.items():
+            shard = store.shard(partition)
+            for i in range(0, max(len(events), 1), STEP_EVENTS):
+                step = events[i : i + STEP_EVENTS]
+                applied, dups, late = process(shard, step, models, cfg, out, store.census)
+                await asyncio.sleep(0)  # let heartbeats, HTTP requests and ingest through
+                m.events_applied.inc(applied)
+                m.duplicates_dropped.inc(dups)
+                m.late_dropped.inc(late)
+            if events:
+                m.event_time_lag.observe(max(0.0, now_s - events[-1].ts / 1000))
+        await publish(out)
+        t_flush = time.monotonic()
+        records = []
+        for p in list(store.shards):  # thousands of states to encode: let heartbeats in
+            records += store.flush([p])
+            await asyncio.sleep(0)
+        acks = await send_all((changelog, key, raw, p) for p, key, raw in records)
+        offsets: dict[int, int] = {}
+        for ack in acks:
+            p = ack.topic_partition.partition
+            offsets[p] = max(ack.offset, offsets.get(p, -1))
+        store.commit(records, offsets)
+        for ev in done:  # their events are applied and persisted
+            await streams["accounts"].ack(ev)
+        m.state_writes.inc(len(records))
+        m.state_flush_seconds.observe(time.monotonic() - t_flush)
+        m.accounts.set(store.accounts)
+        for p, shard in store.shards.items():
+            m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
+        m.processing_latency.observe(time.monotonic() - started)
+
+    async def tick() -> None:
+        """Release what waits on the clock: a silent upstream's timeout; and everything
+        before a rebalance or a stop (Faust waits for every message read to be acked)."""
+        if "accounts" in streams and upstreams.held:
+            async with lock:
+                await apply(everything=rt.stopping or rebalancing(app))
+
+    ingest_drain = rt.drain
+
+    async def drain() -> None:
+        await ingest_drain()  # what ingest held goes on first
+        if "accounts" in streams:
+            async with lock:
+                await apply(everything=True)
+
+    rt.drain = drain
+    app.timer(MERGE_TICK_S, name="churnwatch.accounts_merge")(tick)
 
     producer = app.producer
     changelog = table.changelog_topic.get_topic_name()

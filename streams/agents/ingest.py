@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
-from models.ordering import Reorderer
+from models.ordering import MARKS_HEADER, Reorderer, encode_marks, report
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser
 from models.timepolicy import MergedClock, wall_ms
@@ -81,7 +81,11 @@ def _now_ms() -> int:
 def register(rt: Runtime) -> None:
     s, m, app = rt.settings, rt.metrics, rt.app
     dead_letter, account_events = rt.topics.dead_letter, rt.topics.account_events
-    reorder = Reorderer(idle_ms=int(s.input_idle_s * 1000), stall_ms=int(s.input_stall_s * 1000))
+    reorder = Reorderer(
+        idle_ms=int(s.input_idle_s * 1000),
+        stall_ms=int(s.input_stall_s * 1000),
+        quiet_ms=int(s.input_quiet_s * 1000),
+    )
     policy = s.engine_config().time  # the accepted range of event times
     merged = MergedClock(policy)  # ... and the clock of the input merged in event time
     # identifiers become keyed tokens here, before anything holds or forwards them
@@ -91,9 +95,15 @@ def register(rt: Runtime) -> None:
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
 
     warned_at = [-UNALIGNED_WARN_EVERY_S]
+    topic_index = {topic: i for i, topic in enumerate(s.input_topics)}
+    marked: dict[int, bytes] = {}  # account-events partition -> the last report it got
 
-    def warn_unaligned(n: int) -> None:
-        """Count input not keyed by account; warn (now and then) if other workers read input."""
+    def source(tp: Any) -> str:
+        """An input partition as the account agents' merge names it."""
+        return f"{topic_index[tp.topic]}:{tp.partition}"
+
+    def note_unaligned(n: int) -> None:
+        """Count input not keyed by account; say (now and then) if other workers read input."""
         m.unaligned_events.inc(n)
         now = time.monotonic()
         if now - warned_at[0] < UNALIGNED_WARN_EVERY_S:
@@ -103,11 +113,12 @@ def register(rt: Runtime) -> None:
         every = sum(consumer.topic_partitions(t) or s.partitions for t in s.input_topics)
         if len(assigned) < every:
             warned_at[0] = now
-            log.warning(
+            log.info(
                 "input messages not keyed by account_id while other workers read input too: "
-                "an account's events then reach its state from several workers and those "
-                "behind are dropped as late. Key input by account_id, or run one worker "
-                "(churnwatch_input_unaligned_events_total counts them)"
+                "an account's events then reach its state through several workers, and each "
+                "account agent holds them until the slowest worker's ingest has passed them "
+                "(churnwatch_account_events_held). Keyed input needs no such wait "
+                "(churnwatch_input_unaligned_events_total counts unkeyed events)"
             )
 
     def check_backlogs(now_ms: int) -> None:
@@ -133,35 +144,65 @@ def register(rt: Runtime) -> None:
         return await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
     async def forward(everything: bool = False) -> None:
-        """Send what the frontier allows; acknowledge the messages fully sent."""
+        """Send what the frontier allows; acknowledge the messages fully sent.
+
+        Every message to account-events carries this ingest's report on its input
+        partitions (``models.ordering.encode_marks``): with several workers, each
+        account agent merges the ingests that write to it by these watermarks
+        (``WatermarkMerge``), so an account's events read by a slower worker are not late.
+        """
+        now = _now_ms()
         if not everything:
-            check_backlogs(_now_ms())
+            check_backlogs(now)
         ahead: list[tuple[Event, Any, tuple[str, str]]] = []
         wall = wall_ms()
+        vouched = reorder.vouched(now)
+        vouched = -1 if vouched is None else vouched
 
         def keep(event: Event, token: Any) -> bool:
-            why = merged.admit(event.ts, wall_ms=wall)
+            why = merged.admit(event.ts, wall_ms=wall, vouched=event.ts <= vouched)
             if why is not None:
                 ahead.append((event, token, why))
             return why is None
 
-        events, done = reorder.release(1 << 62 if everything else _now_ms(), keep)
+        events, done = reorder.release(1 << 62 if everything else now, keep)
+        frontier, active, idle = report(reorder, now)
+        marks = encode_marks(frontier, map(source, active), map(source, idle))
+        headers = [(MARKS_HEADER, marks)]
         pending = []
         for event, token, (kind, text) in ahead:  # ahead of everything else read
             msg = token.message
             index, raw = locate(msg.value, event.event_id)
             where = (msg.topic, msg.partition, msg.offset, index)
             pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
-        for partition, part in route(events, s.partitions).items():
+        routed = route(events, s.partitions)
+        for partition, part in routed.items():
             for i in range(0, len(part), INTERNAL_BATCH):
                 pending.append(
                     await account_events.send(
                         key=str(partition).encode(),
                         value=encode_batch(part[i : i + INTERNAL_BATCH]),
                         partition=partition,
+                        headers=headers,
                         force=True,
                     )
                 )
+            marked[partition] = marks
+        # the others hear the report alone (an empty array), when it changed: no heartbeat,
+        # so a quiet stream leaves nothing uncommitted. A source reported active keeps its
+        # worker's report moving (it delivers, or goes idle or stalls: a change)
+        for partition in range(s.partitions):
+            if partition not in routed and marked.get(partition) != marks:
+                pending.append(
+                    await account_events.send(
+                        key=str(partition).encode(),
+                        value=b"[]",
+                        partition=partition,
+                        headers=headers,
+                        force=True,
+                    )
+                )
+                marked[partition] = marks
         await asyncio.gather(*pending)  # Kafka has them all: now the input may be committed
         stream = streams.get("input")
         for token in done:
@@ -184,7 +225,7 @@ def register(rt: Runtime) -> None:
             for event_type, n in Counter(e.type for e in events).items():
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):
-                warn_unaligned(len(events))
+                note_unaligned(len(events))
             async with lock:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 from models.account import DAY_MS, dump_state, load_state, new_account
 from models.contract import Event, encode_batch
 from models.engine import EngineConfig, Models, Outputs, process
-from streams.agents.accounts import AccountStore, describe
+from models.ordering import MARKS_HEADER, encode_marks
+from streams.agents.accounts import AccountStore, Upstreams, describe
 from streams.agents.accounts import by_partition as group
 from streams.app import partition_for
 from streams.metrics import Metrics
@@ -263,3 +264,41 @@ def test_label_timers_fire_for_evicted_accounts():
     process(shard, [late], models, cfg, out)
     assert [x["account_id"] for x in out.examples if x["model"] == "churn"] == [acc]
     assert acc in shard.dirty
+
+
+class Token:
+    """A stream event as the merge keeps it (hashable, like Faust's)."""
+
+    def __init__(self, message: SimpleNamespace) -> None:
+        self.message = message
+
+
+def test_upstreams_merge_reporting_ingests_and_pass_the_others_through():
+    a, b = events_for("a", 4), events_for("a", 4, start=T0 + 30_000)
+    b = [Event(f"b{i}", e.type, e.account_id, e.ts, e.fields) for i, e in enumerate(b)]
+    p = partition_for("a", P)
+
+    def msg(offset, events, marks=None):
+        headers = [(MARKS_HEADER, encode_marks(*marks))] if marks else None
+        value = encode_batch(events)
+        return Token(SimpleNamespace(partition=p, offset=offset, value=value, headers=headers))
+
+    ups = Upstreams(lambda: ["0:0", "0:1"], Skips(Metrics()), stall_ms=60_000, max_held=1000)
+    first, second = msg(0, a, (a[-1].ts, ["0:0"], [])), msg(1, b, (b[-1].ts, ["0:1"], []))
+    ups.take([first], now_ms=0)
+    assert ups.release(0) == ({}, [])  # "0:1" has not reported yet
+    ups.take([second], now_ms=0)
+    parts, done = ups.release(0)  # both reported: in event time, up to the slower one
+    due = [e.event_id for e in sorted(a + b, key=lambda e: e.ts) if e.ts <= a[-1].ts]
+    assert [e.event_id for e in parts[p]] == due and len(due) == 7
+    assert done == [first]  # the second message's last event waits for "0:0" to pass it
+    foreign = msg(2, events_for("c", 1))  # no report (an older ingest): straight through
+    ups.take([foreign], now_ms=0)
+    assert ups.release(0) == ({p: foreign_events(foreign)}, [foreign])
+    assert ups.held == 1
+    ups.forget([p])
+    assert ups.held == 0 and ups.forced == 0
+
+
+def foreign_events(ev):
+    return group([ev], Skips(Metrics()))[ev.message.partition]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.contract import Event
-from models.ordering import Reorderer
+from models.ordering import Reorderer, WatermarkMerge, decode_marks, encode_marks, report
 from streams.agents.ingest import behind
 
 
@@ -64,3 +64,107 @@ def test_keep_leaves_an_event_out_and_still_releases_its_message() -> None:
     )
     assert [x.event_id for x in events] == ["ok"] and done == ["m1"]
     assert seen == [("ok", "m1"), ("ahead", "m1")] and r.held == 0
+
+
+def _merged(m: WatermarkMerge, now_ms: int, everything: bool = False) -> list[str]:
+    return [e.event_id for e in m.release(now_ms, everything)[0]]
+
+
+def test_two_ingests_interleaving_are_applied_in_event_time_order():
+    # worker A reads p0 and is days ahead; worker B reads p1 and is behind: before the
+    # merge, B's events reached the account state after A's and were dropped as late
+    m = WatermarkMerge(stall_ms=60_000)
+    m.expect(["p0", "p1"], now_ms=0)
+    m.push([_ev("a1", 100), _ev("a2", 900)], token="A1", marks={"p0": 900}, now_ms=0)
+    m.push([_ev("b1", 50), _ev("b2", 200)], token="B1", marks={"p1": 200}, now_ms=0)
+    assert _merged(m, 0) == ["b1", "a1", "b2"]
+    m.push([_ev("b3", 850)], token="B2", marks={"p1": 870}, now_ms=1)
+    assert _merged(m, 1) == ["b3"]
+    m.push([_ev("b4", 950)], token="B3", marks={"p1": 1_000}, now_ms=2)
+    events, done = m.release(2)
+    assert [e.event_id for e in events] == ["a2"] and done == ["A1"]
+    assert m.held == 1 and m.forced == 0  # b4 waits for p0 to pass 950
+
+
+def test_a_message_is_released_only_with_all_its_events():
+    m = WatermarkMerge()
+    m.expect(["p0", "p1"], now_ms=0)
+    m.push([_ev("a1", 10), _ev("a2", 30)], token="A", marks={"p0": 30}, now_ms=0)
+    m.push([], token="marker", marks={"p1": 20}, now_ms=0)
+    events, done = m.release(0)
+    assert [e.event_id for e in events] == ["a1"] and done == ["marker"]
+    m.push([], token="marker2", marks={"p1": None}, now_ms=0)  # p1 idle: nothing to wait for
+    events, done = m.release(0)
+    assert [e.event_id for e in events] == ["a2"] and done == ["marker2", "A"]
+
+
+def test_a_source_not_heard_of_holds_back_until_it_reports_or_stalls():
+    m = WatermarkMerge(stall_ms=10_000)
+    m.expect(["p0", "p1"], now_ms=0)  # rebuilt from the log: p1's owner has not spoken yet
+    m.push([_ev("a1", 500)], token="A", marks={"p0": 500}, now_ms=0)
+    assert _merged(m, 9_999) == []
+    assert _merged(m, 10_000) == ["a1"]  # p1's owner is gone (killed): it stops holding
+    m.push([_ev("b1", 600)], token="B", marks={"p1": 700}, now_ms=11_000)  # it is back
+    m.push([_ev("a2", 800)], token="A2", marks={"p0": 800}, now_ms=11_000)
+    assert _merged(m, 11_000) == ["b1"]
+
+
+def test_watermarks_never_go_back_and_everything_goes_before_a_rebalance():
+    m = WatermarkMerge()
+    m.expect(["p0", "p1"], now_ms=0)
+    m.push([], token="x", marks={"p0": 500, "p1": 500}, now_ms=0)
+    # p1's new owner re-reads from its commit and reports less: what it re-reads up to
+    # 500 was sent already (duplicates), and p1's mark stays at 500
+    m.push([_ev("d", 450)], token="y", marks={"p1": 300}, now_ms=1)
+    assert m.frontier(1) == 500 and _merged(m, 1) == ["d"]
+    m.push([_ev("z", 900)], token="z", marks={"p0": 900}, now_ms=2)
+    assert _merged(m, 2) == []
+    assert _merged(m, 2, everything=True) == ["z"] and m.forced == 1
+
+
+def test_the_merge_is_bounded_oldest_first():
+    m = WatermarkMerge(max_held=2)
+    m.expect(["p0", "p1"], now_ms=0)
+    m.push([_ev("a", 10), _ev("b", 20), _ev("c", 30)], token="A", marks={"p0": 30}, now_ms=0)
+    assert _merged(m, 0) == ["a"] and m.held == 2 and m.forced == 1
+
+
+def test_an_ingest_reports_its_watermark_and_its_idle_partitions():
+    r = Reorderer(idle_ms=1_000)
+    r.add("use", [_ev("u", 80)], token="m1", now_ms=0)
+    r.add("sub", [_ev("s", 50)], token="m2", now_ms=900)
+    assert report(r, 1_500) == (50, ["sub"], ["use"])
+    marks = decode_marks(encode_marks(*report(r, 1_500)))
+    assert marks == {"use": None, "sub": 50}
+
+
+def test_an_event_another_partition_passed_is_vouched_for():
+    r = Reorderer(idle_ms=1_000)
+    r.add("a", [_ev("x", 5)], token="m1", now_ms=0)
+    assert r.vouched(0) is None  # a single source cannot vouch for its own events
+    r.add("b", [_ev("y", 3 * 86_400_000)], token="m2", now_ms=0)
+    assert r.vouched(0) == 5
+
+
+def test_a_caught_up_partition_stops_holding_back_after_a_short_silence():
+    # issue #12: the end of a burst waited CHURNWATCH_INPUT_IDLE_S for every partition
+    r = Reorderer(idle_ms=3_000, stall_ms=60_000, quiet_ms=300)
+    r.add("sub", [_ev("s1", 100)], token="m1", now_ms=0)
+    r.add("use", [_ev("u1", 900)], token="m2", now_ms=0)
+    assert r.silent(299) == [] and sorted(r.silent(300)) == ["sub", "use"]
+    assert [e.event_id for e in r.release(now_ms=400)[0]] == ["s1"]  # nothing known yet
+    r.mark_behind("use", behind(highwater=13, next_offset=13))  # caught up
+    r.mark_behind("sub", behind(highwater=40, next_offset=12))  # Kafka has more of it
+    assert r.release(now_ms=400) == ([], [])  # "sub" is behind: it holds u1 back still
+    r.mark_behind("sub", behind(highwater=40, next_offset=40))  # ... now caught up too
+    assert [e.event_id for e in r.release(now_ms=400)[0]] == ["u1"]
+
+
+def test_a_report_of_nothing_read_yet_does_not_wake_an_idle_source():
+    # a new owner reports a partition it has not read from yet (-1): it sends nothing
+    # from it, so the old owner's "idle" stands (else a topic without data holds all)
+    m = WatermarkMerge()
+    m.expect(["sub", "use"], now_ms=0)
+    m.push([], token="old", marks={"sub": None, "use": 100}, now_ms=0)
+    m.push([_ev("u", 90)], token="new", marks={"sub": -1, "use": 100}, now_ms=1)
+    assert _merged(m, 1) == ["u"]
