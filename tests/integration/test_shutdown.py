@@ -19,9 +19,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 T0 = 1_767_225_600_000
 
 
-def _stream(n_accounts: int, per_account: int) -> list[tuple[bytes, bytes]]:
+def _stream(n_accounts: int, per_account: int, start: int = 0) -> list[tuple[bytes, bytes]]:
+    """Events ``start`` to ``per_account - 1`` of each account (0: the subscription)."""
     msgs = []
-    for i in range(per_account):
+    for i in range(start, per_account):
         for a in range(n_accounts):
             acc = f"acc-{a}"
             if i == 0:
@@ -61,6 +62,11 @@ def test_sigterm_mid_stream_loses_nothing_and_duplicates_nothing(worker_factory,
     committed = committed_offsets(kafka_bootstrap, s.app_id, s.usage_topic)
     assert sum(committed.values()) >= applied_at_sigterm, committed
 
+    # more input while no worker runs: the drain may have applied all the first part
+    # (it applies everything read), and the new worker must resume, not only recover
+    tail = 5
+    produce(kafka_bootstrap, s.usage_topic, _stream(n_accounts, per_account + tail, per_account))
+    per_account += tail
     second = worker_factory().start()
     second.wait_metric("churnwatch_events_applied_total", 1, timeout=60)
     deadline = time.monotonic() + 120
