@@ -9,9 +9,12 @@ never this module. Every touch of Faust internals is in ``streams.faust_compat``
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 import faust
+from faust.app import BootStrategy
+from mode import ServiceT
 
 from models.partitioning import partition_for
 from streams import faust_compat, kafka_security
@@ -31,11 +34,30 @@ def _app_dir(s: Settings) -> Path:
     return path
 
 
+class WebFirst(BootStrategy):
+    """Faust's default start order, but the web server first: before the producer, so
+    ``/healthz`` answers while the producer connects and the tables recover (Faust
+    starts it after the producer, which waits for a broker that is down). Subclassing
+    ``BootStrategy`` is Faust's documented way to change what starts and in which order.
+    """
+
+    def server(self) -> Iterable[ServiceT]:
+        return self._chain(
+            self.web_server(),
+            self.sensors(),
+            self.kafka_producer(),
+            self.kafka_consumer(),
+            self.agents(),
+            self.kafka_conductor(),
+            self.tables(),
+        )
+
+
 def create_app(s: Settings) -> faust.App:
     faust_compat.apply()
     brokers = [f"kafka://{host.strip()}" for host in s.kafka_bootstrap_servers.split(",")]
     host = socket.gethostname()
-    return faust.App(
+    app = faust.App(
         s.app_id,
         broker=brokers,
         broker_credentials=kafka_security.faust_credentials(s),
@@ -72,6 +94,8 @@ def create_app(s: Settings) -> faust.App:
         table_standby_replicas=0,
         stream_wait_empty=True,
     )
+    app.boot_strategy = WebFirst(app)
+    return app
 
 
 def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:

@@ -22,21 +22,26 @@ log = logging.getLogger("churnwatch")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.app import create_runtime
-    from streams.faust_compat import graceful_worker
-    from streams.topics import connect_admin, ensure_topics
+    from streams.startprobe import StartupProbe
 
     s = Settings.from_env()
     s.require_model_key()  # the learner needs it: say so before waiting for Kafka
     s.require_pseudonym_key()  # ... and ingest this one
     setup_logging(s.log_level, s.log_format)
     # waits for the broker as long as it takes, one log line per 10 s; a refused login or
-    # certificate stops here with one line, before Faust would retry it with tracebacks
-    if s.create_topics:
-        ensure_topics(s, wait_s=float("inf"))
-    else:
-        connect_admin(s, wait_s=float("inf")).close()
-    rt = create_runtime(s)
+    # certificate stops here with one line, before Faust would retry it with tracebacks.
+    # /healthz answers meanwhile, from before the heavy imports on (a liveness probe
+    # must not restart a worker that is only waiting)
+    with StartupProbe(s.web_host, s.web_port, "waiting for Kafka"):
+        from streams.app import create_runtime
+        from streams.faust_compat import graceful_worker
+        from streams.topics import connect_admin, ensure_topics
+
+        if s.create_topics:
+            ensure_topics(s, wait_s=float("inf"))
+        else:
+            connect_admin(s, wait_s=float("inf")).close()
+        rt = create_runtime(s)
 
     async def before_stop() -> None:
         """Send on what ingest holds and checkpoint the learner, then Faust's own stop
@@ -151,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "CHURNWATCH_CACHE_DIR or ~/.cache/churnwatch), then run a KRaft "
                            "broker on a loopback port until Ctrl-C.")  # fmt: skip
     p.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
-    p.add_argument("--dir", default=None, help="broker folder (default: a new temporary one)")
+    p.add_argument("--dir", default=None, help="broker folder (default: a new temporary one); "
+                   "a folder a broker ran in before restarts it with its topics and offsets")
     p.add_argument("--sasl-ssl", action="store_true",
                    help="also a SASL_SSL listener (own CA, one user with a random password; "
                    "prints the client settings)")  # fmt: skip

@@ -234,12 +234,15 @@ class LocalBroker:
             arg for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
             for arg in ("--add-scram", f"{mechanism}={user}")
         ] if self.sasl_port else []  # fmt: skip
-        fmt = subprocess.run(
+        # a folder that held a broker before is started as it is (its topics, offsets and
+        # cluster id): a broker restart, as the fault benchmarks do (same port, same data)
+        formatted = (self.workdir / "data" / "meta.properties").exists()
+        fmt = None if formatted else subprocess.run(
             _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg),
                       "--ignore-formatted", *users, log_dir=self.workdir, heap="256m"),
             capture_output=True, text=True,
         )  # fmt: skip
-        if fmt.returncode != 0:
+        if fmt is not None and fmt.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
         out = open(self.workdir / "broker.out", "wb")  # noqa: SIM115 - lives as long as the broker
         self.proc = subprocess.Popen(

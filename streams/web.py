@@ -1,7 +1,10 @@
 """HTTP endpoints on the worker's web port (``CHURNWATCH_WEB_PORT``, default 6066).
 
 - ``/metrics``: Prometheus exposition of this worker's metrics;
-- ``/healthz``: liveness (the process and its event loop answer);
+- ``/healthz``: liveness (the process and its event loop answer). The web server
+  starts first of Faust's services (``streams.app.WebFirst``), so it answers while the
+  producer connects and the tables recover; before Faust starts, while the worker
+  waits for Kafka, ``streams.startprobe`` answers;
 - ``/readyz``: 200 once partitions are assigned and table recovery is done, else 503;
 - ``/accounts/{account_id}``: the account's current state summary, features and
   scores as JSON (404 when unknown). Requests for an account owned by another
@@ -39,6 +42,13 @@ EXPOSITION_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
 
 
 def is_ready(app: Any) -> tuple[bool, str]:
+    try:
+        return _is_ready(app)
+    except Exception:  # noqa: BLE001 - the web server starts first: no consumer yet
+        return False, "starting"
+
+
+def _is_ready(app: Any) -> tuple[bool, str]:
     if app.rebalancing:
         return False, "rebalancing"
     if not app.tables.recovery.completed.is_set():
@@ -98,11 +108,8 @@ def _is_loopback(address: str | None) -> bool:
 
 
 def ready_now(app: Any) -> bool:
-    """``is_ready`` for a scrape: False before the consumer exists."""
-    try:
-        return is_ready(app)[0]
-    except Exception:  # noqa: BLE001 - not started yet (no consumer, no recovery)
-        return False
+    """``is_ready`` for a scrape."""
+    return is_ready(app)[0]
 
 
 def register(rt: Runtime) -> None:

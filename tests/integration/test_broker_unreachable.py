@@ -1,4 +1,5 @@
-"""A worker whose broker is unreachable waits with a visible, rate-limited log line."""
+"""A worker whose broker is unreachable waits with a visible, rate-limited log line, and
+its liveness endpoint answers meanwhile (a liveness probe must not restart it)."""
 
 import os
 import subprocess
@@ -9,6 +10,7 @@ import pytest
 
 from streams.devbroker import free_port
 from streams.devworker import TEST_MODEL_KEY, TEST_PSEUDONYM_KEY
+from tests.integration.conftest import http_get
 
 pytestmark = pytest.mark.e2e
 
@@ -22,9 +24,23 @@ def test_worker_waits_for_the_broker_without_crashing(tmp_path):
     log = tmp_path / "worker.log"
     proc = subprocess.Popen([sys.executable, "-m", "streams", "worker"], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{env['CHURNWATCH_WEB_PORT']}"
     try:
-        time.sleep(14)
+        deadline = time.monotonic() + 14
+        live = None
+        while time.monotonic() < deadline:
+            try:
+                live = http_get(url + "/healthz")
+                break
+            except OSError:  # not listening yet
+                time.sleep(0.1)
+        assert live is not None and live[0] == 200, log.read_text()
+        assert b"waiting for Kafka" in live[1]
+        status, body = http_get(url + "/readyz")
+        assert status == 503 and b"waiting for Kafka" in body, (status, body)
+        time.sleep(max(0.0, deadline - time.monotonic()))
         assert proc.poll() is None, log.read_text()
+        assert http_get(url + "/healthz")[0] == 200  # still waiting, still alive
     finally:
         proc.kill()
         proc.wait()
