@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,18 +168,9 @@ class Reorderer:
         returns False for is left out (the caller has dealt with it), and its token
         is released all the same.
         """
-        frontier = self.frontier(now_ms)
-        out: list[Event] = []
         done: list[Hashable] = []
-        heap = self._heap
-        while heap and (frontier is None or heap[0][0] <= frontier or len(heap) > self.max_held):
-            _, _, event, token = heapq.heappop(heap)
-            if keep is None or keep(event, token):
-                out.append(event)
-            self._open[token] -= 1
-            if self._open[token] == 0:
-                del self._open[token]
-                done.append(token)
+        due = _pop_due(self._heap, self._open, self.frontier(now_ms), self.max_held, done)
+        out = [event for _, event, token in due if keep is None or keep(event, token)]
         return out, done
 
     def settle(self, token: Hashable) -> bool:
@@ -188,6 +179,28 @@ class Reorderer:
             self._open.pop(token, None)
             return True
         return False
+
+
+def _pop_due(
+    heap: list[tuple[int, int, Event, Hashable]],
+    open_tokens: dict[Hashable, int],
+    frontier: int | None,
+    max_held: int,
+    done: list[Hashable],
+    everything: bool = False,
+) -> Iterator[tuple[int, Event, Hashable]]:
+    """Pop the held events that are due, in event-time order: those at or before
+    ``frontier`` (all of them when it is None or ``everything``), and the oldest beyond
+    ``max_held``. A token whose events have all been popped goes to ``done``."""
+    while heap and (
+        everything or frontier is None or heap[0][0] <= frontier or len(heap) > max_held
+    ):
+        ts, _, event, token = heapq.heappop(heap)
+        open_tokens[token] -= 1
+        if open_tokens[token] == 0:
+            del open_tokens[token]
+            done.append(token)
+        yield ts, event, token
 
 
 def report(reorderer: Reorderer, now_ms: int) -> tuple[int | None, list[Hashable], list[Hashable]]:
@@ -317,18 +330,12 @@ class WatermarkMerge:
         out, done = self._ready, self._done
         self._ready, self._done = [], []
         frontier = self.frontier(now_ms)
-        heap = self._heap
-        while heap and (
-            everything or frontier is None or heap[0][0] <= frontier or len(heap) > self.max_held
+        for ts, event, _ in _pop_due(
+            self._heap, self._open, frontier, self.max_held, done, everything
         ):
-            ts, _, event, token = heapq.heappop(heap)
             if frontier is not None and ts > frontier:
                 self.forced += 1
             out.append(event)
-            self._open[token] -= 1
-            if self._open[token] == 0:
-                del self._open[token]
-                done.append(token)
         return out, done
 
 
