@@ -342,3 +342,13 @@ def test_a_replay_forgets_the_scores_of_an_erased_account(events: list[dict[str,
              "ts": events[2999]["ts"]}  # fmt: skip
     r = replay([*events[:3000], erase])
     assert first not in r.scores and len(r.scores) > 10 and r.failed == r.dead_letters == 0
+
+
+def test_compacted_topics_with_account_data_drop_an_erased_account_within_a_day() -> None:
+    from streams.settings import Settings
+    from streams.topics import ERASABLE, topic_specs
+
+    s = Settings()
+    day = {"max.compaction.lag.ms": "86400000", "delete.retention.ms": "86400000"}
+    assert ERASABLE == day
+    assert topic_specs(s)[s.scores_topic][1] == {"cleanup.policy": "compact", **day}
