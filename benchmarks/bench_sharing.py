@@ -1,7 +1,7 @@
 """Quality of sharing alerts on simulated populations, through the whole pipeline.
 
 Run: python benchmarks/bench_sharing.py --accounts 2000 --days 120 [--seeds 11 23] [--mix ...]
-     [--prior] [--census-shards N] [--popular-accounts 5]
+     [--prior] [--census-shards N] [--popular-accounts 5] [--geo-grid-km 1]
 
 For each seed, simulates a population (default archetype mix unless ``--mix``
 is given, e.g. ``--mix sharer=0.06,subtle_sharer=0.12,vpn_user=0.12``), replays
@@ -25,6 +25,9 @@ hold; ``8``: one per partition). The script patches its censuses into
 
 Targets of the issue: precision >= 0.90, recall >= 0.85, median delay <= 3
 days, no look-alike above 3% false positives.
+
+Coordinates are coarsened to ``--geo-grid-km`` (default: the worker's, 1 km) as the
+worker's ingest does; ``--geo-grid-km 0`` replays them as the simulator sent them.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import contextlib
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -41,6 +45,7 @@ import orjson
 from models import engine
 from models.alerting import AlertConfig, AlertTrack, update_track
 from models.contract import parse_message, parse_ts
+from models.engine import EngineConfig
 from models.evaluation import DAY_MS, LOOK_ALIKES, sharing_alert_quality
 from models.household import (
     HouseholdState,
@@ -49,6 +54,7 @@ from models.household import (
     household_features,
     new_household,
 )
+from models.privacy import GEO_GRID_KM, coarsen
 from models.replay import replay
 from models.sharing import sharing_evidence_score
 from models.simulator import SimConfig, simulate
@@ -152,13 +158,20 @@ def census_in_engine(censuses: Censuses) -> Iterator[None]:
         engine.score, engine.ingest, engine.household_features = saved
 
 
-def run(cfg: SimConfig, *, with_prior: bool, census_shards: int, popular_accounts: int) -> None:
+def run(
+    cfg: SimConfig,
+    *,
+    with_prior: bool,
+    census_shards: int,
+    popular_accounts: int,
+    geo_grid_km: float = GEO_GRID_KM,
+) -> None:
     truths: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     events = list(simulate(cfg, truths.append))
     sim_s = time.perf_counter() - t0
     with census_in_engine(Censuses(census_shards, popular_accounts)):
-        r = replay(events)
+        r = replay(events, cfg=EngineConfig(geo_grid_km=geo_grid_km))
     end = cfg.start_ms + cfg.days * DAY_MS
     final = {a: s["sharing_score"] for a, s in r.scores.items()}
     print(
@@ -171,21 +184,27 @@ def run(cfg: SimConfig, *, with_prior: bool, census_shards: int, popular_account
     if not with_prior:
         return
     prior = PriorOnly()
-    prior_events(events, prior, Censuses(census_shards, popular_accounts))
+    prior_events(events, prior, Censuses(census_shards, popular_accounts), geo_grid_km)
     for t in truths:
         prior.final.setdefault(t["account_id"], 0.0)
     quality = sharing_alert_quality(prior.alerts, prior.final, truths, end_ms=end)
     show("prior only", quality, paid_realerts(prior.alerts, truths, end))
 
 
-def prior_events(events: list[dict[str, Any]], prior: PriorOnly, censuses: Censuses) -> None:
-    """Household evidence per account (dedup by event id), prior scored at each playback."""
+def prior_events(
+    events: list[dict[str, Any]],
+    prior: PriorOnly,
+    censuses: Censuses,
+    geo_grid_km: float = GEO_GRID_KM,
+) -> None:
+    """Household evidence per account (dedup by event id), prior scored at each playback;
+    coordinates coarsened as at ingest."""
     states: dict[str, HouseholdState] = {}
     streams: dict[str, int] = {}
     seen: set[str] = set()
     for i, raw in enumerate(events):
         parsed, _ = parse_message(orjson.dumps(raw), topic="bench", partition=0, offset=i)
-        for e in parsed:
+        for e in map(partial(coarsen, grid_km=geo_grid_km), parsed):
             if e.event_id in seen:
                 continue
             seen.add(e.event_id)
@@ -208,10 +227,14 @@ def main() -> None:
     ap.add_argument("--prior", action="store_true", help="also score the prior alone")
     ap.add_argument("--census-shards", type=int, default=0, help="prefix censuses (0: none)")
     ap.add_argument("--popular-accounts", type=int, default=5, help="PrefixCensus threshold")
+    ap.add_argument("--geo-grid-km", type=float, default=GEO_GRID_KM,
+                    help="coarsen coordinates to this grid, as the worker's ingest does "
+                    "(CHURNWATCH_GEO_GRID_KM; 0: as the simulator sends them)")  # fmt: skip
     args = ap.parse_args()
     mix = parse_mix(args.mix)
     print(f"mix: {', '.join(f'{k}={w:g}' for k, w in mix)}")
     print(f"census: {args.census_shards} shard(s), popular at {args.popular_accounts} accounts")
+    print(f"coordinates: {f'{args.geo_grid_km:g} km grid' if args.geo_grid_km else 'as sent'}")
     for seed in args.seeds:
         cfg = SimConfig(accounts=args.accounts, days=args.days, seed=seed, mix=mix)
         run(
@@ -219,6 +242,7 @@ def main() -> None:
             with_prior=args.prior,
             census_shards=args.census_shards,
             popular_accounts=args.popular_accounts,
+            geo_grid_km=args.geo_grid_km,
         )
 
 

@@ -1,7 +1,7 @@
 """Robustness of sharing alerts over a matrix of simulated behaviours (issue 15).
 
 Run: python benchmarks/bench_sharing_matrix.py [--tune 4] [--held-out 4] [--accounts 400]
-     [--days 35] [--only held-out|tune] [--prior] [--json FILE]
+     [--days 35] [--only held-out|tune] [--prior] [--json FILE] [--geo-grid-km 1]
 
 Each *cell* is one simulated population whose behaviour parameters are drawn
 from a seed (:func:`draw_cell`): trip frequency, length and repeated
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sharing import Censuses, PriorOnly, prior_events  # noqa: E402
 
+from models.engine import EngineConfig  # noqa: E402
 from models.evaluation import (  # noqa: E402
     DAY_MS,
     LOOK_ALIKES,
@@ -52,6 +53,7 @@ from models.evaluation import (  # noqa: E402
     sharing_alert_quality,
 )
 from models.household.state import POPULAR_ACCOUNTS  # noqa: E402
+from models.privacy import GEO_GRID_KM  # noqa: E402
 from models.replay import replay  # noqa: E402
 from models.simulator import SimConfig, simulate  # noqa: E402
 
@@ -179,18 +181,20 @@ def cell_quality(
     return q
 
 
-def run_cell(cfg: SimConfig, *, with_prior: bool) -> dict[str, dict[str, Any]]:
+def run_cell(
+    cfg: SimConfig, *, with_prior: bool, geo_grid_km: float = GEO_GRID_KM
+) -> dict[str, dict[str, Any]]:
     truths: list[dict[str, Any]] = []
     events = list(simulate(cfg, truths.append))
     end = cfg.start_ms + cfg.days * DAY_MS
     t0 = time.perf_counter()
-    r = replay(events)
+    r = replay(events, cfg=EngineConfig(geo_grid_km=geo_grid_km))
     final = {t["account_id"]: 0.0 for t in truths}
     final.update({a: s["sharing_score"] for a, s in r.scores.items()})
     out = {"pipeline": cell_quality(r.alerts, final, truths, end)}
     if with_prior:
         prior = PriorOnly()
-        prior_events(events, prior, Censuses(1, POPULAR_ACCOUNTS))  # as one worker
+        prior_events(events, prior, Censuses(1, POPULAR_ACCOUNTS), geo_grid_km)  # one worker
         scores = {t["account_id"]: prior.final.get(t["account_id"], 0.0) for t in truths}
         out["prior"] = cell_quality(prior.alerts, scores, truths, end)
     print(
@@ -231,6 +235,9 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=35)
     ap.add_argument("--prior", action="store_true", help="also score the evidence prior alone")
     ap.add_argument("--json", type=Path, help="write every figure (and the diagrams) here")
+    ap.add_argument("--geo-grid-km", type=float, default=GEO_GRID_KM,
+                    help="coarsen coordinates to this grid, as the worker's ingest does "
+                    "(CHURNWATCH_GEO_GRID_KM; 0: as the simulator sends them)")  # fmt: skip
     args = ap.parse_args()
     groups = []
     if args.only != "held-out" and args.tune:
@@ -246,6 +253,7 @@ def main() -> None:
             res = run_cell(
                 draw_cell(seed, held_out=held_out, accounts=args.accounts, days=args.days),
                 with_prior=args.prior,
+                geo_grid_km=args.geo_grid_km,
             )
             for label, q in res.items():
                 cells.setdefault(label, []).append(q)

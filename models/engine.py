@@ -49,6 +49,7 @@ from models.household import PrefixCensus, household_features
 from models.labels import Example, observe, process_event
 from models.learner import OnlineLearner
 from models.outcomes import decisive, expire_follow_ups, open_follow_up, resolve
+from models.privacy import GEO_GRID_KM
 from models.risk import KINDS as KINDS  # re-exported: the model kinds
 from models.risk import RiskState
 from models.sharing import (
@@ -88,6 +89,8 @@ class EngineConfig:
     max_follow_ups: int = 8
     # the accepted range of event times (checked at ingest: dead letters past_ts, future_ts)
     time: TimePolicy = field(default_factory=TimePolicy)
+    # coordinates are coarsened at ingest to cells of this side (models.privacy; 0: as sent)
+    geo_grid_km: float = GEO_GRID_KM
 
 
 @dataclass

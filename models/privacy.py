@@ -19,6 +19,13 @@ simulated events). Each kind of identifier is hashed in its own domain, so a dev
 and a profile that share a name get different tokens. Empty strings stay empty
 (the features treat an empty identifier as absent).
 
+Coordinates are coarsened (:func:`coarsen`, before the identifiers): ``geo``'s ``lat``
+and ``lon`` become the centre of their cell of a grid of ``GEO_GRID_KM`` (default 1 km;
+``CHURNWATCH_GEO_GRID_KM``), so no exact position is stored or forwarded either. The
+household clusters places within 3 km and flags travel over 500 km, so a 1 km grid (a
+fix moves at most 0.71 km) keeps its places and features (docs/security.md,
+"Coordinates").
+
 Without the key a token cannot be computed or reversed; with it, anyone can test a
 guess (an IPv4 /24 is one of 2**24), so the key is a secret like the others. A new key
 gives new tokens: state keyed by the old ones stops matching and ages out of the
@@ -43,6 +50,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from models.contract import Event
@@ -52,6 +61,47 @@ TOKEN_BYTES = 8  # 64 bits, as the household's prefix hashes: 16 hex digits
 # identifier fields tokenised as they are (each in its own domain)
 ID_FIELDS = ("device_id", "profile_id", "member_id")
 CACHE_SIZE = 1 << 16  # identifiers repeat from event to event: most tokens are a lookup
+GEO_GRID_KM = 1.0  # default side of the grid cells coordinates are coarsened to
+KM_PER_DEGREE = 111.195  # of latitude, on the haversine's sphere (radius 6371 km)
+
+
+def coarsen_geo(geo: Mapping[str, Any], grid_km: float) -> dict[str, Any]:
+    """``geo`` with ``lat``/``lon`` moved to the centre of their cell of a grid of
+    ``grid_km`` x ``grid_km`` (rows of ``grid_km`` of latitude, each cut into columns of
+    ``grid_km`` along its centre line, counted from -180), 5 decimals; other keys kept.
+
+    Every point of a cell gives the same centre (at most ``grid_km / sqrt 2`` away), the
+    same on every worker, and a centre gives itself (coarsening twice changes nothing).
+
+    >>> g = coarsen_geo({"lat": 48.853217, "lon": 2.349871, "city": "Paris"}, 1.0)
+    >>> g
+    {'lat': 48.85561, 'lon': 2.35626, 'city': 'Paris'}
+    >>> coarsen_geo({"lat": 48.8512, "lon": 2.3496}, 1.0) == {"lat": 48.85561, "lon": 2.35626}
+    True
+    >>> coarsen_geo(g, 1.0) == g, coarsen_geo({"lat": 90, "lon": 180}, 1.0)
+    (True, {'lat': 89.99955, 'lon': 180.0})
+    """
+    step = grid_km / KM_PER_DEGREE
+    row = math.floor(geo["lat"] / step)
+    lat = min(90.0, max(-90.0, (row + 0.5) * step))
+    lon_step = min(360.0, step / max(math.cos(math.radians(lat)), 1e-9))
+    lon = min(180.0, -180.0 + (math.floor((geo["lon"] + 180.0) / lon_step) + 0.5) * lon_step)
+    return {**geo, "lat": round(lat, 5), "lon": round(lon, 5)}
+
+
+def coarsen(event: Event, grid_km: float = GEO_GRID_KM) -> Event:
+    """The event with its ``geo`` coarsened (:func:`coarsen_geo`); the event itself if it
+    has no ``geo`` or ``grid_km`` is 0 (coordinates kept as sent).
+
+    >>> e = Event("e1", "login", "a-1", 0, {"device_id": "tv-1", "geo": {"lat": 1.0, "lon": 2.0}})
+    >>> coarsen(e).fields["geo"], coarsen(e, 0) is e
+    ({'lat': 1.00274, 'lon': 2.00098}, True)
+    """
+    geo = event.fields.get("geo")
+    if not grid_km or geo is None:
+        return event
+    fields = {**event.fields, "geo": coarsen_geo(geo, grid_km)}
+    return Event(event.event_id, event.type, event.account_id, event.ts, fields)
 
 
 class Pseudonymiser:

@@ -21,7 +21,7 @@ from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
 from models.partitioning import partition_for
-from models.privacy import Pseudonymiser
+from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock
 
 
@@ -56,7 +56,8 @@ def replay(
 
     ``on_outputs`` sees each batch's outputs after the learner learned its examples;
     ``on_examples`` sees the examples with the models before they learn them.
-    ``pseudonymiser`` replaces identifiers after parsing, as the worker's ingest does.
+    Coordinates are coarsened to ``cfg.geo_grid_km`` after parsing, and ``pseudonymiser``
+    replaces identifiers, as the worker's ingest does.
 
     >>> from models.simulator import SimConfig, simulate
     >>> r = replay(simulate(SimConfig(accounts=20, days=20, seed=1)))
@@ -107,6 +108,8 @@ def replay(
         )  # fmt: skip
         wall = check_ts.wall_ms
         kept = [e for e in parsed if merged.admit(e.ts, wall_ms=wall) is None]
+        if cfg.geo_grid_km:
+            kept = [coarsen(e, cfg.geo_grid_km) for e in kept]
         if pseudonymiser is not None:
             kept = [pseudonymiser.event(e) for e in kept]
         result.dead_letters += len(dead) + len(parsed) - len(kept)

@@ -169,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Subcommands that live in their own modules."""
-    from streams import cli_erase, cli_models, cli_sim, demo, report
+    from streams import cli_accounts, cli_models, cli_sim, demo, report
 
     cli_sim.register(sub)
-    cli_erase.register(sub)
+    cli_accounts.register(sub)
     cli_models.register(sub)
     report.register(sub)
     demo.register(sub)

@@ -161,6 +161,12 @@ class Metrics:
             "(with the RocksDB store only the tail written since the last run)",
             registry=r,
         )
+        self.accounts_erased = Counter(
+            f"{p}_accounts_erased_total",
+            "Accounts erased (account_erased): state deleted, tombstones on the changelog "
+            "and risk-scores",
+            registry=r,
+        )
 
         # Outputs
         self.scores_published = Counter(

@@ -55,6 +55,13 @@ def _read_secret(name: str, env: Mapping[str, str]) -> str:
     return text.removesuffix("\n").removesuffix("\r")
 
 
+def _env_value(name: str, env: Mapping[str, str], secret: bool) -> str | None:
+    """The value of ``name`` (a secret: or of the file ``name_FILE`` names); None if unset."""
+    if secret and env.get(name + "_FILE"):
+        return _read_secret(name, env)
+    return env.get(name) or None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """churnwatch configuration. Field ``x`` is read from ``CHURNWATCH_X``
@@ -155,14 +162,25 @@ class Settings:
     # device ids, profile ids, member ids and IP prefixes become keyed tokens (HMAC-SHA256)
     # with it at ingest (models.privacy); required by the worker
     pseudonym_key: str = field(default="", repr=False)
+    # ... and coordinates are coarsened to the centres of cells of this side (km; 0: kept
+    # as sent) at ingest (models.privacy.coarsen)
+    geo_grid_km: float = 1.0
 
     _ENV_NAMES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS"}
+    # other variables a setting is read from too: the name issue #14 gave the pseudonym key
+    # (set one of them, or both to the same value)
+    ALIASES = {"pseudonym_key": ("CHURNWATCH_HASH_KEY",)}
     # read from VAR or from the file named by VAR_FILE; never printed or logged
     SECRETS = frozenset({"kafka_password", "model_key", "api_token", "pseudonym_key"})
 
     @staticmethod
     def env_name(field_name: str) -> str:
         return Settings._ENV_NAMES.get(field_name, "CHURNWATCH_" + field_name.upper())
+
+    @staticmethod
+    def env_names(field_name: str) -> tuple[str, ...]:
+        """The variable of a setting, then its aliases."""
+        return (Settings.env_name(field_name), *Settings.ALIASES.get(field_name, ()))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -178,17 +196,22 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            name = cls.env_name(f.name)
-            if f.name in cls.SECRETS and env.get(name + "_FILE"):
-                values[f.name] = _read_secret(name, env)
+            secret = f.name in cls.SECRETS
+            names = cls.env_names(f.name)
+            given = {n: v for n in names if (v := _env_value(n, env, secret)) is not None}
+            if len(set(given.values())) > 1:
+                raise SettingsError(f"{' and '.join(given)} are set and differ: set one")
+            if not given:
                 continue
-            if name not in env or env[name] == "":
+            name, raw = next(iter(given.items()))
+            if secret:
+                values[f.name] = raw
                 continue
             parse: Callable[[str], Any] = {int: int, float: float, bool: _bool}.get(
                 type(f.default), str
             )
             try:
-                values[f.name] = parse(env[name])
+                values[f.name] = parse(raw)
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from None
         values.update(overrides)
@@ -222,6 +245,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")
+        if not 0 <= self.geo_grid_km <= 100:
+            problems.append(f"{self.env_name('geo_grid_km')} must be in [0, 100] (km; 0: off)")
         try:
             _ = self.min_event_ms
         except ValueError as exc:
@@ -275,7 +300,8 @@ class Settings:
             problems.append(f"{name('kafka_key_file')} needs {name('kafka_cert_file')}")
         for f in ("model_key", "api_token", "pseudonym_key"):
             if getattr(self, f) and len(getattr(self, f)) < MIN_SECRET_CHARS:
-                problems.append(f"{name(f)} must be at least {MIN_SECRET_CHARS} characters")
+                names = " or ".join(self.env_names(f))
+                problems.append(f"{names} must be at least {MIN_SECRET_CHARS} characters")
         return problems
 
     def shown(self, field_name: str) -> str:
@@ -305,7 +331,8 @@ class Settings:
         """The key of the identifiers' tokens, or SettingsError saying why it is needed."""
         if not self.pseudonym_key:
             raise SettingsError(
-                f"{self.env_name('pseudonym_key')} is not set: device ids, profile ids and IP "
+                f"{self.env_name('pseudonym_key')} (or its alias CHURNWATCH_HASH_KEY) is not "
+                "set: device ids, profile ids and IP "
                 "addresses are replaced at ingest by keyed tokens made with it, so no raw "
                 "identifier is stored or forwarded (docs/security.md); set the same secret of "
                 "32+ random characters (e.g. 'openssl rand -hex 32') for every worker, and "
@@ -372,6 +399,7 @@ class Settings:
             score_delta=self.score_delta,
             action_window_ms=int(self.action_window_days * DAY_MS),
             time=TimePolicy(int(self.max_future_skew_s * 1000), self.min_event_ms),
+            geo_grid_km=self.geo_grid_km,
         )
 
     def documented(self) -> list[tuple[str, str]]:
@@ -389,8 +417,9 @@ def unknown_env(env: Mapping[str, str] | None = None) -> list[str]:
     []
     """
     env = os.environ if env is None else env
-    known = {Settings.env_name(f.name) for f in fields(Settings)} | OTHER_ENV
-    known |= {Settings.env_name(name) + "_FILE" for name in Settings.SECRETS}
+    known = {n for f in fields(Settings) for n in Settings.env_names(f.name)} | OTHER_ENV
+    for secret in Settings.SECRETS:
+        known |= {n + "_FILE" for n in Settings.env_names(secret)}
     problems = []
     for name in sorted(n for n in env if n.startswith("CHURNWATCH_") and n not in known):
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)

@@ -19,7 +19,14 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-COMPACTED = {"cleanup.policy": "compact"}
+DAY_MS = 86_400_000
+# Compacted topics that hold an account's data (risk-scores; the accounts table's changelog,
+# which Faust creates, with these too): an erased account's older records become
+# compactable within a day (Kafka never compacts the active segment; this also rolls it
+# after a day instead of segment.ms, 7 days), and its tombstone stays one more day for
+# consumers that are behind (docs/security.md, "Retention of every topic")
+ERASABLE = {"max.compaction.lag.ms": str(DAY_MS), "delete.retention.ms": str(DAY_MS)}
+COMPACTED = {"cleanup.policy": "compact", **ERASABLE}
 
 
 def topic_specs(s: Settings) -> dict[str, tuple[int, dict[str, str]]]:

@@ -34,6 +34,7 @@ from streams.faust_compat import count_recovered, rebalancing, rocksdb_states, s
 from streams.metrics import Metrics
 from streams.runtime import CRASH, Runtime
 from streams.skips import Skips
+from streams.topics import ERASABLE
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,8 @@ def register(rt: Runtime) -> None:
         use_partitioner=True,
         store=STORES[s.store],
         options=dict(ROCKSDB_OPTIONS) if s.store == "rocksdb" else None,
+        # an erased account's older states leave the changelog within a day
+        extra_topic_configs=ERASABLE,
         help="Account state (models.account), written in bulk after each buffer",
     )
     count_recovered(table, m.state_recovered.inc)
@@ -515,6 +518,7 @@ def register(rt: Runtime) -> None:
                 m.examples_published.labels(ex["model"], str(ex["label"]).lower()).inc()
         await send_all(records)
         if out.erased:
+            m.accounts_erased.inc(len(out.erased))
             log.info("erased %d account(s): state deleted, tombstones written", len(out.erased))
         m.scores_published.inc(len(out.scores))
         for kind, outcome in out.outcomes:

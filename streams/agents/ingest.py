@@ -24,7 +24,7 @@ import orjson
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
 from models.ordering import MARKS_HEADER, Reorderer, encode_marks, report
 from models.partitioning import partition_for
-from models.privacy import Pseudonymiser
+from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
 from streams.faust_compat import committed_offset
 from streams.runtime import CRASH, Runtime
@@ -88,8 +88,9 @@ def register(rt: Runtime) -> None:
     )
     policy = s.engine_config().time  # the accepted range of event times
     merged = MergedClock(policy)  # ... and the clock of the input merged in event time
-    # identifiers become keyed tokens here, before anything holds or forwards them
-    pseudonymise = Pseudonymiser(s.require_pseudonym_key()).event
+    # identifiers become keyed tokens and coordinates cell centres here, before anything
+    # holds or forwards them
+    pseudonymise, grid_km = Pseudonymiser(s.require_pseudonym_key()).event, s.geo_grid_km
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
@@ -221,7 +222,7 @@ def register(rt: Runtime) -> None:
             )  # fmt: skip
             if dead:
                 await asyncio.gather(*[await send_dead(bad) for bad in dead])
-            events = [pseudonymise(e) for e in events]
+            events = [pseudonymise(coarsen(e, grid_km)) for e in events]
             for event_type, n in Counter(e.type for e in events).items():
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):

@@ -98,3 +98,42 @@ def test_unreachable_broker_is_one_line_naming_it(command, tmp_path):
     assert (
         len(lines) == 1 and "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1" in lines[0]
     )
+
+
+def test_accounts_erase_and_erase_are_one_command():
+    parser = build_parser()
+    a = parser.parse_args(["accounts", "erase", "a-1", "a-2", "--ts", "1767225600000"])
+    b = parser.parse_args(["erase", "a-1", "a-2", "--ts", "1767225600000"])
+    assert a.func is b.func and (a.account_ids, a.ts) == (b.account_ids, b.ts)
+
+
+def test_accounts_show_asks_the_worker_with_the_token(monkeypatch, capsys):
+    import http.server
+    import threading
+
+    seen = []
+
+    class Worker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            seen.append((self.path, self.headers.get("Authorization")))
+            known = self.path == "/accounts/a%2F1"
+            self.send_response(200 if known else 404)
+            self.end_headers()
+            self.wfile.write(b'{\n "account_id": "a/1"}' if known else b'{"error": "unknown"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Worker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("CHURNWATCH_API_TOKEN", "t" * 20)
+        monkeypatch.setenv("CHURNWATCH_WEB_PORT", str(server.server_address[1]))
+        assert main(["accounts", "show", "a/1"]) == 0
+        assert capsys.readouterr().out == '{"account_id":"a/1"}\n'
+        assert seen == [("/accounts/a%2F1", "Bearer " + "t" * 20)]
+        assert main(["accounts", "show", "a/1", "gone"]) == 1  # an unknown account
+        out = capsys.readouterr()
+        assert out.out.count("\n") == 1 and "gone: unknown account" in out.err
+    finally:
+        server.shutdown()
