@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="DAYS",
         help="with --kafka: before each day, wait until the worker's output (risk-scores, "
         "risk-alerts) has reached DAYS days before it, so alerts are answered within about "
-        "DAYS days of event time (default: do not wait)",
+        "DAYS days of event time (default, or 0: do not wait)",
     )
     p.add_argument(
         "--follow-wait",
@@ -167,7 +167,8 @@ def alert_feed(cfg: SimConfig, sink: KafkaSink, args: argparse.Namespace) -> Ale
 
     s = Settings.from_env()
     source = KafkaSource(servers(s), [s.alerts_topic, s.scores_topic], **client_config(s))
-    return AlertFeed(source, s.alerts_topic, cfg.start_ms, lag_days=args.follow_worker,
+    lag = args.follow_worker if args.follow_worker and args.follow_worker > 0 else None
+    return AlertFeed(source, s.alerts_topic, cfg.start_ms, lag_days=lag,
                      wait_s=args.follow_wait, flush=sink.flush)  # fmt: skip
 
 
@@ -214,7 +215,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if feed is not None:
             feed.close()
     if feed is not None and not args.quiet:
-        waited = f", waited {feed.waited_s:.0f}s for the worker" if args.follow_worker else ""
+        waited = f", waited {feed.waited_s:.0f}s for the worker" if feed.waited_s else ""
         sys.stderr.write(f"simulate: read {feed.alerts_read:,} alerts{waited}; "
                          f"households answered {sum(answered.values()):,}\n")  # fmt: skip
         sys.stderr.write("".join(f"  {line}\n" for line in reactions.summary(answered)))

@@ -282,7 +282,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=2.0,
         metavar="DAYS",
         help="the simulator stays at most this many days of event time ahead of the worker, "
-        "so its households answer the alerts in time (default 2; see simulate --help)",
+        "so its households answer the alerts in time (default 2; 0: the simulator runs "
+        "freely; see simulate --help)",
     )
     p.add_argument(
         "--show", type=int, default=5, help="example alerts to print per kind (default 5)"

@@ -73,8 +73,10 @@ def simulate(
     for d in range(cfg.days):
         if alerts is not None:
             for alert in alerts(d):
-                account = by_id.get(alert.get("account_id"))  # type: ignore[arg-type]
-                if account is None or not is_alert(alert) or alert["alert_id"] in seen:
+                if not is_alert(alert) or alert["alert_id"] in seen:
+                    continue
+                account = by_id.get(alert["account_id"])
+                if account is None:
                     continue
                 seen.add(alert["alert_id"])
                 account.inbox.append(dict(alert))
@@ -107,7 +109,8 @@ def is_alert(message: Mapping[str, Any]) -> bool:
     >>> is_alert({"alert_id": "a:churn:1", "kind": "churn", "ts": "yesterday"})
     False
     """
-    if not all(isinstance(message.get(k), str) for k in ("alert_id", "kind", "action")):
+    fields = ("alert_id", "kind", "account_id", "action")
+    if not all(isinstance(message.get(k), str) for k in fields):
         return False
     try:
         parse_ts(message.get("ts"))  # type: ignore[arg-type]

@@ -90,6 +90,16 @@ def test_no_alerts_change_nothing() -> None:
     assert events == list(simulate(cfg)) and answered == []
 
 
+def test_unknown_malformed_and_repeated_alerts_are_ignored() -> None:
+    cfg = SimConfig(accounts=10, days=5, seed=1, new_signup_share=0.0)
+    alert = _alert("a0000003", "churn", "retention_offer", cfg.start_ms)
+    junk = [dict(alert), _alert("b0000003", "churn", "retention_offer", cfg.start_ms),
+            {"alert_id": 5}, {**alert, "alert_id": "x", "account_id": ["a0000003"]},
+            {**alert, "alert_id": "y", "ts": "yesterday"}]  # fmt: skip
+    _, answered, _ = _run(cfg, {2: [alert, *junk], 3: [dict(alert)]})
+    assert [(r["alert_id"], r["day"]) for r in answered] == [(alert["alert_id"], 2)]
+
+
 def test_each_answer_is_a_contract_event_early_on_the_day_after_the_alert_was_read() -> None:
     cfg = SimConfig(
         accounts=60, days=20, seed=3, mix=SHARERS, crackdown_day=100, new_signup_share=0.0
