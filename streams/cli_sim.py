@@ -83,6 +83,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="with --kafka: do not read risk-alerts; households answer nothing",
     )
     p.add_argument(
+        "--alerts-from",
+        type=Path,
+        metavar="FILE",
+        help="answer the alerts recorded in the reactions.jsonl of an earlier run, on the "
+        "days they were read then, instead of reading risk-alerts: with that run's options "
+        "it repeats its events byte for byte, without a worker",
+    )
+    p.add_argument(
         "--follow-worker",
         type=float,
         default=None,
@@ -181,6 +189,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"simulate: {exc}\n")
         return 2
+    recorded = None
+    if args.alerts_from is not None:  # before connecting to anything
+        try:
+            lines = args.alerts_from.read_bytes().splitlines()
+            recorded = reactions.schedule(orjson.loads(line) for line in lines)
+        except (OSError, ValueError, KeyError) as exc:
+            sys.stderr.write(f"simulate: cannot read --alerts-from {args.alerts_from}: {exc}\n")
+            return 2
     truth_file = None
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +204,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sink: Sink = (
         kafka_sink(args.batch, args.wait) if args.kafka else JsonlSink(args.out / "events.jsonl")
     )
-    feed = alert_feed(cfg, sink, args) if isinstance(sink, KafkaSink) and args.react else None
+    feed = None
+    if recorded is None and isinstance(sink, KafkaSink) and args.react:
+        feed = alert_feed(cfg, sink, args)
+    alerts: Any = feed if recorded is None else (lambda day: recorded.get(day, []))
     reactions_file = None
     if feed is not None and args.out is not None:
         reactions_file = open(args.out / "reactions.jsonl", "wb")  # noqa: SIM115 - closed below
@@ -204,7 +223,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if reactions_file is not None:
                 reactions_file.write(orjson.dumps(record) + b"\n")
 
-        events = encode_events(simulate(cfg, on_truth, feed, on_reaction))
+        events = encode_events(simulate(cfg, on_truth, alerts, on_reaction))
         span = (cfg.start_ms, cfg.start_ms + cfg.days * 86_400_000)
         pump(events, sink, RateLimiter(args.rate), _progress("simulate", args, span_ms=span))
     finally:
@@ -214,10 +233,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 file.close()
         if feed is not None:
             feed.close()
-    if feed is not None and not args.quiet:
-        waited = f", waited {feed.waited_s:.0f}s for the worker" if feed.waited_s else ""
-        sys.stderr.write(f"simulate: read {feed.alerts_read:,} alerts{waited}; "
-                         f"households answered {sum(answered.values()):,}\n")  # fmt: skip
+    if alerts is not None and not args.quiet:
+        if feed is not None:
+            waited = f", waited {feed.waited_s:.0f}s for the worker" if feed.waited_s else ""
+            read = f"read {feed.alerts_read:,} alerts{waited}"
+        else:
+            read = f"{sum(map(len, recorded.values())):,} recorded alerts"  # type: ignore[union-attr]
+        sys.stderr.write(f"simulate: {read}; households answered {sum(answered.values()):,}\n")
         sys.stderr.write("".join(f"  {line}\n" for line in reactions.summary(answered)))
     return 0
 

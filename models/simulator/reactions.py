@@ -29,7 +29,7 @@ through (the alert's event time is always earlier; see docs/simulator.md).
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from models.simulator.config import SimConfig
@@ -119,3 +119,19 @@ def summary(counts: Mapping[tuple[str, str, str], int]) -> list[str]:
         parts = ", ".join(f"{r} {row[r]:,}" for r in REACTIONS if r in row)
         lines.append(f"{kind:7} {action:22} {sum(row.values()):>5,}: {parts}")
     return lines
+
+
+def schedule(records: Iterable[Mapping[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """The alerts of recorded answers (``reactions.jsonl``) by the day they were read:
+    fed back to ``simulate`` they repeat the recorded run without a worker.
+
+    >>> r = {"alert_id": "a1:churn:1", "account_id": "a1", "kind": "churn",
+    ...      "action": "win_back", "alert_ts": 5, "day": 3, "ts": 9, "reaction": "ignored"}
+    >>> schedule([r])
+    {3: [{'alert_id': 'a1:churn:1', 'kind': 'churn', 'account_id': 'a1', 'action': 'win_back', 'ts': 5}]}
+    """  # noqa: E501
+    days: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        alert = {k: r[k] for k in ("alert_id", "kind", "account_id", "action")}
+        days.setdefault(r["day"], []).append({**alert, "ts": r["alert_ts"]})
+    return days

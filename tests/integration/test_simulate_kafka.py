@@ -18,6 +18,7 @@ from models.contract import parse_message, topic_kind
 from models.simulator import SimConfig, simulate
 from models.simulator.world import DAY_MS
 from streams.demo import action_outcomes
+from streams.devworker import read_all
 from streams.simio import HOLD_MS, KafkaSink, Progress, RateLimiter, encode_events, pump
 
 pytestmark = pytest.mark.integration
@@ -112,3 +113,21 @@ def test_households_answer_the_alerts_and_the_worker_counts_what_the_actions_ach
         sharing["verified"] >= reacted["verified"] > 0
     ), (sharing, reacted)
     assert sum(n for o, n in sharing.items() if o != "no_change") > 0
+
+    # the run is repeated byte for byte from its recorded answers, without a worker
+    again = tmp_path / "again"
+    options = [a for a in done.args[4:] if a != "--kafka"]
+    options = options[: options.index("--follow-worker")]
+    repeat = subprocess.run(
+        [sys.executable, "-m", "streams", "simulate", *options, "--alerts-from",
+         str(sim / "reactions.jsonl"), "--out", str(again), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert repeat.returncode == 0, repeat.stderr[-3000:]
+    s = worker.settings
+    sent = Counter(
+        m.value
+        for topic in (s.subscription_topic, s.usage_topic)
+        for m in read_all(worker.settings.kafka_bootstrap_servers, topic)
+    )
+    assert sent == Counter((again / "events.jsonl").read_bytes().splitlines())

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from models.alerting import AlertConfig
@@ -16,6 +18,7 @@ from models.replay import replay
 from models.simulator import SimConfig, parse_mix, reactions, simulate
 from models.simulator.account import Account
 from models.simulator.world import DAY_MS, World
+from streams import cli
 from streams.simfeed import AlertFeed
 
 SHARERS = parse_mix("household=0.3,big_family=0,traveller=0,commuter=0,vpn_user=0,sharer=1,"
@@ -140,6 +143,31 @@ def test_each_answer_is_a_contract_event_early_on_the_day_after_the_alert_was_re
                 assert later == []
     # deterministic given the seed and the day each alert was read
     assert _run(cfg, schedule)[0] == events
+
+
+def test_recorded_answers_repeat_the_run_through_the_cli(tmp_path: Path) -> None:
+    """``simulate --alerts-from reactions.jsonl`` repeats a run whose alerts came from a
+    worker, byte for byte: the answers depend on the seed and the day each was read."""
+    cfg = SimConfig(accounts=40, days=12, seed=9, mix=SHARERS)
+    schedule = {d: [_alert(f"a{i:07d}", "sharing", "household_verification",
+                           cfg.start_ms + (d - 2) * DAY_MS, d) for i in range(d, 40, 6)]
+                for d in (3, 5, 8)}  # fmt: skip
+    events, answered, _ = _run(cfg, schedule)
+    assert any(r["reaction"] not in ("ignored", "unanswered") for r in answered)
+    rebuilt = reactions.schedule(answered)
+    assert sorted(a["alert_id"] for alerts in rebuilt.values() for a in alerts) == sorted(
+        a["alert_id"] for alerts in schedule.values() for a in alerts
+    )
+    recorded = tmp_path / "reactions.jsonl"
+    recorded.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in answered))
+    out = tmp_path / "again"
+    argv = ["simulate", "--accounts", "40", "--days", "12", "--seed", "9", "--mix",
+            "household=0.3,big_family=0,traveller=0,commuter=0,vpn_user=0,sharer=1,"
+            "subtle_sharer=0", "--alerts-from", str(recorded), "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert (out / "events.jsonl").read_bytes() == b"".join(orjson.dumps(e) + b"\n" for e in events)
+    assert cli.main([*argv[:-3], "--alerts-from", str(tmp_path / "missing"), "--out",
+                     str(out)]) == 2  # fmt: skip
 
 
 def test_a_taken_retention_offer_lowers_the_cancel_hazard() -> None:
