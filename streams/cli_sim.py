@@ -210,7 +210,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     alerts: Any = feed if recorded is None else (lambda day: recorded.get(day, []))
     reactions_file = None
     if feed is not None and args.out is not None:
-        reactions_file = open(args.out / "reactions.jsonl", "wb")  # noqa: SIM115 - closed below
+        # unbuffered: a few records, read while the run goes on (./dev demo), kept if killed
+        reactions_file = open(args.out / "reactions.jsonl", "wb", buffering=0)  # noqa: SIM115
     answered: Counter[tuple[str, str, str]] = Counter()
     try:
 

@@ -98,7 +98,10 @@ def read_reactions(path: Path) -> Counter[tuple[str, str, str]]:
     counts: Counter[tuple[str, str, str]] = Counter()
     if path.exists():
         for line in path.read_bytes().splitlines():
-            r = orjson.loads(line)
+            try:
+                r = orjson.loads(line)
+            except orjson.JSONDecodeError:  # a line being written
+                continue
             counts[(r["kind"], r["action"], r["reaction"])] += 1
     return counts
 
@@ -181,6 +184,8 @@ def run_demo(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if args.rate:
             sim_argv += ["--rate", str(args.rate)]
+        reactions_path = workdir / "sim" / "reactions.jsonl"  # the households' answers
+        reactions_path.unlink(missing_ok=True)  # a --dir used before
         simulator = _child(sim_argv, env, workdir / "simulate.log")
         stack.callback(_stop, simulator)
         print(f"demo: simulating {args.accounts} accounts over {args.days} days "
@@ -224,7 +229,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     f" | applied {applied:,.0f}"
                     f" | dead letters {counts[settings.dead_letter_topic]:,}"
                     f" | scores {counts[settings.scores_topic]:,}"
-                    f" | alerts {counts[settings.alerts_topic]:,}",
+                    f" | alerts {counts[settings.alerts_topic]:,}"
+                    f" | answered {sum(read_reactions(reactions_path).values()):,}",
                     flush=True,
                 )
             # done: the simulator finished and the worker has nothing left (no input or
@@ -256,7 +262,7 @@ def run_demo(args: argparse.Namespace) -> int:
         except OSError:
             outcomes = Counter()
         print("\nthe loop: alerts -> the households' answers -> what the actions achieved")
-        for line in loop_summary(read_reactions(workdir / "sim" / "reactions.jsonl"), outcomes):
+        for line in loop_summary(read_reactions(reactions_path), outcomes):
             print(line)
         print(f"  worker metrics were served at http://127.0.0.1:{port}/metrics")
     return 0
