@@ -8,21 +8,26 @@ the ground truth: churn early-warning precision / recall / median lead time
 (cancellations after the warm-up), sharing precision / recall / false-positive
 rate per archetype / median delay / AUC of the final sharing score, the churn
 learner's prequential metrics, what the alerts achieved (conversions against
-backlash by action, ``models.outcomes``) and the cost per event. The simulated
-households do not answer alerts, so those outcomes are what they would have done
-anyway: a baseline for a live deployment's figures, not an effect.
+backlash by action, ``models.outcomes``) and the cost per event. By default the
+simulated households do not answer alerts, so those outcomes are what they would
+have done anyway: a baseline for a live deployment's figures, not an effect. With
+``--react`` they answer (``models/simulator/reactions.py``, default knobs), each
+alert at the start of the first simulated day after the replay's batch that raised
+it, as ``simulate --kafka`` does with a worker that keeps up; the answers are
+printed too. The difference between the two runs is the simulated effect.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 
 from models.engine import EngineConfig
 from models.evaluation import DAY_MS, churn_alert_quality, sharing_alert_quality
 from models.outcomes import by_action
 from models.replay import replay
-from models.simulator import SimConfig, simulate
+from models.simulator import SimConfig, reactions, simulate
 
 
 def main() -> int:
@@ -33,10 +38,23 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=150)
     ap.add_argument("--seed", type=int, default=21)
     ap.add_argument("--warmup-days", type=int, default=45, help="churn alerts judged after this")
+    ap.add_argument("--react", action="store_true", help="the households answer the alerts")
     args = ap.parse_args()
     cfg = SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)
     truth: list[dict] = []
-    result = replay(simulate(cfg, truth.append))
+    inbox: list[dict] = []
+    answered: Counter[tuple[str, str, str]] = Counter()
+
+    def alerts(day: int) -> list[dict]:
+        out = list(inbox)
+        inbox.clear()
+        return out
+
+    def on_reaction(r: dict) -> None:
+        answered[(r["kind"], r["action"], r["reaction"])] += 1
+
+    events = simulate(cfg, truth.append, alerts if args.react else None, on_reaction)
+    result = replay(events, on_outputs=(lambda out: inbox.extend(out.alerts)) if args.react else None)
     result_window_days = EngineConfig().action_window_ms // DAY_MS
     end = cfg.start_ms + cfg.days * DAY_MS
     churn = churn_alert_quality(
@@ -56,6 +74,10 @@ def main() -> int:
     print(f"action outcomes within {result_window_days} days (closed follow-ups):")
     for (kind, action), row in by_action(result.action_outcomes).items():
         print(f"  {kind} {action}: {row}")
+    if args.react:
+        print("the households answered:")
+        for line in reactions.summary(answered):
+            print(f"  {line}")
     return 0
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from models.contract import parse_ts
-from models.simulator import SimConfig, parse_mix, simulate
+from models.simulator import SimConfig, parse_mix, reactions, simulate
 from models.simulator.config import DEFAULT_MIX, START_2026
 from streams.simio import (
     JsonlSink,
@@ -23,6 +24,9 @@ from streams.simio import (
     pump,
     read_jsonl,
 )
+
+if TYPE_CHECKING:
+    from streams.simfeed import AlertFeed
 
 _SPECIAL = {"start_ms", "mix"}  # options with their own parsing below
 
@@ -40,7 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "time and emit contract events, in event-time order except for the deliberately late "
         "and duplicated ones. Writes DIR/events.jsonl and DIR/truth.jsonl with --out; sends "
         "to the input topics with --kafka (truth still goes to --out if given). Deterministic "
-        "for a given --seed. Behaviour model: docs/simulator.md.",
+        "for a given --seed. Behaviour model: docs/simulator.md. "
+        "With --kafka the simulator also reads risk-alerts (CHURNWATCH_ALERTS_TOPIC) while "
+        "it writes, and the household of an alerted account answers the alert's action with "
+        "contract events at the start of the next day it lives through (a sharer verifies, "
+        "pays for an extra member, loses its borrower or cancels; an account sent an offer "
+        "may stay, fix its card or come back), with the --react-* probabilities below; "
+        "answers are drawn from --seed and the alert id, so a run is deterministic given the "
+        "day each alert was read. --follow-worker keeps the simulator close enough to the "
+        "worker for the answers to come in time; --out also gets reactions.jsonl.",
     )
     for f in fields(SimConfig):
         if f.name in _SPECIAL:
@@ -64,6 +76,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--kafka", action="store_true",
                    help="send events to the input topics (KAFKA_BOOTSTRAP_SERVERS, "
                    "CHURNWATCH_SUBSCRIPTION_TOPIC, CHURNWATCH_USAGE_TOPIC)")  # fmt: skip
+    p.add_argument(
+        "--no-react",
+        dest="react",
+        action="store_false",
+        help="with --kafka: do not read risk-alerts; households answer nothing",
+    )
+    p.add_argument(
+        "--alerts-from",
+        type=Path,
+        metavar="FILE",
+        help="answer the alerts recorded in the reactions.jsonl of an earlier run, on the "
+        "days they were read then, instead of reading risk-alerts: with that run's options "
+        "it repeats its events byte for byte, without a worker",
+    )
+    p.add_argument(
+        "--follow-worker",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="with --kafka: before each day, wait until the worker's output (risk-scores, "
+        "risk-alerts) has reached DAYS days before it, so alerts are answered within about "
+        "DAYS days of event time (default, or 0: do not wait)",
+    )
+    p.add_argument(
+        "--follow-wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="stop waiting for a worker whose output has not moved for this long "
+        "(default: %(default)s)",
+    )
     _add_output_options(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -124,6 +167,19 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(start_ms=args.start, mix=args.mix, **values)
 
 
+def alert_feed(cfg: SimConfig, sink: KafkaSink, args: argparse.Namespace) -> AlertFeed:
+    """The risk-alerts reader of ``simulate --kafka`` (streams/simfeed.py)."""
+    from streams.kafka_security import client_config, servers
+    from streams.settings import Settings
+    from streams.simfeed import AlertFeed, KafkaSource
+
+    s = Settings.from_env()
+    source = KafkaSource(servers(s), [s.alerts_topic, s.scores_topic], **client_config(s))
+    lag = args.follow_worker if args.follow_worker and args.follow_worker > 0 else None
+    return AlertFeed(source, s.alerts_topic, cfg.start_ms, lag_days=lag,
+                     wait_s=args.follow_wait, flush=sink.flush)  # fmt: skip
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.out is None and not args.kafka:
         sys.stderr.write("simulate: give --out DIR, --kafka, or both\n")
@@ -133,6 +189,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         sys.stderr.write(f"simulate: {exc}\n")
         return 2
+    recorded = None
+    if args.alerts_from is not None:  # before connecting to anything
+        try:
+            lines = args.alerts_from.read_bytes().splitlines()
+            recorded = reactions.schedule(orjson.loads(line) for line in lines)
+        except (OSError, ValueError, KeyError) as exc:
+            sys.stderr.write(f"simulate: cannot read --alerts-from {args.alerts_from}: {exc}\n")
+            return 2
     truth_file = None
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -140,19 +204,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sink: Sink = (
         kafka_sink(args.batch, args.wait) if args.kafka else JsonlSink(args.out / "events.jsonl")
     )
+    feed = None
+    if recorded is None and isinstance(sink, KafkaSink) and args.react:
+        feed = alert_feed(cfg, sink, args)
+    alerts: Any = feed if recorded is None else (lambda day: recorded.get(day, []))
+    reactions_file = None
+    if feed is not None and args.out is not None:
+        # unbuffered: a few records, read while the run goes on (./dev demo), kept if killed
+        reactions_file = open(args.out / "reactions.jsonl", "wb", buffering=0)  # noqa: SIM115
+    answered: Counter[tuple[str, str, str]] = Counter()
     try:
 
         def on_truth(record: dict[str, Any]) -> None:
             if truth_file is not None:
                 truth_file.write(orjson.dumps(record) + b"\n")
 
-        events = encode_events(simulate(cfg, on_truth))
+        def on_reaction(record: dict[str, Any]) -> None:
+            answered[(record["kind"], record["action"], record["reaction"])] += 1
+            if reactions_file is not None:
+                reactions_file.write(orjson.dumps(record) + b"\n")
+
+        events = encode_events(simulate(cfg, on_truth, alerts, on_reaction))
         span = (cfg.start_ms, cfg.start_ms + cfg.days * 86_400_000)
         pump(events, sink, RateLimiter(args.rate), _progress("simulate", args, span_ms=span))
     finally:
         sink.close()
-        if truth_file is not None:
-            truth_file.close()
+        for file in (truth_file, reactions_file):
+            if file is not None:
+                file.close()
+        if feed is not None:
+            feed.close()
+    if alerts is not None and not args.quiet:
+        if feed is not None:
+            waited = f", waited {feed.waited_s:.0f}s for the worker" if feed.waited_s else ""
+            read = f"read {feed.alerts_read:,} alerts{waited}"
+        else:
+            read = f"{sum(map(len, recorded.values())):,} recorded alerts"  # type: ignore[union-attr]
+        sys.stderr.write(f"simulate: {read}; households answered {sum(answered.values()):,}\n")
+        sys.stderr.write("".join(f"  {line}\n" for line in reactions.summary(answered)))
     return 0
 
 

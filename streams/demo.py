@@ -4,7 +4,11 @@ Starts a local Kafka broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` is set), a
 worker, and the simulator feeding it; then follows the output topics and the
 worker's ``/metrics`` and prints what flows: events consumed, dead letters,
 scores and alerts (with a few examples), until the simulated history has been
-processed. Everything it started is stopped at the end (or on Ctrl-C).
+processed. The simulator reads the alerts as it goes and its households answer
+their actions (verify, pay for an extra member, cancel, take an offer...): the
+summary ends with the loop closing, what the households answered and what the
+worker counted the actions achieved (conversions against backlash). Everything
+it started is stopped at the end (or on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,16 +33,77 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.devbroker import LocalBroker, free_port
 
 
-def scrape(url: str) -> dict[str, float]:
-    """Sum every sample of a /metrics page by metric name (labels folded); waits as long
-    as Prometheus does by default (10 s: a loaded worker may answer late)."""
+def scrape_samples(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a /metrics page as (name, labels, value); waits as long as
+    Prometheus does by default (10 s: a loaded worker may answer late)."""
     with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - our own worker
         text = resp.read().decode()
+    return [(sample.name, sample.labels, sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples]  # fmt: skip
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Sum every sample of a /metrics page by metric name (labels folded)."""
     totals: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            totals[sample.name] += sample.value
+    for name, _, value in scrape_samples(url):
+        totals[name] += value
     return dict(totals)
+
+
+def action_outcomes(url: str) -> Counter[tuple[str, str, str]]:
+    """``churnwatch_action_outcomes_total`` of a worker: (kind, action, outcome) -> count."""
+    return Counter(
+        {(labels["kind"], labels["action"], labels["outcome"]): int(value)
+         for name, labels, value in scrape_samples(url)
+         if name == "churnwatch_action_outcomes_total" and value}
+    )  # fmt: skip
+
+
+def loop_summary(
+    answered: Counter[tuple[str, str, str]], outcomes: Counter[tuple[str, str, str]]
+) -> list[str]:
+    """The loop closing: what the simulated households answered, and what the worker
+    counted the alerts' actions achieved (conversions against backlash).
+
+    >>> print("\\n".join(loop_summary(
+    ...     Counter({("sharing", "extra_member_offer", "extra_member"): 2}),
+    ...     Counter({("sharing", "extra_member_offer", "extra_member_added"): 2,
+    ...              ("sharing", "extra_member_offer", "cancelled"): 1}))))
+      households answered (simulate --kafka reads risk-alerts):
+        sharing extra_member_offer       2: extra_member 2
+      what the actions achieved (worker: churnwatch_action_outcomes_total):
+        kind    action                  conversions  backlash  no_change  other
+        sharing extra_member_offer                2         1          0      0
+    """
+    from models.outcomes import by_action
+    from models.simulator import reactions
+
+    lines = ["  households answered (simulate --kafka reads risk-alerts):"]
+    lines += [f"    {line}" for line in reactions.summary(answered)] or ["    none"]
+    lines.append("  what the actions achieved (worker: churnwatch_action_outcomes_total):")
+    rows = by_action(outcomes)
+    if not rows:
+        return [*lines, "    none decided yet"]
+    lines.append(f"    {'kind':7} {'action':22} {'conversions':>12} {'backlash':>9} "
+                 f"{'no_change':>10} {'other':>6}")  # fmt: skip
+    for (kind, action), row in rows.items():
+        lines.append(f"    {kind:7} {action:22} {row['conversions']:>12,} {row['backlash']:>9,} "
+                     f"{row['no_change']:>10,} {row['other']:>6,}")  # fmt: skip
+    return lines
+
+
+def read_reactions(path: Path) -> Counter[tuple[str, str, str]]:
+    """(kind, action, reaction) counts of a ``reactions.jsonl`` (none if it is missing)."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    if path.exists():
+        for line in path.read_bytes().splitlines():
+            try:
+                r = orjson.loads(line)
+            except orjson.JSONDecodeError:  # a line being written
+                continue
+            counts[(r["kind"], r["action"], r["reaction"])] += 1
+    return counts
 
 
 def _child(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -115,9 +180,12 @@ def run_demo(args: argparse.Namespace) -> int:
         sim_argv = [
             "simulate", "--kafka", "--accounts", str(args.accounts), "--days", str(args.days),
             "--seed", str(args.seed), "--out", str(workdir / "sim"),
+            "--follow-worker", str(args.follow_worker),
         ]  # fmt: skip
         if args.rate:
             sim_argv += ["--rate", str(args.rate)]
+        reactions_path = workdir / "sim" / "reactions.jsonl"  # the households' answers
+        reactions_path.unlink(missing_ok=True)  # a --dir used before
         simulator = _child(sim_argv, env, workdir / "simulate.log")
         stack.callback(_stop, simulator)
         print(f"demo: simulating {args.accounts} accounts over {args.days} days "
@@ -161,7 +229,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     f" | applied {applied:,.0f}"
                     f" | dead letters {counts[settings.dead_letter_topic]:,}"
                     f" | scores {counts[settings.scores_topic]:,}"
-                    f" | alerts {counts[settings.alerts_topic]:,}",
+                    f" | alerts {counts[settings.alerts_topic]:,}"
+                    f" | answered {sum(read_reactions(reactions_path).values()):,}",
                     flush=True,
                 )
             # done: the simulator finished and the worker has nothing left (no input or
@@ -188,6 +257,13 @@ def run_demo(args: argparse.Namespace) -> int:
         for name in ("events_consumed", "events_applied", "duplicates_dropped", "dead_letters",
                      "scores_published", "alerts"):  # fmt: skip
             print(f"  {name:22} {metrics.get(f'churnwatch_{name}_total', 0):,.0f}")
+        try:
+            outcomes = action_outcomes(f"http://127.0.0.1:{port}/metrics")
+        except OSError:
+            outcomes = Counter()
+        print("\nthe loop: alerts -> the households' answers -> what the actions achieved")
+        for line in loop_summary(read_reactions(reactions_path), outcomes):
+            print(line)
         print(f"  worker metrics were served at http://127.0.0.1:{port}/metrics")
     return 0
 
@@ -206,6 +282,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--rate", type=float, default=None, help="events/s (default: as fast as possible)"
     )
     p.add_argument("--seconds", type=float, default=600, help="stop after this long (default 600)")
+    p.add_argument(
+        "--follow-worker",
+        type=float,
+        default=2.0,
+        metavar="DAYS",
+        help="the simulator stays at most this many days of event time ahead of the worker, "
+        "so its households answer the alerts in time (default 2; 0: the simulator runs "
+        "freely; see simulate --help)",
+    )
     p.add_argument(
         "--show", type=int, default=5, help="example alerts to print per kind (default 5)"
     )

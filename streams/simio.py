@@ -105,10 +105,14 @@ class KafkaSink:
         future.add_errback(self.errors.append)
         self.messages += 1
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Send the held batches now, and wait until the broker has every message."""
         for kind in self._buffers:
             self._flush(kind)
         self._producer.flush()
+
+    def close(self) -> None:
+        self.flush()
         self._producer.close()
         if self.errors:
             raise RuntimeError(f"{len(self.errors)} Kafka sends failed, first: {self.errors[0]!r}")

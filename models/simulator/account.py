@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
 from typing import Any
 
+from models.contract import parse_ts
+from models.simulator import reactions
 from models.simulator.config import SimConfig
 from models.simulator.world import (
     BROWSE_ACTIONS,
@@ -62,6 +64,7 @@ CANCEL_REASONS = {
     "downgrade": ("too_expensive", "not_using"),
     "crackdown": ("sharing_restrictions", "too_expensive", "other"),
     "payment": ("payment_failed",),
+    "backlash": ("sharing_restrictions", "sharing_restrictions", "other"),
 }
 FAIL_REASONS = ("insufficient_funds", "card_expired", "do_not_honor", "processing_error")
 SUPPORT_TOPICS = ("billing", "playback_issue", "account", "cancel_inquiry", "content_request")
@@ -209,6 +212,8 @@ class Account:
         self.cgnat = cfg.home_cgnat_rate > 0 and rng.random() < cfg.home_cgnat_rate
         self.vpn_exits = rng.sample(world.vpn_exits, 2)
         self.work = make_place(rng, city, 8, 40, 0.0) if archetype == "commuter" else None
+        self.inbox: list[dict[str, Any]] = []  # alerts read, answered on the next day lived
+        self.answered: list[dict[str, Any]] = []  # what they were answered with
         self.truth: dict[str, Any] = {
             "account_id": self.id,
             "archetype": archetype,
@@ -346,6 +351,8 @@ class Account:
         rng = self.rng
         day_start = self.cfg.start_ms + d * DAY_MS
         lo = day_start
+        if self.inbox:  # the alerts' actions come first: the day goes on after them
+            lo = self._answer(out, d, day_start)
         if d == self.signup_day and not self.truth["signup_ts"]:
             lo = day_start + rng.randrange(DAY_MS)
             self._signup(out, lo)
@@ -411,6 +418,8 @@ class Account:
             "crackdown": 0.004 if self.until.get("crackdown", -1) >= d else 0,
         }
         hazard = cfg.churn_scale * sum(bumps.values())
+        if self.until.get("offer", -1) >= d:  # a retention offer taken (reactions.py)
+            hazard *= cfg.react_offer_hazard_mult
         hi = day_end
         driver = None
         if rng.random() < hazard:
@@ -481,6 +490,70 @@ class Account:
         t["cancels"].append({"ts": ts, "driver": driver, "reason": reason})
         if rng.random() < self.cfg.reactivation_rate:
             self.reactivate_day = d + rng.randrange(7, 61)
+
+    # ----------------------------------------------------------------- reactions
+
+    def _answer(self, out: Out, d: int, day_start: int) -> int:
+        """Answer the alerts read since the last day lived (models/simulator/reactions.py),
+        each early in day ``d`` and after its alert; returns the time the day goes on from."""
+        lo = day_start
+        for alert in self.inbox:
+            at = max(lo, day_start + self.rng.randrange(60_000, 3_600_000),
+                     parse_ts(alert["ts"]) + 1000)  # fmt: skip
+            borrower = self._watching_borrower(d)
+            reaction = reactions.choose(
+                self.cfg, alert, active=self.active, sharing=borrower is not None
+            )
+            self._react(out, d, at, reaction, borrower)
+            self.answered.append(
+                {"alert_id": alert["alert_id"], "account_id": self.id, "kind": alert["kind"],
+                 "action": alert["action"], "alert_ts": parse_ts(alert["ts"]), "day": d,
+                 "ts": at, "reaction": reaction}
+            )  # fmt: skip
+            if reaction not in (reactions.IGNORED, reactions.UNANSWERED):
+                lo = at
+        self.inbox.clear()
+        return lo
+
+    def _watching_borrower(self, d: int) -> Borrower | None:
+        """A borrower who watches on this account now and does not pay (sharing)."""
+        return next((b for b in self.borrowers if b.status == "active" and d >= b.start_day),
+                    None)  # fmt: skip
+
+    def _react(self, out: Out, d: int, at: int, reaction: str, b: Borrower | None) -> None:
+        if reaction in (reactions.VERIFIED, reactions.FAILED):
+            viewers = b.viewers if b is not None else self.viewers
+            devices = [device_id for v in viewers for device_id, _ in v.devices]
+            device_id = devices[0] if b is not None else self.rng.choice(devices)
+            outcome = "verified" if reaction == reactions.VERIFIED else "failed"
+            self._emit(out, at, "household_verification",
+                       {"device_id": device_id, "outcome": outcome})  # fmt: skip
+            if reaction == reactions.VERIFIED:
+                for device in devices if b is not None else [device_id]:
+                    self.trust[device] = max(self.trust.get(device, -1), d + 30)
+            elif b is not None:
+                b.status = "blocked"
+                self.until["crackdown"] = d + 30
+                self.truth["borrowers_blocked"] += 1
+        elif reaction == reactions.EXTRA_MEMBER and b is not None:
+            b.status = "extra"
+            for viewer in b.viewers:
+                for device_id, _ in viewer.devices:
+                    self.trust[device_id] = 1 << 40
+            self._emit(out, at, "extra_member_added", {"member_id": b.member_id})
+            self.truth["extra_member_added"] = True
+            self.truth["extra_member_ts"] = self.truth["extra_member_ts"] or at
+        elif reaction == reactions.CANCELLED:
+            self._cancel(out, d, at, "backlash")
+        elif reaction == reactions.OFFER_TAKEN:
+            self.until["offer"] = d + self.cfg.react_offer_days
+        elif reaction == reactions.PAYMENT_FIXED:
+            self.bad_card = False
+            if self.fails:  # retried now, on the fixed card
+                self.fails, self.next_bill = 0, at
+        elif reaction == reactions.REACTIVATED:
+            self.reactivate_day = -1
+            self._reactivate(out, at)
 
     # --------------------------------------------------------------------- usage
 

@@ -131,6 +131,39 @@ class SimConfig:
         (3.0, 25.0), "distance of the subtle sharer's borrower from home, km [lo, hi]"
     )
 
+    # How households answer the alerts' actions (simulate --kafka reads risk-alerts;
+    # models/simulator/reactions.py). Without alerts they change nothing.
+    react_verified_rate: float = _knob(
+        0.3, "a sharer asked to verify (household_verification alert): the borrower verifies"
+    )
+    react_extra_member_rate: float = _knob(
+        0.2, "... the account pays for the borrower as an extra member"
+    )
+    react_failed_rate: float = _knob(0.15, "... the borrower fails the check and stops watching")
+    react_backlash_rate: float = _knob(
+        0.1, "a sharer asked to verify or offered an extra member cancels (backlash)"
+    )
+    react_offer_extra_member_rate: float = _knob(
+        0.35, "a sharer offered an extra member (extra_member_offer alert) pays for one"
+    )
+    react_legit_verified_rate: float = _knob(
+        0.85, "an account with no borrower watching, asked to verify, verifies its own device"
+    )
+    react_legit_backlash_rate: float = _knob(
+        0.02, "an account with no borrower watching, asked to verify or offered a member, cancels"
+    )
+    react_offer_taken_rate: float = _knob(
+        0.4, "an account sent a retention_offer takes it (its cancel hazard drops for a while)"
+    )
+    react_offer_hazard_mult: float = _knob(
+        0.3, "multiplier on the cancel hazard of an account that took a retention offer"
+    )
+    react_offer_days: int = _knob(60, "days a taken retention offer lowers the cancel hazard")
+    react_payment_fixed_rate: float = _knob(
+        0.5, "an account sent a payment_reminder fixes its card (the payment is retried at once)"
+    )
+    react_win_back_rate: float = _knob(0.2, "a cancelled account sent a win_back offer comes back")
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -153,6 +186,21 @@ class SimConfig:
             raise ValueError("action_vocab and daily_activity must be >= 0")
         if self.daily_activity and not self.action_vocab:
             raise ValueError("daily_activity needs an action_vocab")
+        sums = {
+            "react_verified/extra_member/failed/backlash_rate": self.react_verified_rate
+            + self.react_extra_member_rate
+            + self.react_failed_rate
+            + self.react_backlash_rate,
+            "react_offer_extra_member/backlash_rate": self.react_offer_extra_member_rate
+            + self.react_backlash_rate,
+            "react_legit_verified/backlash_rate": self.react_legit_verified_rate
+            + self.react_legit_backlash_rate,
+        }
+        for name, total in sums.items():
+            if total > 1.0 + 1e-9:
+                raise ValueError(f"{name} must add up to at most 1, got {total:g}")
+        if self.react_offer_hazard_mult < 0 or self.react_offer_days < 0:
+            raise ValueError("react_offer_hazard_mult and react_offer_days must be >= 0")
         unknown = {name for name, _ in self.mix} - set(ARCHETYPES)
         if unknown or sum(w for _, w in self.mix) <= 0 or any(w < 0 for _, w in self.mix):
             raise ValueError(f"bad archetype mix {self.mix!r} (known: {', '.join(ARCHETYPES)})")
