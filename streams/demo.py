@@ -202,7 +202,8 @@ def run_demo(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + args.seconds
         last_status, idle_since, last_applied = 0.0, None, -1.0
         metrics: dict[str, float] = {}
-        while time.monotonic() < deadline:
+        done = False
+        while not done and time.monotonic() < deadline:
             for msg in consumer:
                 counts[msg.topic] += 1
                 if msg.topic == settings.alerts_topic:
@@ -241,11 +242,16 @@ def run_demo(args: argparse.Namespace) -> int:
             )
             if simulator.poll() is not None and applied > 0 and drained and applied == last_applied:
                 idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > 8:
-                    break
+                done = time.monotonic() - idle_since > 8
             else:
                 idle_since = None
             last_applied = applied
+        if not done:  # the summary below is then a snapshot, not the end
+            left = (metrics.get("churnwatch_events_consumed_total", 0.0) - last_applied
+                    - metrics.get("churnwatch_duplicates_dropped_total", 0.0))  # fmt: skip
+            print(f"demo: stopped after {args.seconds:.0f} s (--seconds) before the worker was "
+                  f"done ({left:,.0f} events read and not applied yet); a busy machine needs "
+                  "more time, or run fewer --accounts/--days")  # fmt: skip
         if simulator.poll() not in (None, 0):
             print(f"demo: the simulator failed; see {workdir}/simulate.log")
             return 1
@@ -281,7 +287,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--rate", type=float, default=None, help="events/s (default: as fast as possible)"
     )
-    p.add_argument("--seconds", type=float, default=600, help="stop after this long (default 600)")
+    p.add_argument("--seconds", type=float, default=1800,
+                   help="stop after this long even if the worker is not done (default 1800; "
+                   "the demo ends by itself once every event is applied)")  # fmt: skip
     p.add_argument(
         "--follow-worker",
         type=float,
