@@ -536,13 +536,7 @@ class Account:
                 self.until["crackdown"] = d + 30
                 self.truth["borrowers_blocked"] += 1
         elif reaction == reactions.EXTRA_MEMBER and b is not None:
-            b.status = "extra"
-            for viewer in b.viewers:
-                for device_id, _ in viewer.devices:
-                    self.trust[device_id] = 1 << 40
-            self._emit(out, at, "extra_member_added", {"member_id": b.member_id})
-            self.truth["extra_member_added"] = True
-            self.truth["extra_member_ts"] = self.truth["extra_member_ts"] or at
+            self._extra_member(out, b, at)
         elif reaction == reactions.CANCELLED:
             self._cancel(out, d, at, "backlash")
         elif reaction == reactions.OFFER_TAKEN:
@@ -816,17 +810,21 @@ class Account:
             return False
         return self._blocked(out, d, v.borrower, ts)
 
+    def _extra_member(self, out: Out, b: Borrower, ts: int) -> None:
+        """The account pays for the borrower: its devices are trusted from now on."""
+        b.status = "extra"
+        for viewer in b.viewers:
+            for device_id, _ in viewer.devices:
+                self.trust[device_id] = 1 << 40
+        self._emit(out, ts, "extra_member_added", {"member_id": b.member_id})
+        self.truth["extra_member_added"] = True
+        self.truth["extra_member_ts"] = self.truth["extra_member_ts"] or ts
+
     def _blocked(self, out: Out, d: int, b: Borrower, ts: int) -> bool:
         """A borrower failed verification: the account pays for it, or it goes."""
         rng = self.rng
         if rng.random() < self.cfg.extra_member_rate:
-            b.status = "extra"
-            for viewer in b.viewers:
-                for device_id, _ in viewer.devices:
-                    self.trust[device_id] = 1 << 40
-            self._emit(out, ts, "extra_member_added", {"member_id": b.member_id})
-            self.truth["extra_member_added"] = True
-            self.truth["extra_member_ts"] = self.truth["extra_member_ts"] or ts
+            self._extra_member(out, b, ts)
             return True
         b.status = "blocked"
         self.until["crackdown"] = d + 30
