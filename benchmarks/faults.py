@@ -1,18 +1,20 @@
 """Fault-injection harness (issue #13, item 3): nothing lost, nothing doubled.
 
-    python benchmarks/faults.py                       # full scale: 1000 accounts x 130 days (~1M events)
+    python benchmarks/faults.py                       # full scale: 1000 accounts x 180 days (1.03M events)
     python benchmarks/faults.py --quick               # the CI scale (~2 minutes here)
     python benchmarks/faults.py --accounts 300 --days 60 --batch 1 --json figures.json
 
 One run, on a broker of its own (``streams.devbroker.LocalBroker`` on a free port,
 its data dir kept in ``--out``: the harness stops and restarts it):
 
-1. a simulated population (``models.simulator``, ``--accounts`` x ``--days``) is sent to
-   the input topics over ``--duration`` seconds: unkeyed JSON arrays of ``--batch``
-   events (``churnwatch simulate --kafka --batch``), or one event per message keyed by
-   account_id (``--batch 1``);
-2. meanwhile two workers (one consumer group, a data dir per worker identity) take
-   these faults:
+1. a simulated population (``models.simulator``, ``--accounts`` x ``--days``) goes to
+   the input topics as unkeyed JSON arrays of ``--batch`` events (``churnwatch
+   simulate --kafka --batch``), or one event per message keyed by account_id
+   (``--batch 1``): all of it before the workers start (``--produce backlog``, the
+   default: the faults hit them while they work through it), or while they run, over
+   ``--duration`` s (``--produce live``: a replay at days of event time per second);
+2. two workers (one consumer group, a data dir per worker identity) take these faults
+   for ``--duration`` s:
 
    - every ``--kill-every`` s a random worker is SIGKILLed and started again at once
      on its own data dir (only when every worker is ready, never in the outage window);
@@ -56,11 +58,13 @@ import argparse
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -72,7 +76,7 @@ from typing import Any
 import orjson
 
 from models.simulator import SimConfig, simulate
-from streams.devbroker import LocalBroker
+from streams.devbroker import LocalBroker, cache_dir
 from streams.devworker import TEST_MODEL_KEY, WorkerError, WorkerProc, isolated_env, read_all
 from streams.settings import Settings
 from streams.simio import KafkaSink, encode_events
@@ -202,6 +206,7 @@ class Identity:
     launched: float = 0.0
     waiting_ready: bool = False  # launched, not ready yet (a restart being timed)
     kind: str = "start"
+    ready_after: float | None = None  # seconds from the launch to /readyz 200
     last: dict[str, float] = field(default_factory=dict)  # this incarnation's last /metrics
     ended: list[dict[str, float]] = field(default_factory=list)  # earlier incarnations'
 
@@ -223,6 +228,21 @@ class Identity:
             self.last = {}
         self.proc = WorkerProc(Settings.from_env(self.env), dict(self.env), self.log).launch()
         self.launched, self.waiting_ready, self.kind = time.monotonic(), True, kind
+        self.ready_after = None
+        # timed by a thread of its own: the fault loop blocks at times (a broker start, a
+        # SIGTERM stop), which would add to the figure
+        threading.Thread(target=self._time_ready, args=(self.proc,), daemon=True).start()
+
+    def _time_ready(self, proc: WorkerProc) -> None:
+        deadline = self.launched + 600
+        while time.monotonic() < deadline and proc is self.proc:
+            try:
+                if proc.ready():
+                    self.ready_after = time.monotonic() - self.launched
+                    return
+            except WorkerError:  # exited
+                return
+            time.sleep(0.2)
 
     @property
     def running(self) -> bool:
@@ -312,10 +332,13 @@ class Harness:
             return None
         if self.args.bundle:
             return Path(self.args.bundle)
-        path = self.out / "train" / "models.json"
-        if path.exists():
-            return path
         a, d = self.args.train_accounts, self.args.train_days
+        # training is deterministic: a bundle trained once is kept with the broker's jars
+        cached = cache_dir() / f"faults-bundle-{a}x{d}-seed{self.args.seed + 1000}.json"
+        if cached.exists():
+            say(f"fixed model: {cached} (trained before; delete it to train again)")
+            return cached
+        path = self.out / "train" / "models.json"
         say(f"training the fixed model on another population ({a} accounts x {d} days)")
         t = time.monotonic()
         cli("simulate", "--accounts", str(a), "--days", str(d), "--seed", str(self.args.seed + 1000),
@@ -323,6 +346,8 @@ class Harness:
         cli("models", "train", str(path.parent / "events.jsonl"), "--out", str(path),
             env={**os.environ, "CHURNWATCH_MODEL_KEY": TEST_MODEL_KEY})  # fmt: skip
         say(f"  trained in {time.monotonic() - t:.0f}s: {path}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, cached)
         return path
 
     def prepare(self, ident: Identity, bundle: Path | None) -> Settings:
@@ -507,8 +532,8 @@ class Harness:
                     left = True
             # readiness of launched workers; exits nobody asked for
             for i in running():
-                if i.waiting_ready and _ready(i):
-                    took = time.monotonic() - i.launched
+                if i.waiting_ready and i.ready_after is not None:
+                    took = i.ready_after
                     i.waiting_ready = False
                     (fig.ready_after_kill if i.kind == "kill" else fig.ready_after_join).append(
                         took
@@ -528,6 +553,7 @@ class Harness:
                 if (
                     in_outage_window
                     or broker_down
+                    or (restarted_at is not None and fig.ready_after_outage is None)
                     or not procs
                     or any(i.waiting_ready for i in procs)
                 ):
@@ -787,7 +813,7 @@ def table(rows: list[tuple[str, str, str, bool | None]]) -> str:
     mark = {True: "ok", False: "FAIL", None: ""}
     head = f"{'check':<{w0}}  {'figure':>{w1}}  {'limit':<{w2}}  result"
     lines = [head, "-" * len(head)]
-    lines += [f"{r[0]:<{w0}}  {r[1]:>{w1}}  {r[2]:<{w2}}  {mark[r[3]]}" for r in rows]
+    lines += [f"{r[0]:<{w0}}  {r[1]:>{w1}}  {r[2]:<{w2}}  {mark[r[3]]}".rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -804,7 +830,7 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--accounts", type=int, default=1000, help="simulated accounts (default 1000)")
     ap.add_argument(
-        "--days", type=int, default=130, help="simulated days (default 130: ~1M events)"
+        "--days", type=int, default=180, help="simulated days (default 180: 1.03M events)"
     )
     ap.add_argument("--seed", type=int, default=13, help="simulation and fault seed (default 13)")
     ap.add_argument("--batch", type=int, default=100,
