@@ -163,6 +163,24 @@ def model_version(name: str | None) -> int:
     return int(m.group(1)) if m else -1
 
 
+def stale_scores(records: list[tuple[int, dict[str, Any]]]) -> int:
+    """Scores made with an older churn model than one the run had already published
+    (``records``: ``(Kafka timestamp ms, score record)``). With a fixed model every
+    worker should score with the imported snapshot once any worker does.
+
+    >>> stale_scores([(1, {"churn_model": "churn-v0"}), (2, {"churn_model": "churn-v1"}),
+    ...               (3, {"churn_model": "churn-v0"}), (4, {"churn_model": "churn-v1"})])
+    1
+    """
+    newest, stale = -1, 0
+    for _, rec in sorted(records, key=lambda r: r[0]):
+        v = model_version(rec.get("churn_model"))
+        if v < newest:
+            stale += 1
+        newest = max(newest, v)
+    return stale
+
+
 def backward_steps(records: list[tuple[int, int, dict[str, Any]]]) -> dict[str, int]:
     """How often a model version goes down, per partition in offset order, and per account.
 
@@ -621,13 +639,16 @@ class Harness:
             orjson.loads(m.value)
             for m in read_all(self.broker.bootstrap, s.alerts_topic, timeout=120)
         ]
-        scores = [(m.partition, m.offset, orjson.loads(m.value))
-                  for m in read_all(self.broker.bootstrap, s.scores_topic, timeout=300)
-                  if m.value is not None]  # fmt: skip
+        records = [m for m in read_all(self.broker.bootstrap, s.scores_topic, timeout=300)
+                   if m.value is not None]  # fmt: skip
+        scores = [(m.partition, m.offset, orjson.loads(m.value)) for m in records]
         dead = read_all(self.broker.bootstrap, s.dead_letter_topic, timeout=60)
         return {
             "alerts": alert_figures(alerts),
             "versions": backward_steps(scores),
+            "stale": stale_scores(
+                [(m.timestamp, rec) for m, (_, _, rec) in zip(records, scores, strict=True)]
+            ),
             "dead_letters": len(dead),
             "dead_kinds": dict(Counter(_kind(m.value) for m in dead)),
         }
@@ -786,6 +807,12 @@ def checks(args: argparse.Namespace, lateness_s: float, expect: Counter[str], se
             f"of {run['versions']['records']:,} scores",
             "0",
             run["versions"]["partition"] == 0,
+        ),
+        (
+            "scores with an older churn model than one already published",
+            f"{run['stale']:,}",
+            "0" if not args.learn else "learning: counted",
+            run["stale"] == 0 if not args.learn else None,
         ),
     ]
     if clean is not None:
