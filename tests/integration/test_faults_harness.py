@@ -38,7 +38,7 @@ KNOWN_LOSS = {
     "churn alerts: fault run / clean run / both",
     # ... and a worker SIGKILLed right after the model import can score on with an
     # untrained churn model (churn-v0 at 0.5) instead of the imported snapshot
-    "scores with an older churn model than one already published",
+    "scores with an older churn model, 10 s after a newer one",
 }
 
 
