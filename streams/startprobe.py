@@ -23,10 +23,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        phase = self.server.phase
-        if self.path.split("?")[0] == "/healthz":
+        phase, path = self.server.phase, self.path.split("?")[0]
+        if path == "/healthz":
             status, doc = 200, {"status": "ok", "phase": phase}
-        elif self.path.split("?")[0] == "/readyz":
+        elif path == "/readyz":
             status, doc = 503, {"ready": False, "status": phase}
         else:
             status, doc = 503, {"error": f"the worker is starting ({phase})"}
