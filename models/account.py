@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,7 @@ class StateConfig:
     max_profiles: int = 16
     max_open_sessions: int = 32
     max_history: int = 16
+    history_ms: int = 365 * DAY_MS  # ... and none older than this, but the newest of each
     horizon_ms: int = 30 * DAY_MS
     observation_interval_ms: int = 7 * DAY_MS
     # observation points older than this before "now" are not caught up after a silence
@@ -291,6 +293,31 @@ def _prune_days(state: AccountState, cfg: StateConfig) -> None:
         for day in [d for d in state.days if d < oldest_kept]:
             del state.days[day]
         state.usage_sums = None
+        # devices and profiles not seen within the ring: no feature looks back that far
+        for seen in (state.devices, state.profiles):
+            for key in [k for k, (_, last) in seen.items() if last < oldest_kept * DAY_MS]:
+                del seen[key]
+        # the subscription history of the last year (and always its newest entry), so a
+        # state stops growing after a year rather than when each list reaches its cap
+        since = state.max_ts - cfg.history_ms
+        for times in (state.failed_payments, state.support_contacts):
+            _drop_before(times, since, lambda t: t)
+        for history in (state.status_changes, state.price_changes, state.plan_changes):
+            _drop_before(history, since, lambda entry: entry[0])
+
+
+def _drop_before(items: list[Any], since: int, ts: Callable[[Any], int]) -> None:
+    """Drop the entries of a time-sorted list older than ``since``, but the newest.
+
+    >>> h = [1, 5, 9]; _drop_before(h, 6, lambda t: t); h
+    [9]
+    >>> h = [1, 5]; _drop_before(h, 6, lambda t: t); h
+    [5]
+    """
+    n = 0
+    while n < len(items) - 1 and ts(items[n]) < since:
+        n += 1
+    del items[:n]
 
 
 def _insort_capped(items: list[Any], item: Any, cap: int) -> None:

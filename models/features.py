@@ -11,7 +11,7 @@ out where the state still holds their time (lists, day buckets).
 =============================  ================================================
 ``tenure_days_log``            log1p(days since subscription start, else first event)
 ``cancelled``                  1 if the subscription is cancelled at ``now_ms``
-``reactivations``              number of reactivations kept in the history
+``reactivations``              reactivations in the kept history (the last year, at most 16)
 ``price_monthly_log``          log1p(price per month; yearly price / 12)
 ``billing_yearly``             1 for a yearly billing period
 ``days_to_renewal``            days until the next billing anniversary of the start

@@ -155,6 +155,22 @@ class Metrics:
         self.state_writes = Counter(
             f"{p}_state_writes_total", "Account states written to the changelog", registry=r
         )
+        self.state_bytes = Counter(
+            f"{p}_state_written_bytes_total",
+            "Bytes of account states written to the changelog (divided by "
+            "churnwatch_state_writes_total: the mean encoded state)",
+            registry=r,
+        )
+        self.census_prefixes = Gauge(
+            f"{p}_census_prefixes",
+            "Network prefixes in this worker's census of shared networks (bounded)",
+            registry=r,
+        )
+        self.census_entries = Gauge(
+            f"{p}_census_entries",
+            "(prefix, account) pairs in this worker's census of shared networks (bounded)",
+            registry=r,
+        )
         self.state_recovered = Counter(
             f"{p}_state_recovered_records_total",
             "Account-state changelog records replayed into the local store at recovery "
@@ -218,6 +234,11 @@ class Metrics:
         )  # fmt: skip
         self.model_learned_offset = Gauge(
             f"{p}_model_learned_offset", "Training offset the model's snapshot learns on from",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.model_snapshot_bytes = Gauge(
+            f"{p}_model_snapshot_bytes",
+            "Size of the learner's last snapshot (model, metrics and checkpoint), per model",
             ["model"], registry=r,
         )  # fmt: skip
         self.training_redelivered = Counter(

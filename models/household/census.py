@@ -44,6 +44,7 @@ class PrefixCensus:
     max_prefixes: int = CENSUS_MAX_PREFIXES
     window_ms: int = WINDOW_DAYS * DAY_MS
     users: dict[str, dict[str, int]] = field(default_factory=dict)  # prefix -> account -> ts
+    swept_day: int = -1  # the event-time day of the last pass that dropped stale entries
 
     def __post_init__(self) -> None:
         if self.popular_accounts < 2 or self.max_prefixes < 1 or self.window_ms <= 0:
@@ -64,11 +65,32 @@ class PrefixCensus:
             users[account_id] = ts
             if len(users) > cap:
                 del users[min(users, key=users.__getitem__)]
+        if hs.max_ts // DAY_MS > self.swept_day:
+            self.sweep(hs.max_ts)
         if len(self.users) > self.max_prefixes:
             keep = sorted(
                 self.users.items(), key=lambda kv: (len(kv[1]), max(kv[1].values(), default=0))
             )
             self.users = dict(keep[len(keep) - self.max_prefixes * 3 // 4 :])
+
+    def sweep(self, now_ms: int) -> None:
+        """Drop the uses older than two windows (at most once per day of event time):
+        they count for no account (the second window is slack for partitions that
+        lag the one at ``now_ms``), and a census that kept them would grow with every
+        network an account ever used, up to ``max_prefixes``.
+
+        >>> c = PrefixCensus(users={"p": {"a": 0, "b": 40 * DAY_MS}, "q": {"a": 0}})
+        >>> c.sweep(57 * DAY_MS); c.users, c.swept_day
+        ({'p': {'b': 3456000000}}, 57)
+        """
+        self.swept_day = now_ms // DAY_MS
+        lo = now_ms - 2 * self.window_ms
+        for prefix, users in list(self.users.items()):
+            stale = [a for a, ts in users.items() if ts <= lo]
+            for account_id in stale:
+                del users[account_id]
+            if not users:
+                del self.users[prefix]
 
     def forget(self, account_id: str) -> None:
         """Drop an erased account from every prefix it used."""

@@ -12,6 +12,7 @@ from models.household.sessions import _close, _start, _stop, _sweep
 from models.household.state import (
     DAY_MS,
     DEFAULT_SALT,
+    FORGET_DAYS,
     HOUR_MS,
     IMPOSSIBLE_KMH,
     IMPOSSIBLE_MIN_KM,
@@ -328,6 +329,7 @@ def _advance(hs: HouseholdState, max_streams: int, lateness_ms: int, timeout_ms:
         sealed_any = True
     if sealed_any:
         _prune(hs, hs.max_ts // DAY_MS - WINDOW_DAYS)
+        _forget(hs, (hs.max_ts // DAY_MS - FORGET_DAYS) * DAY_MS)
 
 
 def _prune(hs: HouseholdState, oldest_day: int) -> None:
@@ -347,3 +349,40 @@ def _prune(hs: HouseholdState, oldest_day: int) -> None:
                 dev.place_days[pid] = days
             else:
                 del dev.place_days[pid]
+
+
+def _forget(hs: HouseholdState, before_ms: int) -> None:
+    """Forget the places, networks, devices and profiles last seen before ``before_ms``
+    (``FORGET_DAYS`` ago, once per sealed day). No feature looks back that far, and a
+    state that kept them would grow with every network and device an account ever
+    used, up to the caps (measured by ``benchmarks/soak.py``: a median state of 7 KB
+    growing to 17 KB over 900 days of households that change networks and devices).
+
+    >>> from collections import deque
+    >>> from models.household.state import Device, HouseholdState, Place
+    >>> hs = HouseholdState()
+    >>> hs.places = {0: Place(0, None, None, last_ts=10), 1: Place(1, None, None, last_ts=99)}
+    >>> hs.places[1].prefixes = {"old": (0, 5, 4), "new": (0, 50, 4)}
+    >>> hs.prefixes = {"old": (5, 1), "new": (50, 1)}
+    >>> hs.devices = {"tv": Device(0, 99), "phone": Device(0, 20)}
+    >>> hs.profiles, hs.travel_flags = {"kid": 1, "mum": 60}, deque([1, 70], maxlen=32)
+    >>> _forget(hs, 30)
+    >>> list(hs.places), list(hs.places[1].prefixes), list(hs.prefixes), list(hs.devices)
+    ([1], ['new'], ['new'], ['tv'])
+    >>> hs.profiles, list(hs.travel_flags)
+    ({'mum': 60}, [70])
+    """
+    for pid in [p.pid for p in hs.places.values() if p.last_ts < before_ms]:
+        del hs.places[pid]
+    for place in hs.places.values():
+        for h in [h for h, seen in place.prefixes.items() if seen[1] < before_ms]:
+            del place.prefixes[h]
+    for h in [h for h, (ts, _) in hs.prefixes.items() if ts < before_ms]:
+        del hs.prefixes[h]
+    for d in [d for d, dev in hs.devices.items() if dev.last_ts < before_ms]:
+        del hs.devices[d]
+    for kept in (hs.profiles, hs.failed_devices):
+        for key in [k for k, ts in kept.items() if ts < before_ms]:
+            del kept[key]
+    while hs.travel_flags and hs.travel_flags[0] < before_ms:
+        hs.travel_flags.popleft()

@@ -39,6 +39,8 @@ MAX_INTERVALS = 512
 # the longest viewing a stop can close (loops over its days stay bounded)
 MAX_SESSION_MS = DAY_MS
 MAX_TRAVEL_FLAGS = 32
+# days after which an unseen place, network, device or profile is forgotten (3 windows)
+FORGET_DAYS = 84
 MAX_FAILED_DEVICES = 16
 
 POPULAR_ACCOUNTS = 5  # a network used away from home by this many accounts is no household

@@ -47,6 +47,7 @@ STEP_EVENTS = 2000
 # on; counted in churnwatch_account_events_forced_total), and how often a timer looks
 # at what waits on the clock
 MERGE_HELD = 400_000
+CENSUS_COUNT_EVERY_S = 5.0  # the census gauges walk it: not at every buffer
 MERGE_TICK_S = 0.2
 # the accounts table's store by CHURNWATCH_STORE (the app's default stays memory:// for
 # the models table, written from a timer, which Faust's RocksDB store cannot do). With
@@ -399,6 +400,7 @@ def register(rt: Runtime) -> None:
     )
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
+    census_counted = [-CENSUS_COUNT_EVERY_S]
 
     async def accounts(stream: Any) -> None:
         streams["accounts"] = stream
@@ -453,6 +455,11 @@ def register(rt: Runtime) -> None:
         for ev in done:  # their events are applied and persisted
             await streams["accounts"].ack(ev)
         m.state_writes.inc(len(records))
+        m.state_bytes.inc(sum(len(raw) for _, _, raw in records if raw))
+        if started - census_counted[0] >= CENSUS_COUNT_EVERY_S:  # a pass over the census
+            census_counted[0] = started
+            m.census_prefixes.set(len(store.census.users))
+            m.census_entries.set(sum(map(len, store.census.users.values())))
         m.state_flush_seconds.observe(time.monotonic() - t_flush)
         m.accounts.set(store.accounts)
         for p, shard in store.shards.items():

@@ -125,7 +125,8 @@ def register(rt: Runtime) -> None:
         done = pending[:]
         pending.clear()
         for kind in sorted(changed):
-            table[model_key(kind)] = learners[kind].snapshot(key)
+            table[model_key(kind)] = raw = learners[kind].snapshot(key)
+            m.model_snapshot_bytes.labels(kind).set(len(raw))
             export_model_metrics(m, learners[kind])
         changed.clear()
         for ev in done:

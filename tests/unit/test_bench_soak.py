@@ -1,0 +1,55 @@
+"""The soak harness's pure parts: the growth figure and the checks on samples."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from tests.unit.bench_loader import load_benchmark
+
+soak = load_benchmark("soak")
+
+
+def sample(t: float, **figures: float) -> object:
+    base = dict(applied=0.0, rss=300.0, cached=100.0, state_bytes=9000.0, census_prefixes=800.0,
+                census_entries=820.0, snapshot_bytes=40.0, held=500.0, lag=1000.0, event_day=t)  # fmt: skip
+    base.update(figures)
+    return soak.Sample(t=t, **base)
+
+
+def args(**over: float) -> argparse.Namespace:
+    a = dict(minutes=1.0, warmup=0.5, tolerance=0.05, max_lag=10.0)
+    a.update(over)
+    return argparse.Namespace(**a)
+
+
+def test_growth_is_the_trend_as_a_share_of_the_mean() -> None:
+    assert abs(soak.growth([10, 11, 10, 10.2, 10.4, 10.3])) < 0.05
+    assert abs(soak.growth([10, 12, 8, 12, 8, 12, 8, 10] * 3)) < 0.05  # a sawtooth is flat
+    assert round(soak.growth([10, 10, 10, 12, 13, 14]), 2) == 0.46
+    assert soak.growth([5, math.nan, 5, 5, math.nan, 5]) == 0.0  # no writes: no figure
+    assert soak.growth([1.0, 2.0]) is None and soak.growth([0.0] * 6) is None
+
+
+def test_growth_after_warm_up_fails_and_flat_passes() -> None:
+    warm = [sample(t, state_bytes=1000.0 + 100 * t) for t in range(0, 30, 5)]  # filling up
+    flat = [sample(t) for t in range(30, 60, 2)]
+    rows = {r[0]: r for r in soak.checks(warm + flat, args(), rate=1000.0)}
+    assert all(ok for name, _, _, ok in rows.values()), rows
+    growing = [sample(t, state_bytes=9000.0 + 200 * t) for t in range(30, 60, 2)]
+    rows = {r[0]: r for r in soak.checks(warm + growing, args(), rate=1000.0)}
+    assert rows["mean state written: growth after warm-up"][3] is False
+    assert rows["resident memory: growth after warm-up"][3] is True
+
+
+def test_a_worker_that_falls_behind_fails_the_lag_check() -> None:
+    behind = [sample(t, lag=1000.0 * t) for t in range(30, 60, 2)]
+    rows = {r[0]: r for r in soak.checks(behind, args(), rate=1000.0)}
+    assert rows["events sent, not applied, after warm-up, highest"][3] is False
+    assert rows["events held (ingest + merge), highest"][3] is True
+
+
+def test_quick_is_the_ci_scale_unless_an_option_is_given() -> None:
+    a = soak.parse(["--quick", "--minutes", "3"])
+    assert (a.accounts, a.minutes, a.warmup, a.rate) == (60, 3.0, 0.5, "auto")
+    assert soak.parse(["--rate", "2500"]).rate == 2500.0
