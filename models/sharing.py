@@ -47,8 +47,13 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "impossible_travel_28d": -1.0,  # min(n, 5) impossible jumps of one device (VPN)
 }
 # The home is unknown in an account's first days: the second-household signals
-# ramp up linearly over this many days of observed usage.
-RAMP_DAYS = 3.0
+# ramp up linearly over this many days of observed usage. A week: a household's
+# own structure (which network and geo is home, which devices cross over) takes
+# that long to show; before it, one home seen two ways (a new lease or the other
+# IP version first used by a device geolocated at the city centre) has devices
+# "living" on each side, active on the same days (measured: most look-alike false
+# positives on the tuning cells fired with 2-6 days of history).
+RAMP_DAYS = 7.0
 _RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4])
 
 

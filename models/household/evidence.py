@@ -191,7 +191,10 @@ def _locate(
     A known network prefix is the place it was seen at, unless the geo is further
     away than geolocation errs (``NETWORK_RADIUS_KM``: a VPN exit or a carrier pool
     seen in another city): geo is often the city centre (IP geolocation, web and TV
-    apps) or noisy, while the same network is the same home. A new network with geo
+    apps) or noisy, while the same network is the same home. A device whose own geo
+    fix has not moved (within ``PLACE_RADIUS_KM`` of its last one) stays at its place
+    on a new network: a lease, the other IP version or a carrier address of the same
+    home, whatever geo other devices report there. Else a new network with geo
     joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one). A new
     network is its device's place when the device lived there (seen there on two
     days or more: the home's address changed, a lease or carrier NAT) or was there a
@@ -202,6 +205,11 @@ def _locate(
         if _near(hs, hs.places[known[1]], lat, lon):
             return known[1]
     geo = lat is not None and lon is not None
+    if geo and dev is not None and dev.pos is not None and dev.last_pid in hs.places:
+        # a device whose own fix has not moved is where it was: a new network at the same
+        # fix is that place's new address (a lease, the other IP version, carrier NAT)
+        if haversine_km(lat, lon, dev.pos[1], dev.pos[2]) <= PLACE_RADIUS_KM:
+            return dev.last_pid
     if dev is not None and dev.last_pid in hs.places:
         # a device that lived somewhere (seen there on two days or more), or a moment ago;
         # with geo, only if that place has none yet (it then takes this fix)

@@ -798,12 +798,53 @@ def test_a_phone_on_one_day_networks_is_a_commute_until_the_network_recurs():
     # a borrower's phone on its home line (the same /24 both days) is settled
     _, fixed = run(*spot_on_two_days("phone", "mobile", ["203.0.113.5", "203.0.113.77"]))
     assert fixed["second_place_recurring_prefixes_28d"] == 1
-    assert sharing_evidence_score(fixed) > 0.7
+    # in the account's first days the home is not known yet (RAMP_DAYS): the same evidence
+    # alerts once the account has a week of history
+    week = {"observed_days_28d": 7.0}
+    assert sharing_evidence_score(phone) < sharing_evidence_score(fixed)
+    assert sharing_evidence_score({**fixed, **week}) > 0.7 > sharing_evidence_score(fixed)
+    assert sharing_evidence_score({**phone, **week}) < 0.4
     # so is a tablet on a dual-stack line (v4 one day, v6 the next): tablets stay put
     dual = ["203.0.113.5", "2001:db8:aa::5"]
     _, tablet = run(*spot_on_two_days("tab", "tablet", dual))
     assert tablet["second_place_rotating_prefixes_28d"] == 0
-    assert sharing_evidence_score(tablet) > 0.7
+    assert sharing_evidence_score({**tablet, **week}) > 0.7
+
+
+CITY_CENTRE = {"lat": 52.470, "lon": 13.300}  # 9 km from HOME_GEO
+
+
+def lease_change_seen_first_by(device_geo):
+    """The home's TV (street geo) on the home line every evening from day 0; a tablet on
+    the home line later each evening, reporting ``device_geo``; on day 7 the line gets a
+    new /24 and from then on the tablet is the first to use it each evening."""
+    out = []
+    for d in range(14):
+        base = T0 + d * DAY_MS
+        ip, hour = (HOME_IP, 23) if d < 7 else ("198.51.101.23", 18)
+        watch(out, "tab", base + hour * HOUR_MS, 40, kind="tablet", ip=ip, geo=device_geo)
+        watch(out, "tv", base + 20 * HOUR_MS, 120, kind="tv", ip=ip)
+    return out, 2
+
+
+def test_a_device_whose_fix_has_not_moved_takes_a_new_network_to_its_place():
+    """A tablet whose apps geolocate it at the city centre, 9 km off, is the first on the
+    home's new lease: its own fix did not move, so the new network is the home's."""
+    _, f = run(*lease_change_seen_first_by(CITY_CENTRE))
+    assert f["places_28d"] == 1
+    assert f["second_place_own_devices_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05
+
+
+def test_a_device_whose_fix_moved_founds_a_place_on_a_new_network():
+    """The same sequence with the tablet at the street until day 6 and at the city centre
+    from day 7: it moved, so the new network's first fix founds a new place."""
+    out, ms = lease_change_seen_first_by(HOME_GEO)
+    for e in out:
+        if e.fields.get("device_id") == "tab" and e.ts >= T0 + 7 * DAY_MS and "geo" in e.fields:
+            e.fields["geo"] = CITY_CENTRE
+    _, f = run(out, ms)
+    assert f["places_28d"] == 2
 
 
 def test_rotation_counts_one_day_networks_per_ip_version():
