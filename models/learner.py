@@ -452,6 +452,29 @@ def import_record(kind: str, learner: OnlineLearner, key: bytes) -> bytes:
     return orjson.dumps({IMPORT: kind, "model_id": learner.model_id, "snapshot": snapshot})
 
 
+def adopt_import(current: OnlineLearner, imported: OnlineLearner, offset: int) -> OnlineLearner:
+    """The imported learner, ready to replace ``current`` at training offset ``offset``.
+
+    It learns on from the message after the import (``learned_offset``), so a
+    re-delivered import never replaces a model that has learned past it; and its
+    version continues from ``current``'s, so model ids never go back: importing an
+    older export (a rollback) gives the next version of the deployment, not the
+    export's old number, and consumers that keep the newest score per account see it
+    as newer.
+
+    >>> from models.churn import make_churn_model
+    >>> live = OnlineLearner(make_churn_model(), name="churn")
+    >>> live.version, old = 300, OnlineLearner(make_churn_model(), name="churn")
+    >>> old.version = 5
+    >>> new = adopt_import(live, old, offset=41)
+    >>> new.learned_offset, new.model_id, new.snapshot(b"k" * 32) and new.model_id
+    (42, 'churn-v300', 'churn-v301')
+    """
+    imported.learned_offset = offset + 1
+    imported.version = max(imported.version, current.version)
+    return imported
+
+
 def read_import(doc: Any, key: bytes) -> tuple[str, OnlineLearner] | None:
     """``(kind, learner)`` if ``doc`` (a decoded training message) is an import, else None.
 

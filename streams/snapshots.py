@@ -20,7 +20,16 @@ from streams.skips import Skips
 
 
 def models_table(app: Any) -> Any:
-    """The ``models`` global table: one raw key per model kind, replicated to every worker."""
+    """The ``models`` global table: one raw key per model kind, replicated to every worker.
+
+    ``recovery_buffer_size=1``: Faust applies the changelog records a worker reads in
+    batches of this size (also after its recovery, while it follows the changelog as a
+    standby), or at the next rebalance. At its default (1000) a snapshot written after a
+    worker's last rebalance stayed in that buffer: a worker scored with an untrained
+    model for good after a kill of the learner's worker right after a model import
+    (issue #13, ``tests/integration/test_model_import_kill.py``). Faust's GlobalTable
+    docstring asks for 1 as well. The table has two keys and a record every 2 s.
+    """
     return app.GlobalTable(
         "models",
         default=None,
@@ -28,6 +37,7 @@ def models_table(app: Any) -> Any:
         value_type=bytes,
         partitions=1,
         use_partitioner=True,  # written from a timer, outside any event
+        recovery_buffer_size=1,  # every snapshot read is applied at once (see above)
         help="Versioned model snapshots (models.learner.OnlineLearner), one key per model",
     )
 

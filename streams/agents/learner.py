@@ -29,7 +29,8 @@ the key is skipped and counted (``bad_signature``), never unpickled.
 stays the table's only writer; it replaces its model with the imported one, in
 order with the examples around it, and learns on from it (the imported learner
 learns on from the offset after the import record, so a re-delivered
-import never replaces a model that has learned past it). With
+import never replaces a model that has learned past it, and its version continues
+from the current model's, so model ids never go back: ``adopt_import``). With
 ``CHURNWATCH_LEARN=false`` the learner applies imports and learns nothing.
 """
 
@@ -40,7 +41,7 @@ import time
 from typing import Any
 
 from models.engine import KINDS
-from models.learner import OnlineLearner, read_training
+from models.learner import OnlineLearner, adopt_import, read_training
 from models.quality import Window
 from streams.report import as_scored
 from streams.runtime import CRASH, Runtime
@@ -108,10 +109,11 @@ def register(rt: Runtime) -> None:
                     kind, model = msg.imported
                     if learner_for(kind).has_learned(offset):  # re-delivered: applied already
                         continue
-                    model.learned_offset = offset + 1  # it learns on from after the import
-                    learners[kind] = model
+                    imported_id = model.model_id
+                    # it learns on from after the import, its version after the current one
+                    learners[kind] = adopt_import(learners[kind], model, offset)
                     changed.add(kind)
-                    log.info("model %s: replaced by an imported %s", kind, model.model_id)
+                    log.info("model %s: replaced by an imported %s", kind, imported_id)
                 elif s.learn:
                     for ex in msg.examples:
                         by_kind.setdefault(ex["model"], []).append((offset, ex))
