@@ -48,8 +48,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 log = logging.getLogger(__name__)
 KEY = TEST_MODEL_KEY.encode()
 
-TRAIN = SimConfig(accounts=600, days=150, seed=5)
-POPULATION = SimConfig(accounts=2000, days=75, seed=21)
+TRAIN = SimConfig(accounts=400, days=120, seed=5)
+POPULATION = SimConfig(accounts=1000, days=75, seed=21)
 JUDGED_FROM_DAY = 30  # features need four weeks of history; alerts before that are not judged
 
 # Floors, well under what this model reaches here (see the test output and
@@ -104,7 +104,7 @@ def wait_applied(workers: list[WorkerProc], total: int, timeout: float = 900) ->
     raise AssertionError(f"applied {last} of {total}:\n{workers[0].log()}")
 
 
-@pytest.mark.timeout(1500)  # training (~0.5M events) + two deployments over ~0.5M events
+@pytest.mark.timeout(1500)  # training (~0.3M events) + two deployments over ~0.3M events
 def test_churners_are_alerted_before_they_cancel_and_reprocessing_repeats_the_ids(
     worker_factory, worker_env, kafka_bootstrap, trained_bundle, tmp_path
 ):
