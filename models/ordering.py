@@ -15,6 +15,10 @@ late. A source behind and silent for ``stall_ms`` stops holding the others back
 all the same, and at most ``max_held`` events are held (beyond that the oldest
 are released), so it can neither stall nor grow without bound.
 
+Events of equal event time are released in ``event_id`` order, whichever partition or
+message brought them: arrival order across partitions depends on timing, and the
+account state (a score at a subscription event, say) must not.
+
 Each event carries a token (the input message it came from); ``release``
 returns the tokens whose events have all been released, so the caller can
 acknowledge a message only when everything in it went downstream.
@@ -56,7 +60,7 @@ class Reorderer:
     stall_ms: int = 60_000
     max_held: int = 200_000
     quiet_ms: int | None = None  # silence of a caught-up source (None: ``idle_ms``)
-    _heap: list[tuple[int, int, Event, Hashable]] = field(default_factory=list)
+    _heap: list[tuple[int, str, int, Event, Hashable]] = field(default_factory=list)
     _seq: Any = field(default_factory=itertools.count)
     _sources: dict[Hashable, tuple[int, int]] = field(default_factory=dict)  # max ts, last seen
     _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events still held
@@ -74,7 +78,7 @@ class Reorderer:
         top, _ = self._sources.get(source, (-1, now_ms))
         for event in events:
             top = max(top, event.ts)
-            heapq.heappush(self._heap, (event.ts, next(self._seq), event, token))
+            heapq.heappush(self._heap, (event.ts, event.event_id, next(self._seq), event, token))
         self._sources[source] = (top, now_ms)
         self._open[token] = self._open.get(token, 0) + len(events)
 
@@ -182,7 +186,7 @@ class Reorderer:
 
 
 def _pop_due(
-    heap: list[tuple[int, int, Event, Hashable]],
+    heap: list[tuple[int, str, int, Event, Hashable]],
     open_tokens: dict[Hashable, int],
     frontier: int | None,
     max_held: int,
@@ -195,12 +199,28 @@ def _pop_due(
     while heap and (
         everything or frontier is None or heap[0][0] <= frontier or len(heap) > max_held
     ):
-        ts, _, event, token = heapq.heappop(heap)
+        ts, _, _, event, token = heapq.heappop(heap)
         open_tokens[token] -= 1
         if open_tokens[token] == 0:
             del open_tokens[token]
             done.append(token)
         yield ts, event, token
+
+
+def behind(highwater: int | None, next_offset: int | None) -> bool:
+    """Whether a partition holds messages not yet delivered to the agent.
+
+    ``highwater`` is the consumer's last known end of the log (None before its
+    first fetch); ``next_offset`` the offset after the last message delivered, or
+    the committed offset the stream resumes from (None: a new group, which starts
+    at the beginning of the log).
+
+    >>> behind(120, 120), behind(120, 80), behind(None, 80), behind(0, None), behind(5, None)
+    (False, True, True, False, True)
+    """
+    if highwater is None:
+        return True
+    return highwater > (next_offset or 0)
 
 
 def report(reorderer: Reorderer, now_ms: int) -> tuple[int | None, list[Hashable], list[Hashable]]:
@@ -263,7 +283,7 @@ class WatermarkMerge:
 
     stall_ms: int = 60_000
     max_held: int = 100_000
-    _heap: list[tuple[int, int, Event, Hashable]] = field(default_factory=list)
+    _heap: list[tuple[int, str, int, Event, Hashable]] = field(default_factory=list)
     _seq: Any = field(default_factory=itertools.count)
     _marks: dict[Hashable, int] = field(default_factory=dict)  # source -> watermark
     _seen: dict[Hashable, int] = field(default_factory=dict)  # source -> last report
@@ -317,7 +337,7 @@ class WatermarkMerge:
                 self._done.append(token)
                 return
         for event in events:
-            heapq.heappush(self._heap, (event.ts, next(self._seq), event, token))
+            heapq.heappush(self._heap, (event.ts, event.event_id, next(self._seq), event, token))
         if events:
             self._open[token] = self._open.get(token, 0) + len(events)
         else:

@@ -27,7 +27,7 @@ from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
-from models.ordering import MARKS_HEADER, WatermarkMerge, decode_marks, header
+from models.ordering import MARKS_HEADER, WatermarkMerge, behind, decode_marks, header
 from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
 from streams.faust_compat import count_recovered, rebalancing, rocksdb_states, store_locally
@@ -436,7 +436,6 @@ def register(rt: Runtime) -> None:
     )
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
-    census_counted = [-CENSUS_COUNT_EVERY_S]
 
     async def accounts(stream: Any) -> None:
         streams["accounts"] = stream
@@ -455,7 +454,7 @@ def register(rt: Runtime) -> None:
             highwater = app.consumer.highwater(tp)  # the fetcher's latest view
         except Exception:  # noqa: BLE001 - not assigned any more
             return False
-        return highwater is not None and highwater > offset
+        return highwater is not None and behind(highwater, offset)  # unknown: caught up
 
     async def apply(everything: bool = False) -> None:
         """Apply what the merge releases, persist, then acknowledge its messages."""
@@ -500,10 +499,6 @@ def register(rt: Runtime) -> None:
             await streams["accounts"].ack(ev)
         m.state_writes.inc(len(records))
         m.state_bytes.inc(sum(len(raw) for _, _, raw in records if raw))
-        if started - census_counted[0] >= CENSUS_COUNT_EVERY_S:  # a pass over the census
-            census_counted[0] = started
-            m.census_prefixes.set(len(store.census.users))
-            m.census_entries.set(sum(map(len, store.census.users.values())))
         m.state_flush_seconds.observe(time.monotonic() - t_flush)
         m.accounts.set(store.accounts)
         for p, shard in store.shards.items():
@@ -527,6 +522,13 @@ def register(rt: Runtime) -> None:
 
     rt.drain = drain
     app.timer(MERGE_TICK_S, name="churnwatch.accounts_merge")(tick)
+
+    async def count_census() -> None:
+        """The census gauges: a pass over it, so not at every buffer."""
+        m.census_prefixes.set(len(store.census.users))
+        m.census_entries.set(sum(map(len, store.census.users.values())))
+
+    app.timer(CENSUS_COUNT_EVERY_S, name="churnwatch.census_count")(count_census)
 
     producer = app.producer
     changelog = table.changelog_topic.get_topic_name()

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
-from models.ordering import MARKS_HEADER, Reorderer, encode_marks, report
+from models.ordering import MARKS_HEADER, Reorderer, behind, encode_marks, report
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
@@ -44,22 +44,6 @@ def route(events: list[Event], partitions: int) -> dict[int, list[Event]]:
     for event in events:
         routed[partition_for(event.account_id, partitions)].append(event)
     return routed
-
-
-def behind(highwater: int | None, next_offset: int | None) -> bool:
-    """Whether a partition holds messages not yet delivered to the agent.
-
-    ``highwater`` is the consumer's last known end of the log (None before its
-    first fetch); ``next_offset`` the offset after the last message delivered, or
-    the committed offset the stream resumes from (None: a new group, which starts
-    at the beginning of the log).
-
-    >>> behind(120, 120), behind(120, 80), behind(None, 80), behind(0, None), behind(5, None)
-    (False, True, True, False, True)
-    """
-    if highwater is None:
-        return True
-    return highwater > (next_offset or 0)
 
 
 def keyed_by_account(key: bytes | None, events: list[Event]) -> bool:

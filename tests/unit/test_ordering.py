@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from models.contract import Event
-from models.ordering import Reorderer, WatermarkMerge, decode_marks, encode_marks, report
-from streams.agents.ingest import behind
+from models.ordering import (
+    Reorderer,
+    WatermarkMerge,
+    behind,
+    decode_marks,
+    encode_marks,
+    report,
+)
 
 
 def _ev(event_id: str, ts: int) -> Event:
@@ -168,3 +174,27 @@ def test_a_report_of_nothing_read_yet_does_not_wake_an_idle_source():
     m.push([], token="old", marks={"sub": None, "use": 100}, now_ms=0)
     m.push([_ev("u", 90)], token="new", marks={"sub": -1, "use": 100}, now_ms=1)
     assert _merged(m, 1) == ["u"]
+
+
+def test_events_of_equal_event_time_come_out_in_one_order_whatever_arrived_first():
+    # a subscription event and a usage event of one account at the same millisecond, on
+    # two topics: which partition a busy consumer reads first must not change the order
+    # the account state sees them in (a score at the subscription event, say)
+    def reordered(first: str) -> list[str]:
+        r = Reorderer(idle_ms=3_000)
+        sub, use = ("sub", [_ev("x-sub", 100)], "m1"), ("use", [_ev("a-use", 100)], "m2")
+        for src, events, token in (sub, use) if first == "sub" else (use, sub):
+            r.add(src, events, token=token, now_ms=0)
+        return [e.event_id for e in r.release(now_ms=0)[0]]
+
+    def merged(first: str) -> list[str]:
+        m = WatermarkMerge()
+        m.expect(["p0", "p1"], now_ms=0)
+        a = ([_ev("x-a", 100)], "A", {"p0": 100})
+        b = ([_ev("a-b", 100)], "B", {"p1": 100})
+        for events, token, marks in (a, b) if first == "a" else (b, a):
+            m.push(events, token=token, marks=marks, now_ms=0)
+        return _merged(m, 0)
+
+    assert reordered("sub") == reordered("use") == ["a-use", "x-sub"]
+    assert merged("a") == merged("b") == ["a-b", "x-a"]
