@@ -1,7 +1,7 @@
 """Soak (issue #13, item 5): a steady load for a long time; memory must stay flat.
 
     python benchmarks/soak.py                    # full scale: 1 hour at half the measured maximum
-    python benchmarks/soak.py --quick            # the CI scale (~2.5 minutes)
+    python benchmarks/soak.py --quick            # the CI scale (~2 minutes)
     python benchmarks/soak.py --minutes 20 --rate 3000 --json soak.json
 
 One worker (``python -m streams worker``, default settings, its own consumer group and
@@ -67,10 +67,10 @@ FLAT = (
 QUICK = {
     "accounts": 60,
     "days": 60,
-    "minutes": 2.0,
+    "minutes": 1.5,
     "calibrate": 40_000,
-    "every": 4.0,
-    "warmup": 0.5,
+    "every": 3.0,
+    "warmup": 0.4,
 }
 
 

@@ -121,6 +121,21 @@ clock (2026-01-02T00:00:00Z)")
     policy: TimePolicy
     clock: tuple[int, int] | None = None  # (highest event time released, wall time then)
 
+    def restart(self) -> None:
+        """Forget the clock: the input partitions it merged changed (a rebalance). A
+        partition just taken over can be days ahead of those given away, as its former
+        owner read it; judged by the old clock, its valid events were dead-lettered as
+        ``future_ts`` after a kill's rebalances (issue #13, fault harness seed 13). Until
+        the next event the clock has no time, as at start-up.
+
+        >>> c, t = MergedClock(TimePolicy()), 1_767_225_600_000
+        >>> c.admit(t, wall_ms=0), c.admit(t + 5 * DAY_MS, wall_ms=0)[0]
+        (None, 'future_ts')
+        >>> c.restart(); c.admit(t + 5 * DAY_MS, wall_ms=0), c.admit(t + 6 * DAY_MS, wall_ms=0)
+        (None, None)
+        """
+        self.clock = None
+
     def admit(self, ts: int, *, wall_ms: int, vouched: bool = False) -> tuple[str, str] | None:
         if self.clock is not None and not vouched:
             top, at = self.clock

@@ -78,6 +78,7 @@ def register(rt: Runtime) -> None:
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
+    reading: set[Any] = set()  # the input partitions assigned (what ``merged`` merges)
 
     warned_at = [-UNALIGNED_WARN_EVERY_S]
     topic_index = {topic: i for i, topic in enumerate(s.input_topics)}
@@ -237,9 +238,13 @@ def register(rt: Runtime) -> None:
         log.info("rebalance: %d input partitions assigned (%d partitions in all)",
                  sum(tp.topic in s.input_topics for tp in assigned), len(assigned))  # fmt: skip
         now = _now_ms()
-        for tp in assigned:
-            if tp.topic in s.input_topics:
-                reorder.expect(tp, now)
+        inputs = {tp for tp in assigned if tp.topic in s.input_topics}
+        for tp in inputs:
+            reorder.expect(tp, now)
+        if inputs != reading:  # other partitions: their merged clock starts again
+            merged.restart()
+            reading.clear()
+            reading.update(inputs)
 
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
         for tp in revoked:

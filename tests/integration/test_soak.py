@@ -1,11 +1,11 @@
 """The soak at the CI scale (issue #13, item 5): ``benchmarks/soak.py --quick``.
 
 One worker on the suite's broker, 60 simulated households living lap after lap of
-60 days: its maximum measured through a backlog, then two minutes at half of it
-(1,000 days of event time or more), sampled every 4 s. After the warm-up, what the
+60 days: its maximum measured through a backlog, then 90 s at half of it
+(several hundred days of event time), sampled every 3 s. After the warm-up, what the
 worker keeps must stay flat: the encoded account states, the census of shared
 networks, the learner's snapshots and the events held by the merges. Flat here is a
-trend within 15% of the mean over the minute after warm-up: laps of 60 simulated
+trend within 15% of the mean over the 54 s after warm-up: laps of 60 simulated
 days make these figures swing by about 10% at this scale (the full soak averages
 2,000 accounts over an hour and holds them to 5%). Before the states forgot old
 networks and devices and the census its stale entries, the same run showed the mean
