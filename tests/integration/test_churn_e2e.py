@@ -160,9 +160,8 @@ def test_churners_are_alerted_before_they_cancel_and_reprocessing_repeats_the_id
     # UTC midnight of an account's event time), never where a micro-batch happens to end:
     # both deployments publish the same churn alerts, to the field. Sharing alerts are
     # decided on the scores at the end of each micro-batch, whose cuts depend on timing:
-    # measured 100% of ids shared, asserted 95%. Events of equal event time from the two
-    # input topics are applied in event_id order, not in the order a busy consumer read
-    # them (before that, 1 of 629 churn ids differed in one CI run).
+    # measured 100% of ids shared, asserted 95%. (1 of 629 churn ids differed in two runs
+    # while the daily sweep was scheduled from the partition clock: docs/design.md.)
     counters = ("events_applied_total", "late_events_dropped_total",
                 "account_events_forced_total", "duplicates_dropped_total")  # fmt: skip
     seen = {w.settings.app_id: {c: w.metrics().get(f"churnwatch_{c}") for c in counters}

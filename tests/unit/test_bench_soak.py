@@ -51,5 +51,5 @@ def test_a_worker_that_falls_behind_fails_the_lag_check() -> None:
 
 def test_quick_is_the_ci_scale_unless_an_option_is_given() -> None:
     a = soak.parse(["--quick", "--minutes", "3"])
-    assert (a.accounts, a.minutes, a.warmup, a.rate) == (60, 3.0, 0.5, "auto")
+    assert (a.accounts, a.minutes, a.warmup, a.rate) == (60, 3.0, 0.4, "auto")
     assert soak.parse(["--rate", "2500"]).rate == 2500.0

@@ -8,7 +8,18 @@ import pytest
 
 from models.account import DAY_MS, new_account
 from models.contract import Event
-from models.engine import EngineConfig, Models, Outputs, decide, ingest, risk, score, sweep
+from models.engine import (
+    EngineConfig,
+    Models,
+    Outputs,
+    Shard,
+    decide,
+    ingest,
+    process,
+    risk,
+    score,
+    sweep,
+)
 from models.features import churn_features
 
 T0 = 1_767_225_600_000
@@ -282,3 +293,23 @@ def test_churn_alerts_do_not_depend_on_where_batches_end():
     ]  # fmt: skip
     assert len(runs[0]) >= 2 and runs[0][-1][3] == "win_back", runs[0]
     assert runs[1] == runs[0] and runs[2] == runs[0]
+
+
+@pytest.mark.parametrize("cuts", [(0, 1, 2, 3), (0, 2, 3), (0, 1, 3)])
+def test_each_midnight_gets_its_sweep_wherever_the_buffers_are_cut(cuts):
+    # a quiet account "q" and a busy one "b" in one partition: the quiet one's churn
+    # points are decided by the daily sweep, and by the end every midnight the watermark
+    # passed is decided, whichever events each process() call got (a call whose clock
+    # ended just past a midnight used to push the next sweep a day too far)
+    cfg, models, shard = EngineConfig(), Models.fresh(), Shard()
+    hour = 3_600_000
+    events = [
+        ev("q0", "subscription_started", T0 + 10 * hour, "q", **START),
+        ev("b1", "login", T0 + DAY_MS + 50 * 60_000, "b", device_id="d"),  # day 1, 00:50
+        ev("b2", "login", T0 + 2 * DAY_MS + 30 * 60_000, "b", device_id="d"),  # day 2, 00:30
+        ev("b3", "login", T0 + 2 * DAY_MS + 90 * 60_000, "b", device_id="d"),  # day 2, 01:30
+    ]
+    for start, end in zip(cuts, [*cuts[1:], len(events)], strict=True):
+        process(shard, events[start:end], models, cfg, Outputs())
+    # the watermark (day 2, 00:30) passed the midnight of day 2: decided there
+    assert risk(shard.get("q")).decided_ts == T0 + 2 * DAY_MS
