@@ -118,6 +118,19 @@ class UsageSums:
     decayed: tuple[float, ...] = ()
 
 
+class Snapshot(dict[str, float]):
+    """A pending churn snapshot's features, never changed once taken (``models.labels``).
+    ``packed`` caches its changelog encoding (``models.state_codec``): a state is
+    written after every buffer that touched it, and each snapshot is packed once.
+
+    >>> x = Snapshot({"sessions_7d": 3.0}); x == {"sessions_7d": 3.0}, hasattr(x, "packed")
+    (True, False)
+    """
+
+    __slots__ = ("packed",)
+    packed: bytes
+
+
 @dataclass(slots=True)
 class AccountState:
     """Everything churnwatch remembers about one account (bounded).

@@ -28,7 +28,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from models.account import DEFAULT_CONFIG, AccountState, StateConfig, apply_event
+from models.account import DEFAULT_CONFIG, AccountState, Snapshot, StateConfig, apply_event
 from models.contract import Event
 from models.features import churn_features
 
@@ -197,7 +197,7 @@ def _snapshot(state: AccountState, ts: int, cfg: StateConfig) -> None:
     state.last_obs_ts = ts
     if state.status_at(ts) == "cancelled":
         return
-    state.pending.append((ts, churn_features(state, ts)))
+    state.pending.append((ts, Snapshot(churn_features(state, ts))))
     excess = len(state.pending) - (cfg.max_pending_snapshots + 1)
     if excess > 0:
         del state.pending[:excess]

@@ -36,6 +36,10 @@ KNOWN_LOSS = {
     "accounts whose events_applied != distinct input",
     "events applied, all accounts",
     "churn alerts: fault run / clean run / both",
+    # the same cause (docs/operations.md, keyed input under the CI faults): a revocation
+    # waits up to the merge's stall limit (60 s) for the messages an ingest holds, so
+    # the workers are not ready again within 15 s of the broker's return in such runs
+    "all ready after the broker restart, s",
 }
 
 

@@ -12,7 +12,14 @@ import orjson
 import pytest
 
 from models import state_codec
-from models.account import AccountState, DayBucket, dump_state, load_state, new_account
+from models.account import (
+    AccountState,
+    DayBucket,
+    Snapshot,
+    dump_state,
+    load_state,
+    new_account,
+)
 from models.alerting import AlertTrack
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
@@ -115,8 +122,8 @@ def same(a: object, b: object) -> bool:
             for f in dataclasses.fields(a)
             if f.compare  # derived caches (compare=False) are not persisted
         )
-    if isinstance(a, dict):
-        return type(a) is type(b) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, dict):  # a pending snapshot reads back as a Snapshot (a dict)
+        return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple | deque):
         return (
             type(a) is type(b)
@@ -141,7 +148,7 @@ def rich_state_v7() -> AccountState:
 def test_round_trip_is_exact() -> None:
     s = rich_state_v7()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x07"
+    assert raw[:5] == b"CWAS\x08"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -169,12 +176,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_7() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_8() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x07"
+    assert raw[:5] == b"CWAS\x08"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -198,8 +205,46 @@ def test_version_7_records_stay_readable() -> None:
     made: a change to the schema must come with a new version (and this file kept)."""
     raw = (DATA / "account_state_v7.bin").read_bytes()
     assert raw[:5] == b"CWAS\x07"
+    back = load_state(raw)
+    assert same(back, rich_state_v7())
+    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 8
+
+
+def test_version_8_records_stay_readable() -> None:
+    """``data/account_state_v8.bin`` is ``dump_state(rich_state_v7())`` when version 8 was
+    made: a change to the schema must come with a new version (and this file kept)."""
+    raw = (DATA / "account_state_v8.bin").read_bytes()
+    assert raw[:5] == b"CWAS\x08"
     assert raw == dump_state(rich_state_v7())
     assert same(load_state(raw), rich_state_v7())
+
+
+def test_pending_snapshots_are_packed_bit_for_bit_and_once() -> None:
+    s = new_account("p")
+    values = {"zero": 0.0, "count": 3.0, "rate": 0.1, "neg": -0.25, "negzero": -0.0,
+              "tiny": 1e-300, "big": 1e300, "int": 0}  # fmt: skip
+    s.pending.append((T0, Snapshot(values)))
+    raw = dump_state(s)
+    back = load_state(raw).pending[0][1]
+    assert list(back) == list(values)
+    assert [repr(v) for v in back.values()] == [repr(float(v)) for v in values.values()]
+    assert back.packed == s.pending[0][1].packed  # packed once, reused when written again
+    dense = new_account("p")
+    dense.pending.append((T0, dict(values)))
+    assert dump_state(dense) == raw  # a plain dict packs the same
+    # a snapshot of ~76 churn features: a kind byte each and 4 or 8 bytes per non-zero
+    # value, not 8 bytes each
+    wide = {f"f{i}": (0.0 if i % 5 == 0 else float(i) if i % 3 else i / 7) for i in range(76)}
+    assert len(state_codec._pack(list(wide.values()))) < 0.7 * 8 * 76
+
+
+def test_a_corrupt_packed_snapshot_raises_value_error() -> None:
+    s = new_account("p")
+    s.pending.append((T0, Snapshot({"a": 0.1, "b": 2.0})))
+    raw = dump_state(s)
+    packed = s.pending[0][1].packed
+    with pytest.raises(ValueError, match="corrupt"):
+        load_state(raw.replace(packed, packed[:-1] + b"\x00\x00"))
 
 
 def test_version_6_records_stay_readable() -> None:
@@ -288,7 +333,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 8, 255):
+    for version in (0, 1, 9, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 
