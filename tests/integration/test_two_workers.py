@@ -133,7 +133,18 @@ def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
         time.sleep(2)
 
     metrics = [w.metrics() for w in workers]
-    assert applied() == per_account  # every account: each of its events exactly once
+    counters = [
+        {k.removeprefix("churnwatch_"): m.get(k) for k in (
+            "churnwatch_events_applied_total", "churnwatch_late_events_dropped_total",
+            "churnwatch_account_events_forced_total", "churnwatch_account_events_held",
+            "churnwatch_input_events_held", "churnwatch_duplicates_dropped_total",
+            "churnwatch_dead_letters_total")}
+        for m in metrics
+    ]  # fmt: skip
+    got = applied()
+    short = {a: n - got[a] for a, n in per_account.items() if got[a] != n}
+    # every account: each of its events exactly once
+    assert not short, (f"{len(short)} accounts short by {sum(short.values())} events", counters)
     # ... and nowhere else: the two workers together applied each distinct event once
     assert sum(m["churnwatch_events_applied_total"] for m in metrics) == sum(per_account.values())
     for m in metrics:  # both ingests read input and wrote to the account agents (on a
