@@ -1,15 +1,17 @@
 """The soak at the CI scale (issue #13, item 5): ``benchmarks/soak.py --quick``.
 
 One worker on the suite's broker, 60 simulated households living lap after lap of
-60 days: its maximum measured through a backlog, then 90 s at half of it
-(several hundred days of event time), sampled every 3 s. After the warm-up, what the
-worker keeps must stay flat: the encoded account states, the census of shared
-networks, the learner's snapshots and the events held by the merges. Flat here is a
-trend within 15% of the mean over the 54 s after warm-up: laps of 60 simulated
-days make these figures swing by about 10% at this scale (the full soak averages
-2,000 accounts over an hour and holds them to 5%). Before the states forgot old
-networks and devices and the census its stale entries, the same run showed the mean
-state at +30-50% and the census at +160%.
+60 days (a new population drawn every lap): its maximum measured through a backlog,
+then 90 s at half of it (several hundred days of event time), sampled every 3 s.
+After the warm-up, what the worker keeps must stay flat: the encoded account states
+and the census of shared networks may not grow more than 15% beyond the noise of
+their trend (twice its standard error: at this scale the census swings by a third
+from one lap's population to the next, and a trend of +20% over 54 s is that swing,
+as in the CI run on 00cbb23). The learner's snapshots fill up to a bound by design
+(the hashes of the last 2,048 example ids per model) and are held to it, and the
+events held by the merges to 10 s of input. Before the states forgot old networks
+and devices and the census its stale entries, the same run showed the mean state at
++30-50% and the census at +160%.
 
 The resident memory and whether the worker keeps up at half its measured maximum are
 printed, not asserted here: on a shared CI machine both follow the neighbours' load.
@@ -35,7 +37,7 @@ BOUNDED = (
     "mean state written: growth after warm-up",
     "census prefixes: growth after warm-up",
     "census (prefix, account) pairs: growth after warm-up",
-    "learner snapshots: growth after warm-up",
+    "learner snapshots, highest",
     "events held (ingest + merge), highest",
 )
 
