@@ -177,6 +177,21 @@ class Reorderer:
         out = [event for _, event, token in due if keep is None or keep(event, token)]
         return out, done
 
+    def give_back(self) -> list[Hashable]:
+        """Drop every event held; the tokens they came in (at a rebalance the agent
+        gives those messages back to Kafka, to be read again, see
+        ``streams.faust_compat.give_back``; the sources go with their partitions).
+
+        >>> r = Reorderer()
+        >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
+        >>> r.give_back(), r.held, r.release(0)
+        (['m1'], 0, ([], []))
+        """
+        tokens = list(self._open)
+        self._heap.clear()
+        self._open.clear()
+        return tokens
+
     def settle(self, token: Hashable) -> bool:
         """True when ``token`` has nothing held (e.g. a message with no valid event)."""
         if self._open.get(token, 0) == 0:
@@ -342,6 +357,16 @@ class WatermarkMerge:
             self._open[token] = self._open.get(token, 0) + len(events)
         else:
             self._done.append(token)
+
+    def give_back(self) -> list[Hashable]:
+        """Drop every event not released yet; the tokens they came in (see
+        :meth:`Reorderer.give_back`)."""
+        tokens = [*self._open, *self._done]
+        self._heap.clear()
+        self._open.clear()
+        self._ready.clear()
+        self._done.clear()
+        return tokens
 
     def release(self, now_ms: int, everything: bool = False) -> tuple[list[Event], list[Hashable]]:
         """Events due, in event-time order after what passed straight through, and the

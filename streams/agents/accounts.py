@@ -30,7 +30,15 @@ from models.household import PrefixCensus, household_features
 from models.ordering import MARKS_HEADER, WatermarkMerge, behind, decode_marks, header
 from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
-from streams.faust_compat import count_recovered, rebalancing, rocksdb_states, store_locally
+from streams.faust_compat import (
+    count_recovered,
+    give_back,
+    given_back,
+    read_again,
+    revoking,
+    rocksdb_states,
+    store_locally,
+)
 from streams.metrics import Metrics
 from streams.runtime import CRASH, Runtime
 from streams.skips import Skips
@@ -345,6 +353,16 @@ class Upstreams:
             done += tokens
         return out, done
 
+    def give_back(self) -> list[Any]:
+        """Drop every event not applied yet, and forget the merges: the messages they
+        came in (a rebalance gives them back to Kafka, ``faust_compat.give_back``)."""
+        tokens = list(self._through_done)
+        for merge in self.merges.values():
+            tokens += merge.give_back()
+        self._through_done.clear()
+        self.forget(list(self.merges))
+        return tokens
+
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             for kept in (self.tps, self.delivered, self.log_ms):
@@ -436,6 +454,7 @@ def register(rt: Runtime) -> None:
     )
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
+    book = given_back(app)
 
     async def accounts(stream: Any) -> None:
         streams["accounts"] = stream
@@ -445,6 +464,8 @@ def register(rt: Runtime) -> None:
             min(s.ingest_batch_max, 100), within=s.ingest_batch_within_s
         ):
             async with lock:
+                for ev in batch:
+                    read_again(book, ev.message)
                 upstreams.take(batch, _now_ms())
                 await apply(everything=rt.stopping)
 
@@ -506,11 +527,19 @@ def register(rt: Runtime) -> None:
         m.processing_latency.observe(time.monotonic() - started)
 
     async def tick() -> None:
-        """Release what waits on the clock: a silent upstream's timeout; and everything
-        before a rebalance or a stop (Faust waits for every message read to be acked)."""
-        if "accounts" in streams and upstreams.held:
+        """Release what waits on the clock (a silent upstream's timeout; everything at a
+        stop); at a rebalance, give back what is held instead of applying it ahead of
+        the upstreams (``faust_compat.give_back``): it is read again after it."""
+        if "accounts" not in streams:
+            return
+        if revoking(app):
             async with lock:
-                await apply(everything=rt.stopping or rebalancing(app))
+                held = [ev.message for ev in upstreams.give_back()]
+                m.given_back.labels("accounts").inc(give_back(app, held))
+                m.merge_held.set(upstreams.held)
+        elif upstreams.held:
+            async with lock:
+                await apply(everything=rt.stopping)
 
     ingest_drain = rt.drain
 

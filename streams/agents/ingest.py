@@ -26,7 +26,7 @@ from models.ordering import MARKS_HEADER, Reorderer, behind, encode_marks, repor
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
-from streams.faust_compat import committed_offset
+from streams.faust_compat import committed_offset, give_back, given_back, read_again, revoking
 from streams.runtime import CRASH, Runtime
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def register(rt: Runtime) -> None:
     pseudonymise, grid_km = Pseudonymiser(s.require_pseudonym_key()).event, s.geo_grid_km
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
+    book = given_back(app)  # messages given back at a rebalance, until read again
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
     reading: set[Any] = set()  # the input partitions assigned (what ``merged`` merges)
 
@@ -199,6 +200,7 @@ def register(rt: Runtime) -> None:
         stream = streams["input"] = stream.noack()
         async for ev in stream.events():
             msg = ev.message
+            read_again(book, msg)
             delivered[msg.tp] = msg.offset + 1
             m.messages_consumed.labels(msg.topic).inc()
             events, dead = parse_message(
@@ -218,12 +220,21 @@ def register(rt: Runtime) -> None:
                     await stream.ack(ev)
                 if rt.stopping:  # read after the drain, and Faust's timers have stopped:
                     await forward(everything=True)  # send it on now, or its stop waits forever
-                elif reorder.held >= HELD_HIGH_WATER:
+                elif reorder.held >= HELD_HIGH_WATER and not revoking(app):
                     await forward()  # otherwise the timer sends, in larger batches
 
     async def flush() -> None:
-        if "input" in streams:
-            async with lock:
+        """Send what the frontier allows; at a rebalance, give back what is held (its
+        sources are paused: waiting would stall the rebalance, sending would report
+        them idle): it is read again after it (``faust_compat.give_back``)."""
+        if "input" not in streams:
+            return
+        async with lock:
+            if revoking(app):
+                held = [ev.message for ev in reorder.give_back()]
+                m.given_back.labels("ingest").inc(give_back(app, held))
+                m.events_held.set(reorder.held)
+            else:
                 await forward()
 
     async def drain() -> None:
