@@ -396,6 +396,30 @@ def encode_marks(frontier: int | None, active: Iterable[str], idle: Iterable[str
     return orjson.dumps({"w": frontier, "a": list(active), "i": list(idle)})
 
 
+def chunks(
+    events: Sequence[Event], size: int, frontier: int | None, active: list[str], idle: list[str]
+) -> Iterator[tuple[Sequence[Event], bytes]]:
+    """One release of an ingest for one account-events partition (events in event-time
+    order), as messages of at most ``size`` events, each with the report it may carry.
+
+    The last carries the ingest's report (``frontier``). An earlier one must not: the
+    merge reads it first, and with another ingest's report it would release everything
+    up to the frontier, so the events of the later messages of the same release would
+    come behind the account's clock, late by up to the span of the release (days in a
+    backlog: issue #13, two workers on unkeyed input lost events this way whenever the
+    account agent's buffer ended between two such messages). An earlier message
+    reports, for the same sources, just below its own last event instead.
+
+    >>> e = lambda i, ts: Event(f"e{i}", "login", "a", ts, {})
+    >>> [(len(c), decode_marks(m)) for c, m in chunks([e(1, 10), e(2, 20), e(3, 30)], 2, 90, ["0:1"], ["0:2"])]
+    [(2, {'0:2': None, '0:1': 19}), (1, {'0:2': None, '0:1': 90})]
+    """  # noqa: E501
+    for i in range(0, len(events), size):
+        part = events[i : i + size]
+        last = i + size >= len(events)
+        yield part, encode_marks(frontier if last else part[-1].ts - 1, active, idle)
+
+
 def decode_marks(raw: bytes) -> dict[Hashable, int | None] | None:
     """source -> watermark (None: idle) from :func:`encode_marks`; None if unreadable.
 

@@ -278,12 +278,16 @@ def revoking(app: Any) -> bool:
 
 
 def track_revocations(app: Any) -> None:
-    """Note the end of each rebalance's revocation, for :func:`revoking`."""
+    """Note the end of each rebalance's revocation, for :func:`revoking`: its
+    ``on_partitions_revoked`` signal, or at the latest its ``on_partitions_assigned``
+    (a message given back after the assignment would not be read again before the
+    next rebalance, and would hold its partition's commits until then)."""
 
-    async def revoked(sender: object, revoked: object, **kwargs: object) -> None:
+    async def done(sender: object, tps: object, **kwargs: object) -> None:
         setattr(app, _REVOKED_AT, getattr(app, "rebalancing_count", 0))
 
-    app.on_partitions_revoked.connect(revoked, weak=False)
+    app.on_partitions_revoked.connect(done, weak=False)
+    app.on_partitions_assigned.connect(done, weak=False)
 
 
 def given_back(app: Any) -> dict[Any, int]:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
-from models.ordering import MARKS_HEADER, Reorderer, behind, encode_marks, report
+from models.ordering import MARKS_HEADER, Reorderer, behind, chunks, encode_marks, report
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
@@ -130,7 +130,7 @@ def register(rt: Runtime) -> None:
         m.dead_letters.labels(bad.kind).inc()
         return await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
-    async def forward(everything: bool = False) -> None:
+    async def forward() -> None:
         """Send what the frontier allows; acknowledge the messages fully sent.
 
         Every message to account-events carries this ingest's report on its input
@@ -139,8 +139,7 @@ def register(rt: Runtime) -> None:
         (``WatermarkMerge``), so an account's events read by a slower worker are not late.
         """
         now = _now_ms()
-        if not everything:
-            check_backlogs(now)
+        check_backlogs(now)
         ahead: list[tuple[Event, Any, tuple[str, str]]] = []
         wall = wall_ms()
         vouched = reorder.vouched(now)
@@ -152,9 +151,10 @@ def register(rt: Runtime) -> None:
                 ahead.append((event, token, why))
             return why is None
 
-        events, done = reorder.release(1 << 62 if everything else now, keep)
+        events, done = reorder.release(now, keep)
         frontier, active, idle = report(reorder, now)
-        marks = encode_marks(frontier, map(source, active), map(source, idle))
+        active_src, idle_src = list(map(source, active)), list(map(source, idle))
+        marks = encode_marks(frontier, active_src, idle_src)
         headers = [(MARKS_HEADER, marks)]
         pending = []
         for event, token, (kind, text) in ahead:  # ahead of everything else read
@@ -164,13 +164,13 @@ def register(rt: Runtime) -> None:
             pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
         routed = route(events, s.partitions)
         for partition, part in routed.items():
-            for i in range(0, len(part), INTERNAL_BATCH):
+            for chunk, chunk_marks in chunks(part, INTERNAL_BATCH, frontier, active_src, idle_src):
                 pending.append(
                     await account_events.send(
                         key=str(partition).encode(),
-                        value=encode_batch(part[i : i + INTERNAL_BATCH]),
+                        value=encode_batch(chunk),
                         partition=partition,
-                        headers=headers,
+                        headers=[(MARKS_HEADER, chunk_marks)],
                         force=True,
                     )
                 )
@@ -219,29 +219,36 @@ def register(rt: Runtime) -> None:
                 if reorder.settle(ev):
                     await stream.ack(ev)
                 if rt.stopping:  # read after the drain, and Faust's timers have stopped:
-                    await forward(everything=True)  # send it on now, or its stop waits forever
+                    hand_back()  # or its stop waits for it forever
                 elif reorder.held >= HELD_HIGH_WATER and not revoking(app):
                     await forward()  # otherwise the timer sends, in larger batches
 
+    def hand_back() -> None:
+        """Give what is held back to Kafka, unacknowledged (``faust_compat.give_back``):
+        whoever reads its partitions next reads it again. At a rebalance its sources are
+        paused (waiting would stall the rebalance, sending would report them idle); at
+        a stop, sending it ahead of the partitions not read yet would make theirs late."""
+        held = [ev.message for ev in reorder.give_back()]
+        m.given_back.labels("ingest").inc(give_back(app, held))
+        m.events_held.set(reorder.held)
+
     async def flush() -> None:
-        """Send what the frontier allows; at a rebalance, give back what is held (its
-        sources are paused: waiting would stall the rebalance, sending would report
-        them idle): it is read again after it (``faust_compat.give_back``)."""
+        """Send what the frontier allows; at a rebalance, give back what is held."""
         if "input" not in streams:
             return
         async with lock:
             if revoking(app):
-                held = [ev.message for ev in reorder.give_back()]
-                m.given_back.labels("ingest").inc(give_back(app, held))
-                m.events_held.set(reorder.held)
+                hand_back()
             else:
                 await forward()
 
     async def drain() -> None:
-        """Before a graceful stop: send everything held, so every message read is acked."""
+        """Before a graceful stop: send what the frontier allows, give back the rest, so
+        Faust's stop waits for no message read."""
         if "input" in streams:
             async with lock:
-                await forward(everything=True)
+                await forward()
+                hand_back()
 
     rt.drain = drain
 

@@ -209,6 +209,10 @@ def test_revoking_lasts_from_the_rebalance_start_to_the_revoked_signal(app: Any)
     assert faust_compat.revoking(app)
     asyncio.run(app.on_partitions_revoked.send(set()))  # after Faust's wait_empty
     assert not faust_compat.revoking(app) and faust_compat.rebalancing(app)
+    app.rebalancing_count += 1  # the next rebalance, its revoked signal missed: assigned
+    assert faust_compat.revoking(app)
+    asyncio.run(app.on_partitions_assigned.send(set()))
+    assert not faust_compat.revoking(app)
     app.rebalancing = False
 
 
