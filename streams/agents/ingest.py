@@ -233,21 +233,22 @@ def register(rt: Runtime) -> None:
         m.events_held.set(reorder.held)
 
     async def flush() -> None:
-        """Send what the frontier allows; at a rebalance, give back what is held."""
+        """Send what the frontier allows; at a rebalance or a stop, give back what is
+        held (a report made while the consumer stops would take a partition it no
+        longer sees for caught up, and let the others go ahead of its unread input)."""
         if "input" not in streams:
             return
         async with lock:
-            if revoking(app):
+            if revoking(app) or rt.stopping:
                 hand_back()
             else:
                 await forward()
 
     async def drain() -> None:
-        """Before a graceful stop: send what the frontier allows, give back the rest, so
-        Faust's stop waits for no message read."""
+        """Before a graceful stop: give back what is held, so Faust's stop waits for no
+        message read, and whoever reads these partitions next reads it again."""
         if "input" in streams:
             async with lock:
-                await forward()
                 hand_back()
 
     rt.drain = drain

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faust.app.base import App
 from faust.streams import Stream
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -42,6 +43,11 @@ FINGERPRINTS = {
     "Consumer.ack": (Consumer.ack, "5fcf41cf45153475"),
     "Consumer.track_message": (Consumer.track_message, "217d7f1399a4cd8e"),
     "Stream._c_aiter": (Stream._c_aiter, "fa44582a5882e9df"),
+    # give_back: wait_empty waits on _unacked_messages alone; the revocation sends its
+    # signal after it (revoking); on_rebalance_start sets rebalancing and its count
+    "Consumer.wait_empty": (Consumer.wait_empty, "e4662fe24f094819"),
+    "App._on_partitions_revoked": (App._on_partitions_revoked, "d5c895bbe57dc73a"),
+    "App.on_rebalance_start": (App.on_rebalance_start, "5c1e23de30674082"),
     # 3. deliver_without_tasks: the one wait_first call with a coroutine first
     "Consumer._drain_messages": (Consumer._drain_messages, "44a2500309e83c63"),
     "Service.wait_first": (Consumer.wait_first.__wrapped__, "feade6a31f8a6789"),
