@@ -23,8 +23,9 @@ The first ``--warmup`` share of the soak is warm-up (the account states fill the
 day rings, the census its window). After it each figure is checked for growth: its
 least-squares trend over the samples, as a share of its mean, at most
 ``--tolerance`` (5%) beyond twice its standard error (the noise: the population is
-redrawn every lap, so a small population swings from lap to lap); the input sent and not yet applied must stay below ``--max-lag``
-seconds of input (the worker keeps up). Prints the samples and a table of the checks
+redrawn every lap, so a small population swings from lap to lap); the learners'
+snapshots and the events held are bounded, not flat; the input sent and not yet
+applied must stay below ``--max-lag`` seconds of input (the worker keeps up). Prints the samples and a table of the checks
 (exit 1 if one fails); progress lines go to stderr.
 """
 
@@ -211,7 +212,7 @@ def trend(values: list[float]) -> tuple[float, float] | None:
     sxx = sum((i - xm) ** 2 for i in range(n))
     slope = sum((i - xm) * (x - mean) for i, x in enumerate(v)) / sxx
     scatter = sum((x - mean - slope * (i - xm)) ** 2 for i, x in enumerate(v))
-    se = math.sqrt(scatter / (n - 2) / sxx) if n > 2 else 0.0
+    se = math.sqrt(scatter / (n - 2) / sxx)
     return slope * n / mean, 2 * se * n / mean
 
 
@@ -221,17 +222,15 @@ def checks(
     """(check, figure, limit, passed) for the samples after warm-up."""
     after = [s for s in samples if s.t >= args.warmup * args.minutes * 60]
     rows: list[tuple[str, str, str, bool | None]] = []
+    # bounded, not flat: held events come and go with each buffer; the snapshots fill up
+    bounds = {"held": (args.max_lag * rate, "{:,.0f}"), "snapshot_bytes": (SNAPSHOTS_KB, "{:,.1f}")}
     for name, attr, unit in FLAT:
         values = [getattr(s, attr) for s in after]
-        if attr == "held":  # held events come and go with each buffer: bounded, not flat
+        if attr in bounds:
+            limit, fmt = bounds[attr]
             top = max(values, default=0.0)
-            limit = args.max_lag * rate
-            rows.append((f"{name}, highest", f"{top:,.0f}", f"<= {limit:,.0f}", top <= limit))
-            continue
-        if attr == "snapshot_bytes":
-            top = max(values, default=0.0)
-            rows.append((f"{name}, highest", f"{top:,.1f} {unit}", f"<= {SNAPSHOTS_KB:g} {unit}",
-                         top <= SNAPSHOTS_KB))  # fmt: skip
+            rows.append((f"{name}, highest", f"{fmt.format(top)} {unit}".rstrip(),
+                         f"<= {limit:,.0f} {unit}".rstrip(), top <= limit))  # fmt: skip
             continue
         fit = trend(values)
         if fit is None:
