@@ -177,6 +177,21 @@ class Reorderer:
         out = [event for _, event, token in due if keep is None or keep(event, token)]
         return out, done
 
+    def give_back(self) -> list[Hashable]:
+        """Drop every event held; the tokens they came in (at a rebalance the agent
+        gives those messages back to Kafka, to be read again, see
+        ``streams.faust_compat.give_back``; the sources go with their partitions).
+
+        >>> r = Reorderer()
+        >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
+        >>> r.give_back(), r.held, r.release(0)
+        (['m1'], 0, ([], []))
+        """
+        tokens = list(self._open)
+        self._heap.clear()
+        self._open.clear()
+        return tokens
+
     def settle(self, token: Hashable) -> bool:
         """True when ``token`` has nothing held (e.g. a message with no valid event)."""
         if self._open.get(token, 0) == 0:
@@ -343,6 +358,16 @@ class WatermarkMerge:
         else:
             self._done.append(token)
 
+    def give_back(self) -> list[Hashable]:
+        """Drop every event not released yet; the tokens they came in (see
+        :meth:`Reorderer.give_back`)."""
+        tokens = [*self._open, *self._done]
+        self._heap.clear()
+        self._open.clear()
+        self._ready.clear()
+        self._done.clear()
+        return tokens
+
     def release(self, now_ms: int, everything: bool = False) -> tuple[list[Event], list[Hashable]]:
         """Events due, in event-time order after what passed straight through, and the
         tokens whose events have all been released (``everything``: the frontier no
@@ -369,6 +394,30 @@ def encode_marks(frontier: int | None, active: Iterable[str], idle: Iterable[str
     b'{"w":42,"a":["0:1"],"i":["1:0"]}'
     """
     return orjson.dumps({"w": frontier, "a": list(active), "i": list(idle)})
+
+
+def chunks(
+    events: Sequence[Event], size: int, frontier: int | None, active: list[str], idle: list[str]
+) -> Iterator[tuple[Sequence[Event], bytes]]:
+    """One release of an ingest for one account-events partition (events in event-time
+    order), as messages of at most ``size`` events, each with the report it may carry.
+
+    The last carries the ingest's report (``frontier``). An earlier one must not: the
+    merge reads it first, and with another ingest's report it would release everything
+    up to the frontier, so the events of the later messages of the same release would
+    come behind the account's clock, late by up to the span of the release (days in a
+    backlog: issue #13, two workers on unkeyed input lost events this way whenever the
+    account agent's buffer ended between two such messages). An earlier message
+    reports, for the same sources, just below its own last event instead.
+
+    >>> e = lambda i, ts: Event(f"e{i}", "login", "a", ts, {})
+    >>> [(len(c), decode_marks(m)) for c, m in chunks([e(1, 10), e(2, 20), e(3, 30)], 2, 90, ["0:1"], ["0:2"])]
+    [(2, {'0:2': None, '0:1': 19}), (1, {'0:2': None, '0:1': 90})]
+    """  # noqa: E501
+    for i in range(0, len(events), size):
+        part = events[i : i + size]
+        last = i + size >= len(events)
+        yield part, encode_marks(frontier if last else part[-1].ts - 1, active, idle)
 
 
 def decode_marks(raw: bytes) -> dict[Hashable, int | None] | None:

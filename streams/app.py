@@ -95,6 +95,7 @@ def create_app(s: Settings) -> faust.App:
         stream_wait_empty=True,
     )
     app.boot_strategy = WebFirst(app)
+    faust_compat.track_revocations(app)
     return app
 
 

@@ -26,7 +26,10 @@ Accessors (read or write a private attribute, one place each):
 - :func:`committed_offset` - ``Consumer._committed_offset``;
 - :func:`store_locally` - ``Table.data[key] = value``, a table write without
   Faust's per-key changelog send;
-- :func:`rebalancing` - ``App.rebalancing`` (public, undocumented);
+- :func:`rebalancing`, :func:`revoking` - ``App.rebalancing``, ``App.rebalancing_count``
+  (public, undocumented);
+- :func:`give_back` - ``Consumer._unacked_messages``: messages held at a rebalance go
+  back to Kafka unacknowledged (with patch 2, which keeps commits below them);
 - :func:`graceful_worker` - ``mode.Worker._on_sigterm``/``_on_sigint``;
 - :class:`RocksStates`, :func:`rocksdb_states`, :func:`count_recovered` - the accounts
   table's RocksDB partition databases, its persisted changelog offset and its
@@ -107,8 +110,10 @@ def never_commit_past_in_flight() -> None:
 
     Messages a stream took are in ``Consumer._unacked_messages`` (a WeakSet) until
     acknowledged; a partition's messages are taken in offset order, so nothing below
-    an acknowledged offset can still be on its way. Offsets that never reach a stream
-    (compaction, transaction markers) are not in flight and keep Faust's gap handling.
+    an acknowledged offset can still be on its way. Messages given back at a rebalance
+    (:func:`give_back`) count as in flight until they are read again. Offsets that
+    never reach a stream (compaction, transaction markers) are not in flight and keep
+    Faust's gap handling.
     """
     from faust.transport.consumer import Consumer
 
@@ -121,13 +126,11 @@ def never_commit_past_in_flight() -> None:
         if not acked:
             return None
         committed = self._committed_offset[tp]
-        lowest = min(
-            (
-                m.offset for m in list(self._unacked_messages)
-                if m.tp == tp and not m.acked and (committed is None or m.offset >= committed)
-            ),
-            default=None,
-        )  # fmt: skip
+        pending = [m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked]
+        back = given_back(self.app).get(tp)  # see give_back: in flight until read again
+        if back is not None:
+            pending.append(back)
+        lowest = min((o for o in pending if committed is None or o >= committed), default=None)
         if lowest is None or max(acked) < lowest:
             return original(self, tp)
         later = [offset for offset in acked if offset > lowest]
@@ -256,10 +259,76 @@ def committed_offset(consumer: Any, tp: Any) -> int | None:
 
 def rebalancing(app: Any) -> bool:
     """Whether a rebalance is under way (``App.rebalancing``, set by
-    ``App.on_rebalance_start``; public but undocumented). The account agents' merge
-    releases what it holds then: Faust's revocation waits for every message read to be
-    acknowledged (``Consumer.wait_empty``), and the merge's upstreams are paused."""
+    ``App.on_rebalance_start``; public but undocumented)."""
     return bool(getattr(app, "rebalancing", False))
+
+
+_GIVEN_BACK = "churnwatch_given_back"
+_REVOKED_AT = "churnwatch_revoked_at"
+
+
+def revoking(app: Any) -> bool:
+    """Whether a rebalance is revoking this worker's partitions: it started
+    (``App.rebalancing``, ``App.rebalancing_count``, public but undocumented) and its
+    ``on_partitions_revoked`` signal has not been sent yet (:func:`track_revocations`).
+    Faust waits meanwhile for every message a stream took to be acknowledged
+    (``Consumer.wait_empty``); the agents give back what they hold (:func:`give_back`)."""
+    count = getattr(app, "rebalancing_count", 0)
+    return rebalancing(app) and getattr(app, _REVOKED_AT, None) != count
+
+
+def track_revocations(app: Any) -> None:
+    """Note the end of each rebalance's revocation, for :func:`revoking`: its
+    ``on_partitions_revoked`` signal, or at the latest its ``on_partitions_assigned``
+    (a message given back after the assignment would not be read again before the
+    next rebalance, and would hold its partition's commits until then)."""
+
+    async def done(sender: object, tps: object, **kwargs: object) -> None:
+        setattr(app, _REVOKED_AT, getattr(app, "rebalancing_count", 0))
+
+    app.on_partitions_revoked.connect(done, weak=False)
+    app.on_partitions_assigned.connect(done, weak=False)
+
+
+def given_back(app: Any) -> dict[Any, int]:
+    """Per partition, the lowest offset given back (:func:`give_back`) and not read again."""
+    book: dict[Any, int] | None = getattr(app, _GIVEN_BACK, None)
+    if book is None:
+        book = {}
+        setattr(app, _GIVEN_BACK, book)
+    return book
+
+
+def give_back(app: Any, messages: Iterable[Any]) -> int:
+    """Give messages a stream took back to Kafka at a rebalance, unacknowledged.
+
+    An agent that holds events for their event time (the ingest's and the account
+    agents' merges) cannot apply them at a rebalance without overtaking a slower
+    upstream: its events, read again after the rebalance, would then be late and
+    dropped (issue #13: unkeyed input through two workers lost events this way). Nor
+    can it wait for Faust's ``wait_empty``, which blocks the rebalance until every
+    message taken is acknowledged: its upstreams are paused too. Given back, a message
+    leaves ``Consumer._unacked_messages`` (so the revocation goes on at once), its
+    offset caps every commit of its partition (``never_commit_past_in_flight``), and
+    after the rebalance Faust seeks to the committed offset, so it is read again, by
+    whichever worker owns its partition then. Events of it that were applied already
+    come again as duplicates (the state's event-id memory drops them). Returns how many.
+    """
+    unacked, book = app.consumer._unacked_messages, given_back(app)
+    n = 0
+    for msg in messages:
+        unacked.discard(msg)
+        book[msg.tp] = min(book.get(msg.tp, msg.offset), msg.offset)
+        n += 1
+    return n
+
+
+def read_again(book: dict[Any, int], msg: Any) -> None:
+    """A message was taken: once its partition is read again from at or below the
+    lowest offset given back, Faust tracks those messages in flight itself."""
+    back = book.get(msg.tp)
+    if back is not None and msg.offset <= back:
+        del book[msg.tp]
 
 
 def store_locally(table: Any, key: bytes, value: bytes | None) -> None:

@@ -134,9 +134,15 @@ class Metrics:
         )  # fmt: skip
         self.merge_forced = Counter(
             f"{p}_account_events_forced_total",
-            "Account events applied before every input partition passed them (a rebalance, "
-            "a stop, or the merge full): they may make a slower worker's events late",
+            "Account events applied before every input partition passed them (an upstream "
+            "stalled, or the merge full): they may make a slower worker's events late",
             registry=r,
+        )  # fmt: skip
+        self.given_back = Counter(
+            f"{p}_messages_given_back_total",
+            "Messages an agent held at a rebalance or a stop and gave back to Kafka "
+            "unacknowledged, to be read again (none of their events is lost or applied early)",
+            ["agent"], registry=r,
         )  # fmt: skip
         self.watermark = Gauge(
             f"{p}_watermark_timestamp_seconds",

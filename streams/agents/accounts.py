@@ -30,7 +30,15 @@ from models.household import PrefixCensus, household_features
 from models.ordering import MARKS_HEADER, WatermarkMerge, behind, decode_marks, header
 from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
-from streams.faust_compat import count_recovered, rebalancing, rocksdb_states, store_locally
+from streams.faust_compat import (
+    count_recovered,
+    give_back,
+    given_back,
+    read_again,
+    revoking,
+    rocksdb_states,
+    store_locally,
+)
 from streams.metrics import Metrics
 from streams.runtime import CRASH, Runtime
 from streams.skips import Skips
@@ -319,7 +327,6 @@ class Upstreams:
     def release(
         self,
         now_ms: int,
-        everything: bool = False,
         behind: Callable[[Any, int], bool] = lambda tp, offset: False,
     ) -> tuple[dict[int, list[Event]], list[Any]]:
         """Events due per partition (in order) and the messages fully released.
@@ -339,11 +346,21 @@ class Upstreams:
             log = self.log_ms.get(p, now_ms)
             tp = self.tps.get(p)
             lagging = tp is not None and behind(tp, self.delivered[p])
-            events, tokens = merge.release(log if lagging else max(now_ms, log), everything)
+            events, tokens = merge.release(log if lagging else max(now_ms, log))
             if events:
                 out.setdefault(p, []).extend(events)
             done += tokens
         return out, done
+
+    def give_back(self) -> list[Any]:
+        """Drop every event not applied yet, and forget the merges: the messages they
+        came in (a rebalance gives them back to Kafka, ``faust_compat.give_back``)."""
+        tokens = list(self._through_done)
+        for merge in self.merges.values():
+            tokens += merge.give_back()
+        self._through_done.clear()
+        self.forget(list(self.merges))
+        return tokens
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -436,6 +453,7 @@ def register(rt: Runtime) -> None:
     )
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
+    book = given_back(app)
 
     async def accounts(stream: Any) -> None:
         streams["accounts"] = stream
@@ -445,8 +463,12 @@ def register(rt: Runtime) -> None:
             min(s.ingest_batch_max, 100), within=s.ingest_batch_within_s
         ):
             async with lock:
+                for ev in batch:
+                    read_again(book, ev.message)
                 upstreams.take(batch, _now_ms())
-                await apply(everything=rt.stopping)
+                await apply()
+                if rt.stopping:  # read after the drain: its stop would wait for it forever
+                    hand_back()
 
     def unread(tp: Any, offset: int) -> bool:
         """Whether Kafka holds messages of ``tp`` from ``offset`` on that were not read."""
@@ -456,12 +478,12 @@ def register(rt: Runtime) -> None:
             return False
         return highwater is not None and behind(highwater, offset)  # unknown: caught up
 
-    async def apply(everything: bool = False) -> None:
+    async def apply() -> None:
         """Apply what the merge releases, persist, then acknowledge its messages."""
         started = time.monotonic()
         now_s = time.time()
         forced = upstreams.forced
-        parts, done = upstreams.release(_now_ms(), everything, behind=unread)
+        parts, done = upstreams.release(_now_ms(), behind=unread)
         m.merge_forced.inc(upstreams.forced - forced)
         m.merge_held.set(upstreams.held)
         if not parts:
@@ -505,20 +527,34 @@ def register(rt: Runtime) -> None:
             m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
         m.processing_latency.observe(time.monotonic() - started)
 
+    def hand_back() -> None:
+        """Give what the merges hold back to Kafka, unacknowledged, instead of applying it
+        ahead of the upstreams (``faust_compat.give_back``): whoever owns its partitions
+        next reads it again (at a rebalance, and at a stop)."""
+        held = [ev.message for ev in upstreams.give_back()]
+        m.given_back.labels("accounts").inc(give_back(app, held))
+        m.merge_held.set(upstreams.held)
+
     async def tick() -> None:
-        """Release what waits on the clock: a silent upstream's timeout; and everything
-        before a rebalance or a stop (Faust waits for every message read to be acked)."""
-        if "accounts" in streams and upstreams.held:
+        """Release what waits on the clock (a silent upstream's timeout); at a
+        rebalance, give back what is held."""
+        if "accounts" not in streams:
+            return
+        if revoking(app):
             async with lock:
-                await apply(everything=rt.stopping or rebalancing(app))
+                hand_back()
+        elif upstreams.held:
+            async with lock:
+                await apply()
 
     ingest_drain = rt.drain
 
     async def drain() -> None:
-        await ingest_drain()  # what ingest held goes on first
+        await ingest_drain()  # what ingest sends goes on first
         if "accounts" in streams:
             async with lock:
-                await apply(everything=True)
+                await apply()
+                hand_back()
 
     rt.drain = drain
     app.timer(MERGE_TICK_S, name="churnwatch.accounts_merge")(tick)

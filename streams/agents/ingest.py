@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 
 from models.contract import DeadLetter, Event, encode_batch, locate, parse_message
-from models.ordering import MARKS_HEADER, Reorderer, behind, encode_marks, report
+from models.ordering import MARKS_HEADER, Reorderer, behind, chunks, encode_marks, report
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
-from streams.faust_compat import committed_offset
+from streams.faust_compat import committed_offset, give_back, given_back, read_again, revoking
 from streams.runtime import CRASH, Runtime
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def register(rt: Runtime) -> None:
     pseudonymise, grid_km = Pseudonymiser(s.require_pseudonym_key()).event, s.geo_grid_km
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
+    book = given_back(app)  # messages given back at a rebalance, until read again
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
     reading: set[Any] = set()  # the input partitions assigned (what ``merged`` merges)
 
@@ -129,7 +130,7 @@ def register(rt: Runtime) -> None:
         m.dead_letters.labels(bad.kind).inc()
         return await dead_letter.send(value=orjson.dumps(bad.to_record()), force=True)
 
-    async def forward(everything: bool = False) -> None:
+    async def forward() -> None:
         """Send what the frontier allows; acknowledge the messages fully sent.
 
         Every message to account-events carries this ingest's report on its input
@@ -138,8 +139,7 @@ def register(rt: Runtime) -> None:
         (``WatermarkMerge``), so an account's events read by a slower worker are not late.
         """
         now = _now_ms()
-        if not everything:
-            check_backlogs(now)
+        check_backlogs(now)
         ahead: list[tuple[Event, Any, tuple[str, str]]] = []
         wall = wall_ms()
         vouched = reorder.vouched(now)
@@ -151,9 +151,10 @@ def register(rt: Runtime) -> None:
                 ahead.append((event, token, why))
             return why is None
 
-        events, done = reorder.release(1 << 62 if everything else now, keep)
+        events, done = reorder.release(now, keep)
         frontier, active, idle = report(reorder, now)
-        marks = encode_marks(frontier, map(source, active), map(source, idle))
+        active_src, idle_src = list(map(source, active)), list(map(source, idle))
+        marks = encode_marks(frontier, active_src, idle_src)
         headers = [(MARKS_HEADER, marks)]
         pending = []
         for event, token, (kind, text) in ahead:  # ahead of everything else read
@@ -163,13 +164,13 @@ def register(rt: Runtime) -> None:
             pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
         routed = route(events, s.partitions)
         for partition, part in routed.items():
-            for i in range(0, len(part), INTERNAL_BATCH):
+            for chunk, chunk_marks in chunks(part, INTERNAL_BATCH, frontier, active_src, idle_src):
                 pending.append(
                     await account_events.send(
                         key=str(partition).encode(),
-                        value=encode_batch(part[i : i + INTERNAL_BATCH]),
+                        value=encode_batch(chunk),
                         partition=partition,
-                        headers=headers,
+                        headers=[(MARKS_HEADER, chunk_marks)],
                         force=True,
                     )
                 )
@@ -199,6 +200,7 @@ def register(rt: Runtime) -> None:
         stream = streams["input"] = stream.noack()
         async for ev in stream.events():
             msg = ev.message
+            read_again(book, msg)
             delivered[msg.tp] = msg.offset + 1
             m.messages_consumed.labels(msg.topic).inc()
             events, dead = parse_message(
@@ -217,20 +219,37 @@ def register(rt: Runtime) -> None:
                 if reorder.settle(ev):
                     await stream.ack(ev)
                 if rt.stopping:  # read after the drain, and Faust's timers have stopped:
-                    await forward(everything=True)  # send it on now, or its stop waits forever
-                elif reorder.held >= HELD_HIGH_WATER:
+                    hand_back()  # or its stop waits for it forever
+                elif reorder.held >= HELD_HIGH_WATER and not revoking(app):
                     await forward()  # otherwise the timer sends, in larger batches
 
+    def hand_back() -> None:
+        """Give what is held back to Kafka, unacknowledged (``faust_compat.give_back``):
+        whoever reads its partitions next reads it again. At a rebalance its sources are
+        paused (waiting would stall the rebalance, sending would report them idle); at
+        a stop, sending it ahead of the partitions not read yet would make theirs late."""
+        held = [ev.message for ev in reorder.give_back()]
+        m.given_back.labels("ingest").inc(give_back(app, held))
+        m.events_held.set(reorder.held)
+
     async def flush() -> None:
-        if "input" in streams:
-            async with lock:
+        """Send what the frontier allows; at a rebalance or a stop, give back what is
+        held (a report made while the consumer stops would take a partition it no
+        longer sees for caught up, and let the others go ahead of its unread input)."""
+        if "input" not in streams:
+            return
+        async with lock:
+            if revoking(app) or rt.stopping:
+                hand_back()
+            else:
                 await forward()
 
     async def drain() -> None:
-        """Before a graceful stop: send everything held, so every message read is acked."""
+        """Before a graceful stop: give back what is held, so Faust's stop waits for no
+        message read, and whoever reads these partitions next reads it again."""
         if "input" in streams:
             async with lock:
-                await forward(everything=True)
+                hand_back()
 
     rt.drain = drain
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faust.app.base import App
 from faust.streams import Stream
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -42,6 +43,11 @@ FINGERPRINTS = {
     "Consumer.ack": (Consumer.ack, "5fcf41cf45153475"),
     "Consumer.track_message": (Consumer.track_message, "217d7f1399a4cd8e"),
     "Stream._c_aiter": (Stream._c_aiter, "fa44582a5882e9df"),
+    # give_back: wait_empty waits on _unacked_messages alone; the revocation sends its
+    # signal after it (revoking); on_rebalance_start sets rebalancing and its count
+    "Consumer.wait_empty": (Consumer.wait_empty, "e4662fe24f094819"),
+    "App._on_partitions_revoked": (App._on_partitions_revoked, "d5c895bbe57dc73a"),
+    "App.on_rebalance_start": (App.on_rebalance_start, "5c1e23de30674082"),
     # 3. deliver_without_tasks: the one wait_first call with a coroutine first
     "Consumer._drain_messages": (Consumer._drain_messages, "44a2500309e83c63"),
     "Service.wait_first": (Consumer.wait_first.__wrapped__, "feade6a31f8a6789"),
@@ -118,6 +124,7 @@ def consumer(app: Any) -> Any:
     for attr in ("_acked", "_acked_index", "_committed_offset", "_gap"):
         getattr(c, attr).clear()
     c._unacked_messages.clear()
+    faust_compat.given_back(app).clear()
 
 
 def _take(consumer: Any, tp: TP, offsets: range) -> list[Message]:
@@ -172,6 +179,47 @@ def test_offsets_that_never_reach_a_stream_are_still_committed(consumer: Any) ->
     for m in _take(consumer, tp, range(15, 17)):
         _ack(consumer, m)
     assert consumer._new_offset(tp) == 17
+
+
+@pytest.mark.parametrize("committed", [None, 10])
+def test_a_message_given_back_at_a_rebalance_holds_commits_until_read_again(
+    consumer: Any, committed: Any
+) -> None:
+    """Issue #13: held at a rebalance, given back unacknowledged: the revocation stops
+    waiting for it (wait_empty), and no commit passes it until it is read again."""
+    tp, app = TP("t", 0), consumer.app
+    consumer._committed_offset[tp] = committed
+    start = committed or 0
+    msgs = _take(consumer, tp, range(start, start + 6))
+    faust_compat.give_back(app, msgs[2:4])  # the merge held these two
+    assert not any(m in consumer._unacked_messages for m in msgs[2:4])
+    for m in msgs[:2] + msgs[4:]:  # acknowledged around them
+        _ack(consumer, m)
+    assert consumer._new_offset(tp) == start + 2  # up to the first given back
+    consumer._committed_offset[tp] = start + 2
+    assert consumer._new_offset(tp) is None
+    again = _take(consumer, tp, range(start + 2, start + 4))  # after the rebalance
+    for m in again:
+        faust_compat.read_again(faust_compat.given_back(app), m)
+    assert faust_compat.given_back(app) == {}
+    assert consumer._new_offset(tp) is None  # in flight now, as any message taken
+    for m in again:
+        _ack(consumer, m)
+    assert consumer._new_offset(tp) == start + 6
+
+
+def test_revoking_lasts_from_the_rebalance_start_to_the_revoked_signal(app: Any) -> None:
+    app.rebalancing, count = False, app.rebalancing_count
+    assert not faust_compat.revoking(app)
+    app.rebalancing, app.rebalancing_count = True, count + 1  # App.on_rebalance_start
+    assert faust_compat.revoking(app)
+    asyncio.run(app.on_partitions_revoked.send(set()))  # after Faust's wait_empty
+    assert not faust_compat.revoking(app) and faust_compat.rebalancing(app)
+    app.rebalancing_count += 1  # the next rebalance, its revoked signal missed: assigned
+    assert faust_compat.revoking(app)
+    asyncio.run(app.on_partitions_assigned.send(set()))
+    assert not faust_compat.revoking(app)
+    app.rebalancing = False
 
 
 def test_other_partitions_in_flight_do_not_hold_a_commit(consumer: Any) -> None:

@@ -7,6 +7,7 @@ from models.ordering import (
     Reorderer,
     WatermarkMerge,
     behind,
+    chunks,
     decode_marks,
     encode_marks,
     report,
@@ -198,3 +199,38 @@ def test_events_of_equal_event_time_come_out_in_one_order_whatever_arrived_first
 
     assert reordered("sub") == reordered("use") == ["a-use", "x-sub"]
     assert merged("a") == merged("b") == ["a-b", "x-a"]
+
+
+HOUR = 3_600_000
+
+
+def _released_after_first_message(first_marks: bytes) -> tuple[int, int]:
+    """Ingest A releases six hours of one source in two messages (the first carrying
+    ``first_marks``); ingest B has reported its source ten hours on. Returns the latest
+    event the merge releases after A's first message and the first of A's second."""
+    merge = WatermarkMerge(stall_ms=60_000)
+    merge.expect(["a", "b"], now_ms=0)
+    b_events = [_ev(f"b{h}", h * HOUR + 1) for h in range(10)]
+    merge.push(b_events, token="B", marks={"b": 10 * HOUR}, now_ms=0)
+    merge.push(A_RELEASE[:3], token="A1", marks=decode_marks(first_marks) or {}, now_ms=0)
+    released, _ = merge.release(0)
+    return max(e.ts for e in released), A_RELEASE[3].ts
+
+
+A_RELEASE = [_ev(f"a{h}", h * HOUR) for h in range(6)]
+
+
+def test_a_release_split_over_messages_is_not_overtaken_between_them():
+    """Issue #13: two workers on unkeyed input lost events whenever the account agent
+    read the first message of an ingest's release, with its report, without the next:
+    the merge released the other ingest's events up to that report, and the next
+    message's events came behind the account's clock (hours to days late)."""
+    [(first, first_marks), (second, last_marks)] = chunks(A_RELEASE, 3, 6 * HOUR, ["a"], [])
+    assert (len(first), len(second)) == (3, 3)
+    assert decode_marks(last_marks) == {"a": 6 * HOUR}  # the whole release's report, last
+    released, next_ts = _released_after_first_message(first_marks)
+    assert released < next_ts  # nothing went ahead of A's second message
+    # the whole release's report on every message (before) released B's events up to
+    # six hours, three hours ahead of A's second message
+    released, next_ts = _released_after_first_message(encode_marks(6 * HOUR, ["a"], []))
+    assert released - next_ts > 2 * HOUR
