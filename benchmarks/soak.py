@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 import threading
@@ -49,7 +48,7 @@ import orjson
 from models.simulator import SimConfig, simulate
 from models.timepolicy import DAY_MS
 from streams.demo import scrape
-from streams.devbroker import LocalBroker
+from streams.devbroker import on_a_broker
 from streams.devworker import WorkerProc, isolated_env
 from streams.settings import Settings
 from streams.simio import KafkaSink, RateLimiter, encode_events
@@ -403,12 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="churnwatch-soak-"))
     out.mkdir(parents=True, exist_ok=True)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap:
-        return soak(args, bootstrap, out)
-    with LocalBroker(workdir=out / "broker") as broker:
-        say(f"broker at {broker.bootstrap}")
-        return soak(args, broker.bootstrap, out)
+    return on_a_broker(out, lambda bootstrap: soak(args, bootstrap, out), say)
 
 
 if __name__ == "__main__":

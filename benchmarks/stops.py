@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 from models.simulator import SimConfig, simulate
-from streams.devbroker import LocalBroker
+from streams.devbroker import on_a_broker
 from streams.devworker import WorkerProc, isolated_env
 from streams.settings import Settings
 from streams.simio import KafkaSink, encode_events
@@ -153,12 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="churnwatch-stops-"))
     out.mkdir(parents=True, exist_ok=True)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if bootstrap:
-        return stops(args, bootstrap, out)
-    with LocalBroker(workdir=out / "broker") as broker:
-        say(f"broker at {broker.bootstrap}")
-        return stops(args, broker.bootstrap, out)
+    return on_a_broker(out, lambda bootstrap: stops(args, bootstrap, out), say)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -287,3 +288,14 @@ class LocalBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def on_a_broker(out: Path, run: Callable[[str], int], say: Callable[[str], None]) -> int:
+    """``run(bootstrap)`` on the broker of ``KAFKA_BOOTSTRAP_SERVERS``, or on a local
+    broker of its own in ``out / "broker"`` (what the benchmarks do)."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if bootstrap:
+        return run(bootstrap)
+    with LocalBroker(workdir=out / "broker") as broker:
+        say(f"broker at {broker.bootstrap}")
+        return run(broker.bootstrap)

@@ -324,10 +324,11 @@ def give_back(app: Any, messages: Iterable[Any]) -> int:
 
 
 def read_again(book: dict[Any, int], msg: Any) -> None:
-    """A message was taken: once its partition is read again from at or below the
-    lowest offset given back, Faust tracks those messages in flight itself."""
-    back = book.get(msg.tp)
-    if back is not None and msg.offset <= back:
+    """A message was taken: once the lowest offset given back is read again, Faust
+    tracks it (and what follows) in flight itself. Only that offset: a message taken
+    before the rebalance and delivered after it has a lower one, and clearing on it
+    would let a commit pass what was given back."""
+    if book.get(msg.tp) == msg.offset:
         del book[msg.tp]
 
 
