@@ -591,9 +591,13 @@ def process(
     # day's sweep, so where the buffers were cut decided which quiet accounts got their
     # last decision points decided; measured: one churn alert of 629 in a CI run)
     day_end = watermark - watermark % DAY_MS + DAY_MS
-    if shard.next_sweep is None:
-        shard.next_sweep = day_end
-    elif watermark >= shard.next_sweep and not shard.sweeping:
+    if shard.next_sweep is None:  # a new owner of the partition (a start, a rebalance):
+        # sweep at once, since the last midnight may be one the previous owner did not
+        # reach (decisions already made are not made again: ``decide_churn``); waiting
+        # for the next one delayed the quiet accounts' decisions by a day (one churn
+        # alert of 489 missing at the end of a full-scale fault run)
+        shard.next_sweep = day_end - DAY_MS
+    if watermark >= shard.next_sweep and not shard.sweeping:
         shard.sweeping.extend(shard.all_ids())
         shard.next_sweep = day_end
     chunk = len(shard.sweeping) if shard.sweep_chunk is None else shard.sweep_chunk

@@ -524,7 +524,8 @@ def register(rt: Runtime) -> None:
         m.state_flush_seconds.observe(time.monotonic() - t_flush)
         m.accounts.set(store.accounts)
         for p, shard in store.shards.items():
-            m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
+            if shard.clock:  # (none before its first event since the assignment)
+                m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
         m.processing_latency.observe(time.monotonic() - started)
 
     def hand_back() -> None:
