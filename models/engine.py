@@ -591,24 +591,23 @@ def process(
     # day's sweep, so where the buffers were cut decided which quiet accounts got their
     # last decision points decided; measured: one churn alert of 629 in a CI run)
     day_end = watermark - watermark % DAY_MS + DAY_MS
-    if shard.next_sweep is None:  # a new owner of the partition (a start, a rebalance):
-        # sweep at once, since the last midnight may be one the previous owner did not
-        # reach (decisions already made are not made again: ``decide_churn``); waiting
-        # for the next one delayed the quiet accounts' decisions by a day (one churn
-        # alert of 489 missing at the end of a full-scale fault run)
-        shard.next_sweep = day_end - DAY_MS
-    if watermark >= shard.next_sweep and not shard.sweeping:
+    if shard.next_sweep is None:
+        shard.next_sweep = day_end
+    elif watermark >= shard.next_sweep and not shard.sweeping:
         shard.sweeping.extend(shard.all_ids())
         shard.next_sweep = day_end
     chunk = len(shard.sweeping) if shard.sweep_chunk is None else shard.sweep_chunk
     for _ in range(min(chunk, len(shard.sweeping))):
-        account_id = shard.sweeping.popleft()
-        state = None if account_id in touched else shard.find(account_id)
+        # accounts this call touched too: their events decided the points up to their
+        # last one, not the points after it up to the watermark (skipping them left an
+        # account's last midnight undecided wherever a buffer spanned it: one churn
+        # alert of 489 missing at the end of a full-scale fault run)
+        state = shard.find(shard.sweeping.popleft())
         if state is not None:
             n = _produced(out)
             scored = risk(state).scored_ts
             sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)
             shard.arm(state, horizon)
             if n != _produced(out) or scored != risk(state).scored_ts:
-                shard.dirty.add(account_id)
+                shard.dirty.add(state.account_id)
     return applied, duplicates, late

@@ -125,28 +125,26 @@ def test_quiet_accounts_are_swept_once_a_day_of_event_time_passes():
     assert len(out.scores) > scored_before
 
 
-def test_a_new_owner_sweeps_the_midnight_its_previous_owner_did_not_reach():
-    """A partition changes owner (a kill, a rebalance) just before midnight in event
-    time, and the new owner's first buffer ends past it: the quiet accounts get that
-    midnight's decision then, not a day later."""
-    table, cfg, models = Table(), EngineConfig(), Models.fresh()
+def test_a_buffer_spanning_midnight_decides_it_for_the_accounts_it_touched_before():
+    """One buffer holds an account's last event of the day and the partition's events
+    past the next midnight: the sweep at that midnight decides it for that account too
+    (its own events decided the points up to its last one only)."""
+    cfg, models = EngineConfig(), Models.fresh()
+    store = AccountStore(Table(), P)
     quiet, busy = "q", "b"
     p = partition_for(quiet, P)
     while partition_for(busy, P) != p:
         busy += "x"
-    first = AccountStore(table, P)
     day = 40 * DAY_MS
-    process(first.shard(p), events_for(quiet, 1), models, cfg, Outputs())
-    before = events_for(busy, 3, start=T0 + day - 4 * 3_600_000)
-    process(first.shard(p), before, models, cfg, Outputs())
-    first.commit(first.flush())
-    assert risk(first.peek(quiet)).decided_ts == T0 + day - DAY_MS  # the old owner's last
-
-    second = AccountStore(table, P)  # the new owner: its first buffer crosses midnight
-    after = [Event(f"{busy}-n{i}", "login", busy, T0 + day + i * 3_600_000, {"device_id": "tv"})
-             for i in range(1, 4)]  # fmt: skip
-    process(second.shard(p), after, models, cfg, Outputs())
-    assert risk(second.shard(p).find(quiet)).decided_ts == T0 + day
+    process(store.shard(p), events_for(quiet, 1) + events_for(busy, 1), models, cfg, Outputs())
+    hour = 3_600_000
+    buffer = [
+        Event("q-last", "login", quiet, T0 + day - 9 * hour, {"device_id": "tv"}),
+        *(Event(f"b-{i}", "login", busy, T0 + day - 8 * hour + i * hour, {"device_id": "tv"})
+          for i in range(11)),
+    ]  # fmt: skip
+    process(store.shard(p), buffer, models, cfg, Outputs())
+    assert risk(store.shard(p).find(quiet)).decided_ts == T0 + day
 
 
 def test_forget_drops_revoked_partitions_only():
@@ -194,9 +192,7 @@ def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
     process(shard, events_for("good", 1, start=T0 + 3 * DAY_MS), models, cfg, Outputs())
     process(shard, events_for("good2", 1, start=T0 + 5 * DAY_MS), models, cfg, Outputs())
     skipped = skips.metrics.internal_skipped.labels("accounts", "bad_state")._value.get()
-    # read by id, junk again on peek, then each sweep reads all 4 (a new owner's first
-    # buffer sweeps at once, and the next midnight)
-    assert skipped == 3 + 1 + 4 + 4
+    assert skipped == 3 + 1 + 4  # read by id, junk again on peek, then the sweep reads all 4
 
 
 def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
