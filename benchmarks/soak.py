@@ -25,8 +25,9 @@ least-squares trend over the samples, as a share of its mean, at most
 ``--tolerance`` (5%) beyond twice its standard error (the noise: the population is
 redrawn every lap, so a small population swings from lap to lap); the learners'
 snapshots and the events held are bounded, not flat; the input sent and not yet
-applied must stay below ``--max-lag`` seconds of input (the worker keeps up). Prints the samples and a table of the checks
-(exit 1 if one fails); progress lines go to stderr.
+applied must stay below ``--max-lag`` seconds of input (the worker keeps up). Prints
+the samples and a table of the checks (exit 1 if one fails); progress lines go to
+stderr.
 """
 
 from __future__ import annotations

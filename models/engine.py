@@ -471,14 +471,10 @@ class Shard:
     def find(self, account_id: str) -> AccountState | None:
         """The account's state (loaded if it is not in memory), most recently used now.
 
-        Loading a state does not move the clock: after a crash the states persisted
-        need not be of one moment (a worker killed while writing a buffer's states
-        persisted some of them), and the events re-read from the committed offset must
-        be judged against the clock they make themselves (an account's own events are
-        also judged against its own latest, ``apply_event``). A clock taken from the
-        most advanced state dropped every re-read event of the accounts whose states
-        had not reached the changelog as late (a hard kill lost 33 accounts' events,
-        ``tests/integration/test_risk_e2e.py``).
+        Loading a state does not move the clock: the states a killed worker persisted
+        need not be of one moment, and the events re-read after it are judged against
+        the clock they make themselves (and each against its account's own latest
+        event, ``apply_event``). docs/design.md, "Known limits", the partition clock.
         """
         state = self.accounts.pop(account_id, None)
         if state is None:
