@@ -323,13 +323,29 @@ def give_back(app: Any, messages: Iterable[Any]) -> int:
     return n
 
 
-def read_again(book: dict[Any, int], msg: Any) -> None:
-    """A message was taken: once the lowest offset given back is read again, Faust
-    tracks it (and what follows) in flight itself. Only that offset: a message taken
-    before the rebalance and delivered after it has a lower one, and clearing on it
-    would let a commit pass what was given back."""
-    if book.get(msg.tp) == msg.offset:
+def read_again(app: Any, msg: Any) -> bool:
+    """A message was taken: whether the stream may go on with it (False: give it back too).
+
+    Once the lowest offset given back is read again, Faust tracks it (and what follows)
+    in flight itself. Only that offset: a message taken before the rebalance and
+    delivered after it has a lower one, and clearing on it would let a commit pass what
+    was given back. A message *past* the one given back that comes before it is read
+    again (anything read once the worker is stopping, or a delivery fetched before the
+    rebalance's seek) must not go ahead of it: its events would pass the given-back
+    ones, which would then be too late when they are read again (issue #13: a graceful
+    stop under a CPU burner lost one event in 2 of 20 runs this way). The caller gives
+    it back as well (:func:`give_back`); it is read again after the given-back one.
+    An entry below the committed offset is stale (another worker read past it): it goes.
+    """
+    book = given_back(app)
+    back = book.get(msg.tp)
+    if back is None:
+        return True
+    committed = committed_offset(app.consumer, msg.tp)
+    if msg.offset == back or (committed is not None and committed > back):
         del book[msg.tp]
+        return True
+    return msg.offset < back
 
 
 def store_locally(table: Any, key: bytes, value: bytes | None) -> None:

@@ -140,8 +140,9 @@ class Metrics:
         )  # fmt: skip
         self.given_back = Counter(
             f"{p}_messages_given_back_total",
-            "Messages an agent held at a rebalance or a stop and gave back to Kafka "
-            "unacknowledged, to be read again (none of their events is lost or applied early)",
+            "Messages an agent held at a rebalance or a stop (or read after one it held) "
+            "and gave back to Kafka unacknowledged, to be read again (none of their events "
+            "is lost or applied early)",
             ["agent"], registry=r,
         )  # fmt: skip
         self.watermark = Gauge(

@@ -33,7 +33,6 @@ from models.state_codec import VERSION as STATE_VERSION
 from streams.faust_compat import (
     count_recovered,
     give_back,
-    given_back,
     read_again,
     revoking,
     rocksdb_states,
@@ -453,7 +452,6 @@ def register(rt: Runtime) -> None:
     )
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
-    book = given_back(app)
 
     async def accounts(stream: Any) -> None:
         streams["accounts"] = stream
@@ -463,9 +461,12 @@ def register(rt: Runtime) -> None:
             min(s.ingest_batch_max, 100), within=s.ingest_batch_within_s
         ):
             async with lock:
+                keep, later = [], []
                 for ev in batch:
-                    read_again(book, ev.message)
-                upstreams.take(batch, _now_ms())
+                    (keep if read_again(app, ev.message) else later).append(ev)
+                if later:  # past a message given back: that one goes first
+                    m.given_back.labels("accounts").inc(give_back(app, [e.message for e in later]))
+                upstreams.take(keep, _now_ms())
                 await apply()
                 if rt.stopping:  # read after the drain: its stop would wait for it forever
                     hand_back()

@@ -26,7 +26,7 @@ from models.ordering import MARKS_HEADER, Reorderer, behind, chunks, encode_mark
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
-from streams.faust_compat import committed_offset, give_back, given_back, read_again, revoking
+from streams.faust_compat import committed_offset, give_back, read_again, revoking
 from streams.runtime import CRASH, Runtime
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,6 @@ def register(rt: Runtime) -> None:
     pseudonymise, grid_km = Pseudonymiser(s.require_pseudonym_key()).event, s.geo_grid_km
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
-    book = given_back(app)  # messages given back at a rebalance, until read again
     delivered: dict[Any, int] = {}  # input partition -> next offset the agent will see
     reading: set[Any] = set()  # the input partitions assigned (what ``merged`` merges)
 
@@ -200,7 +199,9 @@ def register(rt: Runtime) -> None:
         stream = streams["input"] = stream.noack()
         async for ev in stream.events():
             msg = ev.message
-            read_again(book, msg)
+            if not read_again(app, msg):  # past a message given back: that one goes first
+                m.given_back.labels("ingest").inc(give_back(app, [msg]))
+                continue
             delivered[msg.tp] = msg.offset + 1
             m.messages_consumed.labels(msg.topic).inc()
             events, dead = parse_message(
