@@ -9,14 +9,20 @@
   imports with bad payloads; it used to crash the worker at once, and again after
   every restart), on the internal account-events topic, in the models changelog and
   in the accounts changelog (read back on restart): counted by kind and skipped, the
-  worker stays ready and applies every valid event.
+  worker stays ready and applies every valid event;
+- bad input at volume (issue #13, item 4): ``benchmarks/badinput.py`` at the CI scale,
+  1,000 fuzzed messages among valid arrays (the 10,000 of the issue are its default).
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import orjson
 import pytest
@@ -32,6 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SKIPPED = "churnwatch_internal_records_skipped_total"
 MIN = 60_000
+BADINPUT = Path(__file__).resolve().parents[2] / "benchmarks" / "badinput.py"
 
 
 def traffic(accounts: range, minutes: range, tag: str) -> list[tuple[bytes, dict]]:
@@ -194,3 +201,19 @@ def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka
         status, doc = worker.get_json(f"/accounts/acct-{a}")
         assert doc["events_applied"] == 30 + 1 + 29 + 10, doc
     assert not read_all(kafka_bootstrap, s.dead_letter_topic)
+
+
+@pytest.mark.timeout(300)
+def test_fuzzed_messages_among_valid_arrays_are_each_dead_lettered_once(kafka_bootstrap, tmp_path):
+    """Every bad message or array element has exactly one dead letter of its kind and
+    place, every valid event is applied (also the odd ones: duplicate keys, deep
+    nesting, an array of exactly the size limit), the worker never restarts, its memory
+    comes back, and it logs nothing for it."""
+    done = subprocess.run(
+        [sys.executable, str(BADINPUT), "--bad", "1000", "--accounts", "20", "--days", "10",
+         "--seed", "7", "--out", str(tmp_path)],
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-4000:]}"
+    assert "all checks passed" in done.stdout, done.stdout

@@ -95,12 +95,13 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
 UNKEYED = SimConfig(accounts=300, days=45, seed=11)  # a backlog neither worker ends alone
 
 
-def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
-    worker_factory, kafka_bootstrap, tmp_path
+@pytest.mark.parametrize("n_workers", [2, 3])
+def test_unkeyed_arrays_read_by_several_workers_apply_every_event_once(
+    worker_factory, kafka_bootstrap, tmp_path, n_workers
 ):
     """Issue #13: JSON arrays without a key spread each account over every input
-    partition, so both workers' ingests write its events, each at its own pace, and
-    each sees only half the input. Before, at 150 accounts, 25,974 of 47,297 events were dead-
+    partition, so every worker's ingest writes its events, each at its own pace, and
+    each sees only part of the input (two workers, and three). Before, at 150 accounts, 25,974 of 47,297 events were dead-
     lettered as ``future_ts`` (a worker's merged clock jumped the gaps of the half it
     reads) and the slower worker's events were dropped as late downstream. Now the
     account agent merges the ingests by the watermarks they report, and an event
@@ -111,7 +112,10 @@ def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
     days, which the contract's lateness does not allow in a live stream."""
     events = list(simulate(UNKEYED))
     per_account = Counter(e["account_id"] for e in {e["event_id"]: e for e in events}.values())
-    first, second = worker_factory(), worker_factory(CHURNWATCH_DATA_DIR=str(tmp_path / "data2"))
+    first, *others = [worker_factory()] + [
+        worker_factory(CHURNWATCH_DATA_DIR=str(tmp_path / f"data{i}"))
+        for i in range(2, n_workers + 1)
+    ]
     s = first.settings
     ensure_topics(s)
     sink = KafkaSink(
@@ -119,7 +123,7 @@ def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
     )
     pump(encode_events(events), sink, RateLimiter(None), Progress("unkeyed", None))
     sink.close()
-    workers = [first.launch(), second.launch()]
+    workers = [first.launch()] + [w.launch() for w in others]
     for w in workers:
         w.wait_ready()
 
@@ -147,8 +151,8 @@ def test_unkeyed_arrays_read_by_two_workers_apply_every_event_once(
     assert not short, (f"{len(short)} accounts short by {sum(short.values())} events", counters)
     # ... and nowhere else: the two workers together applied each distinct event once
     assert sum(m["churnwatch_events_applied_total"] for m in metrics) == sum(per_account.values())
-    for m in metrics:  # both ingests read input and wrote to the account agents (on a
-        # loaded machine one worker can finish the backlog before the other is up: then
-        # this fails, and says the run did not test two workers)
+    for m in metrics:  # every ingest read input and wrote to the account agents (on a
+        # loaded machine one worker can finish the backlog before another is up: then
+        # this fails, and says the run did not test that many workers)
         assert m["churnwatch_input_unaligned_events_total"] > 0
         assert m.get("churnwatch_dead_letters_total", 0) == 0
