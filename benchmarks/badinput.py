@@ -6,10 +6,13 @@
 One worker (``python -m streams worker``, a deployment of its own, a message size limit
 of ``--max-bytes``) on the broker of ``KAFKA_BOOTSTRAP_SERVERS`` or a local broker of its
 own. Valid traffic: simulated households (``--accounts`` x ``--days``) as unkeyed JSON
-arrays of up to ``--batch`` events. The first ``--warmup`` share of it goes alone, and
+arrays of up to ``--batch`` events, a replay of a month in a minute or two (so the
+worker's allowed lateness is ``--lateness``, 10 days: a worker starved for a second
+is hours of event time behind here, and dropping events as late is not what this
+measures; docs/operations.md, "Replays under faults"). The first ``--warmup`` share of it goes alone, and
 the worker's resident memory once it is applied is the baseline; then ``--bad`` fuzzed
-messages (seeded by ``--seed``) go interleaved with the rest, in two halves. Each fuzzed message knows
-which dead letters ``CONTRACT.md`` ("Bad input") asks for:
+messages (seeded by ``--seed``) go interleaved with the rest, in two halves. Each fuzzed
+message knows which dead letters ``CONTRACT.md`` ("Bad input") asks for:
 
 - whole messages: truncated JSON, empty and null (tombstone) values, invalid UTF-8,
   NaN and Infinity, nesting deeper than the parser's limit, trailing garbage (all
@@ -332,6 +335,7 @@ def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
     expect = Counter(e["account_id"] for e in {e["event_id"]: e for e in events}.values())
     env = isolated_env(bootstrap, out / "data", f"badinput-{uuid.uuid4().hex[:8]}")
     env["CHURNWATCH_MAX_MESSAGE_BYTES"] = str(args.max_bytes)
+    env["CHURNWATCH_ALLOWED_LATENESS_S"] = f"{args.lateness * 3600:g}"
     s = Settings.from_env(env)
     ensure_topics(s)
     topics = {"subscription": s.subscription_topic, "usage": s.usage_topic}
@@ -442,9 +446,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--rss-tolerance",
         type=float,
-        default=0.05,
+        default=0.10,
         help="resident memory growth allowed over the fuzz's second half, as a share of "
-        "the warm-up's (default 0.05)",
+        "the warm-up's (default 0.10)",
     )
     ap.add_argument(
         "--max-log-lines",
@@ -457,6 +461,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=300.0,
         help="seconds to wait for the events to be applied (default 300)",
+    )
+    ap.add_argument(
+        "--lateness",
+        type=float,
+        default=240.0,
+        help="the worker's allowed lateness in hours (default 240: the traffic is a replay "
+        "at thousands of times real time, where a stall of a second is hours of event time)",
     )
     ap.add_argument("--out", type=Path, help="folder for data and logs (default: a new one)")
     return ap.parse_args(argv)  # fmt: skip

@@ -137,3 +137,26 @@ def test_accounts_show_asks_the_worker_with_the_token(monkeypatch, capsys):
         assert out.out.count("\n") == 1 and "gone: unknown account" in out.err
     finally:
         server.shutdown()
+
+
+def test_a_freed_large_block_goes_back_to_the_system_under_glibc():
+    """The worker fixes glibc's mmap threshold (``return_large_buffers``): a large block
+    freed is unmapped, so resident memory comes back after large messages."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only: other C libraries have no such threshold")
+    code = (
+        "import ctypes, resource\n"
+        "from streams.cli import return_large_buffers\n"
+        "assert return_large_buffers()\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize()\n"
+        "before = rss()\n"
+        "for _ in range(50):\n"
+        "    blocks = [bytearray(512 * 1024) for _ in range(40)]\n"  # 20 MiB, touched
+        "    del blocks\n"
+        "print(rss() - before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(done.stdout) < 8 * 2**20, done.stdout
