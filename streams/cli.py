@@ -28,8 +28,8 @@ def return_large_buffers(threshold: int = 128 * 1024) -> bool:
     By default glibc raises that threshold to the size of each such block freed (up to
     32 MiB), so after the first large message the next ones come from the heap, which
     keeps its high-water mark: 10,000 fuzzed messages with 779 of 128-512 KiB left a
-    worker 105 MB larger (177 -> 292 MB); with the fixed threshold, 22 MB
-    (``benchmarks/badinput.py``, issue #13). Not glibc (musl, macOS): nothing to do.
+    worker 115 MB larger (177 -> 292 MB); with the fixed threshold, 36 MB (176 -> 212 MB,
+    ``benchmarks/badinput.py``, issue #13). Not glibc (musl, macOS): nothing to do.
     """
     import ctypes
     import ctypes.util
