@@ -58,9 +58,9 @@ from models.simulator import SimConfig, simulate
 from streams.devbroker import on_a_broker
 from streams.devworker import WorkerProc, isolated_env, read_all
 from streams.settings import Settings
+from streams.simio import HOLD_MS  # an array spans at most this much event time
 from streams.topics import ensure_topics
 
-HOLD_MS = 10 * 60_000  # an array spans at most this much event time (as streams.simio)
 DAY_MS = 86_400_000
 KEY = b"fuzz"  # a key for the fuzzed messages (a null value needs one)
 
@@ -332,7 +332,6 @@ def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
     from kafka import KafkaProducer
 
     events = list(simulate(SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)))
-    expect = Counter(e["account_id"] for e in {e["event_id"]: e for e in events}.values())
     env = isolated_env(bootstrap, out / "data", f"badinput-{uuid.uuid4().hex[:8]}")
     env["CHURNWATCH_MAX_MESSAGE_BYTES"] = str(args.max_bytes)
     env["CHURNWATCH_ALLOWED_LATENESS_S"] = f"{args.lateness * 3600:g}"
@@ -344,6 +343,7 @@ def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
         compression_type="gzip", max_request_size=8 * args.max_bytes,
     )  # fmt: skip
     traffic = list(arrays(events, args.batch))
+    expect = distinct(traffic)
     cut = int(len(traffic) * args.warmup)
     worker = WorkerProc(s, dict(env), out / "worker.log").start(timeout=180)
     sent = Sent()
