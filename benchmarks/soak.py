@@ -7,9 +7,11 @@
 One worker (``python -m streams worker``, default settings, its own consumer group and
 topics) on the broker of ``KAFKA_BOOTSTRAP_SERVERS``, or on a local broker of its own:
 
-1. **calibration** (``--rate auto``, the default): the first ``--calibrate`` events go
-   to the input topics at once, and the worker's applied rate over the middle of that
-   backlog (from 20% to 90% of it applied) is its measured maximum;
+1. **calibration** (``--rate auto``, the default): the first ``--calibrate`` events (by
+   default a whole lap) go to the input topics at once, and the worker's applied rate
+   over the end of that backlog (from 60% to 95% of it applied) is its measured
+   maximum. The end, not the middle: young states (a few weeks of history) cost half
+   of what full ones do, and a soak at half of a young population's rate fell behind;
 2. **soak**: the stream goes on at half that maximum (or ``--rate``) for ``--minutes``.
    The input is simulated households (``--accounts``) living lap after lap of
    ``--days`` days (the same accounts, a new seed each lap, event time running on), as
@@ -70,6 +72,8 @@ FLAT = (
 # its last models.learner.MAX_IDS example ids, 16 KB when full, the sharing learner's
 # slowly: it sees few examples): checked against the bound, not for a trend
 SNAPSHOTS_KB = 64.0  # churn and sharing, 32 KB each (issue #12)
+# the calibration's rate is measured between these shares of its backlog applied
+CALIBRATE_SHARES = (0.6, 0.95)
 QUICK = {
     "accounts": 60,
     "days": 60,
@@ -259,15 +263,16 @@ def calibrate(w: WorkerProc, total: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         applied = scrape(w.url + "/metrics").get("churnwatch_events_applied_total", 0.0)
-        for share in (0.2, 0.9):
+        for share in CALIBRATE_SHARES:
             if share not in seen and applied >= share * total:
                 seen[share] = (time.monotonic(), applied)
         if len(seen) == 2:
-            (t0, a0), (t1, a1) = seen[0.2], seen[0.9]
+            (t0, a0), (t1, a1) = (seen[share] for share in CALIBRATE_SHARES)
             return (a1 - a0) / max(t1 - t0, 1e-3)
         time.sleep(0.2)
     raise RuntimeError(
-        f"the worker did not apply 90% of the {total:,} backlog events in {timeout:.0f}s"
+        f"the worker did not apply {CALIBRATE_SHARES[1]:.0%} of the {total:,} backlog events "
+        f"in {timeout:.0f}s"
     )
 
 
@@ -289,7 +294,7 @@ def soak(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
         thread.start()
         if args.rate == "auto":
             t0 = time.monotonic()
-            top = calibrate(w, args.calibrate, timeout=600)
+            top = calibrate(w, args.calibrate, timeout=1800)
             rate = top / 2
             say(f"calibration: {top:,.0f} events/s applied through a backlog of {args.calibrate:,} "
                 f"({time.monotonic() - t0:.0f}s); the soak runs at half: {rate:,.0f} events/s")  # fmt: skip
@@ -347,8 +352,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--calibrate",
         type=int,
-        default=600_000,
-        help="events of the backlog that measures the maximum (default 600000: ~45 days of 2000 accounts)",
+        default=1_500_000,
+        help="events of the backlog that measures the maximum "
+        "(default 1500000: a lap of 120 days of 2000 accounts)",
     )
     ap.add_argument("--batch", type=int, default=100, help="events per input message (default 100)")
     ap.add_argument("--partitions", type=int, default=8, help="partitions per topic (default 8)")

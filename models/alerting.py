@@ -102,6 +102,22 @@ def churn_action(features: dict[str, float], cfg: ChurnActionConfig = CHURN_ACTI
     return cfg.retention_offer
 
 
+SUMMARY_KEYS = ("alert_id", "kind", "ts", "score", "action")
+
+
+def alert_summary(alert: dict[str, Any]) -> dict[str, Any]:
+    """What an account's state keeps of one of its alerts (``RiskState.recent``): the
+    whole alert, with its reasons, is on ``risk-alerts``. A state that kept whole
+    alerts grew by ~300 bytes with each of its last five (issue #13, the soak).
+
+    >>> sorted(alert_summary({"alert_id": "a-1:churn:1", "kind": "churn", "account_id": "a-1",
+    ...     "ts": "2026-01-09T00:00:00Z", "score": 0.81, "reasons": [], "action": "win_back",
+    ...     "model": "churn-v1"}))
+    ['action', 'alert_id', 'kind', 'score', 'ts']
+    """
+    return {k: alert[k] for k in SUMMARY_KEYS if k in alert}
+
+
 def make_alert(
     *,
     kind: str,

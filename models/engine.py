@@ -37,6 +37,7 @@ from models.account import DAY_MS, AccountState, StateConfig, expire, new_accoun
 from models.alerting import (
     AlertConfig,
     ChurnActionConfig,
+    alert_summary,
     churn_action,
     make_alert,
     rfc3339,
@@ -308,7 +309,7 @@ def _alert(
     out.alerts.append(alert)
     r.open_alerts[kind] = ts_ms
     out.action_outcomes += open_follow_up(r.follow_ups, (kind, action, ts_ms), cfg.max_follow_ups)
-    r.recent = (r.recent + [alert])[-cfg.recent_alerts :]
+    r.recent = (r.recent + [alert_summary(alert)])[-cfg.recent_alerts :]
 
 
 def _close_alert(r: RiskState, kind: str, outcome: str, out: Outputs) -> None:

@@ -28,7 +28,7 @@ class RiskState:
     models: tuple[str, str] = ("", "")
     scored_ts: int | None = None
     open_alerts: dict[str, int] = field(default_factory=dict)  # kind -> alert event time
-    recent: list[dict[str, Any]] = field(default_factory=list)
+    recent: list[dict[str, Any]] = field(default_factory=list)  # models.alerting.alert_summary
     decided_ts: int | None = None  # the last churn decision point (event time)
     # alerts whose outcome is still open: (kind, action, alert ts), oldest first (models.outcomes)
     follow_ups: list[tuple[str, str, int]] = field(default_factory=list)

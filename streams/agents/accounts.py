@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from models.account import AccountState, dump_state, load_state
+from models.alerting import alert_summary
 from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
@@ -390,7 +391,7 @@ def describe(state: AccountState, clock_ms: int) -> dict[str, Any]:
         "events_applied": state.events_applied,
         "scores": {"churn": r.scores[0], "sharing": r.scores[1], "scored_ts": r.scored_ts},
         "models": {"churn": r.models[0], "sharing": r.models[1]},
-        "recent_alerts": r.recent,
+        "recent_alerts": [alert_summary(a) for a in r.recent],  # older states: whole alerts
         "features": {
             "churn": churn_features(state, now),
             "sharing": household_features(state.household, now, max_streams=state.max_streams),

@@ -90,6 +90,20 @@ def test_churn_alert_fires_once_per_episode_with_deterministic_id():
     assert [a["alert_id"] for a in out.alerts] == ["a:churn:1", "a:churn:2"]
 
 
+def test_the_state_keeps_a_summary_of_its_last_alerts_not_the_whole_alerts():
+    """The whole alert (reasons, model, scores) is on risk-alerts; a state that kept it
+    grew ~300 bytes with each of its last five alerts (the soak, issue #13)."""
+    models, cfg, out = trained_models(), EngineConfig(recent_alerts=2), Outputs()
+    s = risky_account(models, cfg, out)
+    for n in range(3):  # three episodes: the state keeps the last two
+        risk(s).tracks["churn"].active = False
+        decide(s, now_ms=s.max_ts + n, models=models, cfg=cfg, out=out)
+    assert len(out.alerts) == 3 and out.alerts[-1]["reasons"]
+    assert risk(s).recent == [
+        {k: a[k] for k in ("alert_id", "kind", "ts", "score", "action")} for a in out.alerts[1:]
+    ]
+
+
 def test_reprocessing_the_same_input_gives_the_same_outputs():
     models = trained_models()
     runs = []
