@@ -1,6 +1,6 @@
 """Bad input at volume (issue #13, item 4): fuzzed messages among valid traffic.
 
-    python benchmarks/badinput.py                # 10,000 fuzzed messages (~2 minutes here)
+    python benchmarks/badinput.py                # 10,000 fuzzed messages (~4 minutes here)
     python benchmarks/badinput.py --bad 1000     # the CI scale (tests/integration/test_poison.py)
 
 One worker (``python -m streams worker``, a deployment of its own, a message size limit
@@ -31,10 +31,11 @@ message knows which dead letters ``CONTRACT.md`` ("Bad input") asks for:
 Checked: every bad message or element has exactly one dead letter, of its kind, topic,
 partition, offset and index, and there is no other; every account's ``events_applied``
 equals its distinct valid events; the worker never exited or restarted; its resident
-memory grew by at most ``--rss-tolerance`` of the baseline over the second half of the
-fuzz (bad input must not make it grow with its volume; the first half fills the
-allocator's pools and Kafka's fetch buffers with large messages once); it wrote at most
-``--max-log-lines`` log lines meanwhile. Prints a table (exit 1 if a check fails).
+memory at the end is back to a clean run's: the same valid traffic, in the same
+phases, through a worker of its own without the fuzz, run first (``--control``), within
+``--rss-tolerance``; and it grew by at most ``--rss-tolerance`` of its warm-up's over
+the fuzz's second half (bad input must not make it grow with its volume); it wrote at
+most ``--max-log-lines`` log lines meanwhile. Prints a table (exit 1 if a check fails).
 """
 
 from __future__ import annotations
@@ -328,13 +329,34 @@ def dead_letters(bootstrap: str, topic: str, n: int) -> Counter[tuple[Any, ...]]
     return found
 
 
-def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
+@dataclass
+class Pass:
+    """One worker of its own through the phases: the warm-up alone, then two halves."""
+
+    settings: Settings
+    memory: list[float]  # resident bytes after the warm-up and after each half
+    got: dict[str, int]  # events_applied per account at the end
+    sent: Sent
+    seconds: float  # the two halves, sent to applied
+    alive: bool
+    restarted: bool
+    lines: int  # log lines after the warm-up
+    written: float  # bytes of account state the worker wrote to its store
+
+
+def one_pass(
+    args: argparse.Namespace, bootstrap: str, out: Path,
+    traffic: list[tuple[str, list[dict[str, Any]]]], fuzzed: bool,
+) -> Pass:  # fmt: skip
+    """The valid ``traffic`` through a new worker; with ``fuzzed``, ``--bad`` fuzzed
+    messages among its last two halves."""
     from kafka import KafkaProducer
 
-    events = list(simulate(SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)))
+    out.mkdir(parents=True, exist_ok=True)
     env = isolated_env(bootstrap, out / "data", f"badinput-{uuid.uuid4().hex[:8]}")
     env["CHURNWATCH_MAX_MESSAGE_BYTES"] = str(args.max_bytes)
     env["CHURNWATCH_ALLOWED_LATENESS_S"] = f"{args.lateness * 3600:g}"
+    env["CHURNWATCH_STORE"] = args.store
     s = Settings.from_env(env)
     ensure_topics(s)
     topics = {"subscription": s.subscription_topic, "usage": s.usage_topic}
@@ -342,39 +364,52 @@ def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
         bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024, acks=1,
         compression_type="gzip", max_request_size=8 * args.max_bytes,
     )  # fmt: skip
-    traffic = list(arrays(events, args.batch))
-    expect = distinct(traffic)
     cut = int(len(traffic) * args.warmup)
+    mid = (cut + len(traffic)) // 2
+    if not cut < mid < len(traffic):
+        raise SystemExit("badinput: too little valid traffic for a warm-up and two halves")
     worker = WorkerProc(s, dict(env), out / "worker.log").start(timeout=180)
     sent = Sent()
-    say(f"badinput: {len(events):,} valid events in {len(traffic)} arrays, {args.bad:,} fuzzed "
-        f"messages; worker log {worker.log_path}")  # fmt: skip
+    name = "fuzzed" if fuzzed else "clean"
+    say(f"{name} run: worker log {worker.log_path}")
     send_traffic(producer, topics, traffic[:cut], None, 0, sent)
     producer.flush()
     wait_applied(worker, distinct(traffic[:cut]), args.timeout)
     started = worker.metrics().get("process_start_time_seconds")
-    memory = [rss(worker)]  # after the warm-up, after each half of the fuzz
+    memory = [rss(worker)]
     lines_before = len(worker.log_path.read_bytes().splitlines())
-    say(f"warm-up applied; resident memory {memory[0] / 2**20:.0f} MB; fuzzing")
+    say(f"{name} run: warm-up applied; resident memory {memory[0] / 2**20:.0f} MB")
     fuzz = Fuzz(random.Random(args.seed), args.max_bytes, int(time.time() * 1000))
     t0 = time.monotonic()
-    mid = (cut + len(traffic)) // 2
-    if not cut < mid < len(traffic):
-        raise SystemExit("badinput: too little valid traffic for a warm-up and two halves")
+    got: dict[str, int] = {}
     for until, start, end in ((args.bad // 2, cut, mid), (args.bad, mid, len(traffic))):
-        send_traffic(producer, topics, traffic[start:end], fuzz, until, sent)
+        send_traffic(producer, topics, traffic[start:end], fuzz if fuzzed else None, until, sent)
         producer.flush()
         got = wait_applied(worker, distinct(traffic[:end]), args.timeout)
         memory.append(rss(worker))
-        say(f"{sent.fuzzed:,} fuzzed messages sent; resident memory {memory[-1] / 2**20:.0f} MB")
+        say(f"{name} run: {sent.fuzzed:,} fuzzed messages sent; resident memory "
+            f"{memory[-1] / 2**20:.0f} MB")  # fmt: skip
     sent.resolve()
     producer.close()
-    applied_s = time.monotonic() - t0
-    found = dead_letters(bootstrap, s.dead_letter_topic, len(sent.expected))
+    seconds = time.monotonic() - t0
     alive = worker.proc is not None and worker.proc.poll() is None
     restarted = worker.metrics().get("process_start_time_seconds") != started
     lines = len(worker.log_path.read_bytes().splitlines()) - lines_before
+    written = worker.metrics().get("churnwatch_state_written_bytes_total", 0.0)
     worker.stop()
+    return Pass(s, memory, got, sent, seconds, alive, restarted, lines, written)
+
+
+def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
+    events = list(simulate(SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)))
+    traffic = list(arrays(events, args.batch))
+    expect = distinct(traffic)
+    say(f"badinput: {len(events):,} valid events in {len(traffic)} arrays, {args.bad:,} fuzzed "
+        f"messages{', after a clean run of the same traffic' if args.control else ''}")  # fmt: skip
+    clean = one_pass(args, bootstrap, out / "clean", traffic, fuzzed=False) if args.control else None
+    run_ = one_pass(args, bootstrap, out / "fuzzed", traffic, fuzzed=True)
+    sent, got, memory = run_.sent, run_.got, run_.memory
+    found = dead_letters(bootstrap, run_.settings.dead_letter_topic, len(sent.expected))
 
     by_place: dict[tuple[Any, ...], list[str]] = {}
     for (topic, p, o, i, kind), n in found.items():
@@ -387,6 +422,22 @@ def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
     short = {a: n - got.get(a, 0) for a, n in expect.items() if got.get(a, 0) != n}
     base, half, after = memory
     growth = (after - half) / base  # over the second half: bounded, not growing with input
+    memory_rows = [
+        ("resident memory MB: warm-up, half, all fuzzed",
+         " / ".join(f"{x / 2**20:.0f}" for x in memory), "-", True),
+        ("resident memory growth over the second half", f"{growth:+.1%}",
+         f"<= {args.rss_tolerance:+.0%}", growth <= args.rss_tolerance),
+    ]  # fmt: skip
+    if clean is not None:  # the baseline: the same valid traffic without the fuzz
+        over = (after - clean.memory[-1]) / clean.memory[-1]
+        memory_rows[1:1] = [
+            ("  the same phases, clean run (MB)",
+             " / ".join(f"{x / 2**20:.0f}" for x in clean.memory), "-", True),
+            ("resident memory at the end over the clean run's", f"{over:+.1%}",
+             f"<= {args.rss_tolerance:+.0%}", over <= args.rss_tolerance),
+            ("  account state written MB, clean / fuzzed",
+             f"{clean.written / 2**20:.1f} / {run_.written / 2**20:.1f}", "-", True),
+        ]  # fmt: skip
     checks = [
         ("fuzzed messages (bad items expected)", f"{sent.fuzzed:,} ({len(sent.expected):,})",
          f"{args.bad:,}", sent.fuzzed == args.bad),
@@ -397,15 +448,12 @@ def run(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
         ("accounts whose events_applied != distinct valid",
          f"{len(short)} of {len(expect)}", "0", not short),
         ("events applied", f"{sum(got.values()):,}", f"{sum(expect.values()):,}", not short),
-        ("worker exited or restarted", str(not alive or restarted), "False",
-         alive and not restarted),
-        ("resident memory MB: warm-up, half, all fuzzed",
-         " / ".join(f"{x / 2**20:.0f}" for x in memory), "-", True),
-        ("resident memory growth over the second half", f"{growth:+.1%}",
-         f"<= {args.rss_tolerance:+.0%}", growth <= args.rss_tolerance),
-        ("log lines while fuzzed", f"{lines:,}", f"<= {args.max_log_lines}",
-         lines <= args.max_log_lines),
-        ("fuzz phase, s (sent to applied)", f"{applied_s:.1f}", "-", True),
+        ("worker exited or restarted", str(not run_.alive or run_.restarted), "False",
+         run_.alive and not run_.restarted),
+        *memory_rows,
+        ("log lines while fuzzed", f"{run_.lines:,}", f"<= {args.max_log_lines}",
+         run_.lines <= args.max_log_lines),
+        ("fuzz phase, s (sent to applied)", f"{run_.seconds:.1f}", "-", True),
     ]  # fmt: skip
     print("what the fuzzed messages were (count)")
     for what, n in sorted(sent.kinds.items()):
@@ -447,8 +495,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--rss-tolerance",
         type=float,
         default=0.10,
-        help="resident memory growth allowed over the fuzz's second half, as a share of "
-        "the warm-up's (default 0.10)",
+        help="resident memory allowed over the clean run's at the end, and growth allowed "
+        "over the fuzz's second half as a share of the warm-up's (default 0.10)",
     )
     ap.add_argument(
         "--max-log-lines",
@@ -468,6 +516,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=240.0,
         help="the worker's allowed lateness in hours (default 240: the traffic is a replay "
         "at thousands of times real time, where a stall of a second is hours of event time)",
+    )
+    ap.add_argument(
+        "--store",
+        choices=("memory", "rocksdb"),
+        default="memory",
+        help="the worker's CHURNWATCH_STORE (default memory: RocksDB's memtables fill with "
+        "the bytes of state written, up to their limits, whatever the input; the soak "
+        "measures them)",
+    )
+    ap.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first run the same valid traffic through a worker of its own without the fuzz: "
+        "its memory at the end is the baseline the fuzzed worker's must come back to "
+        "(default on; --no-control: the second-half growth only)",
     )
     ap.add_argument("--out", type=Path, help="folder for data and logs (default: a new one)")
     return ap.parse_args(argv)  # fmt: skip

@@ -62,4 +62,4 @@ def test_a_steady_load_keeps_state_census_and_learner_flat(kafka_bootstrap, tmp_
         assert rows[name][1] is True, (name, rows[name], report)
     # the others are measured and reported
     assert "resident memory: growth after warm-up" in rows, report
-    assert "events sent, not applied, after warm-up, highest" in rows, report
+    assert "events sent, not handled, after warm-up, highest" in rows, report
