@@ -266,20 +266,20 @@ def table(rows: list[tuple[str, str, str, bool | None]]) -> str:
 
 
 def calibrate(w: WorkerProc, total: int, timeout: float) -> float:
-    """The worker's applied events/s while it works through a backlog of ``total``."""
-    seen: dict[float, tuple[float, float]] = {}  # share of the backlog -> (time, applied)
+    """The worker's handled events/s while it works through a backlog of ``total``."""
+    seen: dict[float, tuple[float, float]] = {}  # share of the backlog -> (time, handled)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        applied = handled(scrape(w.url + "/metrics"))
+        done = handled(scrape(w.url + "/metrics"))
         for share in CALIBRATE_SHARES:
-            if share not in seen and applied >= share * total:
-                seen[share] = (time.monotonic(), applied)
+            if share not in seen and done >= share * total:
+                seen[share] = (time.monotonic(), done)
         if len(seen) == 2:
             (t0, a0), (t1, a1) = (seen[share] for share in CALIBRATE_SHARES)
             return (a1 - a0) / max(t1 - t0, 1e-3)
         time.sleep(0.2)
     raise RuntimeError(
-        f"the worker did not apply {CALIBRATE_SHARES[1]:.0%} of the {total:,} backlog events "
+        f"the worker did not handle {CALIBRATE_SHARES[1]:.0%} of the {total:,} backlog events "
         f"in {timeout:.0f}s"
     )
 
@@ -304,7 +304,7 @@ def soak(args: argparse.Namespace, bootstrap: str, out: Path) -> int:
             t0 = time.monotonic()
             top = calibrate(w, args.calibrate, timeout=1800)
             rate = top / 2
-            say(f"calibration: {top:,.0f} events/s applied through a backlog of {args.calibrate:,} "
+            say(f"calibration: {top:,.0f} events/s handled through a backlog of {args.calibrate:,} "
                 f"({time.monotonic() - t0:.0f}s); the soak runs at half: {rate:,.0f} events/s")  # fmt: skip
         else:
             rate = float(args.rate)
