@@ -29,6 +29,7 @@ def return_large_buffers(threshold: int = 128 * 1024) -> bool:
     32 MiB), so after the first large message the next ones come from the heap, which
     keeps its high-water mark: 10,000 fuzzed messages with 779 of 128-512 KiB left a
     worker 115 MB larger (177 -> 292 MB); with the fixed threshold, 36 MB (176 -> 212 MB,
+    most of it RocksDB's memtables: docs/operations.md, "Bad input at volume";
     ``benchmarks/badinput.py``, issue #13). Not glibc (musl, macOS): nothing to do.
     """
     import ctypes
