@@ -29,6 +29,8 @@ from typing import Any
 
 from river import compose, forest, linear_model, optim, preprocessing
 
+from models.learner import func_step
+
 DEFAULT_KIND = "logreg"
 ACTION_BUCKETS = 32  # hashed buckets of the per-action counts in the linear model's input
 KINDS = ("logreg", "arf")
@@ -127,9 +129,10 @@ def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipelin
             )
         if scaler not in _SCALERS:
             raise ValueError(f"unknown scaler {scaler!r}; choose one of {sorted(_SCALERS)}")
-        steps: list[Any] = [compose.FuncTransformer(log1p_counts if actions else model_input)]
-        if _SCALERS[scaler] is not None:
-            steps.append(_SCALERS[scaler]())
+        steps: list[Any] = [func_step(log1p_counts if actions else model_input)]
+        scaler_cls = _SCALERS[scaler]
+        if scaler_cls is not None:
+            steps.append(scaler_cls())
         steps.append(
             linear_model.LogisticRegression(
                 optimizer=_OPTIMIZERS[optimizer](lr), l2=l2, intercept_lr=intercept_lr

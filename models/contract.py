@@ -201,9 +201,10 @@ def _ident(s: str) -> str:
 
 
 def _non_negative(x: float) -> float:
+    """An amount, as a float (an integer on the wire too: compiled or not, the same type)."""
     if x < 0:
         raise ValueError("must be >= 0")
-    return x
+    return float(x)
 
 
 def _positive(n: int) -> int:

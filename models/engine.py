@@ -599,8 +599,9 @@ def process(
         # last one, not the points after it up to the watermark (skipping them left an
         # account's last midnight undecided wherever a buffer spanned it: one churn
         # alert of 489 missing at the end of a full-scale fault run)
-        state = shard.find(shard.sweeping.popleft())
-        if state is not None:
+        found = shard.find(shard.sweeping.popleft())
+        if found is not None:
+            state = found
             n = _produced(out)
             scored = risk(state).scored_ts
             sweep(state, clock_ms=shard.clock, models=models, cfg=cfg, out=out, census=census)

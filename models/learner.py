@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from river import drift
+from river import compose, drift
 
 SNAPSHOT_VERSION = 3  # 3: signed (HMAC-SHA256 of the header and the pickle)
 # 2: learned_offset, and 64-bit hashes of the last max_ids example ids; 1: every recent
@@ -58,6 +58,16 @@ MAX_IDS = 2048  # x 8 bytes: the checkpoint stays far below 32 KB
 _GRID = 1000
 _EPS = 1e-15
 BUNDLE_FORMAT = "churnwatch-models"
+
+
+def func_step(fn: Callable[[dict[str, float]], dict[str, float]]) -> tuple[str, Any]:
+    """A pipeline step applying ``fn``, named after it whether ``fn`` is compiled or not
+    (River names a compiled function's step after its type, not its name).
+
+    >>> func_step(sorted)[0]
+    'sorted'
+    """
+    return fn.__name__, compose.FuncTransformer(fn)
 
 
 class SignatureError(ValueError):

@@ -252,7 +252,8 @@ def report(reorderer: Reorderer, now_ms: int) -> tuple[int | None, list[Hashable
     >>> report(r, 5_000)
     (None, [], ['a', 'b'])
     """
-    active, idle = [], []
+    active: list[Hashable] = []
+    idle: list[Hashable] = []
     for src, (_, seen) in reorderer._sources.items():
         (active if now_ms - seen < reorderer._limit(src) else idle).append(src)
     return reorderer.frontier(now_ms), active, idle

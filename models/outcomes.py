@@ -55,7 +55,7 @@ def decisive(event: Event, price: float, max_streams: int) -> str | None:
     if event.type == "extra_member_added":
         return "extra_member_added"
     if event.type == "household_verification":
-        return {"verified": "verified", "failed": "verification_failed"}.get(f.get("outcome"))
+        return {"verified": "verified", "failed": "verification_failed"}.get(str(f.get("outcome")))
     if event.type == "plan_changed":
         new_price, new_streams = float(f["price"]), int(f["max_streams"])
         if new_price > price or new_streams > max_streams:

@@ -27,6 +27,7 @@ from river import compose, linear_model, optim, preprocessing
 
 from models.contract import Event
 from models.household import FEATURE_NAMES
+from models.learner import func_step
 
 # Prior: logit = BIAS + sum(weight * transform(feature)). Transforms are fixed
 # (log1p of hours, counts capped) so one strong signal cannot dominate alone.
@@ -214,12 +215,10 @@ def make_sharing_model(
     >>> m.predict_proba_one(f)[True] < 0.5
     True
     """
-    return (
-        compose.FuncTransformer(sharing_model_input)
-        | preprocessing.StandardScaler()
-        | linear_model.LogisticRegression(
-            optimizer=optim.Adam(lr), l2=l2, intercept_lr=intercept_lr
-        )
+    return compose.Pipeline(
+        func_step(sharing_model_input),
+        preprocessing.StandardScaler(),
+        linear_model.LogisticRegression(optimizer=optim.Adam(lr), l2=l2, intercept_lr=intercept_lr),
     )
 
 

@@ -54,7 +54,7 @@ import math
 import pickle
 from array import array
 from collections import deque
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from itertools import chain, islice, starmap
 from operator import attrgetter
 from typing import Any
@@ -438,21 +438,35 @@ def _household_from_wire(h: _Household) -> HouseholdState:
 # --- version 2 (read only) ----------------------------------------------------
 
 
-class _V2AccountState(AccountState):
-    """A version 2 ``AccountState``: its risk state sat in ``alerts['risk']``."""
+class _V2Object:
+    """An object of a version 2 pickle: the attributes it was pickled with, for
+    :func:`_v2_build` to make a ``target`` of. No class of ours is unpickled (a compiled
+    class may not be, and a field added since gets its default from the constructor)."""
 
-    __slots__ = ("alerts",)
+    target: type = object
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, Any] = {}
+
+    def __setstate__(self, state: Any) -> None:
+        # a slotted dataclass pickles (None, {slot: value}); a plain object its __dict__
+        own, slots = state if isinstance(state, tuple) else (state, None)
+        self.attrs = {**(own or {}), **(slots or {})}
+
+
+def _v2(cls: type) -> type[_V2Object]:
+    return type(f"V2{cls.__name__}", (_V2Object,), {"target": cls})
 
 
 # exactly the classes a version 2 state graph holds, by the names it was pickled under
 _V2_CLASSES: dict[tuple[str, str], type] = {
-    ("models.account", "AccountState"): _V2AccountState,
-    ("models.account", "DayBucket"): DayBucket,
-    ("models.household", "HouseholdState"): HouseholdState,
-    ("models.household", "Place"): Place,
-    ("models.household", "Device"): Device,
-    ("models.alerting", "AlertTrack"): AlertTrack,
-    ("models.engine", "RiskState"): RiskState,
+    ("models.account", "AccountState"): _v2(AccountState),
+    ("models.account", "DayBucket"): _v2(DayBucket),
+    ("models.household", "HouseholdState"): _v2(HouseholdState),
+    ("models.household", "Place"): _v2(Place),
+    ("models.household", "Device"): _v2(Device),
+    ("models.alerting", "AlertTrack"): _v2(AlertTrack),
+    ("models.engine", "RiskState"): _v2(RiskState),
     ("collections", "deque"): deque,
 }
 
@@ -471,25 +485,37 @@ def _from_v2(payload: bytes) -> AccountState:
     """Unpickle a version 2 state and convert it (through the current schema, which
     checks every type)."""
     old = _V2Unpickler(io.BytesIO(payload)).load()
-    if type(old) is not _V2AccountState:
+    if not isinstance(old, _V2Object) or old.target is not AccountState:
         raise ValueError("not an account state")
-    present = {f.name: getattr(old, f.name) for f in fields(AccountState) if hasattr(old, f.name)}
-    risk = getattr(old, "alerts", {}).get("risk")
-    state = AccountState(**present, risk=risk or RiskState())
-    for obj in (state.risk, *state.risk.tracks.values(), *state.days.values(), state.household):
-        _complete(obj)
-    for obj in (*state.household.places.values(), *state.household.devices.values()):
-        _complete(obj)
+    risk = old.attrs.pop("alerts", {}).get("risk")  # version 2 kept the risk state there
+    state = _v2_build(old)
+    state.risk = _v2_build(risk) if risk is not None else RiskState()
     return _from_wire(_DECODER.decode(_ENCODER.encode(_to_wire(state))))
 
 
-def _complete(obj: Any) -> None:
-    """Give fields added since ``obj`` was pickled their defaults."""
-    for f in fields(obj):
-        if not hasattr(obj, f.name):
-            if f.default_factory is not MISSING:
-                setattr(obj, f.name, f.default_factory())
-            elif f.default is not MISSING:
-                setattr(obj, f.name, f.default)
-            else:
-                raise ValueError(f"{type(obj).__name__}.{f.name} is missing")
+def _v2_build(obj: Any) -> Any:
+    """The objects of a version 2 graph made again with today's classes: the attributes
+    that are still fields, the fields added since with their defaults.
+
+    >>> p = _v2(Place)(); p.attrs = {"pid": 3, "lat": None, "lon": None, "gone": 1}
+    >>> _v2_build(p).pid, _v2_build(p).n_geo
+    (3, 0)
+    >>> del p.attrs["pid"]; _v2_build(p)
+    Traceback (most recent call last):
+    ...
+    ValueError: Place of a version 2 state: ...
+    """
+    if isinstance(obj, _V2Object):
+        names = {f.name for f in fields(obj.target)}
+        kwargs = {k: _v2_build(v) for k, v in obj.attrs.items() if k in names}
+        try:
+            return obj.target(**kwargs)
+        except TypeError as exc:  # a field without a default is missing
+            raise ValueError(f"{obj.target.__name__} of a version 2 state: {exc}") from None
+    if isinstance(obj, dict):
+        return {k: _v2_build(v) for k, v in obj.items()}
+    if isinstance(obj, deque):
+        return deque(map(_v2_build, obj), maxlen=obj.maxlen)
+    if isinstance(obj, list | tuple):
+        return type(obj)(map(_v2_build, obj))
+    return obj

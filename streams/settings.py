@@ -19,10 +19,12 @@ if TYPE_CHECKING:
 
 
 # CHURNWATCH_* variables read outside ``Settings``: the dev broker's jar cache, full
-# tracebacks from the CLI, ./dev's virtualenv, the compose file's image tag
+# tracebacks from the CLI, ./dev's virtualenv, the compose file's image tag, the build's
+# compiled core (setup.py)
 OTHER_ENV = frozenset(
-    {"CHURNWATCH_CACHE_DIR", "CHURNWATCH_DEBUG", "CHURNWATCH_VENV", "CHURNWATCH_IMAGE"}
-)
+    {"CHURNWATCH_CACHE_DIR", "CHURNWATCH_DEBUG", "CHURNWATCH_VENV", "CHURNWATCH_IMAGE",
+     "CHURNWATCH_MYPYC"}
+)  # fmt: skip
 
 
 class SettingsError(ValueError):

@@ -205,10 +205,11 @@ def _locate(
         if _near(hs, hs.places[known[1]], lat, lon):
             return known[1]
     geo = lat is not None and lon is not None
-    if geo and dev is not None and dev.pos is not None and dev.last_pid in hs.places:
+    if lat is not None and lon is not None and dev is not None and dev.pos is not None:
         # a device whose own fix has not moved is where it was: a new network at the same
         # fix is that place's new address (a lease, the other IP version, carrier NAT)
-        if haversine_km(lat, lon, dev.pos[1], dev.pos[2]) <= PLACE_RADIUS_KM:
+        _, lat0, lon0 = dev.pos
+        if dev.last_pid in hs.places and haversine_km(lat, lon, lat0, lon0) <= PLACE_RADIUS_KM:
             return dev.last_pid
     if dev is not None and dev.last_pid in hs.places:
         # a device that lived somewhere (seen there on two days or more), or a moment ago;
@@ -217,7 +218,7 @@ def _locate(
         if len(dev.place_days.get(dev.last_pid, ())) >= 2 or abs(ts - dev.last_ts) <= INHERIT_MS:
             if not geo or (here.lat is None and _near(hs, here, lat, lon)):
                 return dev.last_pid
-    if geo:
+    if lat is not None and lon is not None:  # (geo, spelled out for the type checker)
         best, best_km = None, PLACE_RADIUS_KM
         for place in hs.places.values():
             # a degree of latitude is 111.2 km: a place further north or south than the best
