@@ -2,16 +2,14 @@
 
 One worker on the suite's broker, 60 simulated households living lap after lap of
 60 days (a new population drawn every lap): its maximum measured through a backlog,
-then 60 s at half of it (several hundred days of event time), sampled every 2 s.
+then 90 s at half of it (several hundred days of event time), sampled every 3 s.
 After the warm-up, what the worker keeps must stay flat: the encoded account states
 and the census of shared networks may not grow more than 15% beyond the noise of
 their trend (twice its standard error: at this scale the census swings by a third
 from one lap's population to the next, and a trend of +20% over 54 s is that swing,
-as in the CI run on 00cbb23). The run was 90 s until session 15, for CI time 60 s (36 s
-after the warm-up): 382-454 days of event time and 30 samples in two local runs, every
-check passing. The learner's snapshots fill up to a bound by design (the hashes of
-the last 2,048 example ids per model) and are held to it, and the events held by the
-merges to 10 s of input. Before the states forgot old networks
+as in the CI run on 00cbb23). The learner's snapshots fill up to a bound by design
+(the hashes of the last 2,048 example ids per model) and are held to it, and the
+events held by the merges to 10 s of input. Before the states forgot old networks
 and devices and the census its stale entries, the same run showed the mean state at
 +30-50% and the census at +160%.
 

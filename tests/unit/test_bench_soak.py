@@ -75,3 +75,17 @@ def test_duplicates_late_drops_and_dead_letters_are_handled_not_behind() -> None
          "churnwatch_events_consumed_total": 1000.0}  # fmt: skip
     assert soak.handled(m) == 1000.0
     assert soak.handled({}) == 0.0
+
+
+def test_the_calibration_window_opens_before_a_jump_past_its_first_share(monkeypatch) -> None:
+    """A worker that handles most of the backlog in one buffer jumps from 10% to 94% of
+    it between two polls: the rate is measured from the poll before the jump, not over
+    the few events between 94% and 95%."""
+    clock = iter(float(t) for t in range(100))
+    polls = iter([1_000.0, 37_600.0, 38_000.0])  # handled, one poll a second
+    monkeypatch.setattr(soak.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(soak.time, "sleep", lambda s: None)
+    monkeypatch.setattr(soak, "scrape", lambda url: None)
+    monkeypatch.setattr(soak, "handled", lambda metrics: next(polls))
+    worker = argparse.Namespace(url="http://worker")
+    assert soak.calibrate(worker, 40_000, timeout=60) == (38_000 - 1_000) / 4
