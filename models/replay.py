@@ -9,6 +9,7 @@ with Kafka around them.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -39,6 +40,15 @@ class ReplayResult:
     failed: int = 0  # valid events (or account scorings) our own code raised on
     seconds: float = 0.0
     clock_ms: int = 0
+
+    def digest(self) -> str:
+        """A hash of everything the replay gave (alerts, each account's last score, the
+        counts, what the alerts achieved; not the time it took): equal runs, equal digests."""
+        outputs = [self.alerts, sorted(self.scores.items()),
+                   [self.events, self.applied, self.dead_letters, self.failed, self.examples,
+                    self.clock_ms],
+                   sorted((list(k), v) for k, v in self.action_outcomes.items())]  # fmt: skip
+        return hashlib.sha256(orjson.dumps(outputs)).hexdigest()
 
 
 def replay(

@@ -18,14 +18,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLAY = """
-import hashlib, sys, orjson
 import models.engine
 from models.replay import replay
 from models.simulator import SimConfig, simulate
 r = replay(list(simulate(SimConfig(accounts=40, days=45, seed=11))))
-out = [r.alerts, sorted(r.scores.items()), r.events, r.applied, r.failed, r.examples,
-       sorted((list(k), v) for k, v in r.action_outcomes.items())]
-print(models.engine.__file__, len(r.alerts), hashlib.sha256(orjson.dumps(out)).hexdigest())
+print(models.engine.__file__, len(r.alerts), r.digest())
 """
 
 
