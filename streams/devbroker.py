@@ -15,6 +15,7 @@ The PLAINTEXT listener stays for the broker's own use and its readiness check.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -55,12 +56,23 @@ def _require(tool: str, hint: str) -> str:
 def ensure_jars(pom: Path = POM) -> Path:
     """Fetch the broker's jars with Maven once; return the folder that holds them.
 
-    The cache folder is named after the pom's hash, so a changed pin fetches anew.
+    The cache folder is named after the pom's hash, so a changed pin fetches anew. Processes
+    that need the jars at once (the test processes of ``pytest -n 2``) fetch them once: the
+    others wait on a lock.
     """
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
     libs = cache_dir() / f"kafka-{digest}" / "libs"
     if (libs / ".complete").exists():
         return libs
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with open(libs.with_name("fetch.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (libs / ".complete").exists():  # fetched while this process waited
+            return libs
+        return _fetch_jars(pom, libs, digest)
+
+
+def _fetch_jars(pom: Path, libs: Path, digest: str) -> Path:
     _require("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
     mvn = _require("mvn", "install Apache Maven (Debian: apt-get install maven)")
     tmp = libs.with_name("libs.partial")

@@ -22,6 +22,17 @@ from streams.settings import Settings
 __all__ = ["WorkerProc", "http_get", "produce", "read_all"]  # tests import these from here
 
 
+# The longest modules (~80-120 s each here), run first: with ``pytest -n 2 --dist loadfile``
+# (.ci/run) the two test processes then end together, instead of one waiting on a long
+# module that started last.
+LONGEST_FIRST = ("test_churn_e2e.py", "test_soak.py", "test_faults_harness.py", "test_risk_e2e.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep order
+
+
 @pytest.fixture()
 def worker_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a worker on uuid-named topics (tests may override entries)."""
