@@ -79,6 +79,9 @@ class Settings:
     # are read from the store when needed. Translated to a number of accounts with
     # models.engine.RESIDENT_BYTES_PER_ACCOUNT (measured: benchmarks/bench_store.py)
     state_cache_mb: int = 1024
+    # Python's garbage collector in the worker: what the start built is frozen out of it,
+    # and the young generation is collected every this many new objects (Python: 700)
+    gc_young_threshold: int = 50_000
     web_host: str = "0.0.0.0"
     web_port: int = 6066
     log_level: str = "info"
@@ -227,7 +230,7 @@ class Settings:
             problems.append("KAFKA_BOOTSTRAP_SERVERS is empty")
         for name in (
             "partitions", "replication_factor", "max_message_bytes", "ingest_batch_max",
-            "state_cache_mb",
+            "state_cache_mb", "gc_young_threshold",
         ):  # fmt: skip
             if getattr(self, name) < 1:
                 problems.append(f"{self.env_name(name)} must be >= 1")

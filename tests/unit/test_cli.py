@@ -160,3 +160,21 @@ def test_a_freed_large_block_goes_back_to_the_system_under_glibc():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(done.stdout) < 8 * 2**20, done.stdout
+
+
+def test_the_worker_freezes_its_start_and_still_collects_new_cycles():
+    """``tune_gc``: what existed before is out of the collector's reach (frozen), the
+    young threshold is the setting's, and a reference cycle made afterwards is still
+    collected by the collector's own young collections."""
+    code = (
+        "import gc, weakref\n"
+        "from streams.cli import tune_gc\n"
+        "class Node: pass\n"
+        "tune_gc(1000)\n"
+        "frozen = gc.get_freeze_count()\n"
+        "node = Node(); node.me = node; gone = weakref.ref(node); del node\n"
+        "junk = [[] for _ in range(5000)]\n"  # past the threshold: young collections run
+        "print(gc.get_threshold()[0], frozen > 1000, gone() is None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1000", "True", "True"], done.stdout
