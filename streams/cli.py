@@ -58,6 +58,7 @@ def tune_gc(young: int) -> None:
     """
     import gc
 
+    gc.collect()  # the start's own garbage first: frozen, it would never be freed
     gc.freeze()
     gc.set_threshold(young, *gc.get_threshold()[1:])
 
