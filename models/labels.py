@@ -11,7 +11,10 @@ snapshot inside the ``AccountState``. A snapshot becomes
 - nothing, if the account turns out to have been cancelled already at the
   snapshot (a late cancellation).
 
-No snapshot is taken while the account is cancelled. ``observe`` interleaves
+A snapshot's values are rounded to float32 when it is taken (``taken``): a training
+example needs no more than float32's seven digits, and a pending snapshot is the largest
+part of an account's state (``models.state_codec`` stores a float32 in 4 bytes, a float64
+in 8). No snapshot is taken while the account is cancelled. ``observe`` interleaves
 snapshots and maturation, so pending snapshots stay within
 ``horizon / interval + 1`` (plus the few inside the allowed lateness), also
 when an account comes back after a long silence: the missed observation points
@@ -25,6 +28,7 @@ The caller's loop per event is ``process_event``.
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,11 +201,20 @@ def _snapshot(state: AccountState, ts: int, cfg: StateConfig) -> None:
     state.last_obs_ts = ts
     if state.status_at(ts) == "cancelled":
         return
-    state.pending.append((ts, Snapshot(churn_features(state, ts))))
+    state.pending.append((ts, taken(churn_features(state, ts))))
     excess = len(state.pending) - (cfg.max_pending_snapshots + 1)
     if excess > 0:
         del state.pending[:excess]
         state.dropped_snapshots += excess
+
+
+def taken(features: dict[str, float]) -> Snapshot:
+    """A pending snapshot of ``features``: the values rounded to float32, as floats.
+
+    >>> taken({"watch_hours_7d": 0.1, "sessions_7d": 3, "trend": -0.0})
+    {'watch_hours_7d': 0.10000000149011612, 'sessions_7d': 3.0, 'trend': -0.0}
+    """
+    return Snapshot(zip(features, array("f", features.values()).tolist(), strict=True))
 
 
 def _cancelled_within(state: AccountState, ts: int, horizon_ms: int) -> bool:

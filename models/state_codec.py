@@ -18,8 +18,10 @@ array of its fields (no field names); besides that:
   of a snapshot instead of 608 (version 7 and before: every value as float64
   bytes; the pending snapshots were 39% of a state's bytes). Values are read back
   as floats bit for bit (``churn_features`` gives floats, except an int 0 for
-  ``price_increase_pct_90d`` without price changes, read back as 0.0). A snapshot
-  is packed once (``models.account.Snapshot.packed``), not at every write;
+  ``price_increase_pct_90d`` without price changes, read back as 0.0; since
+  ``models.labels.taken`` rounds a snapshot's values to float32 when it is taken,
+  every value of a new snapshot is zero or float32). A snapshot is packed once
+  (``models.account.Snapshot.packed``), not at every write;
 - a column of floats that float32 holds exactly (counts, whole seconds, zeros)
   is stored as float32 bytes, and read back bit for bit; others stay float64.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import zlib
+from array import array
 from collections import deque
 from pathlib import Path
 
@@ -381,6 +382,18 @@ def test_the_engine_gives_the_same_outputs_from_decoded_states() -> None:
         )  # fmt: skip
     for a, b in zip(plain_shards, decoded_shards, strict=True):
         assert a.accounts == b.accounts
+
+
+def test_the_pending_snapshots_of_a_run_are_float32_and_packed_without_float64() -> None:
+    """``models.labels.taken`` rounds a snapshot when it is taken: every value of a
+    simulated run's pending snapshots is stored in 4 bytes or none (kind 0 or 1)."""
+    _, shards = run(events(SimConfig(accounts=30, days=75, seed=5)), round_trip=False)
+    snapshots = [x for sh in shards for st in sh.accounts.values() for _, x in st.pending]
+    assert len(snapshots) > 50
+    for x in snapshots:
+        values = list(x.values())
+        assert values == array("f", values).tolist()
+        assert 2 not in state_codec._pack(values)[: len(values)]
 
 
 def test_fields_missing_from_an_old_pickle_get_their_defaults() -> None:
