@@ -322,6 +322,8 @@ _TYPE_FIELDS: dict[str, tuple[_Field, ...]] = {
     ),
 }
 _SPECS = {etype: _COMMON + fields for etype, fields in _TYPE_FIELDS.items()}
+# the amounts: read as floats whether the wire sends 9 or 9.0 (``_non_negative``)
+AMOUNT_FIELDS = frozenset(f[0] for fs in _TYPE_FIELDS.values() for f in fs if f[4] is _non_negative)
 assert _SPECS.keys() == EVENT_TYPES
 
 

@@ -49,12 +49,9 @@ def tune_gc(young: int) -> None:
 
     Without it the collector kept walking the same few hundred MB of startup objects: a
     buffer of account states decoded and written moves thousands of containers through
-    the generations, and every full collection walks them all. Measured (issue #12,
-    ``benchmarks/bench_scale.py --only churnwatch --accounts 500 --days 45 --runs 3
-    --versus ...``, compiled core): the freeze alone, on arrays of 100, 51 -> 41 µs of
-    CPU per event and 17.4k -> 24.4k events/s; the threshold on top, 43 -> 36 µs. Objects
-    freed by reference counting (nearly all) are freed as before; garbage in cycles waits
-    for up to ``young`` more objects.
+    the generations, and every full collection walks them all (measured: docs/design.md,
+    "The garbage collector"). Objects freed by reference counting (nearly all) are freed
+    as before; garbage in cycles waits for up to ``young`` more objects.
     """
     import gc
 

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from models.contract import (
+    AMOUNT_FIELDS,
     ERROR_KINDS,
     EVENT_TYPES,
     MAX_RAW_CHARS,
@@ -229,7 +230,7 @@ def test_error_sentence_names_field_rule_and_value() -> None:
 )
 def test_edge_values_accepted(etype: str, field: str, value: Any) -> None:
     (e,), dead = parse(event(etype, **{field: value}))
-    amount = field in ("price", "watched_s")  # amounts are read as floats, whole or not
+    amount = field in AMOUNT_FIELDS  # amounts are read as floats, whole or not
     assert dead == [] and e.fields[field] == (float(value) if amount else value)
     assert type(e.fields[field]) is float or not amount
 

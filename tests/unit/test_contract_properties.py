@@ -12,6 +12,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from models.contract import (
+    AMOUNT_FIELDS,
     ERROR_KINDS,
     EVENT_TYPES,
     MAX_RAW_CHARS,
@@ -124,7 +125,7 @@ def valid_event(draw: st.DrawFn) -> tuple[dict[str, Any], Event]:
     extras = draw(st.dictionaries(text.filter(lambda k: k not in KNOWN), json_scalars, max_size=2))
     obj = extras | {"event_id": event_id, "type": etype, "account_id": account_id, "ts": ts}
     # amounts are read as floats (models.contract._non_negative): 2**53 + 1 becomes 2**53
-    read = {k: float(v) if k in ("price", "watched_s") else v for k, v in fields.items()}
+    read = {k: float(v) if k in AMOUNT_FIELDS else v for k, v in fields.items()}
     expected = Event(event_id, etype, account_id, ms, read)
     return obj | fields, expected
 
