@@ -277,6 +277,20 @@ class WatermarkMerge:
     (:meth:`expect`), so a merge rebuilt from the log does not overtake a slower
     upstream whose first report comes a few messages later.
 
+    An idle report is a claim about the past: the source had nothing more when its
+    reader said so. Input written since then (a backlog arriving) is read by every
+    reader at its own pace, and one ingest's events must not go past another's idle
+    sources on the strength of an old claim (issue #13: a starved worker reported its
+    partitions idle 2 s before a backlog arrived, the other worker's ingest sent days of
+    it meanwhile, and the first one's events came days late: 533 events lost). So an
+    idle report names the offset its reader had read (``read``), and events that
+    arrived after the claim wait at the idle source's last watermark until the claim is
+    confirmed: by a later report from the same reader, or by the end of the source's
+    log (:meth:`confirm`: nothing written past the offset read). A source with more
+    written is awake again: it holds the others back until its reader reports it (or
+    it stalls). Events that the claim's own reader sent are covered by the report they
+    came with, so a single upstream never waits for a confirmation.
+
     With a single upstream every message's events are behind its own report and pass
     straight through, without touching the heap: the co-partitioned one-worker path
     costs a header read per message.
@@ -300,14 +314,20 @@ class WatermarkMerge:
     stall_ms: int = 60_000
     max_held: int = 100_000
     _heap: list[tuple[int, str, int, Event, Hashable]] = field(default_factory=list)
-    _seq: Any = field(default_factory=itertools.count)
+    _next: int = 0  # the sequence number of the next event pushed
     _marks: dict[Hashable, int] = field(default_factory=dict)  # source -> watermark
     _seen: dict[Hashable, int] = field(default_factory=dict)  # source -> last report
     _idle: set[Hashable] = field(default_factory=set)
+    # idle sources reported with the offset their reader had read: that offset, and the
+    # sequence number below which the events pushed are covered by the claim
+    _read: dict[Hashable, int] = field(default_factory=dict)
+    _covered: dict[Hashable, int] = field(default_factory=dict)
     _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events held
     _ready: list[Event] = field(default_factory=list)  # passed straight through
     _done: list[Hashable] = field(default_factory=list)
     forced: int = 0  # events released past the frontier (full, or ``everything``)
+    waiting: bool = False  # the last release stopped at an idle claim: :meth:`claims`
+    woken: int = 0  # idle sources found with more written than their reader had read
 
     @property
     def held(self) -> int:
@@ -335,29 +355,91 @@ class WatermarkMerge:
         token: Hashable,
         marks: Mapping[Hashable, int | None],
         now_ms: int,
+        read: Mapping[Hashable, int] | None = None,
     ) -> None:
         """An upstream message: its ``events`` and its report (source -> watermark or
-        None for idle). Nothing is released before :meth:`release`."""
+        None for idle; ``read``: the offset read of an idle source). Nothing is released
+        before :meth:`release`."""
+        first = self._next
+        self._next += len(events)
         for src, mark in marks.items():
             self._seen[src] = now_ms
             if mark is None:
                 self._idle.add(src)
+                if read is not None and src in read:  # covers what came before it
+                    self._read[src], self._covered[src] = read[src], self._next
+                else:  # an older ingest: its claim stands as made
+                    self._read.pop(src, None)
+                    self._covered.pop(src, None)
             elif mark >= 0:  # -1: its reader has read nothing of it yet, so it sends
                 self._idle.discard(src)  # nothing: no news (a new owner of an idle source)
+                self._read.pop(src, None)
+                self._covered.pop(src, None)
                 if mark > self._marks.get(src, -1):
                     self._marks[src] = mark
-        if not self._heap:
+        if not self._heap and events:
             frontier = self.frontier(now_ms)
-            if frontier is None or all(e.ts <= frontier for e in events):
+            top = max(e.ts for e in events)
+            if (frontier is None or top <= frontier) and not _waits(first, top, self._claims()):
                 self._ready.extend(events)
                 self._done.append(token)
                 return
-        for event in events:
-            heapq.heappush(self._heap, (event.ts, event.event_id, next(self._seq), event, token))
+        for i, event in enumerate(events):
+            heapq.heappush(self._heap, (event.ts, event.event_id, first + i, event, token))
         if events:
             self._open[token] = self._open.get(token, 0) + len(events)
         else:
             self._done.append(token)
+
+    def _claims(self) -> list[tuple[int, int]]:
+        """(covered below, watermark) of each idle claim that may not cover every event."""
+        return [
+            (covered, self._marks.get(src, -1))
+            for src, covered in self._covered.items()
+            if covered < self._next
+        ]
+
+    def claims(self) -> list[Hashable]:
+        """The idle sources whose claims events wait on (confirm them, :meth:`confirm`)."""
+        return [src for src, covered in self._covered.items() if covered < self._next]
+
+    def confirm(self, ends: Mapping[Hashable, int | None], asked: int, now_ms: int) -> None:
+        """The ends of the claimed sources' logs, asked for when :attr:`_next` was
+        ``asked`` (read it before asking). A source with more written than its reader
+        had read is awake: it holds the others back at its watermark until reported (or
+        for ``stall_ms``). One without (or not answered: ``None``, after the caller gave
+        up asking) covers every event pushed before the question.
+
+        >>> m = WatermarkMerge()
+        >>> m.expect(["a", "b"], now_ms=0)
+        >>> e = lambda i, ts: Event(i, "login", "x", ts, {})
+        >>> m.push([e("a0", 5)], token="A0", marks={"a": 5}, now_ms=0)
+        >>> m.push([], token="B", marks={"b": None}, now_ms=0, read={"b": 7})
+        >>> m.push([e("a1", 90)], token="A1", marks={"a": 100}, now_ms=1)
+        >>> [x.event_id for x in m.release(1)[0]], m.waiting, m.claims()
+        (['a0'], True, ['b'])
+        >>> m.confirm({"b": 9}, asked=m.ask(), now_ms=2)  # 2 messages more: awake
+        >>> m.release(2)[0], m.frontier(2)
+        ([], -1)
+        >>> m.push([e("b1", 40)], token="B1", marks={"b": 95}, now_ms=3)
+        >>> [x.event_id for x in m.release(3)[0]]
+        ['b1', 'a1']
+        """
+        for src in list(self._covered):
+            if src not in ends:
+                continue
+            end = ends[src]
+            if end is not None and end > self._read[src]:
+                self._idle.discard(src)
+                self._seen[src] = now_ms
+                del self._read[src], self._covered[src]
+                self.woken += 1
+            elif asked > self._covered[src]:
+                self._covered[src] = asked
+
+    def ask(self) -> int:
+        """The point a confirmation asked for now covers (see :meth:`confirm`)."""
+        return self._next
 
     def give_back(self) -> list[Hashable]:
         """Drop every event not released yet; the tokens they came in (see
@@ -376,29 +458,62 @@ class WatermarkMerge:
         out, done = self._ready, self._done
         self._ready, self._done = [], []
         frontier = self.frontier(now_ms)
-        for ts, event, _ in _pop_due(
-            self._heap, self._open, frontier, self.max_held, done, everything
-        ):
-            if frontier is not None and ts > frontier:
-                self.forced += 1
+        claims = self._claims()
+        heap, opened = self._heap, self._open
+        self.waiting = False
+        while heap:
+            ts, _, seq, event, token = heap[0]
+            early = (frontier is not None and ts > frontier) or _waits(seq, ts, claims)
+            if early and not everything and len(heap) <= self.max_held:
+                self.waiting = frontier is None or ts <= frontier
+                break
+            heapq.heappop(heap)
+            self.forced += early
+            opened[token] -= 1
+            if opened[token] == 0:
+                del opened[token]
+                done.append(token)
             out.append(event)
         return out, done
+
+
+def _waits(seq: int, ts: int, claims: list[tuple[int, int]]) -> bool:
+    """Whether the event pushed as ``seq`` at event time ``ts`` waits for an idle claim
+    (``WatermarkMerge._claims``) that does not cover it to be confirmed."""
+    for covered, mark in claims:
+        if seq >= covered and ts > mark:
+            return True
+    return False
 
 
 MARKS_HEADER = "churnwatch-marks"  # Kafka header of the internal account-events messages
 
 
-def encode_marks(frontier: int | None, active: Iterable[str], idle: Iterable[str]) -> bytes:
-    """An ingest's report on its sources, as the header value of what it writes.
+def encode_marks(
+    frontier: int | None,
+    active: Iterable[str],
+    idle: Iterable[str],
+    read: Mapping[str, int] | None = None,
+) -> bytes:
+    """An ingest's report on its sources, as the header value of what it writes
+    (``read``: the next offset of each idle source, see ``WatermarkMerge``).
 
-    >>> encode_marks(42, ["0:1"], ["1:0"])
-    b'{"w":42,"a":["0:1"],"i":["1:0"]}'
+    >>> encode_marks(42, ["0:1"], ["1:0"], {"1:0": 7})
+    b'{"w":42,"a":["0:1"],"i":["1:0"],"o":{"1:0":7}}'
     """
-    return orjson.dumps({"w": frontier, "a": list(active), "i": list(idle)})
+    doc: dict[str, Any] = {"w": frontier, "a": list(active), "i": list(idle)}
+    if read:
+        doc["o"] = dict(read)
+    return orjson.dumps(doc)
 
 
 def chunks(
-    events: Sequence[Event], size: int, frontier: int | None, active: list[str], idle: list[str]
+    events: Sequence[Event],
+    size: int,
+    frontier: int | None,
+    active: list[str],
+    idle: list[str],
+    read: Mapping[str, int] | None = None,
 ) -> Iterator[tuple[Sequence[Event], bytes]]:
     """One release of an ingest for one account-events partition (events in event-time
     order), as messages of at most ``size`` events, each with the report it may carry.
@@ -412,22 +527,27 @@ def chunks(
     reports, for the same sources, just below its own last event instead.
 
     >>> e = lambda i, ts: Event(f"e{i}", "login", "a", ts, {})
-    >>> [(len(c), decode_marks(m)) for c, m in chunks([e(1, 10), e(2, 20), e(3, 30)], 2, 90, ["0:1"], ["0:2"])]
+    >>> [(len(c), decode_report(m)[0]) for c, m in chunks([e(1, 10), e(2, 20), e(3, 30)], 2, 90, ["0:1"], ["0:2"])]
     [(2, {'0:2': None, '0:1': 19}), (1, {'0:2': None, '0:1': 90})]
     """  # noqa: E501
     for i in range(0, len(events), size):
         part = events[i : i + size]
         last = i + size >= len(events)
-        yield part, encode_marks(frontier if last else part[-1].ts - 1, active, idle)
+        yield part, encode_marks(frontier if last else part[-1].ts - 1, active, idle, read)
 
 
-def decode_marks(raw: bytes) -> dict[Hashable, int | None] | None:
-    """source -> watermark (None: idle) from :func:`encode_marks`; None if unreadable.
+Report = tuple[dict[Hashable, int | None], dict[Hashable, int]]
 
-    >>> decode_marks(encode_marks(42, ["0:1"], ["1:0"]))
-    {'1:0': None, '0:1': 42}
-    >>> decode_marks(encode_marks(None, [], ["1:0"])), decode_marks(b"nope")
-    ({'1:0': None}, None)
+
+def decode_report(raw: bytes) -> Report | None:
+    """From :func:`encode_marks`: source -> watermark (None: idle), and idle source ->
+    offset read (empty from an ingest before issue #13's idle claims); None if
+    unreadable.
+
+    >>> decode_report(encode_marks(42, ["0:1"], ["1:0"], {"1:0": 7}))
+    ({'1:0': None, '0:1': 42}, {'1:0': 7})
+    >>> decode_report(encode_marks(None, [], ["1:0"])), decode_report(b"nope")
+    (({'1:0': None}, {}), None)
     """
     try:
         doc = orjson.loads(raw)
@@ -437,8 +557,12 @@ def decode_marks(raw: bytes) -> dict[Hashable, int | None] | None:
         marks: dict[Hashable, int | None] = {str(src): None for src in doc["i"]}
         if w is not None:
             marks.update((str(src), w) for src in doc["a"])
-        return marks
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        read: dict[Hashable, int] = {}
+        for src, offset in (doc.get("o") or {}).items():
+            if type(offset) is int and marks.get(src, 0) is None:
+                read[src] = offset
+        return marks, read
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
 
 

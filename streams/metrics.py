@@ -138,6 +138,12 @@ class Metrics:
             "stalled, or the merge full): they may make a slower worker's events late",
             registry=r,
         )  # fmt: skip
+        self.merge_woken = Counter(
+            f"{p}_idle_partitions_woken_total",
+            "Input partitions another worker's ingest had reported idle, found by the account "
+            "agent with more written than that worker had read: events wait for them",
+            registry=r,
+        )  # fmt: skip
         self.given_back = Counter(
             f"{p}_messages_given_back_total",
             "Messages an agent held at a rebalance or a stop (or read after one it held) "

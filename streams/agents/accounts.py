@@ -21,6 +21,7 @@ from itertools import islice
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from models.account import AccountState, dump_state, load_state
 from models.alerting import alert_summary
@@ -28,7 +29,7 @@ from models.contract import MAX_RAW_CHARS, DeadLetter, Event, read_batch
 from models.engine import Outputs, Shard, process, risk
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
-from models.ordering import MARKS_HEADER, WatermarkMerge, behind, decode_marks, header
+from models.ordering import MARKS_HEADER, WatermarkMerge, behind, decode_report, header
 from models.partitioning import partition_for
 from models.state_codec import VERSION as STATE_VERSION
 from streams.faust_compat import (
@@ -57,6 +58,7 @@ STEP_EVENTS = 2000
 MERGE_HELD = 400_000
 CENSUS_COUNT_EVERY_S = 5.0  # the census gauges walk it: not at every buffer
 MERGE_TICK_S = 0.2
+CLAIMS_TIMEOUT_S = 5.0  # one question to Kafka about idle claims (``confirm_claims``)
 # the accounts table's store by CHURNWATCH_STORE (the app's default stays memory:// for
 # the models table, written from a timer, which Faust's RocksDB store cannot do). With
 # an empty path ("rocksdb://") yarl's URL is false and Faust would use the app's store.
@@ -288,7 +290,7 @@ class Upstreams:
         self.log_ms: dict[int, int] = {}
         self._through: dict[int, list[Event]] = {}
         self._through_done: list[Any] = []
-        self._forgotten = 0
+        self._forgotten = self._forgotten_woken = 0
 
     @property
     def held(self) -> int:
@@ -298,6 +300,31 @@ class Upstreams:
     def forced(self) -> int:
         """Events released before every source passed them (see ``WatermarkMerge``)."""
         return sum(merge.forced for merge in self.merges.values()) + self._forgotten
+
+    @property
+    def woken(self) -> int:
+        """Idle sources found with more written than their reader had read."""
+        return sum(merge.woken for merge in self.merges.values()) + self._forgotten_woken
+
+    def claims(self) -> tuple[dict[int, tuple[WatermarkMerge, int]], set[str]]:
+        """The merges whose events wait on idle claims (``WatermarkMerge.confirm``): each
+        with the point a confirmation asked now covers; and the sources to ask about."""
+        asked: dict[int, tuple[WatermarkMerge, int]] = {}
+        sources: set[str] = set()
+        for p, merge in self.merges.items():
+            if merge.waiting:
+                asked[p] = (merge, merge.ask())
+                sources.update(map(str, merge.claims()))
+        return asked, sources
+
+    def confirm(
+        self, asked: dict[int, tuple[WatermarkMerge, int]], ends: dict[str, int | None], now_ms: int
+    ) -> None:
+        """The ends of the claimed sources' logs, for the merges asked (unless forgotten
+        since: a rebalance)."""
+        for p, (merge, point) in asked.items():
+            if self.merges.get(p) is merge:
+                merge.confirm(ends, point, now_ms)
 
     def merge(self, partition: int, now_ms: int) -> WatermarkMerge:
         merge = self.merges.get(partition)
@@ -317,12 +344,14 @@ class Upstreams:
             self.log_ms[p] = max(self.log_ms.get(p, written), written)
             for p, events in by_partition([ev], self.skips).items():
                 raw = header(getattr(msg, "headers", None), MARKS_HEADER)
-                marks = None if raw is None else decode_marks(raw)
-                if marks is None:
+                report = None if raw is None else decode_report(raw)
+                if report is None:
                     self._through.setdefault(p, []).extend(events)
                     self._through_done.append(ev)
                 else:
-                    self.merge(p, written).push(events, token=ev, marks=marks, now_ms=written)
+                    marks, read = report
+                    merge = self.merge(p, written)
+                    merge.push(events, token=ev, marks=marks, now_ms=written, read=read)
 
     def release(
         self,
@@ -368,6 +397,7 @@ class Upstreams:
                 kept.pop(p, None)
             merge = self.merges.pop(p, None)
             self._forgotten += merge.forced if merge else 0
+            self._forgotten_woken += merge.woken if merge else 0
             self._through.pop(p, None)
 
 
@@ -538,15 +568,47 @@ def register(rt: Runtime) -> None:
         m.given_back.labels("accounts").inc(give_back(app, held))
         m.merge_held.set(upstreams.held)
 
+    unanswered_since: list[float] = []  # when asking Kafka about idle claims began to fail
+
+    def input_tp(src: str) -> TP:
+        """An input partition as the ingests name it (``"topic index:partition"``)."""
+        topic, partition = src.split(":")
+        return TP(s.input_topics[int(topic)], int(partition))
+
+    async def confirm_claims() -> None:
+        """Ask Kafka for the ends of the input partitions another worker reported idle,
+        where events wait on that claim (``WatermarkMerge.confirm``). If Kafka does not
+        answer for ``CHURNWATCH_INPUT_STALL_S``, the claims are taken as made, as a
+        stalled upstream is."""
+        asked, sources = upstreams.claims()
+        if not sources:
+            return
+        tps = {src: input_tp(src) for src in sources}
+        try:
+            got = await asyncio.wait_for(app.consumer.highwaters(*tps.values()), CLAIMS_TIMEOUT_S)
+            ends: dict[str, int | None] = {src: got.get(tp) for src, tp in tps.items()}
+            unanswered_since.clear()
+        except Exception as exc:  # noqa: BLE001 - Kafka away or slow: ask again next tick
+            unanswered_since[:] = unanswered_since or [time.monotonic()]
+            if time.monotonic() - unanswered_since[0] < s.input_stall_s:
+                log.debug("the ends of idle input partitions could not be read: %r", exc)
+                return
+            ends = dict.fromkeys(sources)
+        async with lock:
+            woken = upstreams.woken
+            upstreams.confirm(asked, ends, _now_ms())
+            m.merge_woken.inc(upstreams.woken - woken)
+
     async def tick() -> None:
-        """Release what waits on the clock (a silent upstream's timeout); at a
-        rebalance, give back what is held."""
+        """Release what waits on the clock (a silent upstream's timeout) or on idle
+        claims; at a rebalance, give back what is held."""
         if "accounts" not in streams:
             return
         if revoking(app):
             async with lock:
                 hand_back()
         elif upstreams.held:
+            await confirm_claims()
             async with lock:
                 await apply()
 

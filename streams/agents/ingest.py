@@ -153,7 +153,11 @@ def register(rt: Runtime) -> None:
         events, done = reorder.release(now, keep)
         frontier, active, idle = report(reorder, now)
         active_src, idle_src = list(map(source, active)), list(map(source, idle))
-        marks = encode_marks(frontier, active_src, idle_src)
+        # what an idle claim stands on: the offset read (the account agents wait for it to
+        # be confirmed before another worker's events go past it, ``WatermarkMerge``)
+        consumer: Any = app.consumer
+        read = {source(tp): delivered.get(tp) or committed_offset(consumer, tp) or 0 for tp in idle}
+        marks = encode_marks(frontier, active_src, idle_src, read)
         headers = [(MARKS_HEADER, marks)]
         pending = []
         for event, token, (kind, text) in ahead:  # ahead of everything else read
@@ -163,7 +167,9 @@ def register(rt: Runtime) -> None:
             pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
         routed = route(events, s.partitions)
         for partition, part in routed.items():
-            for chunk, chunk_marks in chunks(part, INTERNAL_BATCH, frontier, active_src, idle_src):
+            for chunk, chunk_marks in chunks(
+                part, INTERNAL_BATCH, frontier, active_src, idle_src, read
+            ):
                 pending.append(
                     await account_events.send(
                         key=str(partition).encode(),

@@ -8,7 +8,7 @@ from models.ordering import (
     WatermarkMerge,
     behind,
     chunks,
-    decode_marks,
+    decode_report,
     encode_marks,
     report,
 )
@@ -141,7 +141,7 @@ def test_an_ingest_reports_its_watermark_and_its_idle_partitions():
     r.add("use", [_ev("u", 80)], token="m1", now_ms=0)
     r.add("sub", [_ev("s", 50)], token="m2", now_ms=900)
     assert report(r, 1_500) == (50, ["sub"], ["use"])
-    marks = decode_marks(encode_marks(*report(r, 1_500)))
+    marks, _ = decode_report(encode_marks(*report(r, 1_500))) or ({}, {})
     assert marks == {"use": None, "sub": 50}
 
 
@@ -212,7 +212,9 @@ def _released_after_first_message(first_marks: bytes) -> tuple[int, int]:
     merge.expect(["a", "b"], now_ms=0)
     b_events = [_ev(f"b{h}", h * HOUR + 1) for h in range(10)]
     merge.push(b_events, token="B", marks={"b": 10 * HOUR}, now_ms=0)
-    merge.push(A_RELEASE[:3], token="A1", marks=decode_marks(first_marks) or {}, now_ms=0)
+    merge.push(
+        A_RELEASE[:3], token="A1", marks=(decode_report(first_marks) or ({}, {}))[0], now_ms=0
+    )
     released, _ = merge.release(0)
     return max(e.ts for e in released), A_RELEASE[3].ts
 
@@ -227,10 +229,69 @@ def test_a_release_split_over_messages_is_not_overtaken_between_them():
     message's events came behind the account's clock (hours to days late)."""
     [(first, first_marks), (second, last_marks)] = chunks(A_RELEASE, 3, 6 * HOUR, ["a"], [])
     assert (len(first), len(second)) == (3, 3)
-    assert decode_marks(last_marks) == {"a": 6 * HOUR}  # the whole release's report, last
+    assert (decode_report(last_marks) or ({}, {}))[0] == {
+        "a": 6 * HOUR
+    }  # the whole release's report, last
     released, next_ts = _released_after_first_message(first_marks)
     assert released < next_ts  # nothing went ahead of A's second message
     # the whole release's report on every message (before) released B's events up to
     # six hours, three hours ahead of A's second message
     released, next_ts = _released_after_first_message(encode_marks(6 * HOUR, ["a"], []))
     assert released - next_ts > 2 * HOUR
+
+
+DAY = 24 * HOUR
+
+
+def test_a_backlog_does_not_go_past_a_starved_workers_idle_partitions():
+    """Issue #13 follow-up: both ingests said "idle" on empty input; a backlog arrived;
+    worker B sent days of it while worker A was starved. B's events must wait for A's
+    partitions, which Kafka shows to have more than A had read."""
+    m = WatermarkMerge(stall_ms=60_000)
+    m.expect(["a", "b"], now_ms=0)
+    m.push([], token="A0", marks={"a": None}, now_ms=0, read={"a": 0})
+    m.push([], token="B0", marks={"b": None}, now_ms=0, read={"b": 0})
+    backlog = [_ev(f"b{d}", d * DAY) for d in range(4)]
+    m.push(backlog, token="B1", marks={"b": 4 * DAY}, now_ms=5_000)
+    assert _merged(m, 5_000) == [] and m.waiting and m.claims() == ["a"]
+    m.confirm({"a": 12}, asked=m.ask(), now_ms=5_100)  # 12 messages written, 0 read
+    assert m.woken == 1 and not m.claims()
+    assert _merged(m, 5_100) == []  # awake: it holds the others back at its watermark
+    m.push(
+        [_ev("a0", DAY // 2), _ev("a1", DAY + 1)], token="A1", marks={"a": 2 * DAY}, now_ms=9_000
+    )
+    assert _merged(m, 9_000) == ["b0", "a0", "b1", "a1", "b2"]  # b3 waits for A
+    assert m.forced == 0
+
+
+def test_a_quiet_partition_confirmed_idle_lets_the_others_go_on():
+    # live traffic with a quiet partition: Kafka shows nothing more than its reader read
+    m = WatermarkMerge(stall_ms=60_000)
+    m.expect(["a", "b"], now_ms=0)
+    m.push([_ev("a0", 10)], token="A0", marks={"a": None}, now_ms=0, read={"a": 40})
+    m.push([_ev("b0", 50)], token="B0", marks={"b": 60}, now_ms=1)
+    assert _merged(m, 1) == ["a0"] and m.claims() == ["a"]
+    asked = m.ask()
+    m.push([_ev("b1", 55)], token="B1", marks={"b": 60}, now_ms=2)  # after the question
+    m.confirm({"a": 40}, asked=asked, now_ms=3)
+    assert _merged(m, 3) == ["b0"]  # b1 came after the question: it waits for the next
+    m.confirm({"a": 40}, asked=m.ask(), now_ms=4)
+    assert _merged(m, 4) == ["b1"] and m.woken == 0
+
+
+def test_an_idle_claim_covers_its_own_readers_events():
+    # one upstream (one worker): its report covers what it sent, so nothing ever waits
+    m = WatermarkMerge()
+    m.expect(["a", "b"], now_ms=0)
+    marks = {"a": None, "b": 900}
+    m.push([_ev("x", 100), _ev("y", 800)], token="M", marks=marks, now_ms=0, read={"a": 3})
+    assert _merged(m, 0) == ["x", "y"] and not m.waiting and m.held == 0
+
+
+def test_an_idle_claim_without_an_offset_stands_as_made():
+    # an ingest from before the offsets: its idle sources let the others go on, as before
+    m = WatermarkMerge()
+    m.expect(["a", "b"], now_ms=0)
+    m.push([], token="A", marks={"a": None}, now_ms=0)
+    m.push([_ev("b0", 500)], token="B", marks={"b": 600}, now_ms=1)
+    assert _merged(m, 1) == ["b0"] and not m.claims()
