@@ -30,7 +30,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -315,6 +315,7 @@ class WatermarkMerge:
     max_held: int = 100_000
     _heap: list[tuple[int, str, int, Event, Hashable]] = field(default_factory=list)
     _next: int = 0  # the sequence number of the next event pushed
+    _exempt: int = 0  # ... and (counting down) of those that wait on no idle claim
     _marks: dict[Hashable, int] = field(default_factory=dict)  # source -> watermark
     _seen: dict[Hashable, int] = field(default_factory=dict)  # source -> last report
     _idle: set[Hashable] = field(default_factory=set)
@@ -356,12 +357,18 @@ class WatermarkMerge:
         marks: Mapping[Hashable, int | None],
         now_ms: int,
         read: Mapping[Hashable, int] | None = None,
+        keyed: bool = False,
     ) -> None:
         """An upstream message: its ``events`` and its report (source -> watermark or
-        None for idle; ``read``: the offset read of an idle source). Nothing is released
-        before :meth:`release`."""
-        first = self._next
-        self._next += len(events)
+        None for idle; ``read``: the offset read of an idle source). ``keyed``: its
+        events came in input messages keyed by their account, so no other reader holds
+        events of the same accounts and they wait on no idle claim (numbered below 0).
+        Nothing is released before :meth:`release`."""
+        if keyed:
+            first = self._exempt = self._exempt - len(events)
+        else:
+            first = self._next
+            self._next += len(events)
         for src, mark in marks.items():
             self._seen[src] = now_ms
             if mark is None:
@@ -494,16 +501,20 @@ def encode_marks(
     active: Iterable[str],
     idle: Iterable[str],
     read: Mapping[str, int] | None = None,
+    keyed: bool = False,
 ) -> bytes:
     """An ingest's report on its sources, as the header value of what it writes
-    (``read``: the next offset of each idle source, see ``WatermarkMerge``).
+    (``read``: the next offset of each idle source; ``keyed``: every event of the
+    message came keyed by its account; see ``WatermarkMerge``).
 
-    >>> encode_marks(42, ["0:1"], ["1:0"], {"1:0": 7})
-    b'{"w":42,"a":["0:1"],"i":["1:0"],"o":{"1:0":7}}'
+    >>> encode_marks(42, ["0:1"], ["1:0"], {"1:0": 7}, keyed=True)
+    b'{"w":42,"a":["0:1"],"i":["1:0"],"o":{"1:0":7},"k":1}'
     """
     doc: dict[str, Any] = {"w": frontier, "a": list(active), "i": list(idle)}
     if read:
         doc["o"] = dict(read)
+    if keyed:
+        doc["k"] = 1
     return orjson.dumps(doc)
 
 
@@ -514,6 +525,7 @@ def chunks(
     active: list[str],
     idle: list[str],
     read: Mapping[str, int] | None = None,
+    keyed: bool = False,
 ) -> Iterator[tuple[Sequence[Event], bytes]]:
     """One release of an ingest for one account-events partition (events in event-time
     order), as messages of at most ``size`` events, each with the report it may carry.
@@ -533,21 +545,23 @@ def chunks(
     for i in range(0, len(events), size):
         part = events[i : i + size]
         last = i + size >= len(events)
-        yield part, encode_marks(frontier if last else part[-1].ts - 1, active, idle, read)
+        watermark = frontier if last else part[-1].ts - 1
+        yield part, encode_marks(watermark, active, idle, read, keyed)
 
 
-Report = tuple[dict[Hashable, int | None], dict[Hashable, int]]
+class Report(NamedTuple):
+    marks: dict[Hashable, int | None]  # source -> watermark (None: idle)
+    read: dict[Hashable, int]  # idle source -> offset read (none from older ingests)
+    keyed: bool  # every event came keyed by its account
 
 
 def decode_report(raw: bytes) -> Report | None:
-    """From :func:`encode_marks`: source -> watermark (None: idle), and idle source ->
-    offset read (empty from an ingest before issue #13's idle claims); None if
-    unreadable.
+    """The :class:`Report` of :func:`encode_marks`; None if unreadable.
 
     >>> decode_report(encode_marks(42, ["0:1"], ["1:0"], {"1:0": 7}))
-    ({'1:0': None, '0:1': 42}, {'1:0': 7})
-    >>> decode_report(encode_marks(None, [], ["1:0"])), decode_report(b"nope")
-    (({'1:0': None}, {}), None)
+    Report(marks={'1:0': None, '0:1': 42}, read={'1:0': 7}, keyed=False)
+    >>> decode_report(encode_marks(None, [], ["1:0"]))[0], decode_report(b"nope")
+    ({'1:0': None}, None)
     """
     try:
         doc = orjson.loads(raw)
@@ -561,7 +575,7 @@ def decode_report(raw: bytes) -> Report | None:
         for src, offset in (doc.get("o") or {}).items():
             if type(offset) is int and marks.get(src, 0) is None:
                 read[src] = offset
-        return marks, read
+        return Report(marks, read, doc.get("k") == 1)
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
 

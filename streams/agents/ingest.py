@@ -144,7 +144,11 @@ def register(rt: Runtime) -> None:
         vouched = reorder.vouched(now)
         vouched = -1 if vouched is None else vouched
 
+        unkeyed: set[str] = set()  # accounts with an event released from an unkeyed message
+
         def keep(event: Event, token: Any) -> bool:
+            if token.message.key != event.account_id.encode():
+                unkeyed.add(event.account_id)
             why = merged.admit(event.ts, wall_ms=wall, vouched=event.ts <= vouched)
             if why is not None:
                 ahead.append((event, token, why))
@@ -167,8 +171,11 @@ def register(rt: Runtime) -> None:
             pending.append(await send_dead(DeadLetter(kind, f"{kind}: {text}", *where, raw)))
         routed = route(events, s.partitions)
         for partition, part in routed.items():
+            # keyed by account: no other worker reads events of these accounts, so they wait
+            # on no other worker's idle claim (``WatermarkMerge.push``)
+            keyed = not unkeyed or not any(e.account_id in unkeyed for e in part)
             for chunk, chunk_marks in chunks(
-                part, INTERNAL_BATCH, frontier, active_src, idle_src, read
+                part, INTERNAL_BATCH, frontier, active_src, idle_src, read, keyed
             ):
                 pending.append(
                     await account_events.send(
