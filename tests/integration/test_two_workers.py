@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from models.simulator import SimConfig, simulate
+from streams.devworker import WorkerProc
 from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
 from streams.topics import ensure_topics
 from tests.integration.conftest import http_get, read_all
@@ -25,6 +26,26 @@ from tests.integration.conftest import http_get, read_all
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SIM = SimConfig(accounts=200, days=60, seed=3)
+
+
+def wait_applied(worker: WorkerProc, per_account: Counter[str], seconds: float) -> dict[str, int]:
+    """Each account's ``events_applied`` (asked of ``worker``, which forwards lookups of
+    the accounts it does not own) once they all match ``per_account``, or after
+    ``seconds``. Not zero consumer lag: Faust can leave a commit stuck behind an offset
+    gap after a rebalance, which re-delivers on restart. Keep ``seconds`` inside
+    pytest's timeout (600 s), so that a failure says which accounts."""
+
+    def applied() -> dict[str, int]:
+        return {
+            a: worker.get_json(f"/accounts/{a}")[1].get("events_applied", 0) for a in per_account
+        }
+
+    deadline = time.monotonic() + seconds
+    got = applied()
+    while time.monotonic() < deadline and got != per_account:
+        time.sleep(2)
+        got = applied()
+    return got
 
 
 def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp_path):
@@ -48,17 +69,7 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
 
     workers = [first, second]
 
-    def applied() -> dict[str, int]:
-        return {
-            a: first.get_json(f"/accounts/{a}")[1].get("events_applied", 0) for a in per_account
-        }
-
-    # wait for the input to be applied (not for zero consumer lag: Faust can leave a
-    # commit stuck behind an offset gap after a rebalance, which re-delivers on restart);
-    # well inside pytest's timeout (600 s), so that a failure says which accounts
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and applied() != per_account:
-        time.sleep(2)
+    wait_applied(first, per_account, 400)
     time.sleep(3)  # the last buffers' outputs
 
     for w in workers:  # both took part
@@ -82,7 +93,7 @@ def test_a_second_worker_joining_mid_stream(worker_factory, kafka_bootstrap, tmp
         for m in read_all(kafka_bootstrap, s.training_topic)
         for ex in orjson.loads(m.value)
     }
-    learned = 0.0
+    learned, deadline = 0.0, time.monotonic() + 180
     while time.monotonic() < deadline and learned < len(published):
         learned = max(w.metrics().get("churnwatch_model_examples_learned", 0.0) for w in workers)
         time.sleep(1)
@@ -129,15 +140,7 @@ def test_unkeyed_arrays_read_by_several_workers_apply_every_event_once(
     for w in workers:
         w.wait_ready()
 
-    def applied() -> dict[str, int]:
-        return {
-            a: first.get_json(f"/accounts/{a}")[1].get("events_applied", 0) for a in per_account
-        }
-
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and applied() != per_account:
-        time.sleep(2)
-
+    got = wait_applied(first, per_account, 400)
     metrics = [w.metrics() for w in workers]
     counters = [
         {k.removeprefix("churnwatch_"): m.get(k) for k in (
@@ -147,7 +150,6 @@ def test_unkeyed_arrays_read_by_several_workers_apply_every_event_once(
             "churnwatch_dead_letters_total")}
         for m in metrics
     ]  # fmt: skip
-    got = applied()
     short = {a: n - got[a] for a, n in per_account.items() if got[a] != n}
     # every account: each of its events exactly once
     assert not short, (f"{len(short)} accounts short by {sum(short.values())} events", counters)
@@ -209,16 +211,8 @@ def test_a_backlog_arriving_while_a_worker_is_frozen_waits_for_it(
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
 
-    def applied() -> dict[str, int]:
-        return {
-            a: first.get_json(f"/accounts/{a}")[1].get("events_applied", 0) for a in per_account
-        }
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and applied() != per_account:
-        time.sleep(2)
+    got = wait_applied(first, per_account, 300)
     metrics = [w.metrics() for w in workers]
-    got = applied()
     short = {a: n - got[a] for a, n in per_account.items() if got[a] != n}
     late = [m.get("churnwatch_late_events_dropped_total", 0) for m in metrics]
     assert not short, (f"{len(short)} accounts short by {sum(short.values())} events", late)
