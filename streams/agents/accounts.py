@@ -37,6 +37,7 @@ from streams.faust_compat import (
     give_back,
     read_again,
     revoking,
+    rewind,
     rocksdb_states,
     store_locally,
 )
@@ -503,6 +504,8 @@ def register(rt: Runtime) -> None:
                     (keep if read_again(app, ev.message) else later).append(ev)
                 if later:  # past a message given back: that one goes first
                     m.given_back.labels("accounts").inc(give_back(app, [e.message for e in later]))
+                    if not rt.stopping:
+                        await rewind(app, [e.message.tp for e in later])
                 upstreams.take(keep, _now_ms())
                 await apply()
                 if rt.stopping:  # read after the drain: its stop would wait for it forever

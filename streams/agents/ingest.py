@@ -26,7 +26,7 @@ from models.ordering import MARKS_HEADER, Reorderer, behind, chunks, encode_mark
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
-from streams.faust_compat import committed_offset, give_back, read_again, revoking
+from streams.faust_compat import committed_offset, give_back, read_again, revoking, rewind
 from streams.runtime import CRASH, Runtime
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,8 @@ def register(rt: Runtime) -> None:
             msg = ev.message
             if not read_again(app, msg):  # past a message given back: that one goes first
                 m.given_back.labels("ingest").inc(give_back(app, [msg]))
+                if not rt.stopping:
+                    await rewind(app, [msg.tp])
                 continue
             delivered[msg.tp] = msg.offset + 1
             m.messages_consumed.labels(msg.topic).inc()

@@ -48,8 +48,10 @@ FINGERPRINTS = {
     "Consumer.wait_empty": (Consumer.wait_empty, "e4662fe24f094819"),
     "App._on_partitions_revoked": (App._on_partitions_revoked, "d5c895bbe57dc73a"),
     "App.on_rebalance_start": (App.on_rebalance_start, "5c1e23de30674082"),
-    # 3. deliver_without_tasks: the one wait_first call with a coroutine first
+    # 3. deliver_without_tasks: the one wait_first call with a coroutine first; rewind:
+    # it drops a message below the read offset, which seek (public) resets
     "Consumer._drain_messages": (Consumer._drain_messages, "44a2500309e83c63"),
+    "Consumer.seek": (Consumer.seek, "b86a9fe05f956b30"),
     "Service.wait_first": (Consumer.wait_first.__wrapped__, "feade6a31f8a6789"),
     # 1. rewind_uncommitted (and perform_seek, which stores what it returns)
     "AIOKafkaConsumerThread.seek_to_committed": (
@@ -228,6 +230,36 @@ def test_a_message_past_one_given_back_is_given_back_too_until_that_one_is_read_
     assert faust_compat.read_again(app, seven)  # read again (after a seek, or elsewhere)
     assert faust_compat.read_again(app, eight)
     assert faust_compat.given_back(app) == {}
+
+
+def test_a_message_past_one_given_back_rewinds_its_partition_to_the_commit(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message fetched before the rebalance's seek, handed over after it, moved Faust's
+    read offset past the one given back, so that Faust dropped it when it came again: the
+    partition stalled (test_two_workers, once). The agent then seeks back to the commit,
+    which resets Faust's read offset (``Consumer.seek``, fingerprinted above)."""
+    tp, other, app = TP("t", 0), TP("t", 1), consumer.app
+    consumer._committed_offset[tp] = 5
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:  # the unstarted consumer cannot
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    seven, eight = _take(consumer, tp, range(7, 9))
+    faust_compat.give_back(app, [seven])
+    assert not faust_compat.read_again(app, eight)
+    faust_compat.give_back(app, [eight])
+    asyncio.run(faust_compat.rewind(app, [tp, tp, other]))
+    assert seeks == [(tp, 5)]  # once, and only where something was given back
+
+    async def refused(partition: TP, offset: int) -> None:
+        raise AssertionError("Partition is not assigned")
+
+    monkeypatch.setattr(consumer, "seek", refused)
+    asyncio.run(faust_compat.rewind(app, [tp]))  # revoked meanwhile: nothing to do here
+    assert faust_compat.given_back(app) == {tp: 7}  # ... and commits stay below it
 
 
 def test_a_given_back_offset_below_the_commit_is_stale(consumer: Any) -> None:
