@@ -398,17 +398,14 @@ class WatermarkMerge:
         else:
             self._done.append(token)
 
-    def _claims(self) -> list[tuple[int, int]]:
-        """(covered below, watermark) of each idle claim that may not cover every event."""
-        return [
-            (covered, self._marks.get(src, -1))
-            for src, covered in self._covered.items()
-            if covered < self._next
-        ]
-
     def claims(self) -> list[Hashable]:
-        """The idle sources whose claims events wait on (confirm them, :meth:`confirm`)."""
+        """The idle sources whose claims may not cover every event pushed (confirm them,
+        :meth:`confirm`)."""
         return [src for src, covered in self._covered.items() if covered < self._next]
+
+    def _claims(self) -> list[tuple[int, int]]:
+        """(covered below, watermark) of each of :meth:`claims`."""
+        return [(self._covered[src], self._marks.get(src, -1)) for src in self.claims()]
 
     def confirm(self, ends: Mapping[Hashable, int | None], asked: int, now_ms: int) -> None:
         """The ends of the claimed sources' logs, asked for when :attr:`_next` was

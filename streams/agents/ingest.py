@@ -83,6 +83,7 @@ def register(rt: Runtime) -> None:
     warned_at = [-UNALIGNED_WARN_EVERY_S]
     topic_index = {topic: i for i, topic in enumerate(s.input_topics)}
     marked: dict[int, bytes] = {}  # account-events partition -> the last report it got
+    unkeyed_messages: set[Any] = set()  # held messages whose events are not keyed by account
 
     def source(tp: Any) -> str:
         """An input partition as the account agents' merge names it."""
@@ -147,7 +148,7 @@ def register(rt: Runtime) -> None:
         unkeyed: set[str] = set()  # accounts with an event released from an unkeyed message
 
         def keep(event: Event, token: Any) -> bool:
-            if token.message.key != event.account_id.encode():
+            if token in unkeyed_messages:
                 unkeyed.add(event.account_id)
             why = merged.admit(event.ts, wall_ms=wall, vouched=event.ts <= vouched)
             if why is not None:
@@ -206,6 +207,7 @@ def register(rt: Runtime) -> None:
         stream = streams.get("input")
         for token in done:
             await stream.ack(token)
+        unkeyed_messages.difference_update(done)
         m.events_held.set(reorder.held)
 
     async def ingest(stream: Any) -> None:
@@ -230,6 +232,7 @@ def register(rt: Runtime) -> None:
                 m.events_consumed.labels(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):
                 note_unaligned(len(events))
+                unkeyed_messages.add(ev)
             async with lock:
                 reorder.add(msg.tp, events, token=ev, now_ms=_now_ms())
                 if reorder.settle(ev):
@@ -245,6 +248,7 @@ def register(rt: Runtime) -> None:
         paused (waiting would stall the rebalance, sending would report them idle); at
         a stop, sending it ahead of the partitions not read yet would make theirs late."""
         held = [ev.message for ev in reorder.give_back()]
+        unkeyed_messages.clear()
         m.given_back.labels("ingest").inc(give_back(app, held))
         m.events_held.set(reorder.held)
 
