@@ -9,13 +9,14 @@ final state with
 - **v2**: what ``dump_state`` wrote before version 3, ``b"CWAS\\x02"`` + a
   pickle of the object graph, decoded with ``pickle.loads`` (of today's graph: a
   real v2 record holds the risk state in a dict, a few bytes more);
-- **v3**: ``models.state_codec`` (msgspec, typed schema), what ``dump_state``
-  writes now.
+- **v8**: ``models.state_codec``'s msgpack array (msgspec, typed schema), as
+  version 8 wrote it (versions 3 to 7 were earlier forms of it);
+- **v9**: what ``dump_state`` writes now: the same array in a zstandard frame.
 
 Prints serialized bytes per account (median / p95 / max) and the CPU time
 (``time.process_time``, garbage collector off) to encode and decode one state,
-min / median / max over ``--runs`` passes over all states, with the ratio
-v3 / v2 of each pass.
+min / median / max over ``--runs`` passes over all states, with the ratios
+v9 / v2 and v9 / v8 of each pass.
 Progress goes to stderr.
 """
 
@@ -32,6 +33,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
+from models import state_codec
 from models.account import AccountState, dump_state, load_state
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
@@ -72,6 +74,10 @@ def simulated_states(cfg: SimConfig, partitions: int, batch: int) -> list[Accoun
             progress(f"  {i:,} events")
     flush()
     return [s for shard in shards for s in shard.accounts.values()]
+
+
+def dump_v8(state: AccountState) -> bytes:
+    return b"CWAS\x08" + state_codec._ENCODER.encode(state_codec._to_wire(state))
 
 
 def dump_v2(state: AccountState) -> bytes:
@@ -124,28 +130,32 @@ def main() -> int:
     cfg = SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)
     states = simulated_states(cfg, args.partitions, args.batch)
     progress(f"encoding {len(states)} states, {args.runs} runs ...")
-    old, new = [dump_v2(s) for s in states], [dump_state(s) for s in states]
-    if any(load_state(raw) != s for raw, s in zip(new, states, strict=True)):
-        raise SystemExit("v3 round trip differs")
-    figures = {
-        "encode": (per_item_us(dump_v2, states, args.runs),
-                   per_item_us(dump_state, states, args.runs)),
-        "decode": (per_item_us(load_v2, old, args.runs), per_item_us(load_state, new, args.runs)),
-    }  # fmt: skip
+    codecs = {"v2 (pickle)": (dump_v2, load_v2), "v8 (msgspec)": (dump_v8, load_state),
+              "v9 (msgspec + zstd)": (dump_state, load_state)}  # fmt: skip
+    raws = {name: [dump(s) for s in states] for name, (dump, _) in codecs.items()}
+    for name in ("v8 (msgspec)", "v9 (msgspec + zstd)"):
+        if any(load_state(raw) != s for raw, s in zip(raws[name], states, strict=True)):
+            raise SystemExit(f"{name} round trip differs")
+    us = {name: {"encode": per_item_us(dump, states, args.runs),
+                 "decode": per_item_us(load, raws[name], args.runs)}
+          for name, (dump, load) in codecs.items()}  # fmt: skip
 
     print(f"{len(states)} account states ({args.accounts} accounts x {args.days} days, "
           f"seed {args.seed}); CPU µs per state, min / median / max of {args.runs} runs")  # fmt: skip
     print()
-    print("| figure | v2 (pickle) | v3 (msgspec) | v3 / v2 |")
-    print("|---|---|---|---|")
-    (o_med, o_p95, o_max), (n_med, n_p95, n_max) = sizes(old), sizes(new)
-    for name, o, n in (("median", o_med, n_med), ("p95", o_p95, n_p95), ("max", o_max, n_max)):
-        print(f"| bytes per account, {name} | {o:,.0f} | {n:,.0f} | {n / o:.2f} |")
-    for name, (o_us, n_us) in figures.items():
-        ratios = [n / o for o, n in zip(o_us, n_us, strict=True)]
-        print(f"| {name} µs per state | {' / '.join(f'{x:.1f}' for x in spread(o_us))} "
-              f"| {' / '.join(f'{x:.1f}' for x in spread(n_us))} "
-              f"| {' / '.join(f'{x:.2f}' for x in spread(ratios))} |")  # fmt: skip
+    v2, v8, v9 = codecs
+    print(f"| figure | {v2} | {v8} | {v9} | v9 / v2 | v9 / v8 |")
+    print("|---|---|---|---|---|---|")
+    size = {name: sizes(r) for name, r in raws.items()}
+    for i, stat in enumerate(("median", "p95", "max")):
+        a, b, c = (size[name][i] for name in codecs)
+        print(f"| bytes per account, {stat} | {a:,.0f} | {b:,.0f} | {c:,.0f} "
+              f"| {c / a:.2f} | {c / b:.2f} |")  # fmt: skip
+    for fig in ("encode", "decode"):
+        cells = [" / ".join(f"{x:.1f}" for x in spread(us[name][fig])) for name in codecs]
+        ratios = [" / ".join(f"{x:.2f}" for x in spread([n / o for o, n in zip(
+            us[base][fig], us[v9][fig], strict=True)])) for base in (v2, v8)]  # fmt: skip
+        print(f"| {fig} µs per state | {' | '.join(cells)} | {' | '.join(ratios)} |")
     return 0
 
 

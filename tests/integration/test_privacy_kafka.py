@@ -16,6 +16,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from models.state_codec import payload
 from streams.topics import ensure_topics
 from tests.integration.conftest import produce, read_all
 
@@ -114,13 +115,18 @@ def feed(w, kafka_bootstrap: str) -> list[dict]:  # type: ignore[no-untyped-def,
 
 
 def written(w, kafka_bootstrap: str) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    """Every record of every topic the worker writes, as one blob per topic."""
+    """Every record of every topic the worker writes, as one blob per topic (account
+    states inflated: their zstandard frames would hide what they hold)."""
     s = w.settings
     topics = [s.account_events_topic, f"{s.app_id}-accounts-changelog", s.scores_topic,
               s.alerts_topic, s.training_topic, f"{s.app_id}-models-changelog",
               s.dead_letter_topic]  # fmt: skip
+
+    def value(raw: bytes | None) -> bytes:
+        return payload(raw) if raw and raw[:4] == b"CWAS" else raw or b""
+
     return {
-        t: b"\n".join((r.key or b"") + b"\t" + (r.value or b"") for r in recs)
+        t: b"\n".join((r.key or b"") + b"\t" + value(r.value) for r in recs)
         for t in topics
         for recs in [read_all(kafka_bootstrap, t, timeout=20)]
     }

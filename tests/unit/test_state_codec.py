@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import zstandard
 
 from models import state_codec
 from models.account import (
@@ -149,7 +150,7 @@ def rich_state_v7() -> AccountState:
 def test_round_trip_is_exact() -> None:
     s = rich_state_v7()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x08"
+    assert raw[:5] == b"CWAS\x09"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -177,12 +178,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_8() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_9() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x08"
+    assert raw[:5] == b"CWAS\x09"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -208,16 +209,45 @@ def test_version_7_records_stay_readable() -> None:
     assert raw[:5] == b"CWAS\x07"
     back = load_state(raw)
     assert same(back, rich_state_v7())
-    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 8
+    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 9
+
+
+def payload(raw: bytes) -> bytes:
+    """The msgpack array of a version 9 record (what version 8 stored as is)."""
+    assert raw[:5] == b"CWAS\x09"
+    return state_codec.payload(raw)
 
 
 def test_version_8_records_stay_readable() -> None:
     """``data/account_state_v8.bin`` is ``dump_state(rich_state_v7())`` when version 8 was
-    made: a change to the schema must come with a new version (and this file kept)."""
+    made: a change to the schema must come with a new version (and this file kept).
+    Version 9 compresses the same array."""
     raw = (DATA / "account_state_v8.bin").read_bytes()
     assert raw[:5] == b"CWAS\x08"
-    assert raw == dump_state(rich_state_v7())
+    assert raw[5:] == payload(dump_state(rich_state_v7()))
     assert same(load_state(raw), rich_state_v7())
+
+
+def test_version_9_records_stay_readable_and_are_smaller() -> None:
+    """``data/account_state_v9.bin`` is ``dump_state(rich_state_v7())`` when version 9 was
+    made. Its frame is compared inflated: another zstd release may compress otherwise."""
+    raw = (DATA / "account_state_v9.bin").read_bytes()
+    assert payload(raw) == payload(dump_state(rich_state_v7()))
+    assert same(load_state(raw), rich_state_v7())
+    assert len(raw) < 0.8 * len((DATA / "account_state_v8.bin").read_bytes())
+
+
+def test_a_frame_that_hides_or_inflates_its_size_is_refused_before_it_is_inflated() -> None:
+    body = payload(dump_state(new_account("a")))
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(body)
+    with pytest.raises(ValueError, match="unknown or too large"):
+        load_state(b"CWAS\x09" + unsized)
+    bomb = zstandard.ZstdCompressor().compress(bytes(state_codec.MAX_PAYLOAD + 1))
+    assert len(bomb) < 4096
+    with pytest.raises(ValueError, match="unknown or too large"):
+        load_state(b"CWAS\x09" + bomb)
+    assert same(load_state(b"CWAS\x09" + zstandard.ZstdCompressor().compress(body)),
+                new_account("a"))  # fmt: skip
 
 
 def test_pending_snapshots_are_packed_bit_for_bit_and_once() -> None:
@@ -242,10 +272,11 @@ def test_pending_snapshots_are_packed_bit_for_bit_and_once() -> None:
 def test_a_corrupt_packed_snapshot_raises_value_error() -> None:
     s = new_account("p")
     s.pending.append((T0, Snapshot({"a": 0.1, "b": 2.0})))
-    raw = dump_state(s)
+    body = payload(dump_state(s))
     packed = s.pending[0][1].packed
+    corrupt = zstandard.ZstdCompressor().compress(body.replace(packed, packed[:-1] + b"\x00\x00"))
     with pytest.raises(ValueError, match="corrupt"):
-        load_state(raw.replace(packed, packed[:-1] + b"\x00\x00"))
+        load_state(b"CWAS\x09" + corrupt)
 
 
 def test_version_6_records_stay_readable() -> None:
@@ -334,7 +365,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 9, 255):
+    for version in (0, 1, 10, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 

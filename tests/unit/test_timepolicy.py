@@ -15,6 +15,7 @@ from models.account import DAY_MS, dump_state
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.replay import replay
+from models.state_codec import payload
 from models.timepolicy import FLOOR_2000, MergedClock, TimePolicy
 from streams.settings import Settings, SettingsError
 from tests.unit.test_contract_properties import FIELDS
@@ -143,7 +144,7 @@ def test_engine_alone_is_bounded_on_a_far_future_event() -> None:
     ]
     assert process(shard, events, models, cfg, out)[0] == 4
     state = shard.accounts["a"]
-    assert len(dump_state(state)) < 64_000
+    assert len(payload(dump_state(state))) < 64_000
     assert len(out.examples) <= 366 // 7 + 2
     assert len(state.household.day_max_streams) <= 60
 
@@ -196,4 +197,4 @@ def test_any_accepted_sequence_costs_bounded_work_per_event(raw: list[dict[str, 
         assert len(out.examples) <= (366 // 7 + 4) * len(shard.accounts)
         assert len(out.alerts) <= 40
         for state in shard.accounts.values():
-            assert len(dump_state(state)) < 128_000
+            assert len(payload(dump_state(state))) < 128_000
