@@ -15,6 +15,14 @@ late. A source behind and silent for ``stall_ms`` stops holding the others back
 all the same, and at most ``max_held`` events are held (beyond that the oldest
 are released), so it can neither stall nor grow without bound.
 
+A *live* source holds nothing back at all: caught up, with its newest event less
+than ``live_ms`` behind the wall clock. Its next events will carry the time they
+happen, so waiting for it would only delay the others (up to ``idle_ms`` on a
+sparse topic), and an event of it that comes later than the others' is late by
+less than ``live_ms``, which the account state absorbs (its allowed lateness is
+larger). A backlog, however fast it is pumped, carries old event times and is
+never live.
+
 Events of equal event time are released in ``event_id`` order, whichever partition or
 message brought them: arrival order across partitions depends on timing, and the
 account state (a score at a subscription event, say) must not.
@@ -60,12 +68,14 @@ class Reorderer:
     stall_ms: int = 60_000
     max_held: int = 200_000
     quiet_ms: int | None = None  # silence of a caught-up source (None: ``idle_ms``)
+    live_ms: int | None = None  # a caught-up source this close to the wall clock is live
     _heap: list[tuple[int, str, int, Event, Hashable]] = field(default_factory=list)
     _seq: Any = field(default_factory=itertools.count)
     _sources: dict[Hashable, tuple[int, int]] = field(default_factory=dict)  # max ts, last seen
     _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events still held
     _behind: set[Hashable] = field(default_factory=set)  # sources with undelivered messages
     _caught_up: set[Hashable] = field(default_factory=set)  # ... and those known to have none
+    _live: set[Hashable] = field(default_factory=set)  # ... of which these are live
 
     @property
     def held(self) -> int:
@@ -89,6 +99,8 @@ class Reorderer:
 
     def _limit(self, source: Hashable) -> int:
         """How long a silent source holds the others back."""
+        if source in self._live:
+            return 0
         if source in self._behind:
             return self.stall_ms
         if source in self._caught_up and self.quiet_ms is not None:
@@ -96,14 +108,18 @@ class Reorderer:
         return self.idle_ms
 
     def silent(self, now_ms: int) -> list[Hashable]:
-        """Sources that have not delivered for ``quiet_ms`` (or ``idle_ms``): the caller
-        says which are behind (:meth:`mark_behind`) just before a release."""
+        """Sources that have not delivered for ``quiet_ms`` (or ``idle_ms``; every source
+        with ``live_ms``): the caller says which are behind (:meth:`mark_behind`) just
+        before a release."""
         least = min(self.idle_ms, self.quiet_ms if self.quiet_ms is not None else self.idle_ms)
+        if self.live_ms is not None:
+            least = 0
         return [src for src, (_, seen) in self._sources.items() if now_ms - seen >= least]
 
-    def mark_behind(self, source: Hashable, behind: bool) -> None:
+    def mark_behind(self, source: Hashable, behind: bool, wall_ms: int | None = None) -> None:
         """Whether ``source`` holds messages it has not delivered yet (True), or is known
-        to be caught up (False: it stops holding the others back after ``quiet_ms``).
+        to be caught up (False: it stops holding the others back after ``quiet_ms``, or
+        at once if it is live: its newest event less than ``live_ms`` before ``wall_ms``).
 
         >>> r = Reorderer(idle_ms=3_000, quiet_ms=300)
         >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
@@ -113,6 +129,23 @@ class Reorderer:
         >>> r.mark_behind("a", False)  # "a" is caught up: the end of a burst
         >>> r.frontier(500)
         9
+
+        A live source holds nothing back, even while it delivers; a caught-up backlog
+        (old event times) does, and so does a live one with more in Kafka:
+
+        >>> day = 86_400_000
+        >>> r = Reorderer(idle_ms=3_000, live_ms=60_000)
+        >>> r.add("a", [Event("x", "login", "a", 100 * day, {})], token="m1", now_ms=0)
+        >>> r.add("b", [Event("y", "login", "a", 100 * day + 50, {})], token="m2", now_ms=0)
+        >>> r.mark_behind("a", False, wall_ms=100 * day + 1_000)
+        >>> r.frontier(0)  # "a" is live: "b" alone holds the frontier
+        8640000050
+        >>> r.mark_behind("a", False, wall_ms=101 * day)  # a day old: a backlog, caught up
+        >>> r.frontier(0)
+        8640000000
+        >>> r.mark_behind("a", True, wall_ms=100 * day + 1_000)  # live, but more to read
+        >>> r.frontier(0)
+        8640000000
         """
         if behind:
             self._behind.add(source)
@@ -120,6 +153,16 @@ class Reorderer:
         else:
             self._behind.discard(source)
             self._caught_up.add(source)
+        top, _ = self._sources.get(source, (-1, 0))
+        if (
+            not behind
+            and self.live_ms is not None
+            and wall_ms is not None
+            and top >= wall_ms - self.live_ms
+        ):
+            self._live.add(source)
+        else:
+            self._live.discard(source)
 
     def frontier(self, now_ms: int) -> int | None:
         """Event time up to which every active source has delivered (None: no active source).
@@ -162,6 +205,7 @@ class Reorderer:
         self._sources.pop(source, None)
         self._behind.discard(source)
         self._caught_up.discard(source)
+        self._live.discard(source)
 
     def release(
         self, now_ms: int, keep: Callable[[Event, Hashable], bool] | None = None

@@ -113,6 +113,10 @@ class Settings:
     # ... unless Kafka holds more of it (the consumer is busy, not the source quiet):
     # then it stops holding them back only after this long
     input_stall_s: float = 60.0
+    # a caught-up input partition whose newest event is less than this behind the wall
+    # clock is a live stream: it holds the others back not at all (a backlog's old event
+    # times never are); at most the allowed lateness, 0: off (docs/design.md, "Live input")
+    input_live_s: float = 60.0
     # an event more than this ahead of the wall clock or of the input merged in event time
     # is bad input (dead letter future_ts), and so is one before the floor (past_ts); the
     # floor is RFC 3339 or epoch milliseconds
@@ -250,6 +254,11 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{self.env_name(name)} must be > 0")
+        if not 0 <= self.input_live_s <= self.allowed_lateness_s:
+            problems.append(
+                f"{self.env_name('input_live_s')} must be in [0, "
+                f"{self.env_name('allowed_lateness_s')}] (seconds; 0: off)"
+            )
         if not 0 <= self.geo_grid_km <= 100:
             problems.append(f"{self.env_name('geo_grid_km')} must be in [0, 100] (km; 0: off)")
         try:

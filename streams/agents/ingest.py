@@ -69,6 +69,7 @@ def register(rt: Runtime) -> None:
         idle_ms=int(s.input_idle_s * 1000),
         stall_ms=int(s.input_stall_s * 1000),
         quiet_ms=int(s.input_quiet_s * 1000),
+        live_ms=int(s.input_live_s * 1000) or None,
     )
     policy = s.engine_config().time  # the accepted range of event times
     merged = MergedClock(policy)  # ... and the clock of the input merged in event time
@@ -109,15 +110,17 @@ def register(rt: Runtime) -> None:
             )
 
     def check_backlogs(now_ms: int) -> None:
-        """Tell the merge which silent partitions still have messages in Kafka."""
+        """Tell the merge which silent partitions still have messages in Kafka (and, with
+        ``CHURNWATCH_INPUT_LIVE_S``, which of every partition are live)."""
         consumer: Any = app.consumer
+        wall = wall_ms()
         for tp in reorder.silent(now_ms):
             try:
                 highwater = consumer.highwater(tp)  # the fetcher's latest view
             except Exception:  # noqa: BLE001 - not assigned any more: let it go idle
                 highwater = 0
             start = delivered.get(tp, committed_offset(consumer, tp))
-            reorder.mark_behind(tp, behind(highwater, start))
+            reorder.mark_behind(tp, behind(highwater, start), wall)
 
     # force=True on every send: inside the agent (a stop, a full merge) Faust would
     # otherwise attach the record to the message being read and publish it only once that

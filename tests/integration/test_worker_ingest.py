@@ -4,10 +4,12 @@ with its error kind and never stops the stream."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import orjson
 import pytest
+from kafka import KafkaProducer
 
 from tests.integration.conftest import produce, read_all
 
@@ -162,3 +164,45 @@ def test_valid_events_once_bad_input_dead_lettered(worker_factory, kafka_bootstr
     assert metrics["churnwatch_duplicates_dropped_total"] == 4
     assert metrics["churnwatch_input_unaligned_events_total"] == unaligned > 0
     assert metrics["churnwatch_dead_letters_total"] == len(malformed) + 2
+
+
+def test_live_input_is_not_held_for_a_quiet_partition(worker_factory, kafka_bootstrap):
+    """Events stamped with the time they are sent (a live service) go through as they
+    come, although the partitions they are not on stay quiet: idle and quiet times of 10
+    minutes would otherwise hold them that long (``CHURNWATCH_INPUT_LIVE_S``,
+    docs/design.md "Live input")."""
+    # (with CHURNWATCH_INPUT_LIVE_S=0 the first 8 events stop at 1 applied)
+    worker = worker_factory(CHURNWATCH_INPUT_IDLE_S="600", CHURNWATCH_INPUT_QUIET_S="600").start()
+    s = worker.settings
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    sent = 0
+
+    def send(topic: str, partition: int, ev: dict) -> None:
+        nonlocal sent
+        producer.send(topic, value=orjson.dumps(ev), partition=partition)
+        sent += 1
+
+    def now() -> int:
+        return int(time.time() * 1000)
+
+    # every input partition delivers once (a partition never heard of holds the others
+    # back until it does, or for the idle time)
+    for p in range(s.partitions):
+        acc = f"live-{p}"
+        send(s.subscription_topic, p, {
+            "event_id": f"{acc}-s", "type": "subscription_started", "account_id": acc,
+            "ts": now(), "plan": "standard", "price": 9.99, "currency": "EUR",
+            "billing_period": "month", "max_streams": 2, "country": "DE"})  # fmt: skip
+        send(s.usage_topic, p, {"event_id": f"{acc}-l0", "type": "login", "account_id": acc,
+                                "ts": now(), "device_id": "tv-1"})  # fmt: skip
+    producer.flush()
+    worker.wait_metric("churnwatch_events_applied_total", sent, timeout=60)
+    # then one usage partition only: newer than every other partition's last event
+    for i in range(1, 21):
+        send(s.usage_topic, 0, {"event_id": f"live-0-l{i}", "type": "login",
+                                "account_id": "live-0", "ts": now(), "device_id": "tv-1"})  # fmt: skip
+        time.sleep(0.05)
+    producer.flush()
+    producer.close()
+    worker.wait_metric("churnwatch_events_applied_total", sent, timeout=60)
+    assert worker.metrics().get("churnwatch_late_events_dropped_total", 0) == 0

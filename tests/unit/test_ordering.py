@@ -310,3 +310,41 @@ def test_events_keyed_by_account_do_not_wait_on_another_readers_idle_claim():
     m.push([_ev("u", 150)], token="U", marks={"b": 200}, now_ms=1)
     assert _merged(m, 1) == ["k"] and m.waiting
     assert (decode_report(encode_marks(5, ["b"], [], keyed=True)) or ({}, {}, False))[2]
+
+
+def test_a_live_sparse_partition_does_not_hold_a_live_stream_back_but_a_backlog_does():
+    """Live input: a caught-up partition whose newest event is recent (a sparse topic,
+    one event now and then) lets the busy one through at once, not after the idle time;
+    the same shapes with old event times (a backlog pumped fast) wait for it, as before,
+    and so does a live partition with messages still in Kafka."""
+    wall = 1_767_225_600_000
+    for t0, live in ((wall - 5_000, True), (wall - 86_400_000, False)):
+        r = Reorderer(idle_ms=3_000, stall_ms=60_000, live_ms=60_000)
+        r.add("sub", [_ev("s1", t0)], token="m1", now_ms=0)
+        r.add("use", [_ev("u1", t0 + 100), _ev("u2", t0 + 2_000)], token="m2", now_ms=100)
+        for src in r.silent(now_ms=200):  # what the ingest does before each release
+            r.mark_behind(src, behind(highwater=7, next_offset=7), wall_ms=wall)
+        events, done = r.release(now_ms=200)
+        assert [e.event_id for e in events] == (["s1", "u1", "u2"] if live else ["s1"])
+        assert report(r, 200)[2] == (["sub", "use"] if live else [])  # reported idle
+        # a live partition with more in Kafka holds the others back
+        r.add("use", [_ev("u3", t0 + 3_000)], token="m3", now_ms=300)
+        r.mark_behind("sub", behind(highwater=9, next_offset=7), wall_ms=wall)
+        assert r.release(now_ms=300)[0] == []
+
+
+def test_live_is_off_without_live_ms_and_judged_on_the_wall_clock_given():
+    r = Reorderer(idle_ms=3_000)
+    r.add("sub", [_ev("s1", 1_000)], token="m1", now_ms=0)
+    r.add("use", [_ev("u1", 5_000)], token="m2", now_ms=0)
+    r.mark_behind("sub", False, wall_ms=1_000)
+    assert r.silent(now_ms=100) == [] and r.frontier(100) == 1_000
+    r = Reorderer(idle_ms=3_000, live_ms=10_000)
+    r.add("sub", [_ev("s1", 1_000)], token="m1", now_ms=0)
+    r.add("use", [_ev("u1", 5_000)], token="m2", now_ms=0)
+    r.mark_behind("sub", False)  # no wall clock: not live
+    assert r.frontier(100) == 1_000
+    r.mark_behind("sub", False, wall_ms=11_001)  # 10.001 s old: not live
+    assert r.frontier(100) == 1_000
+    r.mark_behind("sub", False, wall_ms=11_000)
+    assert r.frontier(100) == 5_000
