@@ -15,13 +15,15 @@ late. A source behind and silent for ``stall_ms`` stops holding the others back
 all the same, and at most ``max_held`` events are held (beyond that the oldest
 are released), so it can neither stall nor grow without bound.
 
-A *live* source holds nothing back at all: caught up, with its newest event less
-than ``live_ms`` behind the wall clock. Its next events will carry the time they
-happen, so waiting for it would only delay the others (up to ``idle_ms`` on a
-sparse topic), and an event of it that comes later than the others' is late by
-less than ``live_ms``, which the account state absorbs (its allowed lateness is
-larger). A backlog, however fast it is pumped, carries old event times and is
-never live.
+A *live* source holds the others back only up to the wall clock: caught up, with
+its newest event less than ``live_ms`` behind the wall clock. Its next events will
+carry the time they happen, so it has passed every event time up to now (when the
+caller last looked), however long it has been silent: waiting for it would only
+delay the others (up to ``idle_ms`` on a sparse topic). An event of it that comes
+later than that is late by about its producer's delay, less than ``live_ms``, which
+the account state absorbs (its allowed lateness is larger). It stays active in the
+reports, with that watermark, so downstream it is no idle claim to confirm. A
+backlog, however fast it is pumped, carries old event times and is never live.
 
 Events of equal event time are released in ``event_id`` order, whichever partition or
 message brought them: arrival order across partitions depends on timing, and the
@@ -75,7 +77,7 @@ class Reorderer:
     _open: dict[Hashable, int] = field(default_factory=dict)  # token -> events still held
     _behind: set[Hashable] = field(default_factory=set)  # sources with undelivered messages
     _caught_up: set[Hashable] = field(default_factory=set)  # ... and those known to have none
-    _live: set[Hashable] = field(default_factory=set)  # ... of which these are live
+    _live: dict[Hashable, int] = field(default_factory=dict)  # ... live: the wall clock then
 
     @property
     def held(self) -> int:
@@ -100,7 +102,7 @@ class Reorderer:
     def _limit(self, source: Hashable) -> int:
         """How long a silent source holds the others back."""
         if source in self._live:
-            return 0
+            return 1 << 62  # never idle while live: its watermark is the wall clock
         if source in self._behind:
             return self.stall_ms
         if source in self._caught_up and self.quiet_ms is not None:
@@ -130,15 +132,16 @@ class Reorderer:
         >>> r.frontier(500)
         9
 
-        A live source holds nothing back, even while it delivers; a caught-up backlog
-        (old event times) does, and so does a live one with more in Kafka:
+        A live source has passed the wall clock, even while silent; a caught-up backlog
+        (old event times) holds at its newest event, and so does a live one with more
+        in Kafka:
 
         >>> day = 86_400_000
         >>> r = Reorderer(idle_ms=3_000, live_ms=60_000)
         >>> r.add("a", [Event("x", "login", "a", 100 * day, {})], token="m1", now_ms=0)
         >>> r.add("b", [Event("y", "login", "a", 100 * day + 50, {})], token="m2", now_ms=0)
         >>> r.mark_behind("a", False, wall_ms=100 * day + 1_000)
-        >>> r.frontier(0)  # "a" is live: "b" alone holds the frontier
+        >>> r.frontier(0)  # "a" is live: it has passed 1 s after "b"
         8640000050
         >>> r.mark_behind("a", False, wall_ms=101 * day)  # a day old: a backlog, caught up
         >>> r.frontier(0)
@@ -160,9 +163,18 @@ class Reorderer:
             and wall_ms is not None
             and top >= wall_ms - self.live_ms
         ):
-            self._live.add(source)
+            self._live[source] = wall_ms
         else:
-            self._live.discard(source)
+            self._live.pop(source, None)
+
+    def _tops(self, now_ms: int) -> list[int]:
+        """The event time each active source has passed (a live one: the wall clock too)."""
+        live = self._live
+        return [
+            max(top, live[src]) if src in live else top
+            for src, (top, seen) in self._sources.items()
+            if now_ms - seen < self._limit(src)
+        ]
 
     def frontier(self, now_ms: int) -> int | None:
         """Event time up to which every active source has delivered (None: no active source).
@@ -179,9 +191,7 @@ class Reorderer:
         >>> r.frontier(10_000)  # ... until it has been silent for stall_ms
         95
         """
-        active = [
-            top for src, (top, seen) in self._sources.items() if now_ms - seen < self._limit(src)
-        ]
+        active = self._tops(now_ms)
         return min(active) if active else None
 
     def vouched(self, now_ms: int) -> int | None:
@@ -195,9 +205,7 @@ class Reorderer:
         >>> r.vouched(0)
         5
         """
-        active = [
-            top for src, (top, seen) in self._sources.items() if now_ms - seen < self._limit(src)
-        ]
+        active = self._tops(now_ms)
         return min(active) if len(active) >= 2 else None
 
     def forget(self, source: Hashable) -> None:
@@ -205,7 +213,7 @@ class Reorderer:
         self._sources.pop(source, None)
         self._behind.discard(source)
         self._caught_up.discard(source)
-        self._live.discard(source)
+        self._live.pop(source, None)
 
     def release(
         self, now_ms: int, keep: Callable[[Event, Hashable], bool] | None = None

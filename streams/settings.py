@@ -114,8 +114,9 @@ class Settings:
     # then it stops holding them back only after this long
     input_stall_s: float = 60.0
     # a caught-up input partition whose newest event is less than this behind the wall
-    # clock is a live stream: it holds the others back not at all (a backlog's old event
-    # times never are); at most the allowed lateness, 0: off (docs/design.md, "Live input")
+    # clock is a live stream: it holds the others back only up to the wall clock (a
+    # backlog's old event times are never live); at most the allowed lateness, 0: off
+    # (docs/design.md, "Live input")
     input_live_s: float = 60.0
     # an event more than this ahead of the wall clock or of the input merged in event time
     # is bad input (dead letter future_ts), and so is one before the floor (past_ts); the

@@ -314,9 +314,11 @@ def test_events_keyed_by_account_do_not_wait_on_another_readers_idle_claim():
 
 def test_a_live_sparse_partition_does_not_hold_a_live_stream_back_but_a_backlog_does():
     """Live input: a caught-up partition whose newest event is recent (a sparse topic,
-    one event now and then) lets the busy one through at once, not after the idle time;
-    the same shapes with old event times (a backlog pumped fast) wait for it, as before,
-    and so does a live partition with messages still in Kafka."""
+    one event now and then) has passed the wall clock and lets the busy one through at
+    once, not after the idle time, and stays active in the report with the wall clock
+    as its watermark (no idle claim downstream); the same shapes with old event times
+    (a backlog pumped fast) wait for it, as before, and so does a live partition with
+    messages still in Kafka."""
     wall = 1_767_225_600_000
     for t0, live in ((wall - 5_000, True), (wall - 86_400_000, False)):
         r = Reorderer(idle_ms=3_000, stall_ms=60_000, live_ms=60_000)
@@ -326,7 +328,9 @@ def test_a_live_sparse_partition_does_not_hold_a_live_stream_back_but_a_backlog_
             r.mark_behind(src, behind(highwater=7, next_offset=7), wall_ms=wall)
         events, done = r.release(now_ms=200)
         assert [e.event_id for e in events] == (["s1", "u1", "u2"] if live else ["s1"])
-        assert report(r, 200)[2] == (["sub", "use"] if live else [])  # reported idle
+        frontier, active, idle = report(r, 200)
+        assert (frontier, active, idle) == ((wall if live else t0), ["sub", "use"], [])
+        assert report(r, 600_000)[1:] == ((["sub", "use"], []) if live else ([], ["sub", "use"]))
         # a live partition with more in Kafka holds the others back
         r.add("use", [_ev("u3", t0 + 3_000)], token="m3", now_ms=300)
         r.mark_behind("sub", behind(highwater=9, next_offset=7), wall_ms=wall)
