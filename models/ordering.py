@@ -120,8 +120,9 @@ class Reorderer:
 
     def mark_behind(self, source: Hashable, behind: bool, wall_ms: int | None = None) -> None:
         """Whether ``source`` holds messages it has not delivered yet (True), or is known
-        to be caught up (False: it stops holding the others back after ``quiet_ms``, or
-        at once if it is live: its newest event less than ``live_ms`` before ``wall_ms``).
+        to be caught up (False: it stops holding the others back after ``quiet_ms``; if it
+        is live, its newest event less than ``live_ms`` before ``wall_ms``, it has passed
+        ``wall_ms`` and stays active until looked at again).
 
         >>> r = Reorderer(idle_ms=3_000, quiet_ms=300)
         >>> r.add("a", [Event("x", "login", "a", 5, {})], token="m1", now_ms=0)
