@@ -263,8 +263,7 @@ def decode(raw: bytes) -> AccountState:
         if version == 2:
             return _from_v2(raw[5:])
         table = NAMES_V4 if version in (3, 4, 6) else NAMES
-        payload = _inflate(raw[5:]) if version == VERSION else memoryview(raw)[5:]
-        return _from_wire(_DECODER.decode(payload), table, packed=version >= 8)
+        return _from_wire(_DECODER.decode(_array(raw)), table, packed=version >= 8)
     except Exception as exc:  # corrupt: msgspec, index, type or pickle errors alike
         raise ValueError(f"corrupt account state (version {version}): {exc}") from exc
 
@@ -274,7 +273,12 @@ def payload(raw: bytes) -> bytes:
     searches or measures (the frame would hide both what it holds and how it grows)."""
     if raw[:4] != MAGIC or raw[4] not in (8, VERSION):
         raise ValueError("not a version 8 or 9 account state")
-    return _inflate(raw[5:]) if raw[4] == VERSION else raw[5:]
+    return bytes(_array(raw))
+
+
+def _array(raw: bytes) -> bytes | memoryview:
+    """The msgpack array of a record of version 3 to 9 (inflated from version 9's frame)."""
+    return _inflate(raw[5:]) if raw[4] == VERSION else memoryview(raw)[5:]
 
 
 def _inflate(frame: bytes) -> bytes:

@@ -109,17 +109,16 @@ def register(rt: Runtime) -> None:
                 "(churnwatch_input_unaligned_events_total counts unkeyed events)"
             )
 
-    def check_backlogs(now_ms: int) -> None:
+    def check_backlogs(now_ms: int, wall: int) -> None:
         """Tell the merge which silent partitions still have messages in Kafka (and, with
         ``CHURNWATCH_INPUT_LIVE_S``, which of every partition are live)."""
         consumer: Any = app.consumer
-        wall = wall_ms()
         for tp in reorder.silent(now_ms):
             try:
                 highwater = consumer.highwater(tp)  # the fetcher's latest view
             except Exception:  # noqa: BLE001 - not assigned any more: let it go idle
                 highwater = 0
-            start = delivered.get(tp, committed_offset(consumer, tp))
+            start = delivered.get(tp) or committed_offset(consumer, tp)
             reorder.mark_behind(tp, behind(highwater, start), wall)
 
     # force=True on every send: inside the agent (a stop, a full merge) Faust would
@@ -141,10 +140,9 @@ def register(rt: Runtime) -> None:
         account agent merges the ingests that write to it by these watermarks
         (``WatermarkMerge``), so an account's events read by a slower worker are not late.
         """
-        now = _now_ms()
-        check_backlogs(now)
+        now, wall = _now_ms(), wall_ms()
+        check_backlogs(now, wall)
         ahead: list[tuple[Event, Any, tuple[str, str]]] = []
-        wall = wall_ms()
         vouched = reorder.vouched(now)
         vouched = -1 if vouched is None else vouched
 
