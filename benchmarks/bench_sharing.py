@@ -88,8 +88,9 @@ def paid_realerts(
             times.setdefault(a["account_id"], []).append(parse_ts(a["ts"]))
     realerts = detected = 0
     for t in truths:
-        start = t.get("share_start_ts")
-        if not t.get("shared") or start is None or start > end_ms - 3 * DAY_MS:
+        start, stop = t.get("share_start_ts"), t.get("share_end_ts")
+        last = end_ms if stop is None else min(end_ms, stop)
+        if not t.get("shared") or start is None or start > last - 3 * DAY_MS:
             continue
         hits = [x for x in times.get(t["account_id"], []) if x >= start]
         if not hits:

@@ -2,7 +2,9 @@
 
 Truth records need ``account_id`` and, for churn, ``cancels`` (a list of
 ``{"ts": epoch ms}``); for sharing, ``shared`` (bool), ``share_start_ts`` and
-optionally ``archetype`` (to report false positives per look-alike kind).
+optionally ``archetype`` (to report false positives per look-alike kind) and
+``sharing_at_end`` / ``share_end_ts`` (whether the sharing was still going on at
+the end of the data, and if not when it stopped: see ``shared_at_end``).
 Alerts and scores are the contract's ``risk-alerts`` / ``risk-scores`` messages.
 """
 
@@ -103,6 +105,22 @@ def churn_alert_quality(
     }
 
 
+def shared_at_end(truth: Mapping[str, Any]) -> bool | None:
+    """What the *last* sharing score of an account should say: True if it was still
+    shared at the end of the data, False if it never was, None if it was and that
+    ended (every borrower blocked or paid for as an extra member, or the account
+    cancelled): neither, so left out of the last-score figures. Truth without
+    ``sharing_at_end`` counts ``shared`` as still shared.
+
+    >>> shared_at_end({"shared": False}), shared_at_end({"shared": True})
+    (False, True)
+    >>> shared_at_end({"shared": True, "sharing_at_end": False, "share_end_ts": 5})
+    """
+    if not truth.get("shared"):
+        return False
+    return True if truth.get("sharing_at_end", True) else None
+
+
 def sharing_alert_quality(
     alerts: Iterable[Mapping[str, Any]],
     final_scores: Mapping[str, float],
@@ -113,9 +131,13 @@ def sharing_alert_quality(
 ) -> dict[str, Any]:
     """Per-account quality of sharing alerts and of the final ``sharing_score``.
 
-    A sharer counts for recall when it was shared at least ``min_shared_ms`` before
-    ``end_ms``; it is detected by a sharing alert at or after its share start.
-    An alert before the share start, or on an account never shared, is a false positive.
+    A sharer counts for recall when it was shared for at least ``min_shared_ms``
+    before ``end_ms`` or before its sharing ended (``share_end_ts``: the borrower
+    blocked or paid for); it is detected by a sharing alert at or after its share
+    start. An alert before the share start, or on an account never shared, is a
+    false positive. ``auc`` ranks the final scores of accounts still shared at the
+    end against those never shared (``shared_at_end``); ``auc_ever_shared`` counts
+    every account ever shared as a positive, however its sharing ended.
 
     >>> t = [{"account_id": "s", "shared": True, "share_start_ts": 0, "archetype": "sharer"},
     ...      {"account_id": "t", "shared": False, "archetype": "traveller"}]
@@ -123,6 +145,12 @@ def sharing_alert_quality(
     >>> q = sharing_alert_quality(al, {"s": 0.9, "t": 0.1}, t, end_ms=30 * DAY_MS)
     >>> q["precision"], q["recall"], q["auc"], q["median_delay_days"], q["fp_rate"]["traveller"]
     (1.0, 1.0, 1.0, 1.0, 0.0)
+    >>> paid = {"account_id": "p", "shared": True, "share_start_ts": 0, "sharing_at_end": False,
+    ...         "share_end_ts": DAY_MS}
+    >>> final = {"s": 0.9, "t": 0.1, "p": 0.0}
+    >>> q = sharing_alert_quality([], final, t + [paid], end_ms=30 * DAY_MS)
+    >>> q["sharers"], q["auc"], q["auc_ever_shared"]
+    (1, 1.0, 0.5)
     """
     fired = _by_account(alerts, "sharing")
     truth = list(truth)
@@ -144,20 +172,25 @@ def sharing_alert_quality(
             else:
                 fp += 1
                 fp_kind[kind] += 1
-        if shared and start <= end_ms - min_shared_ms:
+        stop = t.get("share_end_ts")
+        last = end_ms if stop is None else min(end_ms, stop)  # shared until then
+        if shared and start <= last - min_shared_ms:
             eligible += 1
             if hits:
                 detected += 1
                 delays.append((min(hits) - start) / DAY_MS)
-    labelled = [(final_scores[t["account_id"]], bool(t.get("shared")))
-                for t in truth if t["account_id"] in final_scores]  # fmt: skip
+    known = [t for t in truth if t["account_id"] in final_scores]
+    now = [(final_scores[t["account_id"]], shared_at_end(t)) for t in known]
+    ever = [(final_scores[t["account_id"]], bool(t.get("shared"))) for t in known]
+    labelled = [(x, y) for x, y in now if y is not None]
     return {
         "alerted": tp + fp,
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "sharers": eligible,
         "recall": detected / eligible if eligible else float("nan"),
         "median_delay_days": statistics.median(delays) if delays else float("nan"),
-        "auc": roc_auc([s for s, _ in labelled], [y for _, y in labelled]),
+        "auc": roc_auc([s for s, _ in labelled], [bool(y) for _, y in labelled]),
+        "auc_ever_shared": roc_auc([s for s, _ in ever], [y for _, y in ever]),
         "fp_rate": {k: fp_kind[k] / per_kind[k] for k in sorted(per_kind)},
     }
 

@@ -97,6 +97,7 @@ def simulate(
         yield event
     if on_truth is not None:
         for account in accounts:
+            account.finish()
             on_truth(account.truth)
 
 

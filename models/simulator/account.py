@@ -214,6 +214,7 @@ class Account:
         self.work = make_place(rng, city, 8, 40, 0.0) if archetype == "commuter" else None
         self.inbox: list[dict[str, Any]] = []  # alerts read, answered on the next day lived
         self.answered: list[dict[str, Any]] = []  # what they were answered with
+        self.settled_ts: int | None = None  # the latest borrower blocked or paid for
         self.truth: dict[str, Any] = {
             "account_id": self.id,
             "archetype": archetype,
@@ -233,6 +234,8 @@ class Account:
             "borrowers_blocked": 0,
             "extra_member_added": False,
             "extra_member_ts": None,
+            "sharing_at_end": False,  # set by ``finish``: a borrower still unpaid, unblocked
+            "share_end_ts": None,  # ... else when the last one was blocked or paid for
             "decline_start_ts": [],
             "price_changed_ts": None,
             "payment_failures": 0,
@@ -535,6 +538,7 @@ class Account:
                 b.status = "blocked"
                 self.until["crackdown"] = d + 30
                 self.truth["borrowers_blocked"] += 1
+                self._settled(b, at)
         elif reaction == reactions.EXTRA_MEMBER and b is not None:
             self._extra_member(out, b, at)
         elif reaction == reactions.CANCELLED:
@@ -777,6 +781,26 @@ class Account:
             stopped = {"session_id": sid, "watched_s": watched}
             self._emit(out, start + dur_s * 1000, "playback_stopped", stopped)
 
+    def _settled(self, b: Borrower, ts: int) -> None:
+        """Truth: a borrower that had started was blocked or paid for at ``ts``."""
+        if b.first_ts is not None:  # not before its first event (a reaction may be earlier)
+            self.settled_ts = max(ts, b.first_ts, self.settled_ts or 0)
+
+    def finish(self) -> None:
+        """Truth at the end of the run: is the account still shared (a borrower that
+        started, neither blocked nor paid for, on a subscription not cancelled)? If it
+        was shared and is not any more, when that ended."""
+        t = self.truth
+        if not t["shared"]:
+            return
+        unpaid = any(b.first_ts is not None and b.status == "active" for b in self.borrowers)
+        t["sharing_at_end"] = unpaid and self.active
+        if not t["sharing_at_end"]:
+            ends = [] if unpaid else [self.settled_ts]
+            if not self.active and t["cancels"]:
+                ends.append(t["cancels"][-1]["ts"])
+            t["share_end_ts"] = min((e for e in ends if e is not None), default=None)
+
     def _borrowed(self, v: Viewer, ts: int) -> None:
         """Truth: a borrower's first event (a challenge, a login or a playback) is the
         start of sharing -- even if the challenge then blocks it."""
@@ -813,6 +837,7 @@ class Account:
     def _extra_member(self, out: Out, b: Borrower, ts: int) -> None:
         """The account pays for the borrower: its devices are trusted from now on."""
         b.status = "extra"
+        self._settled(b, ts)
         for viewer in b.viewers:
             for device_id, _ in viewer.devices:
                 self.trust[device_id] = 1 << 40
@@ -829,6 +854,7 @@ class Account:
         b.status = "blocked"
         self.until["crackdown"] = d + 30
         self.truth["borrowers_blocked"] += 1
+        self._settled(b, ts)
         return False
 
     def _content(self, v: Viewer) -> int:

@@ -47,8 +47,10 @@ def test_worst_cell_takes_the_worst_of_each_figure():
         "recall": 0.8,
         "subtle_recall": 0.5,
         "auc": 0.9,
+        "auc_ever_shared": 0.7,
         "median_delay_days": 1.0,
         "ece": 0.02,
+        "ece_ever_shared": 0.1,
         "fp_rate": {"traveller": 0.05},
     }
     b = {
@@ -56,11 +58,14 @@ def test_worst_cell_takes_the_worst_of_each_figure():
         "recall": 0.7,
         "subtle_recall": 0.6,
         "auc": 0.8,
+        "auc_ever_shared": 0.75,
         "median_delay_days": 2.0,
         "ece": 0.01,
+        "ece_ever_shared": 0.05,
         "fp_rate": {"traveller": 0.01, "vpn_user": 0.1},
     }
     w = bench.worst([a, b])
     assert (w["precision"], w["recall"], w["subtle_recall"], w["auc"]) == (0.9, 0.7, 0.5, 0.8)
     assert (w["median_delay_days"], w["ece"]) == (2.0, 0.02)
+    assert (w["auc_ever_shared"], w["ece_ever_shared"]) == (0.7, 0.1)
     assert w["fp_rate"]["traveller"] == 0.05 and w["fp_rate"]["vpn_user"] == 0.1

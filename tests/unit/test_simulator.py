@@ -154,6 +154,32 @@ def test_truth_agrees_with_the_events(run: Any) -> None:
     assert added <= {t["account_id"] for t in shared}
 
 
+def test_truth_says_whether_sharing_still_goes_on_at_the_end(run: Any) -> None:
+    """A borrower blocked or paid for (or the account cancelled) ends the sharing: the
+    truth says so and when, for judging the last score against what was true then."""
+    events, truth = run
+    shared = [t for t in truth.values() if t["shared"]]
+    assert not any(t["sharing_at_end"] or t["share_end_ts"] for t in truth.values()
+                   if not t["shared"])  # fmt: skip
+    ongoing = [t for t in shared if t["sharing_at_end"]]
+    ended = [t for t in shared if not t["sharing_at_end"]]
+    assert ongoing and ended
+    assert all(t["share_end_ts"] is None for t in ongoing)
+    assert all(t["share_end_ts"] >= t["share_start_ts"] for t in ended)
+    assert any(t["borrowers_blocked"] for t in ended)  # blocked borrowers end it
+    # still going on: the account is subscribed at the end
+    last: dict[str, str] = {}
+    for ev in sorted(events, key=lambda e: parse_ts(e["ts"])):
+        if ev["type"] in ("subscription_started", "subscription_reactivated",
+                          "subscription_cancelled"):  # fmt: skip
+            last[ev["account_id"]] = ev["type"]
+    assert all(last[t["account_id"]] != "subscription_cancelled" for t in ongoing)
+    # an extra member paid for: its time is when a single borrower's sharing ended
+    paid_one = [t for t in ended if t["share_households"] == 1 and t["extra_member_added"]]
+    assert paid_one and all(t["share_end_ts"] <= t["extra_member_ts"] or t["churned"]
+                            for t in paid_one)  # fmt: skip
+
+
 def test_no_new_playback_while_cancelled(run: Any) -> None:
     events, truth = run
     state: dict[str, bool] = {}
