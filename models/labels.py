@@ -14,7 +14,9 @@ snapshot inside the ``AccountState``. A snapshot becomes
 A snapshot's values are rounded to float32 when it is taken (``taken``): a training
 example needs no more than float32's seven digits, and a pending snapshot is the largest
 part of an account's state (``models.state_codec`` stores a float32 in 4 bytes, a float64
-in 8). No snapshot is taken while the account is cancelled. ``observe`` interleaves
+in 8). A pending snapshot is kept packed as the changelog stores it
+(``models.account.Snapshot``) and read as a dict once, when it matures. No snapshot
+is taken while the account is cancelled. ``observe`` interleaves
 snapshots and maturation, so pending snapshots stay within
 ``horizon / interval + 1`` (plus the few inside the allowed lateness), also
 when an account comes back after a long silence: the missed observation points
@@ -32,7 +34,14 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from models.account import DEFAULT_CONFIG, AccountState, Snapshot, StateConfig, apply_event
+from models.account import (
+    DEFAULT_CONFIG,
+    AccountState,
+    Snapshot,
+    StateConfig,
+    apply_event,
+    pack_floats,
+)
 from models.contract import Event
 from models.features import churn_features
 
@@ -108,8 +117,8 @@ def mature_labels(
     if not state.pending or _nothing_to_mature(state, now_ms, cfg):
         return []
     out: list[Example] = []
-    keep: list[tuple[int, dict[str, float]]] = []
-    for ts, features in state.pending:
+    keep: list[tuple[int, Snapshot]] = []
+    for ts, snapshot in state.pending:
         if state.status_at(ts) == "cancelled":
             continue  # cancelled before the snapshot (a late cancellation): no example
         if ts + cfg.horizon_ms > now_ms:
@@ -120,8 +129,9 @@ def mature_labels(
         else:
             label = _cancelled_within(state, ts, cfg.horizon_ms)
         if label is None:
-            keep.append((ts, features))
+            keep.append((ts, snapshot))
         else:
+            features = snapshot.as_dict()
             out.append(Example(state.account_id, ts, features, label, f"{state.account_id}:{ts}"))
     state.pending = keep
     return out
@@ -209,12 +219,12 @@ def _snapshot(state: AccountState, ts: int, cfg: StateConfig) -> None:
 
 
 def taken(features: dict[str, float]) -> Snapshot:
-    """A pending snapshot of ``features``: the values rounded to float32, as floats.
+    """A pending snapshot of ``features``: the values rounded to float32, packed.
 
-    >>> taken({"watch_hours_7d": 0.1, "sessions_7d": 3, "trend": -0.0})
+    >>> taken({"watch_hours_7d": 0.1, "sessions_7d": 3, "trend": -0.0}).as_dict()
     {'watch_hours_7d': 0.10000000149011612, 'sessions_7d': 3.0, 'trend': -0.0}
     """
-    return Snapshot(zip(features, array("f", features.values()).tolist(), strict=True))
+    return Snapshot(tuple(features), pack_floats(array("f", features.values()).tolist()))
 
 
 def _cancelled_within(state: AccountState, ts: int, horizon_ms: int) -> bool:

@@ -15,15 +15,16 @@ dataclass is an array of its fields (no field names); besides that:
   into :data:`NAMES` (fixed, part of the format) or else into the state's own
   name table;
 - each pending snapshot is its values in the order of a shared key list, packed
-  (:func:`_pack`): a kind byte per value (zero, float32 exact, else float64), then
+  (``models.account.pack_floats``): a kind byte per value (zero, float32 exact, else float64), then
   the float32 values, then the float64 ones: about 370 bytes for the ~76 features
   of a snapshot instead of 608 (version 7 and before: every value as float64
   bytes; the pending snapshots were 39% of a state's bytes). Values are read back
   as floats bit for bit (``churn_features`` gives floats, except an int 0 for
   ``price_increase_pct_90d`` without price changes, read back as 0.0; since
   ``models.labels.taken`` rounds a snapshot's values to float32 when it is taken,
-  every value of a new snapshot is zero or float32). A snapshot is packed once
-  (``models.account.Snapshot.packed``), not at every write;
+  every value of a new snapshot is zero or float32). A snapshot is packed once,
+  when it is taken, and kept packed in memory (``models.account.Snapshot``): it is
+  written and read back as those bytes, checked but not unpacked;
 - a column of floats that float32 holds exactly (counts, whole seconds, zeros)
   is stored as float32 bytes, and read back bit for bit; others stay float64.
 
@@ -57,7 +58,6 @@ holds, and converted. Anything else raises ``ValueError``.
 from __future__ import annotations
 
 import io
-import math
 import pickle
 from array import array
 from collections import deque
@@ -69,7 +69,7 @@ from typing import Any
 import msgspec
 import zstandard
 
-from models.account import AccountState, DayBucket, Snapshot
+from models.account import AccountState, DayBucket, Snapshot, check_packed
 from models.alerting import AlertTrack
 from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
 from models.risk import RiskState
@@ -121,7 +121,8 @@ class _Pending(msgspec.Struct, array_like=True):
     ts: list[int]
     keys: list[int]  # index into key_lists
     key_lists: list[list[int]]  # name indices
-    values: list[bytes]  # ``_pack``ed (version 7: float64), in the order of the key list
+    # ``models.account.pack_floats`` (version 7: float64 bytes), in the key list's order
+    values: list[bytes]
 
 
 class _Risk(msgspec.Struct, array_like=True):
@@ -300,47 +301,6 @@ def _inflate(frame: bytes) -> bytes:
 # --- version 9 (and 8 to 3) -------------------------------------------------------------
 
 
-def _pack(values: list[float]) -> bytes:
-    """A snapshot's values: a kind byte each (0: +0.0, 1: float32 holds it exactly,
-    2: float64), then the float32 values, then the float64 ones.
-
-    >>> raw = _pack([0.0, 3.0, 0.1, -0.0, 0])
-    >>> raw[:5], len(raw), _unpack(raw, 5)
-    (b'\\x00\\x01\\x02\\x01\\x00', 21, [0.0, 3.0, 0.1, -0.0, 0.0])
-    """
-    exact = array("f", values).tolist()
-    kinds = bytes(
-        [
-            (0 if math.copysign(1.0, v) > 0 else 1) if v == 0.0 else (1 if v == f else 2)
-            for v, f in zip(values, exact, strict=True)
-        ]
-    )
-    f32 = array("f", [v for v, k in zip(values, kinds, strict=True) if k == 1])
-    f64 = array("d", [v for v, k in zip(values, kinds, strict=True) if k == 2])
-    return kinds + f32.tobytes() + f64.tobytes()
-
-
-def _unpack(raw: bytes, n: int) -> list[float]:
-    """Inverse of :func:`_pack` for ``n`` values (ValueError if the sizes disagree)."""
-    kinds = raw[:n]
-    n32, n64 = kinds.count(1), kinds.count(2)
-    if len(kinds) != n or len(raw) != n + 4 * n32 + 8 * n64 or n32 + n64 + kinds.count(0) != n:
-        raise ValueError("corrupt pending snapshot")
-    f32 = iter(array("f", raw[n : n + 4 * n32]).tolist())
-    f64 = iter(array("d", raw[n + 4 * n32 :]).tolist())
-    return [0.0 if k == 0 else next(f32) if k == 1 else next(f64) for k in kinds]
-
-
-def _packed(x: dict[str, float]) -> bytes:
-    """A snapshot's packed values, packed once for a ``Snapshot``."""
-    raw = getattr(x, "packed", None)
-    if raw is None:
-        raw = _pack(list(x.values()))
-        if isinstance(x, Snapshot):
-            x.packed = raw
-    return raw
-
-
 def _floats(values: list[float]) -> bytes | list[float]:
     """``values`` as float32 bytes (4 bytes each instead of 9) when that is exact.
 
@@ -385,14 +345,16 @@ def _to_wire(s: AccountState) -> _Account:
         list(map(index.__getitem__, names)),
         _floats(list(chain.from_iterable(map(dict.values, actions)))),
     )
+    # a version 2 state (and a test) may hold a snapshot as a plain dict
+    snapshots = [x if isinstance(x, Snapshot) else Snapshot.of(x) for _, x in s.pending]
     lists: dict[tuple[str, ...], int] = {}
-    keys = [lists.setdefault(tuple(x), len(lists)) for _, x in s.pending]
+    keys = [lists.setdefault(x.names, len(lists)) for x in snapshots]
     key_lists = [[index.setdefault(k, len(index)) for k in ks] for ks in lists]
     pending = _Pending(
         [ts for ts, _ in s.pending],
         keys,
         key_lists,
-        [_packed(x) for _, x in s.pending],
+        [x.packed for x in snapshots],
     )
     return _Account(
         *_account_plain(s),
@@ -423,13 +385,13 @@ def _household_to_wire(hs: HouseholdState) -> _Household:
     )
 
 
-def _snapshot(keys: list[str], raw: bytes, packed: bool) -> Snapshot:
-    """A pending snapshot read back: packed (version 8), else float64 bytes."""
+def _snapshot(keys: tuple[str, ...], raw: bytes, packed: bool) -> Snapshot:
+    """A pending snapshot read back: packed (version 8 on: checked, kept packed), else
+    float64 bytes (packed now)."""
     if not packed:
-        return Snapshot(zip(keys, array("d", raw).tolist(), strict=True))
-    x = Snapshot(zip(keys, _unpack(raw, len(keys)), strict=True))
-    x.packed = bytes(raw)
-    return x
+        return Snapshot.of(dict(zip(keys, array("d", raw).tolist(), strict=True)))
+    check_packed(raw, len(keys))
+    return Snapshot(keys, bytes(raw))
 
 
 def _from_wire(w: _Account, table: tuple[str, ...] = NAMES, packed: bool = True) -> AccountState:
@@ -449,7 +411,7 @@ def _from_wire(w: _Account, table: tuple[str, ...] = NAMES, packed: bool = True)
         ),
     )
     p = w.pending
-    key_lists = [[names[i] for i in ks] for ks in p.key_lists]
+    key_lists = [tuple([names[i] for i in ks]) for ks in p.key_lists]  # shared
     features = [_snapshot(key_lists[k], v, packed) for k, v in zip(p.keys, p.values, strict=True)]
     pending = list(zip(p.ts, features, strict=True))
     r = w.risk

@@ -21,6 +21,7 @@ from models.account import (
     dump_state,
     load_state,
     new_account,
+    pack_floats,
 )
 from models.alerting import AlertTrack
 from models.contract import Event, parse_message
@@ -92,10 +93,13 @@ def rich_state() -> AccountState:
         orphan_stops={"s8": (T0 + 9 * D - 5, None), "s7": (T0 + 9 * D - 6, 12.5)},
         expired_sessions=3, last_playback_ts=T0 + 9 * D, last_usage_ts=T0 + 9 * D,
         last_obs_ts=T0 + 7 * D,
-        pending=[(T0, {"tenure_days_log": 0.0, "cancelled": 0.0, "action_like_28d": 2.0}),
-                 (T0 + 7 * D, {"tenure_days_log": 2.0794415416798357, "cancelled": 0.0,
-                               "action_like_28d": 2.0, "action_share_link_28d": 0.5,
-                               "engagement_trend": -0.0, "days_to_renewal": 1e300})],
+        pending=[(T0, Snapshot.of({"tenure_days_log": 0.0, "cancelled": 0.0,
+                                   "action_like_28d": 2.0})),
+                 (T0 + 7 * D, Snapshot.of({"tenure_days_log": 2.0794415416798357,
+                                           "cancelled": 0.0, "action_like_28d": 2.0,
+                                           "action_share_link_28d": 0.5,
+                                           "engagement_trend": -0.0,
+                                           "days_to_renewal": 1e300}))],
         dropped_snapshots=1, risk=rich_risk(), household=rich_household())  # fmt: skip
 
 
@@ -110,21 +114,24 @@ def rich_state_v4() -> AccountState:
 def rich_state_v5() -> AccountState:
     """``rich_state_v4`` with a pending snapshot of the long view (names added in version 5)."""
     s = rich_state_v4()
-    s.pending.append((T0 + 14 * D, {"tenure_days_log": 2.7, "usage_hl3d": 4.5,
-                                    "usual_actions_dropped": 0.25, "acttrend_h7": -1.0,
-                                    "action_like_28d": 1.0}))  # fmt: skip
+    s.pending.append((T0 + 14 * D, Snapshot.of({"tenure_days_log": 2.7, "usage_hl3d": 4.5,
+                                                "usual_actions_dropped": 0.25,
+                                                "acttrend_h7": -1.0,
+                                                "action_like_28d": 1.0})))  # fmt: skip
     return s
 
 
 def same(a: object, b: object) -> bool:
     """Equal down to float bits, types and deque bounds (``==`` calls -0.0 and 0.0 equal)."""
+    if isinstance(a, Snapshot) or isinstance(b, Snapshot):  # a snapshot by its values
+        a, b = (x.as_dict() if isinstance(x, Snapshot) else x for x in (a, b))
     if dataclasses.is_dataclass(a):
         return type(a) is type(b) and all(
             same(getattr(a, f.name), getattr(b, f.name))
             for f in dataclasses.fields(a)
             if f.compare  # derived caches (compare=False) are not persisted
         )
-    if isinstance(a, dict):  # a pending snapshot reads back as a Snapshot (a dict)
+    if isinstance(a, dict):
         return isinstance(b, dict) and list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple | deque):
         return (
@@ -254,24 +261,25 @@ def test_pending_snapshots_are_packed_bit_for_bit_and_once() -> None:
     s = new_account("p")
     values = {"zero": 0.0, "count": 3.0, "rate": 0.1, "neg": -0.25, "negzero": -0.0,
               "tiny": 1e-300, "big": 1e300, "int": 0}  # fmt: skip
-    s.pending.append((T0, Snapshot(values)))
+    s.pending.append((T0, Snapshot.of(values)))
     raw = dump_state(s)
     back = load_state(raw).pending[0][1]
-    assert list(back) == list(values)
-    assert [repr(v) for v in back.values()] == [repr(float(v)) for v in values.values()]
-    assert back.packed == s.pending[0][1].packed  # packed once, reused when written again
+    assert back.names == tuple(values)
+    read = back.as_dict()  # unpacked only when asked (as the snapshot matures)
+    assert [repr(v) for v in read.values()] == [repr(float(v)) for v in values.values()]
+    assert back.packed == s.pending[0][1].packed  # read back as written, not repacked
     dense = new_account("p")
-    dense.pending.append((T0, dict(values)))
-    assert dump_state(dense) == raw  # a plain dict packs the same
+    dense.pending.append((T0, dict(values)))  # type: ignore[arg-type]
+    assert dump_state(dense) == raw  # a plain dict (a version 2 state's) packs the same
     # a snapshot of ~76 churn features: a kind byte each and 4 or 8 bytes per non-zero
     # value, not 8 bytes each
     wide = {f"f{i}": (0.0 if i % 5 == 0 else float(i) if i % 3 else i / 7) for i in range(76)}
-    assert len(state_codec._pack(list(wide.values()))) < 0.7 * 8 * 76
+    assert len(pack_floats(list(wide.values()))) < 0.7 * 8 * 76
 
 
 def test_a_corrupt_packed_snapshot_raises_value_error() -> None:
     s = new_account("p")
-    s.pending.append((T0, Snapshot({"a": 0.1, "b": 2.0})))
+    s.pending.append((T0, Snapshot.of({"a": 0.1, "b": 2.0})))
     body = payload(dump_state(s))
     packed = s.pending[0][1].packed
     corrupt = zstandard.ZstdCompressor().compress(body.replace(packed, packed[:-1] + b"\x00\x00"))
@@ -422,9 +430,9 @@ def test_the_pending_snapshots_of_a_run_are_float32_and_packed_without_float64()
     snapshots = [x for sh in shards for st in sh.accounts.values() for _, x in st.pending]
     assert len(snapshots) > 50
     for x in snapshots:
-        values = list(x.values())
+        values = list(x.as_dict().values())
         assert values == array("f", values).tolist()
-        assert 2 not in state_codec._pack(values)[: len(values)]
+        assert 2 not in x.packed[: len(values)]
 
 
 def test_fields_missing_from_an_old_pickle_get_their_defaults() -> None:
