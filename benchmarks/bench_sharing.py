@@ -46,7 +46,7 @@ from models import engine
 from models.alerting import AlertConfig, AlertTrack, update_track
 from models.contract import parse_message, parse_ts
 from models.engine import EngineConfig
-from models.evaluation import DAY_MS, LOOK_ALIKES, sharing_alert_quality
+from models.evaluation import DAY_MS, LOOK_ALIKES, eligible_sharer, sharing_alert_quality
 from models.household import (
     HouseholdState,
     PrefixCensus,
@@ -88,10 +88,9 @@ def paid_realerts(
             times.setdefault(a["account_id"], []).append(parse_ts(a["ts"]))
     realerts = detected = 0
     for t in truths:
-        start, stop = t.get("share_start_ts"), t.get("share_end_ts")
-        last = end_ms if stop is None else min(end_ms, stop)
-        if not t.get("shared") or start is None or start > last - 3 * DAY_MS:
+        if not eligible_sharer(t, end_ms):
             continue
+        start = t["share_start_ts"]
         hits = [x for x in times.get(t["account_id"], []) if x >= start]
         if not hits:
             continue

@@ -121,6 +121,22 @@ def shared_at_end(truth: Mapping[str, Any]) -> bool | None:
     return True if truth.get("sharing_at_end", True) else None
 
 
+def eligible_sharer(truth: Mapping[str, Any], end_ms: int, min_shared_ms: int = 3 * DAY_MS) -> bool:
+    """Whether a sharer counts for recall: shared for ``min_shared_ms`` before ``end_ms``,
+    or before its sharing ended (``share_end_ts``: the borrower blocked or paid for).
+
+    >>> eligible_sharer({"shared": True, "share_start_ts": 0}, 3 * DAY_MS)
+    True
+    >>> eligible_sharer({"shared": True, "share_start_ts": 0, "share_end_ts": DAY_MS}, 9 * DAY_MS)
+    False
+    """
+    start, stop = truth.get("share_start_ts"), truth.get("share_end_ts")
+    if not truth.get("shared") or start is None:
+        return False
+    last = end_ms if stop is None else min(end_ms, stop)  # shared until then
+    return start <= last - min_shared_ms
+
+
 def sharing_alert_quality(
     alerts: Iterable[Mapping[str, Any]],
     final_scores: Mapping[str, float],
@@ -172,9 +188,7 @@ def sharing_alert_quality(
             else:
                 fp += 1
                 fp_kind[kind] += 1
-        stop = t.get("share_end_ts")
-        last = end_ms if stop is None else min(end_ms, stop)  # shared until then
-        if shared and start <= last - min_shared_ms:
+        if shared and eligible_sharer(t, end_ms, min_shared_ms):
             eligible += 1
             if hits:
                 detected += 1

@@ -113,9 +113,10 @@ class Reorderer:
         """Sources that have not delivered for ``quiet_ms`` (or ``idle_ms``; every source
         with ``live_ms``): the caller says which are behind (:meth:`mark_behind`) just
         before a release."""
-        least = min(self.idle_ms, self.quiet_ms if self.quiet_ms is not None else self.idle_ms)
         if self.live_ms is not None:
-            least = 0
+            least = 0  # a live source is judged at every release, silent or not
+        else:
+            least = min(self.idle_ms, self.idle_ms if self.quiet_ms is None else self.quiet_ms)
         return [src for src, (_, seen) in self._sources.items() if now_ms - seen >= least]
 
     def mark_behind(self, source: Hashable, behind: bool, wall_ms: int | None = None) -> None:
@@ -151,22 +152,16 @@ class Reorderer:
         >>> r.frontier(0)
         8640000000
         """
+        self._live.pop(source, None)
         if behind:
             self._behind.add(source)
             self._caught_up.discard(source)
-        else:
-            self._behind.discard(source)
-            self._caught_up.add(source)
+            return
+        self._behind.discard(source)
+        self._caught_up.add(source)
         top, _ = self._sources.get(source, (-1, 0))
-        if (
-            not behind
-            and self.live_ms is not None
-            and wall_ms is not None
-            and top >= wall_ms - self.live_ms
-        ):
+        if self.live_ms is not None and wall_ms is not None and top >= wall_ms - self.live_ms:
             self._live[source] = wall_ms
-        else:
-            self._live.pop(source, None)
 
     def _tops(self, now_ms: int) -> list[int]:
         """The event time each active source has passed (a live one: the wall clock too)."""

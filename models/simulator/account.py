@@ -535,10 +535,7 @@ class Account:
                 for device in devices if b is not None else [device_id]:
                     self.trust[device] = max(self.trust.get(device, -1), d + 30)
             elif b is not None:
-                b.status = "blocked"
-                self.until["crackdown"] = d + 30
-                self.truth["borrowers_blocked"] += 1
-                self._settled(b, at)
+                self._block(b, d, at)
         elif reaction == reactions.EXTRA_MEMBER and b is not None:
             self._extra_member(out, b, at)
         elif reaction == reactions.CANCELLED:
@@ -851,11 +848,15 @@ class Account:
         if rng.random() < self.cfg.extra_member_rate:
             self._extra_member(out, b, ts)
             return True
+        self._block(b, d, ts)
+        return False
+
+    def _block(self, b: Borrower, d: int, ts: int) -> None:
+        """The borrower is gone from day ``d`` (at ``ts``); the account is wary for 30 days."""
         b.status = "blocked"
         self.until["crackdown"] = d + 30
         self.truth["borrowers_blocked"] += 1
         self._settled(b, ts)
-        return False
 
     def _content(self, v: Viewer) -> int:
         rng = self.rng
