@@ -1,7 +1,7 @@
 """Soak (issue #13, item 5): a steady load for a long time; memory must stay flat.
 
     python benchmarks/soak.py                    # full scale: 1 hour at half the measured maximum
-    python benchmarks/soak.py --quick            # the CI scale (~2 minutes)
+    python benchmarks/soak.py --quick            # the CI scale (~80 s)
     python benchmarks/soak.py --minutes 20 --rate 3000 --json soak.json
 
 One worker (``python -m streams worker``, default settings, its own consumer group and
@@ -78,9 +78,9 @@ CALIBRATE_SHARES = (0.6, 0.95)
 QUICK = {
     "accounts": 60,
     "days": 60,
-    "minutes": 1.5,
+    "minutes": 1.0,
     "calibrate": 40_000,
-    "every": 3.0,
+    "every": 2.0,
     "warmup": 0.4,
 }
 

@@ -2,7 +2,7 @@
 
 One worker on the suite's broker, 60 simulated households living lap after lap of
 60 days (a new population drawn every lap): its maximum measured through a backlog,
-then 90 s at half of it (several hundred days of event time), sampled every 3 s.
+then 60 s at half of it (several hundred days of event time), sampled every 2 s.
 After the warm-up, what the worker keeps must stay flat: the encoded account states
 and the census of shared networks may not grow more than 15% beyond the noise of
 their trend (twice its standard error: at this scale the census swings by a third
