@@ -88,13 +88,89 @@ DEFAULT_CONFIG = StateConfig()
 
 @dataclass(slots=True)
 class DayBucket:
-    """Usage of one UTC event-time day."""
+    """Usage of one UTC event-time day, as :meth:`Days.at` reads it (a copy)."""
 
     watch_s: float = 0.0
     sessions: int = 0
     usage_events: int = 0
     activity: float = 0.0
     actions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Days:
+    """The usage of the days with usage, as columns in day order: entry ``i`` is day
+    ``day[i]``. Columns rather than an object per day, because the changelog stores
+    them as they are: a state encodes and decodes without making ~50 objects, and
+    holds less memory (docs/design.md, "The account state").
+
+    >>> d = Days()
+    >>> i = d.add(20_001); d.watch_s[i] += 60.0
+    >>> i = d.add(20_000); d.sessions[i] += 1
+    >>> d.day, d.find(20_001), d.find(19_999), d.at(20_001).watch_s
+    ([20000, 20001], 1, -1, 60.0)
+    """
+
+    day: list[int] = field(default_factory=list)
+    watch_s: list[float] = field(default_factory=list)
+    sessions: list[int] = field(default_factory=list)
+    usage_events: list[int] = field(default_factory=list)
+    activity: list[float] = field(default_factory=list)
+    actions: list[dict[str, float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.day)
+
+    def find(self, day: int) -> int:
+        """The entry of ``day``, or -1."""
+        i = bisect.bisect_left(self.day, day)
+        return i if i < len(self.day) and self.day[i] == day else -1
+
+    def add(self, day: int) -> int:
+        """The entry of ``day``, new and empty if it had none (usually the last)."""
+        days = self.day
+        n = len(days)
+        if n and days[n - 1] == day:
+            return n - 1
+        i = n if not n or days[n - 1] < day else bisect.bisect_left(days, day)
+        if i < n and days[i] == day:
+            return i
+        days.insert(i, day)
+        self.watch_s.insert(i, 0.0)
+        self.sessions.insert(i, 0)
+        self.usage_events.insert(i, 0)
+        self.activity.insert(i, 0.0)
+        self.actions.insert(i, {})
+        return i
+
+    def drop_before(self, day: int) -> None:
+        """Forget the days before ``day``."""
+        n = bisect.bisect_left(self.day, day)
+        del self.day[:n], self.watch_s[:n], self.sessions[:n]
+        del self.usage_events[:n], self.activity[:n], self.actions[:n]
+
+    def at(self, day: int) -> DayBucket | None:
+        """A copy of the usage of ``day`` (for tests and tools; features read the columns)."""
+        i = self.find(day)
+        if i < 0:
+            return None
+        return DayBucket(
+            self.watch_s[i], self.sessions[i], self.usage_events[i], self.activity[i],
+            dict(self.actions[i]),
+        )  # fmt: skip
+
+    @staticmethod
+    def of(buckets: dict[int, DayBucket]) -> Days:
+        """Columns of the buckets of a dict (an older state's, or a test's)."""
+        days = Days()
+        for day in sorted(buckets):
+            b = buckets[day]
+            i = days.add(day)
+            days.watch_s[i], days.sessions[i], days.usage_events[i] = (
+                b.watch_s, b.sessions, b.usage_events
+            )  # fmt: skip
+            days.activity[i], days.actions[i] = b.activity, dict(b.actions)
+        return days
 
 
 @dataclass(slots=True)
@@ -211,7 +287,7 @@ class AccountState:
     last_payment_ok_ts: int | None = None
     support_contacts: list[int] = field(default_factory=list)
     # usage
-    days: dict[int, DayBucket] = field(default_factory=dict)
+    days: Days = field(default_factory=Days)
     actions: list[str] = field(default_factory=list)
     devices: dict[str, list[int]] = field(default_factory=dict)  # id -> [first, last]
     profiles: dict[str, list[int]] = field(default_factory=dict)
@@ -341,21 +417,18 @@ def _remember(state: AccountState, event: Event, cutoff: int, cfg: StateConfig) 
         del ids[oldest_id]
 
 
-def _bucket(state: AccountState, ts: int) -> DayBucket:
+def _bucket(state: AccountState, ts: int) -> int:
+    """The entry in ``state.days`` of the day of ``ts``."""
     day = ts // DAY_MS
     if state.usage_sums is not None and day < state.usage_sums.day:
         state.usage_sums = None  # a late event changed a day the sums hold
-    bucket = state.days.get(day)
-    if bucket is None:
-        bucket = state.days[day] = DayBucket()
-    return bucket
+    return state.days.add(day)
 
 
 def _prune_days(state: AccountState, cfg: StateConfig) -> None:
     if len(state.days) > cfg.ring_days:
         oldest_kept = state.max_ts // DAY_MS - cfg.ring_days + 1
-        for day in [d for d in state.days if d < oldest_kept]:
-            del state.days[day]
+        state.days.drop_before(oldest_kept)
         state.usage_sums = None
         # devices and profiles not seen within the ring: no feature looks back that far
         for seen in (state.devices, state.profiles):
@@ -472,14 +545,14 @@ def _on_support(state: AccountState, event: Event, cfg: StateConfig) -> None:
     _insort_capped(state.support_contacts, event.ts, cfg.max_history)
 
 
-def _usage(state: AccountState, event: Event, cfg: StateConfig) -> DayBucket:
+def _usage(state: AccountState, event: Event, cfg: StateConfig) -> int:
     state.last_usage_ts = max(state.last_usage_ts or event.ts, event.ts)
     device = event.fields.get("device_id")
     if device is not None:
         _touch(state.devices, str(device), event.ts, cfg.max_devices)
-    bucket = _bucket(state, event.ts)
-    bucket.usage_events += 1
-    return bucket
+    i = _bucket(state, event.ts)
+    state.days.usage_events[i] += 1
+    return i
 
 
 def _on_login(state: AccountState, event: Event, cfg: StateConfig) -> None:
@@ -487,8 +560,7 @@ def _on_login(state: AccountState, event: Event, cfg: StateConfig) -> None:
 
 
 def _on_playback_started(state: AccountState, event: Event, cfg: StateConfig) -> None:
-    bucket = _usage(state, event, cfg)
-    bucket.sessions += 1
+    state.days.sessions[_usage(state, event, cfg)] += 1
     state.last_playback_ts = max(state.last_playback_ts or event.ts, event.ts)
     profile = event.fields.get("profile_id")
     if profile is not None:
@@ -531,20 +603,21 @@ def _duration_s(start_ts: int, stop_ts: int, cfg: StateConfig) -> float:
 
 
 def _add_watch(state: AccountState, ts: int, seconds: float) -> None:
-    _bucket(state, ts).watch_s += seconds
+    state.days.watch_s[_bucket(state, ts)] += seconds
 
 
 def _on_activity(state: AccountState, event: Event, cfg: StateConfig) -> None:
-    bucket = _usage(state, event, cfg)
+    i = _usage(state, event, cfg)
     quantity = float(event.fields.get("quantity", 1))
-    bucket.activity += quantity
+    state.days.activity[i] += quantity
     name = action_name(str(event.fields["action"]))
     if name not in state.actions:
         if len(state.actions) >= cfg.max_actions:
             name = "other"
         else:
             state.actions.append(name)
-    bucket.actions[name] = bucket.actions.get(name, 0.0) + quantity
+    actions = state.days.actions[i]
+    actions[name] = actions.get(name, 0.0) + quantity
 
 
 def action_name(raw: str) -> str:

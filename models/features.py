@@ -63,6 +63,7 @@ shares and trends, and hashing maps any name to one of 8 buckets.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import math
@@ -165,7 +166,7 @@ def _engagement(state: AccountState, now_ms: int, age_days: float) -> dict[str, 
     actions.update(sums.actions)
     watch7, sessions7, active7, activity7 = sums.week
     watch28, sessions28, active28, activity28 = sums.month
-    b = state.days.get(today)
+    b = state.days.at(today)
     if b is not None:  # added last, as the days before it were: the same sums to the bit
         active = b.usage_events > 0
         watch7, sessions7, active7, activity7 = (
@@ -280,40 +281,41 @@ def _past_usage(state: AccountState, today: int) -> UsageSums:
     recent: dict[str, float] = {}
     base: dict[str, float] = {}
     days = state.days
-    for day in range(today - LONG_DAYS + 1, today):
-        b = days.get(day)
-        if b is None:
-            continue
-        events = b.usage_events
+    first = bisect.bisect_left(days.day, today - LONG_DAYS + 1)
+    for i in range(first, bisect.bisect_left(days.day, today)):  # in day order
+        day, events = days.day[i], days.usage_events[i]
+        watch, sessions, activity, day_actions = (
+            days.watch_s[i], days.sessions[i], days.activity[i], days.actions[i]
+        )  # fmt: skip
         active = events > 0
         w0, w1, w2 = _DECAY_BY_AGE[today - day]
         d0 += events * w0
         d1 += events * w1
         d2 += events * w2
         if day > today - RECENT_DAYS:
-            watch_r += b.watch_s
+            watch_r += watch
             active_r += active
-            activity_r += b.activity
+            activity_r += activity
             into = recent
         else:
-            watch_b += b.watch_s
+            watch_b += watch
             active_b += active
-            activity_b += b.activity
+            activity_b += activity
             into = base
-        for name, qty in b.actions.items():
+        for name, qty in day_actions.items():
             into[name] = into.get(name, 0.0) + qty
         if day <= today - 28:
             continue
-        watch28 += b.watch_s
-        sessions28 += b.sessions
+        watch28 += watch
+        sessions28 += sessions
         active28 += active
-        activity28 += b.activity
+        activity28 += activity
         if day > today - 7:
-            watch7 += b.watch_s
-            sessions7 += b.sessions
+            watch7 += watch
+            sessions7 += sessions
             active7 += active
-            activity7 += b.activity
-        for name, qty in b.actions.items():
+            activity7 += activity
+        for name, qty in day_actions.items():
             actions[name] = actions.get(name, 0.0) + qty
     week = (watch7, sessions7, active7, activity7)
     return UsageSums(

@@ -62,14 +62,14 @@ import pickle
 from array import array
 from collections import deque
 from dataclasses import fields
-from itertools import chain, islice, starmap
-from operator import attrgetter
+from itertools import chain, islice
+from operator import attrgetter, ge
 from typing import Any
 
 import msgspec
 import zstandard
 
-from models.account import AccountState, DayBucket, Snapshot, check_packed
+from models.account import AccountState, DayBucket, Days, Snapshot, check_packed
 from models.alerting import AlertTrack
 from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
 from models.risk import RiskState
@@ -320,30 +320,21 @@ def _unfloats(column: bytes | list[float]) -> list[float]:
     return array("f", column).tolist() if isinstance(column, bytes) else column
 
 
-_watch_s, _sessions = attrgetter("watch_s"), attrgetter("sessions")
-_usage_events, _activity, _actions = (
-    attrgetter("usage_events"),
-    attrgetter("activity"),
-    attrgetter("actions"),
-)
-
-
 def _to_wire(s: AccountState) -> _Account:
     index = dict(_NAME_INDEX)  # names not in NAMES get the next numbers
-    buckets = list(s.days.values())
-    actions = list(map(_actions, buckets))
-    names = list(chain.from_iterable(actions))
+    d = s.days
+    names = list(chain.from_iterable(d.actions))
     for name in dict.fromkeys(names):
         index.setdefault(name, len(index))
     days = _Days(
-        list(s.days),
-        _floats(list(map(_watch_s, buckets))),
-        list(map(_sessions, buckets)),
-        list(map(_usage_events, buckets)),
-        _floats(list(map(_activity, buckets))),
-        list(map(len, actions)),
+        d.day,
+        _floats(d.watch_s),
+        d.sessions,
+        d.usage_events,
+        _floats(d.activity),
+        list(map(len, d.actions)),
         list(map(index.__getitem__, names)),
-        _floats(list(chain.from_iterable(map(dict.values, actions)))),
+        _floats(list(chain.from_iterable(map(dict.values, d.actions)))),
     )
     # a version 2 state (and a test) may hold a snapshot as a plain dict
     snapshots = [x if isinstance(x, Snapshot) else Snapshot.of(x) for _, x in s.pending]
@@ -398,18 +389,18 @@ def _from_wire(w: _Account, table: tuple[str, ...] = NAMES, packed: bool = True)
     names = table + tuple(w.names)
     d = w.days
     flat = zip(map(names.__getitem__, d.action_name), _unfloats(d.action_qty), strict=True)
-    actions = [dict(islice(flat, n)) for n in d.action_count]
-    buckets = starmap(
-        DayBucket,
-        zip(
-            _unfloats(d.watch_s),
-            d.sessions,
-            d.usage_events,
-            _unfloats(d.activity),
-            actions,
-            strict=True,
-        ),
-    )
+    columns = (
+        d.day, _unfloats(d.watch_s), d.sessions, d.usage_events, _unfloats(d.activity),
+        [dict(islice(flat, n)) for n in d.action_count],
+    )  # fmt: skip
+    if len(set(map(len, columns))) != 1:
+        raise ValueError("day columns of different lengths")
+    if any(map(ge, d.day, d.day[1:])):  # in the order the days came (before the columns)
+        order = sorted(range(len(d.day)), key=d.day.__getitem__)
+        columns = tuple([column[i] for i in order] for column in columns)
+        if len(set(d.day)) != len(d.day):
+            raise ValueError("a day twice")
+    days = Days(*columns)
     p = w.pending
     key_lists = [tuple([names[i] for i in ks]) for ks in p.key_lists]  # shared
     features = [_snapshot(key_lists[k], v, packed) for k, v in zip(p.keys, p.values, strict=True)]
@@ -421,7 +412,7 @@ def _from_wire(w: _Account, table: tuple[str, ...] = NAMES, packed: bool = True)
     )
     return AccountState(
         **dict(zip(_ACCOUNT_PLAIN, _account_plain(w), strict=True)),
-        days=dict(zip(d.day, buckets, strict=True)),
+        days=days,
         pending=pending,
         risk=risk,
         household=_household_from_wire(w.household),
@@ -492,7 +483,9 @@ def _from_v2(payload: bytes) -> AccountState:
     if not isinstance(old, _V2Object) or old.target is not AccountState:
         raise ValueError("not an account state")
     risk = old.attrs.pop("alerts", {}).get("risk")  # version 2 kept the risk state there
+    buckets = old.attrs.pop("days", {})  # and an object per day
     state = _v2_build(old)
+    state.days = Days.of(_v2_build(buckets))
     state.risk = _v2_build(risk) if risk is not None else RiskState()
     return _from_wire(_DECODER.decode(_ENCODER.encode(_to_wire(state))))
 

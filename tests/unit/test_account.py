@@ -83,7 +83,7 @@ def test_duplicate_event_id_changes_nothing() -> None:
     before = dump_state(s)
     assert not apply_event(s, login)
     assert dump_state(s) == before
-    assert s.days[T0 // DAY_MS].actions == {"like": 2.0}
+    assert s.days.at(T0 // DAY_MS).actions == {"like": 2.0}
 
 
 def test_late_event_within_lateness_lands_in_its_own_day() -> None:
@@ -92,8 +92,8 @@ def test_late_event_within_lateness_lands_in_its_own_day() -> None:
     apply_event(s, ev("now", "login", T0 + DAY_MS + 10 * 60_000, device_id="d1"))
     # 40 minutes late, belongs to the previous day
     assert apply_event(s, ev("late", "activity", T0 + DAY_MS - 30 * 60_000, action="rate"))
-    assert s.days[T0 // DAY_MS].actions == {"rate": 1.0}
-    assert s.days[T0 // DAY_MS + 1].usage_events == 1
+    assert s.days.at(T0 // DAY_MS).actions == {"rate": 1.0}
+    assert s.days.at(T0 // DAY_MS + 1).usage_events == 1
     assert s.max_ts == T0 + DAY_MS + 10 * 60_000
 
 
@@ -125,8 +125,8 @@ def test_session_pairing_watch_time_and_expiry() -> None:
         s,
         ev("s3", "playback_started", T0 + 3 * HOUR_MS - 900_000, session_id="z", device_id="phone"),
     )
-    assert s.days[day].watch_s == 1800 + 600 + 900
-    assert s.days[day].sessions == 3
+    assert s.days.at(day).watch_s == 1800 + 600 + 900
+    assert s.days.at(day).sessions == 3
     # a session whose stop is lost is over after 4 h (+ lateness) of event time
     apply_event(
         s, ev("s4", "playback_started", T0 + 4 * HOUR_MS, session_id="lost", device_id="tv")
@@ -134,7 +134,7 @@ def test_session_pairing_watch_time_and_expiry() -> None:
     assert "lost" in s.open_sessions
     expire(s, T0 + 9 * HOUR_MS + 1)
     assert "lost" not in s.open_sessions and s.expired_sessions == 1
-    assert s.days[day].watch_s == 3300  # no watch time for a lost stop
+    assert s.days.at(day).watch_s == 3300  # no watch time for a lost stop
     assert set(s.devices) == {"tv", "phone"} and set(s.profiles) == {"p1"}
     assert s.devices["tv"] == [T0, T0 + 4 * HOUR_MS]
 
@@ -145,7 +145,7 @@ def test_open_ended_actions_are_capped() -> None:
     for i, action in enumerate(["Like", "share", "download", "like", "comment"]):
         apply_event(s, ev(f"a{i}", "activity", T0 + i, action=action), cfg=cfg)
     assert s.actions == ["like", "share"]
-    assert s.days[T0 // DAY_MS].actions == {"like": 2.0, "share": 1.0, "other": 2.0}
+    assert s.days.at(T0 // DAY_MS).actions == {"like": 2.0, "share": 1.0, "other": 2.0}
     assert action_name("  ") == "unnamed"
 
 
@@ -174,7 +174,7 @@ def test_memory_stays_bounded_over_a_long_history() -> None:
     assert len(s.failed_payments) == cfg.max_history
     assert len(s.devices) == cfg.max_devices
     assert len(s.open_sessions) <= cfg.max_open_sessions
-    assert all(len(b.actions) <= cfg.max_actions + 1 for b in s.days.values())
+    assert all(len(a) <= cfg.max_actions + 1 for a in s.days.actions)
 
 
 def test_dedup_memory_forgets_ids_outside_the_lateness() -> None:

@@ -17,6 +17,7 @@ from models import state_codec
 from models.account import (
     AccountState,
     DayBucket,
+    Days,
     Snapshot,
     dump_state,
     load_state,
@@ -85,9 +86,9 @@ def rich_state() -> AccountState:
         price_changes=[(T0 + 2 * D, 15.99, 17.99)], plan_changes=[(T0 + 2 * D, 1)],
         failed_payments=[T0 + 5 * D, T0 + 6 * D], last_payment_ok_ts=T0 + 7 * D,
         support_contacts=[T0 + 6 * D],
-        days={T0 // D: DayBucket(3600.0, 2, 5, 3.0, {"like": 2.0, "other": 1.0}),
-              T0 // D + 1: DayBucket(0.1 + 0.2, 0, 1, 0.0, {}),
-              T0 // D + 9: DayBucket(-0.0, 1, 1, 1.5, {"share_link": 0.5})},
+        days=Days.of({T0 // D: DayBucket(3600.0, 2, 5, 3.0, {"like": 2.0, "other": 1.0}),
+                      T0 // D + 1: DayBucket(0.1 + 0.2, 0, 1, 0.0, {}),
+                      T0 // D + 9: DayBucket(-0.0, 1, 1, 1.5, {"share_link": 0.5})}),
         actions=["like", "share_link"], devices={"a-1-d1": [T0, T0 + 9 * D]},
         profiles={"p1": [T0, T0 + 9 * D]}, open_sessions={"s9": T0 + 9 * D},
         orphan_stops={"s8": (T0 + 9 * D - 5, None), "s7": (T0 + 9 * D - 6, 12.5)},
@@ -285,6 +286,24 @@ def test_a_corrupt_packed_snapshot_raises_value_error() -> None:
     corrupt = zstandard.ZstdCompressor().compress(body.replace(packed, packed[:-1] + b"\x00\x00"))
     with pytest.raises(ValueError, match="corrupt"):
         load_state(b"CWAS\x09" + corrupt)
+
+
+def test_days_written_in_the_order_they_came_are_read_in_day_order() -> None:
+    # before the day columns a late event's day was written after the days it came after
+    s = rich_state_v7()
+    assert s.days.day == sorted(s.days.day) and [len(a) for a in s.days.actions] == [2, 0, 1]
+    wire = state_codec._DECODER.decode(payload(dump_state(s)))
+    wire.days.day = [wire.days.day[i] for i in (1, 0, 2)]  # day 1 came before day 0
+    wire.days.watch_s, wire.days.sessions = [0.1 + 0.2, 3600.0, -0.0], [0, 2, 1]
+    wire.days.usage_events, wire.days.activity = [1, 5, 1], array("f", [0, 3, 1.5]).tobytes()
+    wire.days.action_count = [0, 2, 1]
+    raw = b"CWAS\x09" + zstandard.ZstdCompressor().compress(state_codec._ENCODER.encode(wire))
+    back = load_state(raw)
+    assert same(back, s)
+    wire.days.day[1] = wire.days.day[0]  # a day twice
+    raw = b"CWAS\x09" + zstandard.ZstdCompressor().compress(state_codec._ENCODER.encode(wire))
+    with pytest.raises(ValueError, match="a day twice"):
+        load_state(raw)
 
 
 def test_version_6_records_stay_readable() -> None:
