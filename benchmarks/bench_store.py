@@ -24,15 +24,19 @@ Each row gives the time from process start to ``/readyz`` answering 200
 (min / median / max), the changelog records Faust replayed, and the worker's
 resident memory (``VmRSS``) when ready and after one event to each of
 ``--touch`` accounts (they are read, decoded, scored and written back: the cache
-of decoded states fills and evicts), with the peak (``VmHWM``). The baseline of
-the same run is an empty worker (no state). Progress goes to stderr, the table
-to stdout. Uses ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts a local broker.
+of decoded states fills and evicts), with the peak (``VmHWM``), and the worker's
+CPU time per touched account: with more accounts than the cache holds, nearly each
+is a store read, a decode, the event, a score and an encode, which is what an event
+costs at that scale. The baseline of the same run is an empty worker (no state),
+touched with as many new accounts (a new account decodes nothing). Progress goes to
+stderr, the table to stdout. Uses ``KAFKA_BOOTSTRAP_SERVERS`` when set, else starts a local broker.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import statistics
 import sys
@@ -59,14 +63,20 @@ PARTITIONS = 8
 TOUCH_ROUND = 2000
 
 
+def clone_id(i: int, ids: list[str]) -> str:
+    """The id of the ``i``-th clone: as long as the simulated ids."""
+    return f"z{i:0{len(ids[0]) - 1}d}"
+
+
 def clones(templates: list[bytes], ids: list[str], n: int) -> Iterator[tuple[str, bytes]]:
-    """(account id, state) for ``n`` new accounts, each a template under a new id of the
-    same length (the id is replaced in the encoded bytes, so nothing is re-encoded)."""
-    width = len(ids[0]) - 1
+    """(account id, state) for ``n`` new accounts, each a template under a new id
+    (decoded, renamed and encoded again: since version 9 the id is inside a frame)."""
     for i in range(n):
         k = i % len(templates)
-        new = f"z{i:0{width}d}"
-        yield new, templates[k].replace(ids[k].encode(), new.encode())
+        new = clone_id(i, ids)
+        state = load_state(templates[k])
+        state.account_id = new
+        yield new, dump_state(state)
 
 
 def fill_changelog(
@@ -125,6 +135,14 @@ def memory_kib(w: WorkerProc) -> dict[str, float]:
     return {k: float(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
 
 
+def cpu_s(w: WorkerProc) -> float:
+    """CPU seconds the worker process has used (user + system)."""
+    assert w.proc is not None
+    with open(f"/proc/{w.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(env: dict[str, str], log: Path, timeout: float) -> tuple[WorkerProc, float]:
     w = WorkerProc(Settings.from_env(env), dict(env), log)
     t = time.monotonic()
@@ -167,6 +185,7 @@ def measure(label: str, env: dict[str, str], workdir: Path, runs: int, args: arg
             touch_ids: list[str], ts: int, fresh_dir: bool) -> dict[str, Any]:  # fmt: skip
     """``runs`` starts to ready; memory when ready, and after ``touch_ids`` on the last start."""
     times, recovered, ready_kib = [], [], []
+    touch_us: float | None = None
     for r in range(runs):
         if fresh_dir:
             env = {**env, "CHURNWATCH_DATA_DIR": str(workdir / f"{label}-{r}")}
@@ -178,18 +197,25 @@ def measure(label: str, env: dict[str, str], workdir: Path, runs: int, args: arg
             f"records replayed, RSS {ready_kib[-1] / 1024:,.0f} MiB")  # fmt: skip
         last = r == runs - 1
         if last and touch_ids:
-            t = time.monotonic()
+            t, cpu = time.monotonic(), cpu_s(w)
             touch(w, args.bootstrap, touch_ids, ts, args.timeout)
-            say(f"    {label}: {len(touch_ids):,} accounts touched in {time.monotonic() - t:.0f}s")
+            touch_us = (cpu_s(w) - cpu) / len(touch_ids) * 1e6
+            say(f"    {label}: {len(touch_ids):,} accounts touched in {time.monotonic() - t:.0f}s, "
+                f"{touch_us:,.0f} CPU µs each")  # fmt: skip
         after = memory_kib(w)
         assert w.stop(signal.SIGTERM, timeout=120) == 0, w.log()
     return {"ready_s": times, "recovered": recovered, "rss_ready_kib": ready_kib,
-            "rss_touched_kib": after["VmRSS"] if touch_ids else None, "peak_kib": after["VmHWM"]}  # fmt: skip
+            "rss_touched_kib": after["VmRSS"] if touch_ids else None, "peak_kib": after["VmHWM"],
+            "touch_us": touch_us}  # fmt: skip
 
 
 def fmt3(xs: list[float], f: str = "{:.1f}") -> str:
     s = spread(xs)
     return " / ".join(f.format(s[k]) for k in ("min", "median", "max"))
+
+
+def us(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
 
 
 def mib(kib: float | None) -> str:
@@ -255,8 +281,10 @@ def main() -> int:
         try:
             run = f"e{uuid.uuid4().hex[:8]}"
             say("empty worker (baseline) ...")
+            new_ids = [f"new-{i}" for i in range(args.touch)]  # accounts it creates
             rows.append(("empty worker (baseline)", 0,
-                         measure("empty", env_for(run), workdir, args.runs, args, [], 0, True)))  # fmt: skip
+                         measure("empty", env_for(run), workdir, args.runs, args, new_ids,
+                                 SimConfig().start_ms, True)))  # fmt: skip
             broker.drop(run)
             for n in counts:
                 run = f"s{uuid.uuid4().hex[:8]}"
@@ -264,7 +292,7 @@ def main() -> int:
                 changelog = f"{env['CHURNWATCH_APP_ID']}-accounts-changelog"
                 say(f"{n:,} accounts: filling {changelog} ...")
                 ts = fill_changelog(bootstrap, changelog, templates, ids, n) + 3_600_000
-                touch_ids = [a for a, _ in clones(templates[:1], ids[:1], min(n, args.touch))]
+                touch_ids = [clone_id(i, ids) for i in range(min(n, args.touch))]
                 say("  rocksdb, first start ...")
                 first = measure(f"{run}-rocks-first", env, workdir, 1, args, [], ts, False)
                 rows.append(("rocksdb, first start", n, first))
@@ -284,14 +312,14 @@ def main() -> int:
           f"in MiB; touched = after one event to each of min(count, {args.touch:,}) accounts")  # fmt: skip
     print()
     print("| worker | accounts in state | ready s | changelog records replayed | RSS ready | "
-          "RSS touched | peak RSS | ready / empty worker |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "RSS touched | peak RSS | ready / empty worker | CPU µs per touch |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     empty = statistics.median(rows[0][2]["ready_s"])
     for label, n, r in rows:
         ratio = statistics.median(r["ready_s"]) / empty
         print(f"| {label} | {n:,} | {fmt3(r['ready_s'])} | {fmt3(r['recovered'], '{:,.0f}')} "
               f"| {mib(statistics.median(r['rss_ready_kib']))} | {mib(r['rss_touched_kib'])} "
-              f"| {mib(r['peak_kib'])} | {ratio:.2f} |")  # fmt: skip
+              f"| {mib(r['peak_kib'])} | {ratio:.2f} | {us(r['touch_us'])} |")  # fmt: skip
     return 0
 
 
