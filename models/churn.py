@@ -172,14 +172,19 @@ def _no_more(kind: str, params: dict[str, Any]) -> None:
 
 
 def explain(
-    model: compose.Pipeline, features: dict[str, float], k: int = 3
+    model: compose.Pipeline,
+    features: dict[str, float],
+    k: int = 3,
+    given: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Top ``k`` factors raising the score: ``{"feature", "value", "weight"}``.
 
-    For a linear final step the weight is coefficient x transformed value; for
-    any other model it is the score drop when the feature is left out
-    (occlusion, k + len(features) predictions: use it for alerts, not per event).
-    Factors with a weight <= 0 are not reasons and are left out.
+    For a linear final step the weight is coefficient x transformed value (``given``:
+    the transformed values, when the caller has them from its prediction,
+    ``OnlineLearner.predict_proba_with_input``); for any other model it is the score
+    drop when the feature is left out (occlusion, k + len(features) predictions: use
+    it for alerts, not per event). Factors with a weight <= 0 are not reasons and are
+    left out.
 
     >>> m = make_churn_model()
     >>> for _ in range(50):
@@ -191,9 +196,11 @@ def explain(
     *head, last = model.steps.values()
     weights = getattr(last, "weights", None)
     if weights is not None:
-        xt = features
-        for step in head:
-            xt = step.transform_one(xt)
+        xt = given
+        if xt is None:
+            xt = features
+            for step in head:
+                xt = step.transform_one(xt)
         scored = [(f, weights.get(f, 0.0) * xt.get(f, 0.0)) for f in features]
     else:
         base = _p(model, features)

@@ -164,6 +164,23 @@ class OnlineLearner:
         """Probability of the positive class; the model is not changed."""
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
+    def predict_proba_with_input(self, x: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """:meth:`predict_proba`, and what the pipeline's last step was given (``x``
+        through its transformers, as River's own ``predict_proba_one`` does), for
+        ``models.churn.explain`` to read instead of transforming ``x`` again.
+
+        >>> from models.churn import make_churn_model
+        >>> lrn = OnlineLearner(make_churn_model())
+        >>> _ = lrn.learn_many([({"x": 1.0}, True, "a:0"), ({"x": 0.0}, False, "a:1")], offset=0)
+        >>> p, given = lrn.predict_proba_with_input({"x": 2.0})
+        >>> p == lrn.predict_proba({"x": 2.0}), sorted(given)
+        (True, ['x'])
+        """
+        *head, last = self.model.steps.values()
+        for step in head:
+            x = step.transform_one(x)
+        return float(last.predict_proba_one(x).get(True, 0.0)), x
+
     def has_learned(self, offset: int) -> bool:
         """True if the training message at ``offset`` is already in this learner.
 

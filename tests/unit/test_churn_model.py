@@ -17,6 +17,7 @@ from models.churn import (
     make_churn_model,
     model_input,
 )
+from models.learner import OnlineLearner
 
 
 def stream(n: int, seed: int = 1) -> list[tuple[dict[str, float], bool]]:
@@ -161,6 +162,19 @@ def test_explain_logreg_is_coefficient_times_scaled_value() -> None:
     assert all(r["weight"] > 0 for r in reasons) and len(reasons) <= 2
     # a busy account without failures has no reason to be at risk from 'hours'
     assert "hours" not in [r["feature"] for r in explain(model, {"fails": 0, "hours": 20.0})]
+
+
+def test_the_score_and_its_reasons_transform_the_features_once_and_agree() -> None:
+    # the engine scores with predict_proba_with_input and explains from what it returns
+    learner = OnlineLearner(trained(DEFAULT_KIND, n=1000))
+    explained = 0
+    for x, _ in stream(200, seed=3):
+        p, given = learner.predict_proba_with_input(x)
+        assert p == learner.predict_proba(x)  # bit for bit: River's own path
+        reasons = explain(learner.model, x, given=given)
+        assert reasons == explain(learner.model, x)
+        explained += bool(reasons)
+    assert explained > 20
 
 
 def test_explain_falls_back_to_occlusion_for_forests() -> None:
