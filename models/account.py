@@ -102,7 +102,7 @@ class Days:
     """The usage of the days with usage, as columns in day order: entry ``i`` is day
     ``day[i]``. Columns rather than an object per day, because the changelog stores
     them as they are: a state encodes and decodes without making ~50 objects, and
-    holds less memory (docs/design.md, "The account state").
+    holds less memory (docs/design.md, "Account state on the changelog").
 
     >>> d = Days()
     >>> i = d.add(20_001); d.watch_s[i] += 60.0
