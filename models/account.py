@@ -88,7 +88,7 @@ DEFAULT_CONFIG = StateConfig()
 
 @dataclass(slots=True)
 class DayBucket:
-    """Usage of one UTC event-time day, as :meth:`Days.at` reads it (a copy)."""
+    """Usage of one UTC event-time day, as :meth:`Days.at` reads it."""
 
     watch_s: float = 0.0
     sessions: int = 0
@@ -129,11 +129,8 @@ class Days:
     def add(self, day: int) -> int:
         """The entry of ``day``, new and empty if it had none (usually the last)."""
         days = self.day
-        n = len(days)
-        if n and days[n - 1] == day:
-            return n - 1
-        i = n if not n or days[n - 1] < day else bisect.bisect_left(days, day)
-        if i < n and days[i] == day:
+        i = len(days) if not days or days[-1] < day else bisect.bisect_left(days, day)
+        if i < len(days) and days[i] == day:
             return i
         days.insert(i, day)
         self.watch_s.insert(i, 0.0)
@@ -150,13 +147,13 @@ class Days:
         del self.usage_events[:n], self.activity[:n], self.actions[:n]
 
     def at(self, day: int) -> DayBucket | None:
-        """A copy of the usage of ``day`` (for tests and tools; features read the columns)."""
+        """The usage of ``day``, read: its actions are the day's own dict."""
         i = self.find(day)
         if i < 0:
             return None
         return DayBucket(
             self.watch_s[i], self.sessions[i], self.usage_events[i], self.activity[i],
-            dict(self.actions[i]),
+            self.actions[i],
         )  # fmt: skip
 
     @staticmethod
