@@ -14,7 +14,8 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    input partitions that have no commit (faust-streaming #596).
 2. ``never_commit_past_in_flight`` - ``Consumer._new_offset`` never returns an offset
    past a message a stream took and has not acknowledged (faust-streaming #606, fix
-   proposed in #707, both open).
+   proposed in #707, both open); ``Consumer._filter_committable_offsets`` gathers those
+   messages once per commit for it.
 3. ``deliver_without_tasks`` - ``Consumer.wait_first`` hands a fetched message to the
    streams without creating four asyncio tasks when the delivery does not block (the
    per-message cost of Faust's consumer loop; measured in ``docs/design.md``). NOT
@@ -115,19 +116,34 @@ def never_commit_past_in_flight() -> None:
     (:func:`give_back`) count as in flight until they are read again. Offsets that
     never reach a stream (compaction, transaction markers) are not in flight and keep
     Faust's gap handling.
+
+    A commit asks ``_new_offset`` once per partition (``_filter_committable_offsets``),
+    so the messages in flight are gathered by partition once per commit (one pass over
+    the WeakSet), not once per partition: with one event per message a worker holds
+    thousands, and the pass per partition (24 here) took ~60 ms of every commit, the
+    event loop held meanwhile (``benchmarks/bench_scale.py``, py-spy).
     """
     from faust.transport.consumer import Consumer
 
     original = Consumer._new_offset
     if getattr(original, _APPLIED, False):
         return
+    original_filter = Consumer._filter_committable_offsets
+
+    def _filter_committable_offsets(self: Any, tps: Any) -> Any:
+        self.__dict__[_IN_FLIGHT] = in_flight(self)  # for each _new_offset of this commit
+        try:
+            return original_filter(self, tps)
+        finally:
+            del self.__dict__[_IN_FLIGHT]
 
     def _new_offset(self: Any, tp: Any) -> int | None:
         acked = self._acked[tp]
         if not acked:
             return None
         committed = self._committed_offset[tp]
-        pending = [m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked]
+        gathered = self.__dict__.get(_IN_FLIGHT)
+        pending = list((gathered if gathered is not None else in_flight(self)).get(tp, ()))
         back = given_back(self.app).get(tp)  # see give_back: in flight until read again
         if back is not None:
             pending.append(back)
@@ -141,9 +157,24 @@ def never_commit_past_in_flight() -> None:
         finally:
             acked.extend(later)
 
-    setattr(_new_offset, _APPLIED, True)
-    _new_offset.__wrapped__ = original  # type: ignore[attr-defined]
+    for patched, replaced in ((_new_offset, original), (_filter_committable_offsets, original_filter)):
+        setattr(patched, _APPLIED, True)
+        patched.__wrapped__ = replaced  # type: ignore[attr-defined]
     Consumer._new_offset = _new_offset
+    Consumer._filter_committable_offsets = _filter_committable_offsets
+
+
+_IN_FLIGHT = "_churnwatch_in_flight"  # a commit's gathered in-flight offsets (patch 2)
+
+
+def in_flight(consumer: Any) -> dict[Any, list[int]]:
+    """The offsets of the messages the streams took and have not acknowledged, by partition
+    (``Consumer._unacked_messages``, a WeakSet: copied before it is read)."""
+    out: dict[Any, list[int]] = {}
+    for m in list(consumer._unacked_messages):
+        if not m.acked:
+            out.setdefault(m.tp, []).append(m.offset)
+    return out
 
 
 # --- 3. the per-message cost of Faust's consumer loop --------------------------------
