@@ -8,8 +8,8 @@ import os
 from setuptools import setup
 
 # The pure core on the engine's per-event path (models/): the fold, its state, the
-# features, the scores, the contract parser. Not the state codec (msgspec structs),
-# the learner (River) nor anything under streams/ (Faust, I/O).
+# features, the scores, the contract parser, the ingest's pseudonymisation. Not the
+# state codec (msgspec structs), the learner (River) nor anything under streams/ (Faust, I/O).
 COMPILED = [
     "models/account.py",
     "models/alerting.py",
@@ -28,6 +28,7 @@ COMPILED = [
     "models/ordering.py",
     "models/outcomes.py",
     "models/partitioning.py",
+    "models/privacy.py",
     "models/risk.py",
     "models/sharing.py",
     "models/timepolicy.py",
