@@ -53,13 +53,18 @@ USAGE_TYPES = frozenset({"login", "playback_started", "playback_stopped", "activ
 EVENT_TYPES = SUBSCRIPTION_TYPES | USAGE_TYPES
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One valid input event.
 
     ``ts`` is event time in epoch milliseconds (UTC); ``fields`` holds the
     type's own validated fields (required ones, and optional ones that were
     present); unknown extra fields of the input are dropped.
+
+    Treated as immutable (a change is a new event: ``models.privacy``) but not frozen:
+    compiled (mypyc), a frozen dataclass sets each field through ``object.__setattr__``,
+    0.67 against 0.19 µs an event built, and the ingest and the account agent build
+    three or four per input event.
     """
 
     event_id: str

@@ -86,7 +86,7 @@ class TimePolicy:
         return TimeCheck(self, wall_ms() if wall is None else wall)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per input message: not frozen, as Event (models.contract)
 class TimeCheck:
     policy: TimePolicy
     wall_ms: int

@@ -157,7 +157,8 @@ def never_commit_past_in_flight() -> None:
         finally:
             acked.extend(later)
 
-    for patched, replaced in ((_new_offset, original), (_filter_committable_offsets, original_filter)):
+    replacing = ((_new_offset, original), (_filter_committable_offsets, original_filter))
+    for patched, replaced in replacing:
         setattr(patched, _APPLIED, True)
         patched.__wrapped__ = replaced  # type: ignore[attr-defined]
     Consumer._new_offset = _new_offset
