@@ -29,7 +29,7 @@ from typing import Any
 
 from river import compose, forest, linear_model, optim, preprocessing
 
-from models.learner import func_step
+from models.learner import func_step, last_step_input
 
 DEFAULT_KIND = "logreg"
 ACTION_BUCKETS = 32  # hashed buckets of the per-action counts in the linear model's input
@@ -193,14 +193,9 @@ def explain(
     >>> [r["feature"] for r in explain(m, {"fails": 2.0, "hours": 0.0})]
     ['fails', 'hours']
     """
-    *head, last = model.steps.values()
-    weights = getattr(last, "weights", None)
+    weights = getattr(list(model.steps.values())[-1], "weights", None)
     if weights is not None:
-        xt = given
-        if xt is None:
-            xt = features
-            for step in head:
-                xt = step.transform_one(xt)
+        xt = given if given is not None else last_step_input(model, features)[1]
         scored = [(f, weights.get(f, 0.0) * xt.get(f, 0.0)) for f in features]
     else:
         base = _p(model, features)

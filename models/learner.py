@@ -106,6 +106,15 @@ def verified(raw: bytes, head_len: int, key: bytes) -> bytes:
     return payload
 
 
+def last_step_input(model: compose.Pipeline, x: dict[str, float]) -> tuple[Any, dict[str, float]]:
+    """A pipeline's last step, and what it is given for ``x``: ``x`` through the steps
+    before it, as River's own ``predict_proba_one`` passes it on."""
+    *head, last = model.steps.values()
+    for step in head:
+        x = step.transform_one(x)
+    return last, x
+
+
 class OnlineLearner:
     """Prequential wrapper around a River classifier.
 
@@ -176,10 +185,8 @@ class OnlineLearner:
         >>> p == lrn.predict_proba({"x": 2.0}), sorted(given)
         (True, ['x'])
         """
-        *head, last = self.model.steps.values()
-        for step in head:
-            x = step.transform_one(x)
-        return float(last.predict_proba_one(x).get(True, 0.0)), x
+        last, given = last_step_input(self.model, x)
+        return float(last.predict_proba_one(given).get(True, 0.0)), given
 
     def has_learned(self, offset: int) -> bool:
         """True if the training message at ``offset`` is already in this learner.
