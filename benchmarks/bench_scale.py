@@ -36,16 +36,20 @@ with each run's ratio: a before/after of one setting in the same run.
 
 and once, without a broker or after the runs:
 
-  stages      CPU µs/event (``time.process_time``) of contract parse, internal
-              codec, engine (``models.engine.process`` per partition, buffers of
-              1000) and state encode (``dump_state`` of each changed state per buffer)
-  state       bytes per account: serialized (``dump_state``) and resident
+  stages      CPU µs/event (``time.process_time``) of contract parse, privacy (the
+              ingest's coarsening and pseudonymisation), internal codec, engine
+              (``models.engine.process`` per partition, buffers of 1000) and state
+              encode (``dump_state`` of each changed state per buffer)
+  state       bytes per account, of the states the stages left (identifiers
+              pseudonymised, as a worker stores them): serialized (``dump_state``) and resident
               (tracemalloc: what decoding one state allocates and keeps)
   latency     producer timestamp of an input event to the Kafka timestamp of the
               ``risk-scores`` record that reports it (same account_id and ts),
               input sent at half of churnwatch's median events/s: once with the
               simulated event times (days pass in seconds: a backlog's pace), once
-              with each event's ``ts`` set to its send time (a live service)
+              with each event's ``ts`` set to its send time (a live service); and the
+              worker's CPU per event and cores busy at that rate (from the first
+              event sent to the last one done): smaller buffers cost more per event
 
 Throughput figures are min/median/max over ``--runs``; ratios are per run
 against the ceiling and the floor of the same run and shape. Progress goes to
@@ -82,6 +86,7 @@ from models.account import dump_state, load_state
 from models.contract import decode_batch, encode_batch, parse_message, parse_ts, topic_kind
 from models.engine import Models, Outputs, Shard, process
 from models.household import PrefixCensus
+from models.privacy import Pseudonymiser, coarsen
 from models.simulator import SimConfig, simulate
 from streams.devbroker import LocalBroker, free_port
 from streams.devworker import WorkerError, WorkerProc, isolated_env, read_all
@@ -518,9 +523,14 @@ def live_workers(broker: Broker, inp: Input, n: int, run: str, workdir: Path, ti
         wait_all_ready(workers, timeout=120)
         if rate is None:
             broker.produce(topics, inp, 1)
-        else:
-            broker.produce_paced(topics, inp, rate, sent if sent is not None else {}, live)
-        return measure_workers(workers, topics.events, timeout), workers, topics
+            return measure_workers(workers, topics.events, timeout), workers, topics
+        cpu, started = cpu_seconds(workers), time.monotonic()
+        broker.produce_paced(topics, inp, rate, sent if sent is not None else {}, live)
+        result = measure_workers(workers, topics.events, timeout)
+        # at a paced rate: the workers' CPU from the first event sent to the last one done
+        cpu, took = cpu_seconds(workers) - cpu, time.monotonic() - started
+        result.update(paced_cpu_us_event=cpu / topics.events * 1e6, paced_cores_busy=cpu / took)
+        return result, workers, topics
     except BaseException:
         for w in workers:
             w.stop(signal.SIGKILL)
@@ -564,6 +574,7 @@ def latency(broker: Broker, inp: Input, run: str, workdir: Path, rate: float, ti
     if not lat:
         raise RuntimeError(f"no risk-scores record matched an input event ({len(scores)} read)")
     return {"rate": rate, "events": topics.events, "scores": len(scores), "matched": len(lat),
+            "cpu_us_event": result["paced_cpu_us_event"], "cores_busy": result["paced_cores_busy"],
             "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "max_ms": max(lat),
             "later": len(later), "later_p99_ms": percentile(later, 99) if later else None}  # fmt: skip
 
@@ -571,7 +582,10 @@ def latency(broker: Broker, inp: Input, run: str, workdir: Path, rate: float, ti
 # --- in process: CPU by stage, state size ---------------------------------------------
 
 
-STAGES = ("parse 1/msg", f"parse {ARRAY}/msg", "internal codec", "engine", "state encode")
+STAGES = ("parse 1/msg", f"parse {ARRAY}/msg", "privacy", "internal codec", "engine", "state encode")
+# the ingest's pseudonymisation key in the stages (any key of 16+ bytes: tokens of 16 hex
+# digits whatever the key, so states have the size and the cost they have in a worker)
+BENCH_KEY = b"churnwatch bench pseudonym key"
 
 
 def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard]]:
@@ -592,6 +606,8 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
         raw, topic="usage", partition=0, offset=0)[0]])  # fmt: skip
     timed(f"parse {ARRAY}/msg", lambda: [parse_message(raw, topic="usage", partition=0, offset=0)
                                          for raw in arrays])  # fmt: skip
+    pseudonymise = Pseudonymiser(BENCH_KEY).event
+    parsed = timed("privacy", lambda: [pseudonymise(coarsen(e)) for e in parsed])
     cfg, models, census = Settings().engine_config(), Models.fresh(), PrefixCensus()
     shards = [Shard() for _ in range(PARTITIONS)]
     for i in range(0, len(parsed), buffer):
@@ -735,6 +751,9 @@ def table(fig: dict[str, Any], runs: int) -> str:
             if lat.get("later_p99_ms") is not None:
                 lines.append(f"  after the first {WARM_UP_S:.0f} s ({lat['later']:,} records): "
                              f"p99 {lat['later_p99_ms']:,.0f} ms")  # fmt: skip
+            if lat.get("cores_busy") is not None:
+                lines.append(f"  worker at that rate: {lat['cpu_us_event']:,.0f} CPU µs/event, "
+                             f"cores busy {lat['cores_busy']:.2f}")  # fmt: skip
     for row, why in fig.get("skipped", {}).items():
         lines.append(f"{row}: skipped: {why}")
     for what in fig.get("failed", []):

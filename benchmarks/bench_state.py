@@ -2,8 +2,8 @@
 
     python benchmarks/bench_state.py --accounts 1000 --days 120 --runs 5
 
-Simulates a population, runs it through the engine as ``models.replay`` does
-(partitions, batches, the learner), then encodes and decodes every account's
+Simulates a population, runs it through the ingest's privacy step and the engine as
+a worker does (partitions, batches, the learner), then encodes and decodes every account's
 final state with
 
 - **v2**: what ``dump_state`` wrote before version 3, ``b"CWAS\\x02"`` + a
@@ -38,7 +38,10 @@ from models.account import AccountState, dump_state, load_state
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
+from models.privacy import Pseudonymiser, coarsen
 from models.simulator import SimConfig, simulate
+
+BENCH_KEY = b"churnwatch bench pseudonym key"  # any key: tokens have one size
 
 
 def progress(msg: str) -> None:
@@ -46,8 +49,11 @@ def progress(msg: str) -> None:
 
 
 def simulated_states(cfg: SimConfig, partitions: int, batch: int) -> list[AccountState]:
-    """Every account's state after the whole history (``models.replay``'s loop)."""
+    """Every account's state after the whole history (``models.replay``'s loop), its
+    events coarsened and pseudonymised first, as the ingest does (a state then holds
+    tokens of 16 hex digits, not the simulator's identifiers)."""
     engine, models, census = EngineConfig(), Models.fresh(), PrefixCensus()
+    pseudonymise = Pseudonymiser(BENCH_KEY).event
     shards = [Shard() for _ in range(partitions)]
     pending: list[Event] = []
 
@@ -67,7 +73,7 @@ def simulated_states(cfg: SimConfig, partitions: int, batch: int) -> list[Accoun
 
     for i, raw in enumerate(simulate(cfg)):
         parsed, _ = parse_message(orjson.dumps(raw), topic="bench", partition=0, offset=i)
-        pending += parsed
+        pending += [pseudonymise(coarsen(e)) for e in parsed]
         if len(pending) >= batch:
             flush()
         if i % 100_000 == 0 and i:

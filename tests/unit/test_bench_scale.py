@@ -15,6 +15,9 @@ def test_stages_state_and_table_on_a_tiny_history():
     per_event, shards = bench.stages(inp, buffer=50)
     assert set(per_event) == {*bench.STAGES, "total (1/msg)"}
     assert all(v >= 0 for v in per_event.values()) and per_event["total (1/msg)"] > 0
+    # the engine got the events as the ingest forwards them: device ids are tokens
+    devices = [d for shard in shards for a in shard.accounts.values() for d in a.devices]
+    assert devices and all(len(d) == 16 and int(d, 16) >= 0 for d in devices)
     state = bench.state_bytes(shards)
     assert state["accounts"] == 4 and state["serialized"]["min"] > 0
     assert state["resident"]["median"] > state["serialized"]["median"] / 10
@@ -42,12 +45,24 @@ def test_stages_state_and_table_on_a_tiny_history():
             "p99_ms": 8.0,
             "max_ms": 9.0,
         },  # fmt: skip
+        "latency-live": {
+            "rate": 5.0,
+            "events": 9,
+            "scores": 3,
+            "matched": 3,
+            "p50_ms": 4.0,
+            "p99_ms": 7.0,
+            "max_ms": 9.0,
+            "cpu_us_event": 310.0,
+            "cores_busy": 0.45,
+        },  # fmt: skip
         "skipped": {"peer": "quixstreams is not installed"},
         "failed": ["floor 1/msg: floor timed out (180s)"],
     }
     text = bench.table(fig, runs=1)
     for needle in ("ceiling", "floor", "churnwatch", "100.00%", "ratio two/one", "cores busy 0.90", "engine",
-                   "serialized", "p99 8 ms", "peer: skipped", "FAILED floor"):  # fmt: skip
+                   "serialized", "p99 8 ms", "peer: skipped", "FAILED floor", "privacy",
+                   "p99 7 ms", "310 CPU µs/event, cores busy 0.45"):  # fmt: skip
         assert needle in text, needle
 
 
