@@ -9,7 +9,9 @@ The full list with meanings is in ``docs/metrics.md``.
 
 from __future__ import annotations
 
+import functools
 import platform
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import (
@@ -55,6 +57,19 @@ EVENT_LAG_BUCKETS_S = (
 )  # fmt: skip
 SCORE_BUCKETS = tuple(round(i / 20, 2) for i in range(1, 21))
 LABEL_DELAY_BUCKETS_S = tuple(d * 86400.0 for d in (1, 3, 7, 14, 21, 30, 45, 60))
+
+
+def children(metric: Counter) -> Callable[..., Counter]:
+    """``metric.labels``, each child looked up once per label values (use it for labels
+    of a bounded set only: the cache keeps every child it made, as the metric does).
+
+    >>> m = Counter("c", "a counter", ["kind"], registry=CollectorRegistry())
+    >>> child = children(m)
+    >>> child("a").inc(); child("a").inc()
+    >>> child("a") is m.labels("a"), m.labels("a")._value.get()
+    (True, 2.0)
+    """
+    return functools.lru_cache(maxsize=None)(metric.labels)
 
 
 class Metrics:

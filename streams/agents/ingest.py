@@ -27,6 +27,7 @@ from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
 from streams.faust_compat import committed_offset, give_back, read_again, revoking, rewind
+from streams.metrics import children
 from streams.runtime import CRASH, Runtime
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,11 @@ def register(rt: Runtime) -> None:
         unkeyed_messages.difference_update(done)
         m.events_held.set(reorder.held)
 
+    # the per-message counters' children, looked up once per input topic and event type
+    # (both bounded: the settings' topics, the contract's types): ``labels`` costs
+    # ~1.5 µs a call, ~3.6 µs of each one-event message with the Counter (~1.5% of it)
+    consumed, typed = children(m.messages_consumed), children(m.events_consumed)
+
     async def ingest(stream: Any) -> None:
         stream = streams["input"] = stream.noack()
         async for ev in stream.events():
@@ -221,7 +227,7 @@ def register(rt: Runtime) -> None:
                     await rewind(app, [msg.tp])
                 continue
             delivered[msg.tp] = msg.offset + 1
-            m.messages_consumed.labels(msg.topic).inc()
+            consumed(msg.topic).inc()
             events, dead = parse_message(
                 msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                 max_bytes=s.max_message_bytes, check_ts=policy.checker(),
@@ -229,8 +235,11 @@ def register(rt: Runtime) -> None:
             if dead:
                 await asyncio.gather(*[await send_dead(bad) for bad in dead])
             events = [pseudonymise(coarsen(e, grid_km)) for e in events]
-            for event_type, n in Counter(e.type for e in events).items():
-                m.events_consumed.labels(msg.topic, event_type).inc(n)
+            if len(events) == 1:  # (one event per message: no Counter)
+                typed(msg.topic, events[0].type).inc()
+            else:
+                for event_type, n in Counter(e.type for e in events).items():
+                    typed(msg.topic, event_type).inc(n)
             if events and not keyed_by_account(msg.key, events):
                 note_unaligned(len(events))
                 unkeyed_messages.add(ev)
