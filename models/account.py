@@ -8,8 +8,9 @@ the event was applied); callers that need the old value copy it first
 Guarantees (all in event time, never the wall clock):
 
 - idempotent by ``event_id``: a duplicate changes nothing. Ids are remembered
-  while they are within the allowed lateness of the account's clock, plus a
-  hard cap (``StateConfig.max_dedup_ids``);
+  while they are within the allowed lateness of the account's own clock (its
+  newest event time: not the partition's, which a worker taking the partition
+  over starts again), plus a hard cap (``StateConfig.max_dedup_ids``);
 - an event older than ``clock - lateness`` is dropped; a late event within the
   lateness updates the day bucket of its own event time;
 - bounded memory: engagement lives in at most ``ring_days`` day buckets, action
@@ -350,7 +351,10 @@ def apply_event(
     cutoff = clock - cfg.lateness_ms
     if event.ts < cutoff or event.event_id in state.seen_ids:
         return False
-    _remember(state, event, cutoff, cfg)
+    # ids are forgotten by the account's own clock, which its state keeps, not by the
+    # caller's (a partition clock starts again on the worker that takes the partition
+    # over): an id forgotten is then always of an event the check above drops as late
+    _remember(state, event, max(state.max_ts, event.ts) - cfg.lateness_ms, cfg)
     if state.first_ts is None or event.ts < state.first_ts:
         state.first_ts = event.ts
     state.max_ts = max(state.max_ts, event.ts)

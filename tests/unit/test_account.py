@@ -184,6 +184,21 @@ def test_dedup_memory_forgets_ids_outside_the_lateness() -> None:
     assert list(s.seen_ids) == ["y"]
 
 
+def test_a_duplicate_redelivered_after_a_rebalance_is_not_applied_again() -> None:
+    """The partition clock is not stored: a worker taking the partition over starts it
+    again from the events it reads. An id the account kept until its own clock passed it
+    by the lateness must still be known then (the late drop judges by that clock)."""
+    s = new_account("a")
+    first = ev("x", "login", T0 + 108 * 60_000, device_id="d")  # 1:48
+    assert apply_event(s, first, clock_ms=T0 + 108 * 60_000)
+    # other accounts of the partition moved its clock to 3:00; this one is at 2:30
+    second = ev("y", "login", T0 + 150 * 60_000, device_id="d")
+    assert apply_event(s, second, clock_ms=T0 + 3 * HOUR_MS)
+    back = load_state(dump_state(s))  # another worker, its partition clock not there yet
+    assert not apply_event(back, first, clock_ms=None)
+    assert back == s  # nothing changed
+
+
 def test_changelog_round_trip_and_versioning() -> None:
     s = new_account("a")
     apply_event(s, started())
