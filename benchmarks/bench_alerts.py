@@ -54,7 +54,9 @@ def main() -> int:
         answered[(r["kind"], r["action"], r["reaction"])] += 1
 
     events = simulate(cfg, truth.append, alerts if args.react else None, on_reaction)
-    result = replay(events, on_outputs=(lambda out: inbox.extend(out.alerts)) if args.react else None)
+    result = replay(
+        events, on_outputs=(lambda out: inbox.extend(out.alerts)) if args.react else None
+    )
     result_window_days = EngineConfig().action_window_ms // DAY_MS
     end = cfg.start_ms + cfg.days * DAY_MS
     churn = churn_alert_quality(
@@ -65,7 +67,9 @@ def main() -> int:
     print(f"population: {args.accounts} accounts x {args.days} days, seed {args.seed}: "
           f"{result.events:,} events in {result.seconds:.0f}s "
           f"({result.seconds / result.events * 1e6:.0f} us/event, whole pipeline)")  # fmt: skip
-    print("churn alerts:", {k: round(v, 3) if isinstance(v, float) else v for k, v in churn.items()})
+    print(
+        "churn alerts:", {k: round(v, 3) if isinstance(v, float) else v for k, v in churn.items()}
+    )
     print("churn learner (prequential):",
           {k: round(v, 3) for k, v in result.models.churn.metrics().items()})  # fmt: skip
     print("sharing alerts:", {k: v for k, v in sharing.items() if k != "fp_rate"})

@@ -96,7 +96,17 @@ from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
 PARTITIONS = 8
 ARRAY = 100  # events per message in the batched shape
 SHAPES = {"1/msg": 1, f"{ARRAY}/msg": ARRAY}
-ROWS = ("ceiling", "floor", "fast-floor", "peer", "churnwatch", "two-workers", "stages", "state", "latency")
+ROWS = (
+    "ceiling",
+    "floor",
+    "fast-floor",
+    "peer",
+    "churnwatch",
+    "two-workers",
+    "stages",
+    "state",
+    "latency",
+)
 POLL_S = 0.2  # /metrics polling: start and end are known within this
 WORKER_SETTINGS: dict[str, str] = {}  # --set CHURNWATCH_X=VALUE, for every worker
 VERSUS: dict[str, str] = {}  # --versus CHURNWATCH_X=VALUE: churnwatch again with these
@@ -323,7 +333,9 @@ def child(role: str, spec_path: str) -> int:
             clock["first"] = time.perf_counter()
         if n >= spec["expect"] and "last" not in clock:
             clock["last"] = time.perf_counter()
-            Path(spec["result"]).write_bytes(orjson.dumps({"seconds": clock["last"] - clock["first"]}))
+            Path(spec["result"]).write_bytes(
+                orjson.dumps({"seconds": clock["last"] - clock["first"]})
+            )
 
     (_quix_peer if role == "peer" else _faust_floor)(spec, seen)
     return 0
@@ -364,7 +376,9 @@ def _quix_peer(spec: dict[str, Any], seen: Callable[[int], None]) -> None:
     app = Application(broker_address=spec["bootstrap"], consumer_group=spec["group"],
                       auto_offset_reset="earliest", state_dir=spec["data_dir"],
                       loglevel="WARNING")  # fmt: skip
-    subscription, usage = (app.dataframe(app.topic(t, value_deserializer="json")) for t in spec["topics"])
+    subscription, usage = (
+        app.dataframe(app.topic(t, value_deserializer="json")) for t in spec["topics"]
+    )
     sdf = subscription.concat(usage)
     if spec["batch"] > 1:  # arrays: one row per event, then by account (a repartition topic)
         sdf = sdf.apply(lambda events: events, expand=True).group_by("account_id")
@@ -402,8 +416,14 @@ def run_child(role: str, broker: Broker, topics: Topics, run: str, batch: int, t
         deadline = time.monotonic() + timeout
         while not result.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                why = f"exited {proc.returncode}" if proc.poll() is not None else f"timed out ({timeout:.0f}s)"
-                raise TimeoutError(f"{role} {why}; log {log}:\n" + log.read_text(errors="replace")[-1500:])
+                why = (
+                    f"exited {proc.returncode}"
+                    if proc.poll() is not None
+                    else f"timed out ({timeout:.0f}s)"
+                )
+                raise TimeoutError(
+                    f"{role} {why}; log {log}:\n" + log.read_text(errors="replace")[-1500:]
+                )
             time.sleep(0.1)
         seconds = orjson.loads(result.read_bytes())["seconds"]
     finally:
@@ -537,7 +557,9 @@ def live_workers(broker: Broker, inp: Input, n: int, run: str, workdir: Path, ti
         raise
 
 
-def two_workers(broker: Broker, inp: Input, run: str, workdir: Path, timeout: float) -> dict[str, Any]:
+def two_workers(
+    broker: Broker, inp: Input, run: str, workdir: Path, timeout: float
+) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for n in (1, 2):
         result, workers, _ = live_workers(broker, inp, n, run, workdir, timeout)
@@ -582,7 +604,14 @@ def latency(broker: Broker, inp: Input, run: str, workdir: Path, rate: float, ti
 # --- in process: CPU by stage, state size ---------------------------------------------
 
 
-STAGES = ("parse 1/msg", f"parse {ARRAY}/msg", "privacy", "internal codec", "engine", "state encode")
+STAGES = (
+    "parse 1/msg",
+    f"parse {ARRAY}/msg",
+    "privacy",
+    "internal codec",
+    "engine",
+    "state encode",
+)
 # the ingest's pseudonymisation key in the stages (any key of 16+ bytes: tokens of 16 hex
 # digits whatever the key, so states have the size and the cost they have in a worker)
 BENCH_KEY = b"churnwatch bench pseudonym key"
@@ -657,8 +686,13 @@ def fmt_spread(s: dict[str, float], unit: str = "") -> str:
 
 
 def cpu_cells(per_run: list[dict[str, float]]) -> str:
-    us, busy = spread([r["cpu_us_event"] for r in per_run]), spread([r["cores_busy"] for r in per_run])
-    return f"{fmt_spread(us)}   cores busy {busy['median']:.2f} ({busy['min']:.2f}–{busy['max']:.2f})"
+    us, busy = (
+        spread([r["cpu_us_event"] for r in per_run]),
+        spread([r["cores_busy"] for r in per_run]),
+    )
+    return (
+        f"{fmt_spread(us)}   cores busy {busy['median']:.2f} ({busy['min']:.2f}–{busy['max']:.2f})"
+    )
 
 
 def fmt_ratio(values: list[float]) -> str:
@@ -680,7 +714,10 @@ def table(fig: dict[str, Any], runs: int) -> str:
              f"{fig['input']['days']} days), {fig['input']['bytes_mean']:.0f} bytes mean, "
              f"{PARTITIONS} partitions; {runs} runs"]  # fmt: skip
     if fig["input"].get("worker_settings"):
-        lines.append("worker settings: " + " ".join(f"{k}={v}" for k, v in fig["input"]["worker_settings"].items()))
+        lines.append(
+            "worker settings: "
+            + " ".join(f"{k}={v}" for k, v in fig["input"]["worker_settings"].items())
+        )
     through = fig.get("throughput", {})
     if through:
         lines += ["", f"{'events/s':<38}{'shape':<9}{'min':>9} {'median':>9} {'max':>9}   "
@@ -704,7 +741,9 @@ def table(fig: dict[str, Any], runs: int) -> str:
                 msgs = spread([r["messages_s"] for r in per_run])
                 lines.append(f"{'  (floor, messages/s)':<38}{shape:<9}{fmt_spread(msgs)}")
             if row == "churnwatch":
-                lines.append(f"{'  (worker CPU µs/event; cores busy)':<38}{shape:<9}{cpu_cells(per_run)}")
+                lines.append(
+                    f"{'  (worker CPU µs/event; cores busy)':<38}{shape:<9}{cpu_cells(per_run)}"
+                )
     if through:
         lines += [f"  {note}" for note in THROUGHPUT_NOTES]
     for note in fig.get("notes", []):
@@ -713,10 +752,16 @@ def table(fig: dict[str, Any], runs: int) -> str:
         per_run = fig["two-workers"]
         lines += ["", "two workers vs one, 1/msg keyed input produced once all are ready:"]
         for key in ("1_worker_events_s", "2_worker_events_s"):
-            lines.append(f"  {key.split('_')[0]} worker(s) events/s     {fmt_spread(spread([r[key] for r in per_run]))}")
-            lines.append(f"    (CPU µs/event; cores, all) {cpu_cells([r[key.replace('events_s', 'cpu')] for r in per_run])}")
+            lines.append(
+                f"  {key.split('_')[0]} worker(s) events/s     {fmt_spread(spread([r[key] for r in per_run]))}"
+            )
+            lines.append(
+                f"    (CPU µs/event; cores, all) {cpu_cells([r[key.replace('events_s', 'cpu')] for r in per_run])}"
+            )
         ratio = spread([r["ratio"] for r in per_run])
-        lines.append(f"  ratio two/one              {ratio['min']:>9.2f} {ratio['median']:>9.2f} {ratio['max']:>9.2f}")
+        lines.append(
+            f"  ratio two/one              {ratio['min']:>9.2f} {ratio['median']:>9.2f} {ratio['max']:>9.2f}"
+        )
     if "versus" in through:
         lines += ["", "churnwatch (A) vs churnwatch with " + " ".join(f"{k}={v}" for k, v in VERSUS.items())
                   + " (B), same topics, same run:"]  # fmt: skip
@@ -731,17 +776,29 @@ def table(fig: dict[str, Any], runs: int) -> str:
             lines.append(f"  {'':<7} B CPU µs/event {cpu_cells(b)}")
             lines.append(f"  {'':<7} A/B events/s per run: {', '.join(per_run)}")
     if "stages" in fig:
-        lines += ["", f"CPU µs/event by stage (in process, no broker){'min':>10} {'median':>9} {'max':>9}"]
+        lines += [
+            "",
+            f"CPU µs/event by stage (in process, no broker){'min':>10} {'median':>9} {'max':>9}",
+        ]
         for stage in (*STAGES, "total (1/msg)"):
             s = spread([r[stage] for r in fig["stages"]])
             lines.append(f"  {stage:<43}{s['min']:>9.1f} {s['median']:>9.1f} {s['max']:>9.1f}")
     if "state" in fig:
         st = fig["state"]
-        lines += ["", f"state bytes per account ({st['accounts']} accounts){'median':>14} {'p95':>9} {'max':>9}"]
-        for kind, label in (("serialized", "serialized (dump_state)"), ("resident", "resident (tracemalloc, decoded)")):
+        lines += [
+            "",
+            f"state bytes per account ({st['accounts']} accounts){'median':>14} {'p95':>9} {'max':>9}",
+        ]
+        for kind, label in (
+            ("serialized", "serialized (dump_state)"),
+            ("resident", "resident (tracemalloc, decoded)"),
+        ):
             s = st[kind]
             lines.append(f"  {label:<43}{s['median']:>9,.0f} {s['p95']:>9,.0f} {s['max']:>9,.0f}")
-    for key, times in (("latency", "simulated event times"), ("latency-live", "event times = send times")):
+    for key, times in (
+        ("latency", "simulated event times"),
+        ("latency-live", "event times = send times"),
+    ):
         if key in fig:
             lat = fig[key]
             lines += ["", f"end-to-end latency, {times}, input at {lat['rate']:,.0f} "
@@ -786,7 +843,9 @@ class Bench:
         return row in self.args.only
 
     def record(self, row: str, shape: str, figures: dict[str, float]) -> None:
-        self.fig.setdefault("throughput", {}).setdefault(row, {}).setdefault(shape, []).append(figures)
+        self.fig.setdefault("throughput", {}).setdefault(row, {}).setdefault(shape, []).append(
+            figures
+        )
         say(f"  {row} {shape}: {figures['events_s']:,.0f} ev/s")
 
     def skip(self, row: str, why: str) -> None:
@@ -807,7 +866,9 @@ class Bench:
                     self.skip("peer", "quixstreams is not installed (pip install -e '.[bench]')")
                     continue
                 try:
-                    self.record(row, shape, run_child(row, broker, topics, run, batch, t, self.workdir))
+                    self.record(
+                        row, shape, run_child(row, broker, topics, run, batch, t, self.workdir)
+                    )
                 except TimeoutError as exc:
                     bench_fail(self.fig, f"{row} {shape}", exc)
             if self.want("churnwatch"):
@@ -816,12 +877,16 @@ class Bench:
                     order.reverse()  # neither goes first in every run
                 for row, extra in order:
                     try:
-                        self.record(row, shape, churnwatch(broker, topics, run, self.workdir, t, extra))
+                        self.record(
+                            row, shape, churnwatch(broker, topics, run, self.workdir, t, extra)
+                        )
                     except (TimeoutError, WorkerError) as exc:
                         bench_fail(self.fig, f"{row} {shape}", exc)
         if self.want("two-workers"):
             try:
-                self.fig.setdefault("two-workers", []).append(two_workers(broker, self.inp, run, self.workdir, t))
+                self.fig.setdefault("two-workers", []).append(
+                    two_workers(broker, self.inp, run, self.workdir, t)
+                )
             except (TimeoutError, WorkerError) as exc:
                 bench_fail(self.fig, "two-workers", exc)
 
@@ -831,7 +896,9 @@ class Bench:
         runs = self.fig.get("throughput", {}).get("churnwatch", {}).get("1/msg")
         if runs:
             return statistics.median(r["events_s"] for r in runs) / 2
-        self.fig.setdefault("notes", []).append("latency rate: churnwatch not measured, 2,000 ev/s used")
+        self.fig.setdefault("notes", []).append(
+            "latency rate: churnwatch not measured, 2,000 ev/s used"
+        )
         return 2000.0
 
 
@@ -849,16 +916,22 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         return child(argv[1], argv[2])
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--accounts", type=int, default=500, help="simulated accounts (default 500)")
     ap.add_argument("--days", type=int, default=60, help="simulated days (default 60)")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3, help="runs per throughput figure (default 3)")
     ap.add_argument("--only", default=",".join(ROWS), help=f"rows to measure, of {','.join(ROWS)}")
-    ap.add_argument("--latency-s", type=float, default=10.0, help="seconds of input for the latency row")
+    ap.add_argument(
+        "--latency-s", type=float, default=10.0, help="seconds of input for the latency row"
+    )
     ap.add_argument("--latency-rate", type=float, help="events/s for the latency row (default: "
                     "half of churnwatch's median 1/msg events/s, measured in this run)")  # fmt: skip
-    ap.add_argument("--timeout", type=float, default=180.0, help="seconds any one measurement may take")
+    ap.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds any one measurement may take"
+    )
     ap.add_argument("--set", action="append", default=[], metavar="CHURNWATCH_X=VALUE",
                     help="a setting for every churnwatch worker (repeatable)")  # fmt: skip
     ap.add_argument("--versus", action="append", default=[], metavar="CHURNWATCH_X=VALUE",

@@ -197,8 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "CHURNWATCH_CACHE_DIR or ~/.cache/churnwatch), then run a KRaft "
                            "broker on a loopback port until Ctrl-C.")  # fmt: skip
     p.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
-    p.add_argument("--dir", default=None, help="broker folder (default: a new temporary one); "
-                   "a folder a broker ran in before restarts it with its topics and offsets")
+    p.add_argument(
+        "--dir",
+        default=None,
+        help="broker folder (default: a new temporary one); "
+        "a folder a broker ran in before restarts it with its topics and offsets",
+    )
     p.add_argument("--sasl-ssl", action="store_true",
                    help="also a SASL_SSL listener (own CA, one user with a random password; "
                    "prints the client settings)")  # fmt: skip

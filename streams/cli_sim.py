@@ -138,8 +138,13 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
                    help="Kafka only: send JSON arrays of up to N events per message, "
                    "none holding an event past 10 minutes of event time "
                    "(default: 1, one event per message keyed by account_id)")  # fmt: skip
-    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
-                   help="Kafka only: seconds to wait for the broker (default: %(default)s)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="Kafka only: seconds to wait for the broker (default: %(default)s)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
 
 

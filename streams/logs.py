@@ -70,8 +70,10 @@ class Throttle(logging.Filter):
             seen[1] += 1
             return False
         if seen is not None and seen[1]:
-            record.msg = f"{record.getMessage()} ({int(seen[1])} more like it in the last " \
+            record.msg = (
+                f"{record.getMessage()} ({int(seen[1])} more like it in the last "
                 f"{self.every_s:.0f} s)"
+            )
             record.args = None
         if seen is None and len(self._kinds) >= self.MAX_KINDS:
             del self._kinds[next(iter(self._kinds))]

@@ -47,8 +47,10 @@ def test_the_action_window_reaches_the_engine():
         ({"CHURNWATCH_LOG_FORMAT": "xml"}, "CHURNWATCH_LOG_FORMAT"),
         ({"CHURNWATCH_HEARTBEAT_INTERVAL_S": "5"}, "CHURNWATCH_HEARTBEAT_INTERVAL_S"),
         ({"CHURNWATCH_INPUT_LIVE_S": "-1"}, r"CHURNWATCH_INPUT_LIVE_S must be in \[0, "),
-        ({"CHURNWATCH_INPUT_LIVE_S": "61", "CHURNWATCH_ALLOWED_LATENESS_S": "60"},
-         "CHURNWATCH_INPUT_LIVE_S must be in .*CHURNWATCH_ALLOWED_LATENESS_S"),
+        (
+            {"CHURNWATCH_INPUT_LIVE_S": "61", "CHURNWATCH_ALLOWED_LATENESS_S": "60"},
+            "CHURNWATCH_INPUT_LIVE_S must be in .*CHURNWATCH_ALLOWED_LATENESS_S",
+        ),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(env, message):
