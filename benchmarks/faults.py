@@ -85,7 +85,7 @@ from streams.topics import ensure_topics
 TICK_S = 0.25
 # counters summed over every worker incarnation (as last scraped, every 2 s and before a stop)
 COUNTERS = ("events_applied", "duplicates_dropped", "late_events_dropped",
-            "account_events_forced", "idle_partitions_woken")  # fmt: skip
+            "account_events_forced", "idle_partitions_woken", "recovery_stalls")  # fmt: skip
 
 
 def say(line: str) -> None:
@@ -795,7 +795,7 @@ def checks(args: argparse.Namespace, lateness_s: float, expect: Counter[str], se
             None,
         ),
         (
-            "all incarnations: applied / duplicates / late / forced / woken",
+            "all incarnations: applied / duplicates / late / forced / woken / recovery stalls",
             " / ".join(f"{run['counters'][c]:,.0f}" for c in COUNTERS),
             "as last scraped",
             None,

@@ -102,7 +102,7 @@ def create_app(s: Settings) -> faust.App:
 def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     """The app with every topic, table, agent and web view registered."""
     from streams import web
-    from streams.agents import accounts, ingest, lag, learner
+    from streams.agents import accounts, ingest, lag, learner, recovery
 
     metrics = metrics or Metrics()
     app = create_app(s)
@@ -133,5 +133,6 @@ def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     learner.register(rt)
     accounts.register(rt)
     lag.register(rt)
+    recovery.register(rt)
     web.register(rt)
     return rt

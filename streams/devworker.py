@@ -55,6 +55,8 @@ def isolated_env(bootstrap: str, data_dir: Path | str, run: str) -> dict[str, st
             "CHURNWATCH_SESSION_TIMEOUT_S": "6",
             "CHURNWATCH_HEARTBEAT_INTERVAL_S": "1.5",
             "CHURNWATCH_REBALANCE_TIMEOUT_S": "10",
+            # a recovery that reads nothing is started again after 10 s, not 30 s
+            "CHURNWATCH_RECOVERY_STALL_S": "10",
             "CHURNWATCH_LOG_LEVEL": "info",
             "CHURNWATCH_MODEL_KEY": TEST_MODEL_KEY,
             "CHURNWATCH_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,

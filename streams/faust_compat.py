@@ -35,13 +35,18 @@ Accessors (read or write a private attribute, one place each):
 - :func:`graceful_worker` - ``mode.Worker._on_sigterm``/``_on_sigint``;
 - :class:`RocksStates`, :func:`rocksdb_states`, :func:`count_recovered` - the accounts
   table's RocksDB partition databases, its persisted changelog offset and its
-  recovery count (``tests/unit/test_faust_compat_rocksdb.py``).
+  recovery count (``tests/unit/test_faust_compat_rocksdb.py``);
+- :func:`recovery_pending`, :func:`restart_recovery`, :func:`count_as_read` - what
+  ``faust.tables.recovery.Recovery`` still has to read (its ``_recovery_started_at``
+  and ``_active_events_received_at``), its own restart signal, and the offset it has
+  read to: the recovery watchdog (``streams.agents.recovery``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
@@ -516,3 +521,53 @@ def count_recovered(table: Any, count: Callable[[int], None]) -> None:
 
 
 # --- end of accounts table on RocksDB -----------------------------------------------
+
+
+# --- table recovery (the watchdog, streams.agents.recovery) -------------------------
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An active changelog partition Faust's recovery has not read to its end yet."""
+
+    tp: Any
+    offset: int  # the last offset recovery read (or the local store's, at its start)
+    highwater: int  # the partition's last offset when this recovery started
+    last_event_at: float | None  # monotonic time of its last record in this recovery
+
+
+def recovery_pending(app: Any) -> tuple[float, list[Pending]] | None:
+    """None unless the tables are recovering: then when this recovery started
+    (``time.monotonic``) and the partitions it still waits for.
+
+    Faust's recovery ends once every active changelog partition's read offset reaches
+    the highwater it took at its start; it logs "No event received ... since recovery
+    start" while one does not, and waits on (``Recovery._slurp_changelogs``).
+    """
+    r = app.tables.recovery
+    started = getattr(r, "_recovery_started_at", None)
+    if not r.in_recovery or started is None:
+        return None
+    received = r._active_events_received_at
+    pending = []
+    for tp in list(r.active_tps):
+        highwater, offset = r.active_highwaters.get(tp), r.active_offsets.get(tp)
+        if highwater is None or offset is None or highwater - offset <= 0:
+            continue
+        pending.append(Pending(tp, offset, highwater, received.get(tp)))
+    return started, pending
+
+
+def restart_recovery(app: Any) -> None:
+    """Start the recovery again as a rebalance does (``Recovery.signal_recovery_start``):
+    highwaters and local offsets taken again, changelog partitions sought to them and
+    resumed, the fetcher and the flow resumed."""
+    app.tables.recovery.signal_recovery_start.set()
+
+
+def count_as_read(app: Any, tp: Any, offset: int) -> None:
+    """Recovery has read ``tp`` up to ``offset`` (``Recovery.active_offsets``): what
+    Faust's own recovery does in exactly-once mode when the consumer's position passed
+    the highwater over records that are no data (``detect_aborted_tx``). Its next
+    check, within 5 s, ends the recovery if nothing else is pending."""
+    app.tables.recovery.active_offsets[tp] = offset

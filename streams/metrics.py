@@ -205,6 +205,16 @@ class Metrics:
             "(with the RocksDB store only the tail written since the last run)",
             registry=r,
         )
+        self.recovery_stalls = Counter(
+            f"{p}_recovery_stalls_total",
+            "Table recoveries that read nothing from a changelog partition for "
+            "CHURNWATCH_RECOVERY_STALL_S, by what the watchdog did: read_to_end (only "
+            "markers were left), restarted, gave_up (the worker exited)",
+            ["action"],
+            registry=r,
+        )
+        for action in ("read_to_end", "restarted", "gave_up"):
+            self.recovery_stalls.labels(action)
         self.accounts_erased = Counter(
             f"{p}_accounts_erased_total",
             "Accounts erased (account_erased): state deleted, tombstones on the changelog "

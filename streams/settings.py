@@ -153,6 +153,9 @@ class Settings:
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 3.0
     rebalance_timeout_s: float = 20.0
+    # a table recovery that reads nothing from a changelog partition this long is
+    # started again (streams.agents.recovery); 0: never
+    recovery_stall_s: float = 30.0
     producer_linger_ms: int = 5
 
     # Kafka security (streams.kafka_security applies them to every client)

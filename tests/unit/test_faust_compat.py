@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from faust.app.base import App
 from faust.streams import Stream
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP, Message
@@ -73,6 +74,13 @@ FINGERPRINTS = {
     ),
     "Worker._on_sigterm": (ModeWorker._on_sigterm, "6b99528ef557db1d"),
     "Worker._on_sigint": (ModeWorker._on_sigint, "25334ac514b211b2"),
+    # recovery_pending / count_as_read / restart_recovery (the recovery watchdog): when a
+    # recovery starts and what it clears, where it records each record's arrival and read
+    # offset, how it ends, and what its start signal runs again
+    "Recovery._set_recovery_started": (Recovery._set_recovery_started, "bcfebf81ae13fc75"),
+    "Recovery._slurp_changelogs": (Recovery._slurp_changelogs.fun, "7825c7e50f766d5a"),
+    "Recovery.active_remaining": (Recovery.active_remaining, "0dcc38568ad5018b"),
+    "Recovery._restart_recovery": (Recovery._restart_recovery.fun, "6bd8a8558a2dffe4"),
 }
 
 
@@ -413,3 +421,31 @@ def test_graceful_worker_runs_its_hook_before_the_stop(app: Any) -> None:
 
     asyncio.run(main())
     assert calls == ["drain", "stop"]
+
+
+def test_recovery_pending_is_what_the_recovery_still_waits_for(app: Any) -> None:
+    r = app.tables.recovery
+    waiting, done = TP("changelog", 0), TP("changelog", 1)
+    assert faust_compat.recovery_pending(app) is None  # no recovery running
+    r.active_tps.update({waiting, done})
+    r.active_highwaters.update({waiting: 15, done: 7})  # as _build_highwaters records them
+    r.active_offsets.update({waiting: 14, done: 7})
+    r._set_recovery_started()
+    try:
+        started, pending = faust_compat.recovery_pending(app)
+        assert started == r._recovery_started_at
+        assert pending == [faust_compat.Pending(waiting, 14, 15, None)]
+        r._active_events_received_at[waiting] = 123.0  # as _slurp_changelogs records one
+        assert faust_compat.recovery_pending(app)[1][0].last_event_at == 123.0
+        assert r.need_recovery()
+        faust_compat.count_as_read(app, waiting, 15)
+        assert not r.need_recovery() and faust_compat.recovery_pending(app)[1] == []
+        r.signal_recovery_start.clear()
+        faust_compat.restart_recovery(app)
+        assert r.signal_recovery_start.is_set()  # what a rebalance sets (on_rebalance)
+    finally:
+        r._set_recovery_ended()
+        r.signal_recovery_start.clear()
+        r.active_tps.clear()
+        r.active_highwaters.clear()
+        r.active_offsets.clear()
