@@ -25,7 +25,8 @@ retries cover it):
   the rest of the offsets are no records. It is counted as read (``read_to_end``);
 - otherwise: the recovery is started again, as a rebalance does (``restarted``): the
   highwaters and the local store's offsets are taken again, the partitions sought to
-  them and resumed. After ``RESTARTS_BEFORE_EXIT`` restarts in a row that read
+  them and resumed (the test keeps a changelog partition paused, as a fetch that never
+  resumed would: the restart resumes it and the recovery completes). After ``RESTARTS_BEFORE_EXIT`` restarts in a row that read
   nothing, the worker exits with an error (``gave_up``), for the orchestrator to start
   it again from its local store (a fresh consumer, the changelog tail replayed).
 

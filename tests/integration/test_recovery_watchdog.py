@@ -79,14 +79,28 @@ def applied(worker) -> set[int]:
 
 
 @pytest.fixture()
-def marked(worker_factory, kafka_bootstrap) -> str:
-    """A deployment whose accounts changelog ends in a transaction marker; its app id."""
+def deployed(worker_factory, kafka_bootstrap) -> str:
+    """A deployment whose worker applied every event and stopped; its app id."""
     first = worker_factory().start()
     produce(kafka_bootstrap, first.settings.usage_topic, logins())
     first.wait_metric("churnwatch_events_applied_total", ACCOUNTS * EVENTS)
     assert first.stop(signal.SIGTERM) == 0, first.log()
-    end_with_a_transaction_marker(kafka_bootstrap, f"{first.settings.app_id}-accounts-changelog")
     return first.settings.app_id
+
+
+@pytest.fixture()
+def marked(deployed, kafka_bootstrap) -> str:
+    """... whose accounts changelog ends in a transaction marker."""
+    end_with_a_transaction_marker(kafka_bootstrap, f"{deployed}-accounts-changelog")
+    return deployed
+
+
+def hooked(tmp_path: Path, code: str) -> str:
+    """A PYTHONPATH whose ``sitecustomize`` runs ``code`` in the worker before it starts."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(code)
+    return os.pathsep.join([str(hook), str(REPO)])
 
 
 def test_a_changelog_ending_in_a_transaction_marker_is_read_to_its_end(
@@ -118,14 +132,10 @@ def test_a_recovery_that_restarts_in_vain_exits_for_its_supervisor(
     """The same stall, with the watchdog blind to markers (``read_to_end`` replaced by a
     ``sitecustomize``): it starts the recovery again three times, then exits with an
     error instead of staying unready."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import streams.agents.recovery as r\nr.read_to_end = lambda position, end: False\n"
-    )
+    blind = "import streams.agents.recovery as r\nr.read_to_end = lambda position, end: False\n"
     w = worker_factory(
         CHURNWATCH_RECOVERY_STALL_S="2", CHURNWATCH_DATA_DIR=str(tmp_path / "w"),
-        PYTHONPATH=os.pathsep.join([str(hook), str(REPO)]),
+        PYTHONPATH=hooked(tmp_path, blind),
     )  # fmt: skip
     w.launch()
     assert w.proc is not None
@@ -135,3 +145,40 @@ def test_a_recovery_that_restarts_in_vain_exits_for_its_supervisor(
     for n in (1, 2, 3):
         assert f"starting it again ({n} of 3)" in log, log
     assert "exiting, for the orchestrator to start the worker again" in log, log
+
+
+# Faust's recovery resumes its changelog partitions with Consumer.resume_partitions; this
+# keeps one of them paused the first time, as a fetch that never resumed would
+KEEP_ONE_PAUSED = """
+from faust.transport.consumer import Consumer
+resume, kept = Consumer.resume_partitions, []
+def resume_partitions(self, tps):
+    tps = set(tps)
+    changelogs = sorted(tp for tp in tps if tp.topic.endswith("-accounts-changelog"))
+    if changelogs and not kept:
+        kept.append(changelogs[0])
+        tps.discard(changelogs[0])
+        print("test hook: kept", changelogs[0], "paused", flush=True)
+    return resume(self, tps)
+Consumer.resume_partitions = resume_partitions
+"""
+
+
+def test_a_recovery_that_stopped_reading_is_started_again_and_completes(
+    deployed, worker_factory, tmp_path
+):
+    """A changelog partition left paused (``KEEP_ONE_PAUSED``): nothing arrives from it,
+    its position stays behind its end. The watchdog starts the recovery again, which
+    resumes it, and the worker is ready with every account's state."""
+    w = worker_factory(
+        CHURNWATCH_RECOVERY_STALL_S="3", CHURNWATCH_DATA_DIR=str(tmp_path / "w"),
+        PYTHONPATH=hooked(tmp_path, KEEP_ONE_PAUSED),
+    )  # fmt: skip
+    w.start(timeout=60)
+    log = w.log()
+    assert "test hook: kept" in log, log
+    assert "starting it again (1 of 3)" in log, log
+    stalls = {labels["action"]: value for name, labels, value in scrape_samples(w.url + "/metrics")
+              if name == "churnwatch_recovery_stalls_total"}  # fmt: skip
+    assert stalls == {"read_to_end": 0, "restarted": 1, "gave_up": 0}, log
+    assert applied(w) == {EVENTS}
