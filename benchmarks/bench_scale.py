@@ -89,7 +89,13 @@ from models.household import PrefixCensus
 from models.privacy import Pseudonymiser, coarsen
 from models.simulator import SimConfig, simulate
 from streams.devbroker import LocalBroker, free_port
-from streams.devworker import WorkerError, WorkerProc, isolated_env, read_all
+from streams.devworker import (
+    TEST_PSEUDONYM_KEY,
+    WorkerError,
+    WorkerProc,
+    isolated_env,
+    read_all,
+)
 from streams.settings import Settings
 from streams.simio import KafkaSink, Progress, RateLimiter, encode_events, pump
 
@@ -614,7 +620,6 @@ STAGES = (
 )
 # the ingest's pseudonymisation key in the stages (any key of 16+ bytes: tokens of 16 hex
 # digits whatever the key, so states have the size and the cost they have in a worker)
-BENCH_KEY = b"churnwatch bench pseudonym key"
 
 
 def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard]]:
@@ -635,7 +640,7 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
         raw, topic="usage", partition=0, offset=0)[0]])  # fmt: skip
     timed(f"parse {ARRAY}/msg", lambda: [parse_message(raw, topic="usage", partition=0, offset=0)
                                          for raw in arrays])  # fmt: skip
-    pseudonymise = Pseudonymiser(BENCH_KEY).event
+    pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
     parsed = timed("privacy", lambda: [pseudonymise(coarsen(e)) for e in parsed])
     cfg, models, census = Settings().engine_config(), Models.fresh(), PrefixCensus()
     shards = [Shard() for _ in range(PARTITIONS)]

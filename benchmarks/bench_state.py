@@ -40,8 +40,7 @@ from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
 from models.privacy import Pseudonymiser, coarsen
 from models.simulator import SimConfig, simulate
-
-BENCH_KEY = b"churnwatch bench pseudonym key"  # any key: tokens have one size
+from streams.devworker import TEST_PSEUDONYM_KEY
 
 
 def progress(msg: str) -> None:
@@ -53,7 +52,7 @@ def simulated_states(cfg: SimConfig, partitions: int, batch: int) -> list[Accoun
     events coarsened and pseudonymised first, as the ingest does (a state then holds
     tokens of 16 hex digits, not the simulator's identifiers)."""
     engine, models, census = EngineConfig(), Models.fresh(), PrefixCensus()
-    pseudonymise = Pseudonymiser(BENCH_KEY).event
+    pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
     shards = [Shard() for _ in range(partitions)]
     pending: list[Event] = []
 

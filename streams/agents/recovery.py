@@ -26,9 +26,10 @@ retries cover it):
 - otherwise: the recovery is started again, as a rebalance does (``restarted``): the
   highwaters and the local store's offsets are taken again, the partitions sought to
   them and resumed (the test keeps a changelog partition paused, as a fetch that never
-  resumed would: the restart resumes it and the recovery completes). After ``RESTARTS_BEFORE_EXIT`` restarts in a row that read
-  nothing, the worker exits with an error (``gave_up``), for the orchestrator to start
-  it again from its local store (a fresh consumer, the changelog tail replayed).
+  resumed would: the restart resumes it and the recovery completes). After
+  ``RESTARTS_BEFORE_EXIT`` restarts in a row that read nothing, the worker exits with an
+  error (``gave_up``), for the orchestrator to start it again from its local store (a
+  fresh consumer, the changelog tail replayed).
 
 ``churnwatch_recovery_stalls_total{action}`` counts each.
 
