@@ -19,7 +19,7 @@ that same input, in each run:
   floor       a Faust agent that only counts messages (the worker's Faust app
               settings, ``streams.app.create_app``)
   fast-floor  the same agent with ``streams.faust_compat.deliver_without_tasks``
-              (not applied by the worker: see its doc): what that patch would buy
+              (opt-in for the worker: see its doc): what that patch buys the floor
   peer        a Quix Streams application keeping a dict per account in its
               RocksDB state (arrays are exploded and grouped by account_id);
               needs ``pip install -e '.[bench]'``, skipped otherwise

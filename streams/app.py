@@ -55,6 +55,8 @@ class WebFirst(BootStrategy):
 
 def create_app(s: Settings) -> faust.App:
     faust_compat.apply()
+    if s.deliver_without_tasks:
+        faust_compat.deliver_without_tasks()
     brokers = [f"kafka://{host.strip()}" for host in s.kafka_bootstrap_servers.split(",")]
     host = socket.gethostname()
     app = faust.App(

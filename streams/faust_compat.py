@@ -18,9 +18,9 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    messages once per commit for it.
 3. ``deliver_without_tasks`` - ``Consumer.wait_first`` hands a fetched message to the
    streams without creating four asyncio tasks when the delivery does not block (the
-   per-message cost of Faust's consumer loop; measured in ``docs/design.md``). NOT
-   applied by :func:`apply`: it doubles a no-op agent's rate, but with it the
-   two-worker rebalance test stalled once and lost one event once (see its doc).
+   per-message cost of Faust's consumer loop; measured in ``docs/design.md``). Not
+   applied by :func:`apply`: ``streams.app.create_app`` applies it when
+   ``CHURNWATCH_DELIVER_WITHOUT_TASKS`` is true (default false: see its doc).
 
 Accessors (read or write a private attribute, one place each):
 
@@ -238,14 +238,19 @@ def deliver_without_tasks() -> None:
     exactly as before. The consumer's other ``wait_first`` calls
     (none in faust-streaming 0.15.3 pass a coroutine first) go straight through.
 
-    Not applied by the worker (``benchmarks/bench_scale.py`` applies it for its
-    ``fast-floor`` row). ``tests/integration/test_two_workers.py`` with it: once a
-    worker stalled after the rebalance with 108 account-events messages never
-    consumed (before the ``sleep(0)`` below), once one event of 86,718 was never
-    applied with every lag at 0; without it the same test passed. Faust drops and
-    re-reads messages around a rebalance through several flags (``flow_active``,
-    generation ids, ``_read_offset``, paused and buffered partitions) whose timing
-    this changes; until that is understood, at-least-once comes first.
+    The worker applies it only with ``CHURNWATCH_DELIVER_WITHOUT_TASKS=true``
+    (``benchmarks/bench_scale.py`` applies it for its ``fast-floor`` row). It buys one
+    worker's one-event messages 1.37x (docs/design.md), but at-least-once comes first:
+    ``tests/integration/test_two_workers.py`` with it once stalled after the rebalance
+    with 108 account-events messages never consumed (session 8, before the ``sleep(0)``
+    below) and once never applied one event of 86,718 with every lag at 0. Four
+    rebalance fixes later (``give_back``, ``read_again``, ``rewind``, event ids
+    forgotten by the account's clock) the same module passed 12 runs of 12 with it
+    alone, but the whole integration tier with it as the default lost 498 events of
+    ~92,700 in its unkeyed two-worker test (session 23, the tier in two processes).
+    Faust drops and re-reads messages around a rebalance through several flags
+    (``flow_active``, generation ids, ``_read_offset``, paused and buffered partitions)
+    whose timing this changes; which one is not known.
     """
     from faust.transport.consumer import Consumer
     from mode.services import WaitResults

@@ -117,15 +117,17 @@ def test_patches_apply_once() -> None:
     assert after == patched
 
 
-def test_the_worker_runs_with_fausts_own_delivery() -> None:
-    """Patch 3 is opt-in (it upset rebalances): a worker process does not apply it."""
+@pytest.mark.parametrize("setting", ["false", "true"])
+def test_the_worker_delivers_without_tasks_as_its_setting_says(setting: str) -> None:
+    """Patch 3 is applied by ``create_app`` only with CHURNWATCH_DELIVER_WITHOUT_TASKS."""
     import subprocess
     import sys
 
     code = (
-        "from streams import faust_compat; faust_compat.apply()\n"
+        "from streams.app import create_app; from streams.settings import Settings\n"
+        f"create_app(Settings(kafka_bootstrap_servers='127.0.0.1:9', deliver_without_tasks={setting.title()}))\n"
         "from faust.transport.consumer import Consumer\n"
-        "assert not hasattr(Consumer.wait_first, '__wrapped__')\n"
+        f"assert hasattr(Consumer.wait_first, '__wrapped__') is {setting.title()}\n"
         "assert hasattr(Consumer._new_offset, '__wrapped__')"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
