@@ -618,8 +618,6 @@ STAGES = (
     "engine",
     "state encode",
 )
-# the ingest's pseudonymisation key in the stages (any key of 16+ bytes: tokens of 16 hex
-# digits whatever the key, so states have the size and the cost they have in a worker)
 
 
 def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard]]:
@@ -640,6 +638,8 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
         raw, topic="usage", partition=0, offset=0)[0]])  # fmt: skip
     timed(f"parse {ARRAY}/msg", lambda: [parse_message(raw, topic="usage", partition=0, offset=0)
                                          for raw in arrays])  # fmt: skip
+    # the test workers' key: tokens of 16 hex digits whatever the key, so states have the
+    # size and the cost they have in a worker
     pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
     parsed = timed("privacy", lambda: [pseudonymise(coarsen(e)) for e in parsed])
     cfg, models, census = Settings().engine_config(), Models.fresh(), PrefixCensus()
