@@ -13,13 +13,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from kafka import KafkaProducer
 
 from streams.devworker import WorkerProc, isolated_env, read_all
 from streams.settings import Settings
 
-__all__ = ["WorkerProc", "http_get", "produce", "read_all"]  # tests import these from here
+__all__ = [
+    "WorkerProc",
+    "applied",
+    "http_get",
+    "logins",
+    "produce",
+    "read_all",
+]  # tests import these from here
 
 
 # The longest modules (~80-120 s each here), run first: with ``pytest -n 2 --dist loadfile``
@@ -65,6 +73,29 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
+
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def logins(accounts: int, first: int, last: int) -> list[tuple[bytes, bytes]]:
+    """Login events ``first``..``last - 1`` of accounts ``acc-0``..: keyed, one a minute."""
+    return [
+        (f"acc-{a}".encode(), orjson.dumps({
+            "event_id": f"acc-{a}-{i}", "type": "login", "account_id": f"acc-{a}",
+            "ts": T0 + i * 60_000 + a, "device_id": "tv"}))
+        for i in range(first, last) for a in range(accounts)
+    ]  # fmt: skip
+
+
+def applied(worker: WorkerProc, accounts: int) -> dict[str, int]:
+    """Events applied per account ``acc-0``.., as the worker's account lookup says (0 if
+    it does not know the account)."""
+    out = {}
+    for a in range(accounts):
+        status, doc = worker.get_json(f"/accounts/acc-{a}")
+        out[f"acc-{a}"] = doc["events_applied"] if status == 200 else 0
+    return out
 
 
 def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:

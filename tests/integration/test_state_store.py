@@ -5,32 +5,13 @@ from __future__ import annotations
 
 import signal
 
-import orjson
 import pytest
 
-from tests.integration.conftest import produce
+from tests.integration.conftest import applied, logins, produce
 
 pytestmark = [pytest.mark.integration]
 
-T0 = 1_767_225_600_000
 ACCOUNTS, EVENTS = 200, 10
-
-
-def logins(first: int, last: int) -> list[tuple[bytes, bytes]]:
-    return [
-        (f"acc-{a}".encode(), orjson.dumps({
-            "event_id": f"acc-{a}-{i}", "type": "login", "account_id": f"acc-{a}",
-            "ts": T0 + i * 60_000 + a, "device_id": "tv"}))
-        for i in range(first, last) for a in range(ACCOUNTS)
-    ]  # fmt: skip
-
-
-def applied(worker) -> dict[str, int]:
-    out = {}
-    for a in range(ACCOUNTS):
-        status, doc = worker.get_json(f"/accounts/acc-{a}")
-        out[f"acc-{a}"] = doc["events_applied"] if status == 200 else 0
-    return out
 
 
 def test_a_restart_replays_only_the_changelog_tail_and_loses_nothing(
@@ -39,7 +20,7 @@ def test_a_restart_replays_only_the_changelog_tail_and_loses_nothing(
     first = worker_factory().start()
     s = first.settings
     assert s.store == "rocksdb"
-    produce(kafka_bootstrap, s.usage_topic, logins(0, EVENTS))
+    produce(kafka_bootstrap, s.usage_topic, logins(ACCOUNTS, 0, EVENTS))
     first.wait_metric("churnwatch_events_applied_total", ACCOUNTS * EVENTS)
     written = first.metrics()["churnwatch_state_writes_total"]
     assert first.stop(signal.SIGTERM) == 0, first.log()
@@ -49,14 +30,14 @@ def test_a_restart_replays_only_the_changelog_tail_and_loses_nothing(
     recovered = second.metrics()["churnwatch_state_recovered_records_total"]
     # Faust re-reads the record at the persisted offset: at most one per partition
     assert recovered <= s.partitions < ACCOUNTS <= written
-    assert set(applied(second).values()) == {EVENTS}
-    produce(kafka_bootstrap, s.usage_topic, logins(EVENTS, EVENTS + 1))
+    assert set(applied(second, ACCOUNTS).values()) == {EVENTS}
+    produce(kafka_bootstrap, s.usage_topic, logins(ACCOUNTS, EVENTS, EVENTS + 1))
     second.wait_metric("churnwatch_events_applied_total", ACCOUNTS)
-    assert set(applied(second).values()) == {EVENTS + 1}
+    assert set(applied(second, ACCOUNTS).values()) == {EVENTS + 1}
     assert second.stop(signal.SIGTERM) == 0, second.log()
 
     # the same worker without its local store (memory://) replays the whole changelog
     third = worker_factory(CHURNWATCH_STORE="memory", CHURNWATCH_DATA_DIR=str(tmp_path / "d3"))
     third.start()
     assert third.metrics()["churnwatch_state_recovered_records_total"] >= ACCOUNTS
-    assert set(applied(third).values()) == {EVENTS + 1}
+    assert set(applied(third, ACCOUNTS).values()) == {EVENTS + 1}
