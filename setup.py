@@ -25,6 +25,7 @@ COMPILED = [
     "models/household/sessions.py",
     "models/household/state.py",
     "models/labels.py",
+    "models/linear.py",
     "models/ordering.py",
     "models/outcomes.py",
     "models/partitioning.py",

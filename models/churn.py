@@ -30,6 +30,7 @@ from typing import Any
 from river import compose, forest, linear_model, optim, preprocessing
 
 from models.learner import func_step, last_step_input
+from models.linear import FUSED
 
 DEFAULT_KIND = "logreg"
 ACTION_BUCKETS = 32  # hashed buckets of the per-action counts in the linear model's input
@@ -73,33 +74,76 @@ def model_input(x: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     hashed: dict[str, float] = {}
     for k, v in x.items():
-        logged = _input_kind(k)
-        if logged is None:
-            bucket = _action_bucket(k)
-            hashed[bucket] = hashed.get(bucket, 0.0) + v
+        kind = _INPUT_KIND.get(k)
+        if kind is None:
+            kind = _input_kind(k)
+        if kind == _LOGGED:
+            out[k] = math.log1p(v) if v >= 0 else v
+        elif kind == _AS_IS:
+            out[k] = v
         else:
-            out[k] = math.log1p(v) if logged and v >= 0 else v
+            hashed[kind] = hashed.get(kind, 0.0) + v
     for bucket, v in hashed.items():
         out[bucket] = math.log1p(v) if v >= 0 else v
     return out
 
 
-@functools.lru_cache(maxsize=4096)
-def _action_bucket(name: str) -> str:
-    """The hashed bucket of an ``action_*`` feature (crc32: the same in every process)."""
-    return f"actions_h{zlib.crc32(name.encode()) % ACTION_BUCKETS}_28d"
+def model_logit(
+    x: dict[str, float], params: dict[str, tuple[float, float]], intercept: float
+) -> float:
+    """``models.linear.logit(model_input(x), params, intercept)`` without building
+    ``model_input(x)``: the churn model's logit, one pass over ``x``.
+
+    >>> from models.linear import logit
+    >>> x = {"action_like_28d": 3.0, "action_rate_28d": 4.0, "sessions_7d": 1.0}
+    >>> params = {"sessions_7d": (2.0, -1.0), "actions_h9_28d": (1.0, 0.5)}
+    >>> model_logit(x, params, 0.25) == logit(model_input(x), params, 0.25)
+    True
+    """
+    z = intercept
+    hashed: dict[str, float] = {}
+    for k, v in x.items():
+        kind = _INPUT_KIND.get(k)
+        if kind is None:
+            kind = _input_kind(k)
+        if kind == _LOGGED or kind == _AS_IS:
+            p = params.get(k)
+            if p is not None:
+                z += p[0] * (math.log1p(v) if kind == _LOGGED and v >= 0 else v) + p[1]
+        else:
+            hashed[kind] = hashed.get(kind, 0.0) + v
+    for bucket, v in hashed.items():
+        p = params.get(bucket)
+        if p is not None:
+            z += p[0] * (math.log1p(v) if v >= 0 else v) + p[1]
+    return z
+
+
+FUSED[model_input] = model_logit
+
+_LOGGED, _AS_IS = "log1p", "as is"
+# feature name -> _LOGGED, _AS_IS, or the hashed bucket of an ``action_*`` count (crc32:
+# the same in every process). A plain dict, not functools.lru_cache: model_input asks it
+# for each of ~60 features a score. Action names are the product's: bounded by clearing.
+_INPUT_KIND: dict[str, str] = {}
+_MAX_KINDS = 4096
+
+
+def _input_kind(name: str) -> str:
+    if len(_INPUT_KIND) >= _MAX_KINDS:
+        _INPUT_KIND.clear()
+    if name.startswith("action_"):
+        kind = f"actions_h{zlib.crc32(name.encode()) % ACTION_BUCKETS}_28d"
+    else:
+        kind = _LOGGED if _logged(name) else _AS_IS
+    _INPUT_KIND[name] = kind
+    return kind
 
 
 @functools.lru_cache(maxsize=4096)
 def _logged(name: str) -> bool:
     """Whether the linear model sees ``name`` through log1p (cached: names repeat)."""
     return name.startswith(LOG_FEATURE_PREFIXES)
-
-
-@functools.lru_cache(maxsize=4096)
-def _input_kind(name: str) -> bool | None:
-    """None: an ``action_*`` count (hashed); else whether it is seen through log1p."""
-    return None if name.startswith("action_") else _logged(name)
 
 
 def make_churn_model(kind: str = DEFAULT_KIND, **params: Any) -> compose.Pipeline:
@@ -175,16 +219,13 @@ def explain(
     model: compose.Pipeline,
     features: dict[str, float],
     k: int = 3,
-    given: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Top ``k`` factors raising the score: ``{"feature", "value", "weight"}``.
 
-    For a linear final step the weight is coefficient x transformed value (``given``:
-    the transformed values, when the caller has them from its prediction,
-    ``OnlineLearner.predict_proba_with_input``); for any other model it is the score
-    drop when the feature is left out (occlusion, k + len(features) predictions: use
-    it for alerts, not per event). Factors with a weight <= 0 are not reasons and are
-    left out.
+    For a linear final step the weight is coefficient x transformed value; for any
+    other model it is the score drop when the feature is left out (occlusion, k +
+    len(features) predictions: use it for alerts, not per event). Factors with a
+    weight <= 0 are not reasons and are left out.
 
     >>> m = make_churn_model()
     >>> for _ in range(50):
@@ -195,7 +236,7 @@ def explain(
     """
     weights = getattr(list(model.steps.values())[-1], "weights", None)
     if weights is not None:
-        xt = given if given is not None else last_step_input(model, features)[1]
+        xt = last_step_input(model, features)[1]
         scored = [(f, weights.get(f, 0.0) * xt.get(f, 0.0)) for f in features]
     else:
         base = _p(model, features)

@@ -253,7 +253,7 @@ def decide(
     """
     r = risk(state)
     churn_x = churn_features(state, now_ms)
-    churn_p, given = _churn_p(churn_x, models)
+    churn_p = _churn_p(churn_x, models)
     fired = r.open_alerts.get("churn")
     if fired is not None and now_ms - fired > cfg.state.horizon_ms:
         _close_alert(r, "churn", "wrong", out)
@@ -264,19 +264,18 @@ def decide(
         sharing_p, _ = _sharing(state, now_ms, models, census=None)
         _alert(
             state, "churn", churn_p, now_ms,
-            reasons=explain(models.churn.model, churn_x, given=given),
+            reasons=explain(models.churn.model, churn_x),
             action=churn_action(churn_x, cfg.churn_actions), both=(churn_p, sharing_p),
             models=models, cfg=cfg, out=out,
         )  # fmt: skip
     return churn_p
 
 
-def _churn_p(churn_x: dict[str, float], models: Models) -> tuple[float, dict[str, float] | None]:
-    """The churn score: 1 once the account is cancelled, else the model's probability;
-    and what the model's last step was given (for ``explain``; None if cancelled)."""
+def _churn_p(churn_x: dict[str, float], models: Models) -> float:
+    """The churn score: 1 once the account is cancelled, else the model's probability."""
     if churn_x.get("cancelled", 0.0) >= 1.0:
-        return 1.0, None
-    return models.churn.predict_proba_with_input(churn_x)
+        return 1.0
+    return models.churn.predict_proba(churn_x)
 
 
 def _sharing(
@@ -368,7 +367,7 @@ def score(
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
         census.observe(state.account_id, state.household)
     sharing_p, sharing_x = _sharing(state, now_ms, models, census)
-    churn_p, given = _churn_p(churn_x, models)
+    churn_p = _churn_p(churn_x, models)
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)
 
@@ -377,7 +376,7 @@ def score(
     def why(kind: str) -> list[dict[str, Any]]:
         if kind not in reasons:
             reasons[kind] = (
-                explain(models.churn.model, churn_x, given=given)
+                explain(models.churn.model, churn_x)
                 if kind == "churn"
                 else sharing_reasons(sharing_x)
             )

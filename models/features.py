@@ -64,7 +64,6 @@ shares and trends, and hashing maps any name to one of 8 buckets.
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import math
 import zlib
@@ -178,7 +177,7 @@ def _engagement(state: AccountState, now_ms: int, age_days: float) -> dict[str, 
         )  # fmt: skip
         for name, qty in b.actions.items():
             actions[name] = actions.get(name, 0.0) + qty
-    out = {f"action_{name}_28d": qty for name, qty in actions.items()}
+    out = {_action_feature(name): qty for name, qty in actions.items()}
     out["watch_hours_7d"] = watch7 / 3600.0
     out["sessions_7d"] = sessions7
     out["active_days_7d"] = active7
@@ -209,7 +208,7 @@ def _long_view(sums: UsageSums, today: DayBucket | None, age_days: float) -> dic
     watch_b, active_b, activity_b = sums.base
     lived = min(LONG_DAYS, int(age_days) + 1)
     rates = [d / w[lived - 1] for d, w in zip(decayed, _DECAY_SUMS, strict=True)]
-    out = {f"usage_hl{h}d": r for h, r in zip(HALF_LIVES, rates, strict=True)}
+    out = dict(zip(_USAGE_HL_NAMES, rates, strict=True))
     out["usage_trend_3v56"] = _trend(rates[0], rates[2])
     out["usage_trend_14v56"] = _trend(rates[1], rates[2])
     out["watch_hours_56d"] = (watch_r + watch_b) / 3600.0
@@ -220,18 +219,18 @@ def _long_view(sums: UsageSums, today: DayBucket | None, age_days: float) -> dic
     rec_h = [0.0] * HASH_BUCKETS
     base_h = [0.0] * HASH_BUCKETS
     for name, qty in recent.items():
-        rec_h[_hash_bucket(name)] += qty
+        rec_h[_bucket(name)] += qty
     for name, qty in sums.base_actions.items():
-        base_h[_hash_bucket(name)] += qty
-    for i in range(HASH_BUCKETS):
-        out[f"actrate_h{i}"] = rec_h[i] / lived_r
+        base_h[_bucket(name)] += qty
+    for i, name in enumerate(_ACTRATE_NAMES):
+        out[name] = rec_h[i] / lived_r
     if lived_b < 7.0:  # no baseline yet: nothing is declining
         for name in ("watch_trend_long", "active_days_trend_long", "activity_trend_long",
                      "usual_actions_count", "usual_actions_dropped", "usual_actions_gone",
                      "top_actions_trend"):  # fmt: skip
             out[name] = 0.0
-        for i in range(HASH_BUCKETS):
-            out[f"acttrend_h{i}"] = 0.0
+        for name in _ACTTREND_NAMES:
+            out[name] = 0.0
         return out
     out["watch_trend_long"] = _trend(watch_r / lived_r, watch_b / lived_b)
     out["active_days_trend_long"] = _trend(active_r / lived_r, active_b / lived_b)
@@ -253,12 +252,39 @@ def _long_view(sums: UsageSums, today: DayBucket | None, age_days: float) -> dic
         sum(recent.get(name, 0.0) for _, name in top) / lived_r,
         sum(qty for qty, _ in top) / lived_b,
     )
-    for i in range(HASH_BUCKETS):
-        out[f"acttrend_h{i}"] = _trend(rec_h[i] / lived_r, base_h[i] / lived_b)
+    for i, name in enumerate(_ACTTREND_NAMES):
+        out[name] = _trend(rec_h[i] / lived_r, base_h[i] / lived_b)
     return out
 
 
-@functools.lru_cache(maxsize=4096)
+# names built once, not per score (a score builds ~60 features)
+_USAGE_HL_NAMES = tuple(f"usage_hl{h}d" for h in HALF_LIVES)
+_ACTRATE_NAMES = tuple(f"actrate_h{i}" for i in range(HASH_BUCKETS))
+_ACTTREND_NAMES = tuple(f"acttrend_h{i}" for i in range(HASH_BUCKETS))
+# per action name (the product's: bounded by clearing): its feature name and its bucket
+_ACTION_FEATURE: dict[str, str] = {}
+_BUCKET: dict[str, int] = {}
+_MAX_NAMES = 4096
+
+
+def _action_feature(name: str) -> str:
+    feature = _ACTION_FEATURE.get(name)
+    if feature is None:
+        if len(_ACTION_FEATURE) >= _MAX_NAMES:
+            _ACTION_FEATURE.clear()
+        feature = _ACTION_FEATURE[name] = f"action_{name}_28d"
+    return feature
+
+
+def _bucket(name: str) -> int:
+    b = _BUCKET.get(name)
+    if b is None:
+        if len(_BUCKET) >= _MAX_NAMES:
+            _BUCKET.clear()
+        b = _BUCKET[name] = _hash_bucket(name)
+    return b
+
+
 def _hash_bucket(name: str) -> int:
     """A stable bucket of an action name (crc32: the same in every process).
 

@@ -46,6 +46,8 @@ from typing import Any
 import orjson
 from river import compose, drift
 
+from models.linear import LinearScorer, linear_scorer
+
 SNAPSHOT_VERSION = 3  # 3: signed (HMAC-SHA256 of the header and the pickle)
 # 2: learned_offset, and 64-bit hashes of the last max_ids example ids; 1: every recent
 # example id in full (migrated on read: see __setstate__). Both unsigned: trust_unsigned only
@@ -146,6 +148,7 @@ class OnlineLearner:
         if n_bins < 1 or max_ids < 0:
             raise ValueError("n_bins must be >= 1 and max_ids >= 0")
         self.model = model
+        self._linear: tuple[Any, LinearScorer | None] | None = None  # (model, its scorer)
         self.name = name
         self.version = 0
         self.n_bins = n_bins
@@ -170,23 +173,15 @@ class OnlineLearner:
         return f"{self.name}-v{self.version}"
 
     def predict_proba(self, x: dict[str, float]) -> float:
-        """Probability of the positive class; the model is not changed."""
+        """Probability of the positive class; the model is not changed. A linear
+        model is scored in one pass (``models.linear``), read off it again after
+        it learns; any other through River's ``predict_proba_one``."""
+        linear = self._linear
+        if linear is None or linear[0] is not self.model:
+            linear = self._linear = (self.model, linear_scorer(self.model))
+        if linear[1] is not None:
+            return linear[1].proba(x)
         return float(self.model.predict_proba_one(x).get(True, 0.0))
-
-    def predict_proba_with_input(self, x: dict[str, float]) -> tuple[float, dict[str, float]]:
-        """:meth:`predict_proba`, and what the pipeline's last step was given (``x``
-        through its transformers, as River's own ``predict_proba_one`` does), for
-        ``models.churn.explain`` to read instead of transforming ``x`` again.
-
-        >>> from models.churn import make_churn_model
-        >>> lrn = OnlineLearner(make_churn_model())
-        >>> _ = lrn.learn_many([({"x": 1.0}, True, "a:0"), ({"x": 0.0}, False, "a:1")], offset=0)
-        >>> p, given = lrn.predict_proba_with_input({"x": 2.0})
-        >>> p == lrn.predict_proba({"x": 2.0}), sorted(given)
-        (True, ['x'])
-        """
-        last, given = last_step_input(self.model, x)
-        return float(last.predict_proba_one(given).get(True, 0.0)), given
 
     def has_learned(self, offset: int) -> bool:
         """True if the training message at ``offset`` is already in this learner.
@@ -207,6 +202,7 @@ class OnlineLearner:
         p = self.predict_proba(x)
         self._record(p, bool(y))
         self.model.learn_one(x, bool(y))
+        self._linear = None
         return p
 
     def learn_many(
@@ -247,6 +243,7 @@ class OnlineLearner:
                 scored(i, p)
         for _, x, y in fresh:
             self.model.learn_one(x, y)
+        self._linear = None
         if offset is not None:
             self.learned_offset = max(offset + 1, self.learned_offset or 0)
         return len(fresh)
@@ -297,7 +294,7 @@ class OnlineLearner:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        del state["_seen"]
+        del state["_seen"], state["_linear"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -309,6 +306,7 @@ class OnlineLearner:
             state["learned_offset"] = None  # unknown: the first resume relies on the ids
         self.__dict__.update(state)
         self._seen = set(self._ring)
+        self._linear = None
 
     @classmethod
     def from_bytes(cls, raw: bytes, key: bytes, *, trust_unsigned: bool = False) -> OnlineLearner:

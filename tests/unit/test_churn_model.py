@@ -164,17 +164,32 @@ def test_explain_logreg_is_coefficient_times_scaled_value() -> None:
     assert "hours" not in [r["feature"] for r in explain(model, {"fails": 0, "hours": 20.0})]
 
 
-def test_the_score_and_its_reasons_transform_the_features_once_and_agree() -> None:
-    # the engine scores with predict_proba_with_input and explains from what it returns
-    learner = OnlineLearner(trained(DEFAULT_KIND, n=1000))
-    explained = 0
-    for x, _ in stream(200, seed=3):
-        p, given = learner.predict_proba_with_input(x)
-        assert p == learner.predict_proba(x)  # bit for bit: River's own path
-        reasons = explain(learner.model, x, given=given)
-        assert reasons == explain(learner.model, x)
-        explained += bool(reasons)
-    assert explained > 20
+def test_the_learner_scores_a_linear_model_in_one_pass_as_river_does() -> None:
+    # models.linear: the same probability as River's predict_proba_one (to ~1e-16, the
+    # sum runs in another order), read off the model again whenever it learns
+    rng = random.Random(5)
+
+    def with_actions(x: dict[str, float]) -> dict[str, float]:
+        names = rng.sample(["play", "like", "share", "rate", "skip", "search"], k=3)
+        return {**x, **{f"action_{n}_28d": float(rng.randint(0, 9)) for n in names}}
+
+    learner = OnlineLearner(make_churn_model())
+    examples = [(with_actions(x), y) for x, y in stream(600, seed=4)]
+    for i in range(0, 600, 100):  # learning in between: every score reads the new weights
+        for x, _ in examples[i : i + 100]:
+            river = learner.model.predict_proba_one(x)[True]
+            assert learner.predict_proba(x) == pytest.approx(river, rel=1e-12, abs=1e-15)
+        learner.learn_many([(x, y, None) for x, y in examples[i : i + 100]])
+    x = {**examples[0][0], "never_seen_before": 7.0}  # no weight yet: it adds nothing
+    assert learner.predict_proba(x) == pytest.approx(learner.model.predict_proba_one(x)[True])
+    assert 0.05 < learner.predict_proba(x) < 0.95 and learner.predict_proba(x) != 0.5
+    learner.model = trained("logreg", n=50)  # a model put in its place is read afresh
+    x = {"fails": 2.0, "hours": 1.0, "noise": 0.0}
+    assert learner.predict_proba(x) == pytest.approx(learner.model.predict_proba_one(x)[True])
+    # a copy of the learner carries the model, never a scorer read off it
+    assert "_linear" not in pickle.loads(pickle.dumps(learner)).__getstate__()
+    forest = OnlineLearner(trained("arf", n=200, n_models=3))  # not linear: River's own path
+    assert forest.predict_proba(x) == forest.model.predict_proba_one(x)[True]
 
 
 def test_explain_falls_back_to_occlusion_for_forests() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from models.contract import Event
 from models.household import FEATURE_NAMES
+from models.learner import OnlineLearner
 from models.sharing import (
     PRIOR_WEIGHTS,
     SharingPolicy,
@@ -236,6 +237,18 @@ def test_model_pickles_and_is_deterministic():
     c = pickle.loads(pickle.dumps(a))
     assert a.predict_proba_one(MODERATE) == b.predict_proba_one(MODERATE)
     assert c.predict_proba_one(MODERATE) == a.predict_proba_one(MODERATE)
+
+
+def test_the_learner_scores_the_sharing_model_in_one_pass_as_river_does():
+    # models.linear, through OnlineLearner.predict_proba: what the engine blends
+    learner = OnlineLearner(make_sharing_model())
+    assert learner.predict_proba(MODERATE) == 0.5  # untrained
+    learner.learn_many([(f, y, None) for f, y in _synthetic(800, seed=6)])
+    held = [f for f, _ in _synthetic(300, seed=7)]
+    for f in [*held, QUIET, MODERATE, ESTABLISHED]:
+        river = learner.model.predict_proba_one(f)[True]
+        assert learner.predict_proba(f) == pytest.approx(river, rel=1e-12, abs=1e-15)
+    assert len({round(learner.predict_proba(f), 6) for f in held}) > 100
 
 
 def test_model_factory_takes_params_without_shared_state():
