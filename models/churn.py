@@ -119,8 +119,6 @@ def model_logit(
     return z
 
 
-FUSED[model_input] = model_logit
-
 _LOGGED, _AS_IS = "log1p", "as is"
 # feature name -> _LOGGED, _AS_IS, or the hashed bucket of an ``action_*`` count (crc32:
 # the same in every process). A plain dict, not functools.lru_cache: model_input asks it
@@ -138,6 +136,9 @@ def _input_kind(name: str) -> str:
         kind = _LOGGED if _logged(name) else _AS_IS
     _INPUT_KIND[name] = kind
     return kind
+
+
+FUSED[model_input] = model_logit  # models.linear scores the churn model with model_logit
 
 
 @functools.lru_cache(maxsize=4096)
