@@ -248,9 +248,12 @@ def deliver_without_tasks() -> None:
     forgotten by the account's clock) the same module passed 12 runs of 12 with it
     alone, but the whole integration tier with it as the default lost 498 events of
     ~92,700 in its unkeyed two-worker test (session 23, the tier in two processes).
-    Faust drops and re-reads messages around a rebalance through several flags
-    (``flow_active``, generation ids, ``_read_offset``, paused and buffered partitions)
-    whose timing this changes; which one is not known.
+    Session 24 reproduced it: the tier with this applied to every worker lost events
+    in 2 runs of 3 (the unkeyed test; a hard kill). Every event had reached the
+    account-events topic and every offset was committed, but events of one
+    account-events partition that changed hands at a rebalance were never applied:
+    that points at a commit past events delivered but not processed when their
+    partition was revoked (``docs/design.md``, "Faust, contained").
     """
     from faust.transport.consumer import Consumer
     from mode.services import WaitResults
