@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import random
+import zlib
 
 import pytest
 from river import compose
@@ -211,3 +212,26 @@ def test_default_logreg_is_calibrated_on_a_stationary_stream() -> None:
     risky = [(pi, y) for pi, (x, y) in zip(p, test, strict=True) if x["fails"]]
     mean_p = sum(pi for pi, _ in risky) / len(risky)
     assert mean_p == pytest.approx(sum(y for _, y in risky) / len(risky), abs=0.2)
+
+
+def test_the_per_name_memory_stays_bounded_whatever_the_action_names() -> None:
+    # action names are the product's: a product with thousands of them must not grow the
+    # per-name memory of the input transform (nor of the features) without bound
+    import models.churn as churn
+    import models.features as features
+
+    names = [f"n{i}" for i in range(churn._MAX_KINDS + 50)]
+    for n in names:
+        churn.model_input({f"action_{n}_28d": 1.0})
+        features._bucket(n)
+        features._action_feature(n)
+    assert 0 < len(churn._INPUT_KIND) <= churn._MAX_KINDS
+    assert 0 < len(features._BUCKET) <= features._MAX_NAMES
+    assert 0 < len(features._ACTION_FEATURE) <= features._MAX_NAMES
+    # a name forgotten when the memory was cleared gets the same answers again
+    first = names[0]
+    assert first not in features._BUCKET
+    assert features._bucket(first) == features._hash_bucket(first)
+    assert features._action_feature(first) == f"action_{first}_28d"
+    bucket = f"actions_h{zlib.crc32(f'action_{first}_28d'.encode()) % ACTION_BUCKETS}_28d"
+    assert model_input({f"action_{first}_28d": 3.0}) == {bucket: math.log1p(3.0)}
