@@ -11,12 +11,15 @@ final state with
   real v2 record holds the risk state in a dict, a few bytes more);
 - **v8**: ``models.state_codec``'s msgpack array (msgspec, typed schema), as
   version 8 wrote it (versions 3 to 7 were earlier forms of it);
-- **v9**: what ``dump_state`` writes now: the same array in a zstandard frame.
+- **v9**: the same array in a zstandard frame, as version 9 wrote it;
+- **v10**: what ``dump_state`` writes now: the frame compressed with the format's
+  dictionary (``models/state_v10.zdict``).
 
 Prints serialized bytes per account (median / p95 / max) and the CPU time
 (``time.process_time``, garbage collector off) to encode and decode one state,
 min / median / max over ``--runs`` passes over all states, with the ratios
-v9 / v2 and v9 / v8 of each pass.
+v10 / v2, v10 / v8 and v10 / v9 of each pass. (The arrays are today's: the packing's
+whole numbers and the float32 rhythm of version 10 are in all three.)
 Progress goes to stderr.
 """
 
@@ -32,6 +35,7 @@ import zlib
 from collections.abc import Callable, Sequence
 
 import orjson
+import zstandard
 
 from models import state_codec
 from models.account import AccountState, dump_state, load_state
@@ -85,6 +89,13 @@ def dump_v8(state: AccountState) -> bytes:
     return b"CWAS\x08" + state_codec._ENCODER.encode(state_codec._to_wire(state))
 
 
+_V9 = zstandard.ZstdCompressor(level=state_codec.LEVEL, write_content_size=True)
+
+
+def dump_v9(state: AccountState) -> bytes:
+    return b"CWAS\x09" + _V9.compress(state_codec._ENCODER.encode(state_codec._to_wire(state)))
+
+
 def dump_v2(state: AccountState) -> bytes:
     return b"CWAS\x02" + pickle.dumps(state, protocol=5)
 
@@ -136,9 +147,10 @@ def main() -> int:
     states = simulated_states(cfg, args.partitions, args.batch)
     progress(f"encoding {len(states)} states, {args.runs} runs ...")
     codecs = {"v2 (pickle)": (dump_v2, load_v2), "v8 (msgspec)": (dump_v8, load_state),
-              "v9 (msgspec + zstd)": (dump_state, load_state)}  # fmt: skip
+              "v9 (msgspec + zstd)": (dump_v9, load_state),
+              "v10 (+ dictionary)": (dump_state, load_state)}  # fmt: skip
     raws = {name: [dump(s) for s in states] for name, (dump, _) in codecs.items()}
-    for name in ("v8 (msgspec)", "v9 (msgspec + zstd)"):
+    for name in list(codecs)[1:]:
         if any(load_state(raw) != s for raw, s in zip(raws[name], states, strict=True)):
             raise SystemExit(f"{name} round trip differs")
     us = {name: {"encode": per_item_us(dump, states, args.runs),
@@ -148,18 +160,18 @@ def main() -> int:
     print(f"{len(states)} account states ({args.accounts} accounts x {args.days} days, "
           f"seed {args.seed}); CPU µs per state, min / median / max of {args.runs} runs")  # fmt: skip
     print()
-    v2, v8, v9 = codecs
-    print(f"| figure | {v2} | {v8} | {v9} | v9 / v2 | v9 / v8 |")
-    print("|---|---|---|---|---|---|")
+    v2, v8, v9, v10 = codecs
+    print(f"| figure | {v2} | {v8} | {v9} | {v10} | v10 / v2 | v10 / v8 | v10 / v9 |")
+    print("|---|---|---|---|---|---|---|---|")
     size = {name: sizes(r) for name, r in raws.items()}
     for i, stat in enumerate(("median", "p95", "max")):
-        a, b, c = (size[name][i] for name in codecs)
-        print(f"| bytes per account, {stat} | {a:,.0f} | {b:,.0f} | {c:,.0f} "
-              f"| {c / a:.2f} | {c / b:.2f} |")  # fmt: skip
+        a, b, c, d = (size[name][i] for name in codecs)
+        print(f"| bytes per account, {stat} | {a:,.0f} | {b:,.0f} | {c:,.0f} | {d:,.0f} "
+              f"| {d / a:.2f} | {d / b:.2f} | {d / c:.2f} |")  # fmt: skip
     for fig in ("encode", "decode"):
         cells = [" / ".join(f"{x:.1f}" for x in spread(us[name][fig])) for name in codecs]
         ratios = [" / ".join(f"{x:.2f}" for x in spread([n / o for o, n in zip(
-            us[base][fig], us[v9][fig], strict=True)])) for base in (v2, v8)]  # fmt: skip
+            us[base][fig], us[v10][fig], strict=True)])) for base in (v2, v8, v9)]  # fmt: skip
         print(f"| {fig} µs per state | {' | '.join(cells)} | {' | '.join(ratios)} |")
     return 0
 

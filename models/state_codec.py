@@ -2,8 +2,9 @@
 
 ``models.account.dump_state`` / ``load_state`` call :func:`encode` / :func:`decode`.
 
-A record is ``b"CWAS"``, a version byte, then (version 9) one zstandard frame
-(level 3, its content size in the header) of a msgpack array written and read by
+A record is ``b"CWAS"``, a version byte, then (version 10) one zstandard frame
+(level 4, its content size in the header, compressed with the dictionary
+:data:`DICTIONARY`) of a msgpack array written and read by
 msgspec against the typed schema below (``_Account``), so decoding builds only
 plain values and never runs code. A frame that does not state its size, or states
 more than :data:`MAX_PAYLOAD` bytes, is refused before it is inflated. Every
@@ -15,8 +16,9 @@ dataclass is an array of its fields (no field names); besides that:
   into :data:`NAMES` (fixed, part of the format) or else into the state's own
   name table;
 - each pending snapshot is its values in the order of a shared key list, packed
-  (``models.account.pack_floats``): a kind byte per value (zero, float32 exact, else float64), then
-  the float32 values, then the float64 ones: about 370 bytes for the ~76 features
+  (``models.account.pack_floats``): a kind byte per value (zero, a whole number 1-255,
+  float32 exact, else float64), then the whole numbers a byte each, then the float32
+  values, then the float64 ones: about 300 bytes for the ~76 features
   of a snapshot instead of 608 (version 7 and before: every value as float64
   bytes; the pending snapshots were 39% of a state's bytes). Values are read back
   as floats bit for bit (``churn_features`` gives floats, except an int 0 for
@@ -25,12 +27,26 @@ dataclass is an array of its fields (no field names); besides that:
   every value of a new snapshot is zero or float32). A snapshot is packed once,
   when it is taken, and kept packed in memory (``models.account.Snapshot``): it is
   written and read back as those bytes, checked but not unpacked;
-- a column of floats that float32 holds exactly (counts, whole seconds, zeros)
-  is stored as float32 bytes, and read back bit for bit; others stay float64.
+- a column of floats that are whole numbers (counts, whole seconds, zeros) is
+  stored as msgpack integers, one that float32 holds exactly as float32 bytes; both
+  are read back bit for bit, others stay float64;
+- a place's viewing days, and the household's busiest streams and time over the
+  plan's streams per day, are one list each (:func:`_day_column`), not a map.
 
 Choosing the columns this way keeps the Python work per state small: the loops
 over days and values run inside C (``map``, ``array``, msgspec).
 
+Version 10 added to version 9 the dictionary, the packing's whole numbers (kind 3),
+the integer columns and the place's day list; its schema reads a version 9 record
+(a place's days as a map, float columns as floats or bytes, a snapshot's packing
+without kind 3) as it is. The dictionary (``models/state_v10.zdict``, 32 KB, made by
+``benchmarks/train_state_dictionary.py`` from simulated states whose action names and
+places were scrambled, so that it holds the format rather than the simulator's
+vocabulary) gives zstandard the msgpack layout, the fixed names and the columns'
+shapes that a record of a few KB is too short to teach it: median record ~2,550 ->
+~2,020 bytes on a held-out population, at the same CPU (docs/design.md, "Account
+state on the changelog"). It is part of the format: its sha256 is checked when this
+module is imported, and a new dictionary needs a new version.
 Version 8 is version 9 without the zstandard frame (the msgpack array as is): the
 frame halves a state (median 5,517 -> ~2,900 bytes, ``benchmarks/bench_state.py``)
 for ~18 µs per encode and ~6 µs per decode. Version 7 is version 8 with every pending
@@ -52,18 +68,20 @@ holds, and converted. Anything else raises ``ValueError``.
 >>> from models.account import new_account
 >>> raw = encode(new_account("a-1"))
 >>> raw[:4], raw[4], len(raw) < 150, decode(raw) == new_account("a-1")
-(b'CWAS', 9, True, True)
+(b'CWAS', 10, True, True)
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from array import array
 from collections import deque
 from dataclasses import fields
-from itertools import chain, islice
-from operator import attrgetter, ge
+from importlib import resources
+from itertools import accumulate, chain, filterfalse, islice
+from operator import attrgetter, ge, sub
 from typing import Any
 
 import msgspec
@@ -76,9 +94,13 @@ from models.risk import RiskState
 
 MAGIC = b"CWAS"
 # 2: pickle, 3: without follow-ups, 4: a shorter NAMES, 5: without pool evidence,
-# 6: a shorter NAMES, 7: pending snapshots as float64, 8: not compressed (2-8 read
-# only); 9: this
-VERSION = 9
+# 6: a shorter NAMES, 7: pending snapshots as float64, 8: not compressed, 9: no
+# dictionary (2-9 read only); 10: this
+VERSION = 10
+LEVEL = 4  # zstandard's compression level (with the dictionary: 3's CPU, -3% bytes)
+# version 10's dictionary (benchmarks/train_state_dictionary.py): part of the format
+DICTIONARY = "state_v10.zdict"
+DICTIONARY_SHA256 = "38de3f4cc50bee3ea7dd76474799550b97cbb7dd0d9932b85681a3b854743c2a"
 MAX_PAYLOAD = 16 << 20  # the largest inflated state read (the largest seen: ~30 KB)
 
 # Names every state shares (the fixed churn features and the "other" action): never
@@ -146,7 +168,7 @@ class _Place(msgspec.Struct, array_like=True):
     last_ts: int
     paid: bool
     prefixes: dict[str, tuple[int, ...]]
-    days: dict[int, int]
+    days: dict[int, int] | list[int]  # version 10: a list, see _day_column
     hours: bytes | list[float]  # see _floats
     hours_ts: int
 
@@ -171,8 +193,8 @@ class _Household(msgspec.Struct, array_like=True):
     open_sessions: dict[str, tuple[int, int, str]]
     pending_stops: dict[str, tuple[int, float | None]]
     intervals: list[tuple[int, int, int, str]]
-    day_max_streams: dict[int, int]
-    day_over_ms: dict[int, int]
+    day_max_streams: dict[int, int] | list[int]  # version 10: a list, see _day_column
+    day_over_ms: dict[int, int] | list[int]  # the same
     unplaced_paid_members: int
     failed_devices: dict[str, int]
     verifications_failed: int
@@ -237,9 +259,24 @@ _risk_plain = attrgetter(*_Risk.__struct_fields__[1:])
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(_Account)
 _HEADER = MAGIC + bytes([VERSION])
+
+
+def _dictionary() -> zstandard.ZstdCompressionDict:
+    raw = resources.files("models").joinpath(DICTIONARY).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != DICTIONARY_SHA256:
+        raise RuntimeError(f"models/{DICTIONARY} is not the dictionary of state version 10")
+    dictionary = zstandard.ZstdCompressionDict(raw)
+    dictionary.precompute_compress(level=LEVEL)
+    return dictionary
+
+
 # one of each per process: the worker encodes and decodes states on its event loop only
-_COMPRESSOR = zstandard.ZstdCompressor(level=3, write_content_size=True, write_dict_id=False)
-_DECOMPRESSOR = zstandard.ZstdDecompressor()
+_DICTIONARY = _dictionary()
+_COMPRESSOR = zstandard.ZstdCompressor(
+    level=LEVEL, dict_data=_DICTIONARY, write_content_size=True, write_dict_id=False
+)
+_DECOMPRESSOR = zstandard.ZstdDecompressor(dict_data=_DICTIONARY)
+_DECOMPRESSOR_V9 = zstandard.ZstdDecompressor()  # version 9: the frame without a dictionary
 
 
 def encode(state: AccountState) -> bytes:
@@ -248,17 +285,17 @@ def encode(state: AccountState) -> bytes:
 
 
 def decode(raw: bytes) -> AccountState:
-    """Inverse of :func:`encode`; reads versions 2 to 8 too. ValueError on anything else.
+    """Inverse of :func:`encode`; reads versions 2 to 9 too. ValueError on anything else.
 
-    >>> decode(b"CWAS\\x0a")
+    >>> decode(b"CWAS\\x0b")
     Traceback (most recent call last):
     ...
-    ValueError: unsupported account state version 10
+    ValueError: unsupported account state version 11
     """
     if len(raw) < 5 or raw[:4] != MAGIC:
         raise ValueError("not an account state")
     version = raw[4]
-    if version not in (2, 3, 4, 5, 6, 7, 8, VERSION):
+    if version not in (2, 3, 4, 5, 6, 7, 8, 9, VERSION):
         raise ValueError(f"unsupported account state version {version}")
     try:
         if version == 2:
@@ -270,24 +307,33 @@ def decode(raw: bytes) -> AccountState:
 
 
 def payload(raw: bytes) -> bytes:
-    """The msgpack array of a version 8 or 9 record, inflated: what a test or a tool
+    """The msgpack array of a version 8 to 10 record, inflated: what a test or a tool
     searches or measures (the frame would hide both what it holds and how it grows)."""
-    if raw[:4] != MAGIC or raw[4] not in (8, VERSION):
-        raise ValueError("not a version 8 or 9 account state")
+    if raw[:4] != MAGIC or raw[4] not in (8, 9, VERSION):
+        raise ValueError("not a version 8 to 10 account state")
     return bytes(_array(raw))
 
 
+def frame(array: bytes) -> bytes:
+    """The record of this version holding the msgpack ``array`` (what :func:`encode`
+    writes after ``_to_wire``): for tests and tools that write a record by hand."""
+    return _HEADER + _COMPRESSOR.compress(array)
+
+
 def _array(raw: bytes) -> bytes | memoryview:
-    """The msgpack array of a record of version 3 to 9 (inflated from version 9's frame)."""
-    return _inflate(raw[5:]) if raw[4] == VERSION else memoryview(raw)[5:]
+    """The msgpack array of a record of version 3 to 10 (inflated from the frame of
+    version 9, or of version 10 with its dictionary)."""
+    if raw[4] == VERSION:
+        return _inflate(raw[5:], _DECOMPRESSOR)
+    return _inflate(raw[5:], _DECOMPRESSOR_V9) if raw[4] == 9 else memoryview(raw)[5:]
 
 
-def _inflate(frame: bytes) -> bytes:
-    """The msgpack array in a version 9 record's frame, at most :data:`MAX_PAYLOAD` bytes.
+def _inflate(frame: bytes, decompressor: zstandard.ZstdDecompressor) -> bytes:
+    """The msgpack array in a record's frame, at most :data:`MAX_PAYLOAD` bytes.
 
-    >>> _inflate(_COMPRESSOR.compress(b"abc"))
+    >>> _inflate(_COMPRESSOR.compress(b"abc"), _DECOMPRESSOR)
     b'abc'
-    >>> _inflate(zstandard.ZstdCompressor(write_content_size=False).compress(b"abc"))
+    >>> _inflate(zstandard.ZstdCompressor(write_content_size=False).compress(b"abc"), _DECOMPRESSOR)
     Traceback (most recent call last):
     ...
     ValueError: a state of unknown or too large size (-1 bytes)
@@ -295,25 +341,75 @@ def _inflate(frame: bytes) -> bytes:
     size = zstandard.frame_content_size(frame)
     if not 0 <= size <= MAX_PAYLOAD:
         raise ValueError(f"a state of unknown or too large size ({size} bytes)")
-    return _DECOMPRESSOR.decompress(frame, max_output_size=size)
+    return decompressor.decompress(frame, max_output_size=size)
 
 
 # --- version 9 (and 8 to 3) -------------------------------------------------------------
 
 
-def _floats(values: list[float]) -> bytes | list[float]:
-    """``values`` as float32 bytes (4 bytes each instead of 9) when that is exact.
+def _floats(values: list[float], whole: bool = False) -> bytes | list[float]:
+    """``values`` as msgpack integers (1 to 5 bytes each) when ``whole`` asks for it and
+    they are whole numbers (counts, whole seconds: version 10), else as float32 bytes (4
+    bytes each instead of 9) when that is exact, else as they are. (Testing for whole
+    numbers and converting costs ~3 µs per column of ~40: it is asked for the columns
+    where it pays, the days' watch seconds and activity, -80 bytes of a median record.)
 
-    Whole counts and seconds, halves and zeros are; :func:`_unfloats` reads them
-    back bit for bit (negative zero included). Anything else stays float64.
+    :func:`_unfloats` and the schema (``list[float]`` takes integers) read them back
+    as floats bit for bit (negative zero included).
 
-    >>> _floats([3.0, 0.5, -0.0]), _floats([0.1])
-    (b'\\x00\\x00@@\\x00\\x00\\x00?\\x00\\x00\\x00\\x80', [0.1])
-    >>> _unfloats(_floats([3.0, 0.5, -0.0]))
-    [3.0, 0.5, -0.0]
+    >>> _floats([3.0, 1e9, 0.0], True), _floats([3.0, 0.5, -0.0], True), _floats([0.1])
+    ([3, 1000000000, 0], b'\\x00\\x00@@\\x00\\x00\\x00?\\x00\\x00\\x00\\x80', [0.1])
+    >>> _unfloats(_floats([3.0, 0.5, -0.0])), _floats([-0.0, 1.0], True), _floats([3e9, 1.0], True)
+    ([3.0, 0.5, -0.0], b'\\x00\\x00\\x00\\x80\\x00\\x00\\x80?', b'^\\xd02O\\x00\\x00\\x80?')
     """
     f32 = array("f", values)
-    return f32.tobytes() if f32.tolist() == values else values
+    exact = f32.tolist()  # floats, whatever ``values`` holds
+    if exact != values:
+        return values
+    raw = f32.tobytes()
+    top = raw[3::4]  # each value's sign and 7 high bits of its exponent
+    if (
+        whole
+        and 0x80 not in top  # no -0.0 (the only whole number with that top byte)
+        and max(top.translate(_UNSIGNED), default=0) <= _BELOW_2_31  # nor 2**31 or more
+        and all(map(float.is_integer, exact))
+    ):
+        return list(map(float.__trunc__, exact))  # type: ignore[arg-type]  # read as floats
+    return raw
+
+
+# (whole numbers of at least 2**31 stay float32: a float32's top byte then is
+# 79 = (127 + 31) >> 1 or more, its sign aside)
+_UNSIGNED = bytes(i & 0x7F for i in range(256))
+_BELOW_2_31 = 78
+
+
+def _day_column(days: dict[int, int]) -> list[int]:
+    """A dict of day -> value as one list (version 10): the first day, each next day as
+    its difference from the one before (in the dict's order: one or two bytes, not
+    three), then the values.
+
+    >>> days = {20454: 7, 20455: 0, 20453: 9}
+    >>> _day_column(days), _day_dict(_day_column(days)) == days, _day_column({})
+    ([20454, 1, -2, 7, 0, 9], True, [])
+    """
+    keys = list(days)
+    column = list(map(sub, keys, chain(_ZERO, keys)))
+    column += days.values()
+    return column
+
+
+_ZERO = (0,)
+
+
+def _day_dict(column: dict[int, int] | list[int]) -> dict[int, int]:
+    """Inverse of :func:`_day_column` (a version 9 record holds the dict)."""
+    if isinstance(column, dict):
+        return column
+    n, odd = divmod(len(column), 2)
+    if odd:
+        raise ValueError("a day column of odd length")
+    return dict(zip(accumulate(column[:n]), column[n:], strict=True))
 
 
 def _unfloats(column: bytes | list[float]) -> list[float]:
@@ -324,14 +420,13 @@ def _to_wire(s: AccountState) -> _Account:
     index = dict(_NAME_INDEX)  # names not in NAMES get the next numbers
     d = s.days
     names = list(chain.from_iterable(d.actions))
-    for name in dict.fromkeys(names):
-        index.setdefault(name, len(index))
+    _number(index, names)
     days = _Days(
         d.day,
-        _floats(d.watch_s),
+        _floats(d.watch_s, whole=True),
         d.sessions,
         d.usage_events,
-        _floats(d.activity),
+        _floats(d.activity, whole=True),
         list(map(len, d.actions)),
         list(map(index.__getitem__, names)),
         _floats(list(chain.from_iterable(map(dict.values, d.actions)))),
@@ -340,7 +435,9 @@ def _to_wire(s: AccountState) -> _Account:
     snapshots = [x if isinstance(x, Snapshot) else Snapshot.of(x) for _, x in s.pending]
     lists: dict[tuple[str, ...], int] = {}
     keys = [lists.setdefault(x.names, len(lists)) for x in snapshots]
-    key_lists = [[index.setdefault(k, len(index)) for k in ks] for ks in lists]
+    for ks in lists:
+        _number(index, ks)
+    key_lists = [list(map(index.__getitem__, ks)) for ks in lists]
     pending = _Pending(
         [ts for ts, _ in s.pending],
         keys,
@@ -357,6 +454,13 @@ def _to_wire(s: AccountState) -> _Account:
     )
 
 
+def _number(index: dict[str, int], names: list[str] | tuple[str, ...]) -> None:
+    """Give the ``names`` that ``index`` lacks the next numbers, first seen first (the
+    test runs in C: a snapshot's ~80 names are nearly all known)."""
+    for name in dict.fromkeys(filterfalse(index.__contains__, names)):
+        index[name] = len(index)
+
+
 def _risk_to_wire(r: RiskState) -> _Risk:
     tracks = {kind: (t.active, t.episode) for kind, t in r.tracks.items()}
     return _Risk(tracks, *_risk_plain(r))
@@ -367,13 +471,17 @@ def _household_to_wire(hs: HouseholdState) -> _Household:
     for p in hs.places.values():
         place = _Place(*_place_fields(p))
         place.hours = _floats(p.hours)
+        place.days = _day_column(p.days)
         places.append(place)
-    return _Household(
+    h = _Household(
         *_household_plain(hs),
         places=places,
         devices={d: _Device(*_device_fields(dev)) for d, dev in hs.devices.items()},
         travel_flags=list(hs.travel_flags),
     )
+    h.day_max_streams = _day_column(hs.day_max_streams)
+    h.day_over_ms = _day_column(hs.day_over_ms)
+    return h
 
 
 def _snapshot(keys: tuple[str, ...], raw: bytes, packed: bool) -> Snapshot:
@@ -422,6 +530,9 @@ def _from_wire(w: _Account, table: tuple[str, ...] = NAMES, packed: bool = True)
 def _household_from_wire(h: _Household) -> HouseholdState:
     for p in h.places:
         p.hours = _unfloats(p.hours)
+        p.days = _day_dict(p.days)
+    h.day_max_streams = _day_dict(h.day_max_streams)
+    h.day_over_ms = _day_dict(h.day_over_ms)
     return HouseholdState(
         **dict(zip(_HOUSEHOLD_PLAIN, _household_plain(h), strict=True)),
         places={p.pid: Place(*_place_fields(p)) for p in h.places},

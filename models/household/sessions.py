@@ -6,6 +6,7 @@ interval until its day is sealed (``evidence._advance``).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,14 +55,17 @@ def _close(
         viewed = end - start if watched_s is None else min(end - start, int(watched_s * 1000))
         for day, ms in _split_days(start, end, viewed):
             place.days[day] = place.days.get(day, 0) + ms
+        # the rhythm is kept in float32 precision (ample for an hour-of-day profile):
+        # the changelog then stores 4 bytes per hour, not 8 (state version 10)
         decay = 0.5 ** ((start - place.hours_ts) / RHYTHM_HALF_LIFE_MS)
         if start >= place.hours_ts:
-            place.hours = [h * decay for h in place.hours]
+            place.hours = array("f", [h * decay for h in place.hours]).tolist()
             place.hours_ts = start
             decay = 1.0
         else:
             decay = 1.0 / decay
-        place.hours[(start // HOUR_MS) % 24] += viewed / HOUR_MS * decay
+        hour = (start // HOUR_MS) % 24
+        place.hours[hour] = array("f", [place.hours[hour] + viewed / HOUR_MS * decay])[0]
     sealed = hs.sealed_until if hs.sealed_until is not None else start
     if end > sealed:
         hs.intervals.append((max(start, sealed), end, pid, dev))

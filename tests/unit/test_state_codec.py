@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pickle
+import statistics
 import zlib
 from array import array
 from collections import deque
@@ -158,7 +160,7 @@ def rich_state_v7() -> AccountState:
 def test_round_trip_is_exact() -> None:
     s = rich_state_v7()
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x09"
+    assert raw[:5] == b"CWAS\x0a"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -186,12 +188,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_9() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_10() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x09"
+    assert raw[:5] == b"CWAS\x0a"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -217,45 +219,66 @@ def test_version_7_records_stay_readable() -> None:
     assert raw[:5] == b"CWAS\x07"
     back = load_state(raw)
     assert same(back, rich_state_v7())
-    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 9
+    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 10
 
 
 def payload(raw: bytes) -> bytes:
-    """The msgpack array of a version 9 record (what version 8 stored as is)."""
-    assert raw[:5] == b"CWAS\x09"
+    """The msgpack array of a version 10 record (what version 8 stored as is)."""
+    assert raw[:5] == b"CWAS\x0a"
     return state_codec.payload(raw)
 
 
 def test_version_8_records_stay_readable() -> None:
     """``data/account_state_v8.bin`` is ``dump_state(rich_state_v7())`` when version 8 was
     made: a change to the schema must come with a new version (and this file kept).
-    Version 9 compresses the same array."""
+    Version 9 compressed the same array."""
     raw = (DATA / "account_state_v8.bin").read_bytes()
     assert raw[:5] == b"CWAS\x08"
-    assert raw[5:] == payload(dump_state(rich_state_v7()))
+    assert raw[5:] == state_codec.payload((DATA / "account_state_v9.bin").read_bytes())
     assert same(load_state(raw), rich_state_v7())
 
 
 def test_version_9_records_stay_readable_and_are_smaller() -> None:
     """``data/account_state_v9.bin`` is ``dump_state(rich_state_v7())`` when version 9 was
-    made. Its frame is compared inflated: another zstd release may compress otherwise."""
+    made: a frame without a dictionary."""
     raw = (DATA / "account_state_v9.bin").read_bytes()
-    assert payload(raw) == payload(dump_state(rich_state_v7()))
+    assert raw[:5] == b"CWAS\x09"
     assert same(load_state(raw), rich_state_v7())
     assert len(raw) < 0.8 * len((DATA / "account_state_v8.bin").read_bytes())
 
 
+def test_version_10_records_stay_readable_and_are_smaller() -> None:
+    """``data/account_state_v10.bin`` is ``dump_state(rich_state_v7())`` when version 10
+    was made: the frame compressed with ``models/state_v10.zdict``. Its frame is compared
+    inflated: another zstd release may compress otherwise. Its pending snapshot packs
+    its counts in a byte each (kind 3 of ``pack_floats``)."""
+    raw = (DATA / "account_state_v10.bin").read_bytes()
+    assert payload(raw) == payload(dump_state(rich_state_v7()))
+    assert same(load_state(raw), rich_state_v7())
+    assert len(raw) < len((DATA / "account_state_v9.bin").read_bytes())
+
+
+def test_the_dictionary_is_the_one_version_10_was_made_with(monkeypatch) -> None:
+    raw = (Path(state_codec.__file__).parent / state_codec.DICTIONARY).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == state_codec.DICTIONARY_SHA256
+    monkeypatch.setattr(state_codec, "DICTIONARY_SHA256", "0" * 64)
+    with pytest.raises(RuntimeError, match="not the dictionary of state version 10"):
+        state_codec._dictionary()  # what importing the codec does
+
+
 def test_a_frame_that_hides_or_inflates_its_size_is_refused_before_it_is_inflated() -> None:
     body = payload(dump_state(new_account("a")))
-    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(body)
-    with pytest.raises(ValueError, match="unknown or too large"):
-        load_state(b"CWAS\x09" + unsized)
-    bomb = zstandard.ZstdCompressor().compress(bytes(state_codec.MAX_PAYLOAD + 1))
-    assert len(bomb) < 4096
-    with pytest.raises(ValueError, match="unknown or too large"):
-        load_state(b"CWAS\x09" + bomb)
-    assert same(load_state(b"CWAS\x09" + zstandard.ZstdCompressor().compress(body)),
-                new_account("a"))  # fmt: skip
+    for version, dictionary in ((9, None), (10, state_codec._DICTIONARY)):
+        header = b"CWAS" + bytes([version])
+        unsized = zstandard.ZstdCompressor(dict_data=dictionary, write_content_size=False)
+        with pytest.raises(ValueError, match="unknown or too large"):
+            load_state(header + unsized.compress(body))
+        sized = zstandard.ZstdCompressor(dict_data=dictionary)
+        bomb = sized.compress(bytes(state_codec.MAX_PAYLOAD + 1))
+        assert len(bomb) < 4096
+        with pytest.raises(ValueError, match="unknown or too large"):
+            load_state(header + bomb)
+        assert same(load_state(header + sized.compress(body)), new_account("a"))
 
 
 def test_pending_snapshots_are_packed_bit_for_bit_and_once() -> None:
@@ -283,9 +306,9 @@ def test_a_corrupt_packed_snapshot_raises_value_error() -> None:
     s.pending.append((T0, Snapshot.of({"a": 0.1, "b": 2.0})))
     body = payload(dump_state(s))
     packed = s.pending[0][1].packed
-    corrupt = zstandard.ZstdCompressor().compress(body.replace(packed, packed[:-1] + b"\x00\x00"))
+    corrupt = state_codec.frame(body.replace(packed, packed[:-1] + b"\x00\x00"))
     with pytest.raises(ValueError, match="corrupt"):
-        load_state(b"CWAS\x09" + corrupt)
+        load_state(corrupt)
 
 
 def test_days_written_in_the_order_they_came_are_read_in_day_order() -> None:
@@ -297,11 +320,11 @@ def test_days_written_in_the_order_they_came_are_read_in_day_order() -> None:
     wire.days.watch_s, wire.days.sessions = [0.1 + 0.2, 3600.0, -0.0], [0, 2, 1]
     wire.days.usage_events, wire.days.activity = [1, 5, 1], array("f", [0, 3, 1.5]).tobytes()
     wire.days.action_count = [0, 2, 1]
-    raw = b"CWAS\x09" + zstandard.ZstdCompressor().compress(state_codec._ENCODER.encode(wire))
+    raw = state_codec.frame(state_codec._ENCODER.encode(wire))
     back = load_state(raw)
     assert same(back, s)
     wire.days.day[1] = wire.days.day[0]  # a day twice
-    raw = b"CWAS\x09" + zstandard.ZstdCompressor().compress(state_codec._ENCODER.encode(wire))
+    raw = state_codec.frame(state_codec._ENCODER.encode(wire))
     with pytest.raises(ValueError, match="a day twice"):
         load_state(raw)
 
@@ -392,7 +415,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 10, 255):
+    for version in (0, 1, 11, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 
@@ -444,7 +467,8 @@ def test_the_engine_gives_the_same_outputs_from_decoded_states() -> None:
 
 def test_the_pending_snapshots_of_a_run_are_float32_and_packed_without_float64() -> None:
     """``models.labels.taken`` rounds a snapshot when it is taken: every value of a
-    simulated run's pending snapshots is stored in 4 bytes or none (kind 0 or 1)."""
+    simulated run's pending snapshots is stored in 4 bytes, one or none (kinds 1, 3, 0);
+    the counts among them in one."""
     _, shards = run(events(SimConfig(accounts=30, days=75, seed=5)), round_trip=False)
     snapshots = [x for sh in shards for st in sh.accounts.values() for _, x in st.pending]
     assert len(snapshots) > 50
@@ -452,6 +476,24 @@ def test_the_pending_snapshots_of_a_run_are_float32_and_packed_without_float64()
         values = list(x.as_dict().values())
         assert values == array("f", values).tolist()
         assert 2 not in x.packed[: len(values)]
+    kinds = b"".join(x.packed[: len(x.names)] for x in snapshots)
+    assert kinds.count(3) > 0.2 * len(kinds)
+
+
+def test_a_simulated_runs_states_are_smaller_with_the_dictionary() -> None:
+    """Version 10's dictionary against version 9's frame of the same arrays, and the
+    places' viewing rhythm kept in float32 (a column of 4-byte values)."""
+    _, shards = run(events(SimConfig(accounts=30, days=75, seed=5)), round_trip=False)
+    states = [st for sh in shards for st in sh.accounts.values()]
+    v10 = [dump_state(st) for st in states]
+    v9 = [b"CWAS\x09" + zstandard.ZstdCompressor(level=3).compress(payload(r)) for r in v10]
+    assert all(
+        load_state(a) == load_state(b) == st for a, b, st in zip(v10, v9, states, strict=True)
+    )
+    assert statistics.median(map(len, v10)) < 0.9 * statistics.median(map(len, v9))
+    hours = [place.hours for st in states for place in st.household.places.values()]
+    assert len(hours) >= 30 and any(sum(h) > 0 for h in hours)
+    assert all(h == array("f", h).tolist() for h in hours)
 
 
 def test_fields_missing_from_an_old_pickle_get_their_defaults() -> None:
