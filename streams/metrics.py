@@ -177,7 +177,8 @@ class Metrics:
             registry=r,
         )
         self.state_flush_seconds = Histogram(
-            f"{p}_state_flush_seconds", "Time to persist the dirty account states of one batch",
+            f"{p}_state_flush_seconds",
+            "Time to write the changed account states (at most once per CHURNWATCH_STATE_FLUSH_S)",
             buckets=LATENCY_BUCKETS_S, registry=r,
         )  # fmt: skip
         self.state_writes = Counter(
