@@ -344,7 +344,7 @@ def _inflate(frame: bytes, decompressor: zstandard.ZstdDecompressor) -> bytes:
     return decompressor.decompress(frame, max_output_size=size)
 
 
-# --- version 9 (and 8 to 3) -------------------------------------------------------------
+# --- the wire form: version 10 (read: 3 to 9) -------------------------------------------
 
 
 def _floats(values: list[float], whole: bool = False) -> bytes | list[float]:

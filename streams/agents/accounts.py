@@ -6,9 +6,10 @@ the recently used ones decoded in a bounded cache; for each buffer of messages i
 the events (idempotent by ``event_id``, in event time), re-scores the accounts
 touched, sweeps quiet accounts once per event-time day, and publishes scores,
 alerts and training examples. The states that changed are then written once
-each to the ``accounts`` table (changelog-backed, co-partitioned with the input)
-*before* the buffer is acknowledged, so a crash never commits input whose state
-was not persisted, and a re-delivered event is dropped by its ``event_id``.
+each to the ``accounts`` table (changelog-backed, co-partitioned with the input), at
+most once per ``CHURNWATCH_STATE_FLUSH_S`` (:func:`register`'s ``persist``), *before*
+the buffers whose events they hold are acknowledged, so a crash never commits input
+whose state was not persisted, and a re-delivered event is dropped by its ``event_id``.
 """
 
 from __future__ import annotations
@@ -450,7 +451,7 @@ def register(rt: Runtime) -> None:
         options=dict(ROCKSDB_OPTIONS) if s.store == "rocksdb" else None,
         # an erased account's older states leave the changelog within a day
         extra_topic_configs=ERASABLE,
-        help="Account state (models.account), written in bulk after each buffer",
+        help="Account state (models.account), written in bulk (CHURNWATCH_STATE_FLUSH_S)",
     )
     count_recovered(table, m.state_recovered.inc)
     skips = rt.skips
