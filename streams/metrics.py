@@ -177,8 +177,7 @@ class Metrics:
             registry=r,
         )
         self.state_flush_seconds = Histogram(
-            f"{p}_state_flush_seconds",
-            "Time to write the changed account states (at most once per CHURNWATCH_STATE_FLUSH_S)",
+            f"{p}_state_flush_seconds", "Time to persist the dirty account states of one batch",
             buckets=LATENCY_BUCKETS_S, registry=r,
         )  # fmt: skip
         self.state_writes = Counter(

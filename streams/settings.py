@@ -127,11 +127,6 @@ class Settings:
     # Batching (internal topics carry JSON arrays of events)
     ingest_batch_max: int = 1000
     ingest_batch_within_s: float = 0.1
-    # changed account states are written to the changelog at most this often (their
-    # events are acknowledged after that), so an account busy in many buffers is encoded
-    # once per period, not once per buffer; 0: after every buffer (docs/design.md,
-    # "Writing states behind")
-    state_flush_s: float = 1.0
 
     # Scoring and alerting
     churn_horizon_days: float = 30.0

@@ -6,10 +6,9 @@ the recently used ones decoded in a bounded cache; for each buffer of messages i
 the events (idempotent by ``event_id``, in event time), re-scores the accounts
 touched, sweeps quiet accounts once per event-time day, and publishes scores,
 alerts and training examples. The states that changed are then written once
-each to the ``accounts`` table (changelog-backed, co-partitioned with the input), at
-most once per ``CHURNWATCH_STATE_FLUSH_S`` (:func:`register`'s ``persist``), *before*
-the buffers whose events they hold are acknowledged, so a crash never commits input
-whose state was not persisted, and a re-delivered event is dropped by its ``event_id``.
+each to the ``accounts`` table (changelog-backed, co-partitioned with the input)
+*before* the buffer is acknowledged, so a crash never commits input whose state
+was not persisted, and a re-delivered event is dropped by its ``event_id``.
 """
 
 from __future__ import annotations
@@ -451,7 +450,7 @@ def register(rt: Runtime) -> None:
         options=dict(ROCKSDB_OPTIONS) if s.store == "rocksdb" else None,
         # an erased account's older states leave the changelog within a day
         extra_topic_configs=ERASABLE,
-        help="Account state (models.account), written in bulk (CHURNWATCH_STATE_FLUSH_S)",
+        help="Account state (models.account), written in bulk after each buffer",
     )
     count_recovered(table, m.state_recovered.inc)
     skips = rt.skips
@@ -471,9 +470,6 @@ def register(rt: Runtime) -> None:
         gone = [tp.partition for tp in revoked if tp.topic == s.account_events_topic]
         store.forget(gone)
         upstreams.forget(gone)
-        # (persisted and acknowledged while revoking, see tick; any left is read again by
-        # the partition's next owner, from the state its changelog holds)
-        unpersisted[:] = [ev for ev in unpersisted if ev.message.partition not in gone]
 
     app.on_partitions_revoked.connect(on_revoked)
 
@@ -494,11 +490,6 @@ def register(rt: Runtime) -> None:
     )
     lock = asyncio.Lock()
     streams: dict[str, Any] = {}
-    # messages whose events are applied but whose states are not written yet: acknowledged
-    # once they are (persist), at most ``CHURNWATCH_STATE_FLUSH_S`` after the first
-    unpersisted: list[Any] = []
-    written_at = [time.monotonic()]
-    dirty_max = max(1000, store.cache // 4) if store.cache else 50_000
 
     async def accounts(stream: Any) -> None:
         streams["accounts"] = stream
@@ -540,10 +531,9 @@ def register(rt: Runtime) -> None:
         parts, done = upstreams.release(_now_ms(), behind=unread)
         m.merge_forced.inc(upstreams.forced - forced)
         m.merge_held.set(upstreams.held)
-        unpersisted.extend(done)  # (reports alone too: acknowledged in offset order)
         if not parts:
-            if due():
-                await persist()
+            for ev in done:  # reports alone
+                await streams["accounts"].ack(ev)
             return
         models = model_cache.current()
         out = Outputs()
@@ -561,29 +551,7 @@ def register(rt: Runtime) -> None:
             if events:
                 m.event_time_lag.observe(max(0.0, now_s - events[-1].ts / 1000))
         await publish(out)
-        if due():
-            await persist()
-        m.accounts.set(store.accounts)
-        for p, shard in store.shards.items():
-            if shard.clock:  # (none before its first event since the assignment)
-                m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
-        m.processing_latency.observe(time.monotonic() - started)
-
-    def due() -> bool:
-        """Whether the changed states are to be written now: their period is over, or
-        they are many (they stay in memory until written), or the worker stops."""
-        return (
-            time.monotonic() - written_at[0] >= s.state_flush_s
-            or sum(len(shard.dirty) for shard in store.shards.values()) >= dirty_max
-            or rt.stopping
-        )
-
-    async def persist() -> None:
-        """Write every changed state to the changelog, and once Kafka has them, to the
-        local store; then acknowledge the messages whose events they hold."""
-        written_at[0] = t_flush = time.monotonic()
-        acked = unpersisted[:]
-        unpersisted.clear()
+        t_flush = time.monotonic()
         records = []
         for p in list(store.shards):  # thousands of states to encode: let heartbeats in
             records += store.flush([p])
@@ -594,12 +562,16 @@ def register(rt: Runtime) -> None:
             p = ack.topic_partition.partition
             offsets[p] = max(ack.offset, offsets.get(p, -1))
         store.commit(records, offsets)
-        for ev in acked:  # their events are applied and persisted
+        for ev in done:  # their events are applied and persisted
             await streams["accounts"].ack(ev)
-        if records:
-            m.state_writes.inc(len(records))
-            m.state_bytes.inc(sum(len(raw) for _, _, raw in records if raw))
-            m.state_flush_seconds.observe(time.monotonic() - t_flush)
+        m.state_writes.inc(len(records))
+        m.state_bytes.inc(sum(len(raw) for _, _, raw in records if raw))
+        m.state_flush_seconds.observe(time.monotonic() - t_flush)
+        m.accounts.set(store.accounts)
+        for p, shard in store.shards.items():
+            if shard.clock:  # (none before its first event since the assignment)
+                m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
+        m.processing_latency.observe(time.monotonic() - started)
 
     def hand_back() -> None:
         """Give what the merges hold back to Kafka, unacknowledged, instead of applying it
@@ -647,15 +619,11 @@ def register(rt: Runtime) -> None:
             return
         if revoking(app):
             async with lock:
-                await persist()  # Faust waits for every message taken to be acknowledged
                 hand_back()
         elif upstreams.held:
             await confirm_claims()
             async with lock:
                 await apply()
-        if unpersisted and due():  # the input went quiet: write what waits
-            async with lock:
-                await persist()
 
     ingest_drain = rt.drain
 
