@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import statistics
 import string
 import sys
 from pathlib import Path
 
 import zstandard
 from bench_sharing_matrix import draw_cell
-from bench_state import progress, simulated_states
+from bench_state import progress, simulated_states, sizes
 
 from models import state_codec
 from models.account import AccountState
@@ -79,10 +78,9 @@ def scramble(state: AccountState, rng: random.Random) -> bytes:
     return state_codec._ENCODER.encode(wire)
 
 
-def sizes(frames: list[int]) -> str:
-    ordered = sorted(frames)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return f"median {statistics.median(ordered):,.0f} B, p95 {p95:,} B"
+def described(frames: list[bytes]) -> str:
+    median, p95, _ = sizes(frames)  # bench_state's figures of the same
+    return f"median {median:,.0f} B, p95 {p95:,} B"
 
 
 def main() -> int:
@@ -130,8 +128,8 @@ def main() -> int:
         ("action names scrambled", [scramble(s, check) for s in states]),
     ):  # fmt: skip
         print(f"{len(arrays)} held-out states, {label}: "
-              f"without the dictionary {sizes([len(plain.compress(a)) for a in arrays])}; "
-              f"with it {sizes([len(with_dict.compress(a)) for a in arrays])}")  # fmt: skip
+              f"without the dictionary {described([plain.compress(a) for a in arrays])}; "
+              f"with it {described([with_dict.compress(a) for a in arrays])}")  # fmt: skip
     return 0
 
 
