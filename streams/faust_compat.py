@@ -21,6 +21,9 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    per-message cost of Faust's consumer loop; measured in ``docs/design.md``). Not
    applied by :func:`apply`: ``streams.app.create_app`` applies it when
    ``CHURNWATCH_DELIVER_WITHOUT_TASKS`` is true (default false: see its doc).
+4. ``read_committed`` - ``AIOKafkaConsumerThread._create_worker_consumer`` makes the
+   worker's consumer read committed records only: an input producer's aborted
+   transactions were applied as events.
 
 Accessors (read or write a private attribute, one place each):
 
@@ -58,6 +61,7 @@ def apply() -> None:
     """Apply the patches the worker runs with (idempotent). Not patch 3: see its doc."""
     rewind_uncommitted()
     never_commit_past_in_flight()
+    read_committed()
 
 
 # --- 1. faust-streaming #596: partitions without a commit are not rewound ------------
@@ -289,6 +293,44 @@ def deliver_without_tasks() -> None:
     setattr(wait_first, _APPLIED, True)
     wait_first.__wrapped__ = original  # type: ignore[attr-defined]
     Consumer.wait_first = wait_first
+
+
+# --- 4. records of aborted transactions --------------------------------------------
+
+
+def read_committed() -> None:
+    """Make the worker's consumer read committed records only (``read_committed``).
+
+    Faust builds its consumer with ``isolation_level="read_uncommitted"`` unless the app
+    itself is exactly-once (``processing_guarantee``), and offers no setting for it. So
+    a producer that writes the input in transactions (Kafka Streams, Flink or Kafka
+    Connect with exactly-once delivery, a transactional outbox) and aborts one had its
+    aborted events applied: a worker read the five events of an aborted transaction as
+    it read the five of the committed one after it (session 26, through a real broker;
+    ``tests/integration/test_poison.py`` now shows none applied). This sets the consumer
+    Faust builds to ``read_committed`` before it starts (aiokafka's ``__init__`` keeps
+    its argument in ``_isolation_level`` and hands it to the fetcher ``start`` makes).
+
+    A record written outside a transaction is committed as it is written, so nothing
+    else reads differently: churnwatch's own topics and changelogs, and producers
+    without transactions. A partition with a transaction still open is read up to its
+    last stable offset; the ingest's merge waits for it as for any input partition that
+    is behind (``CHURNWATCH_INPUT_STALL_S`` at most).
+    """
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, _APPLIED, False):
+        return
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._isolation_level = "read_committed"  # what __init__ keeps of its argument
+        return consumer
+
+    setattr(_create_worker_consumer, _APPLIED, True)
+    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
 
 
 # --- accessors -----------------------------------------------------------------------

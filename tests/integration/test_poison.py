@@ -14,7 +14,9 @@
   1,000 fuzzed messages among valid arrays (the 10,000 of the issue are its default);
 - input batches compressed with each of Kafka's codecs (a producer's choice, not bad
   input: one zstd batch used to stop the worker for good, ``UnsupportedCodecError``
-  in Faust's fetcher at every restart): every event applied.
+  in Faust's fetcher at every restart): every event applied;
+- input from a transactional producer: the events of an aborted transaction are not
+  applied (they were: Faust reads ``read_uncommitted``), those of a committed one are.
 """
 
 from __future__ import annotations
@@ -141,6 +143,32 @@ def test_input_compressed_with_every_kafka_codec_is_read(worker_factory, kafka_b
     for acc in ("acct-0", "acct-9"):
         status, doc = worker.get_json(f"/accounts/{acc}")
         assert status == 200 and doc["events_applied"] == 20 * len(codecs), doc
+
+
+def test_an_aborted_transaction_of_the_input_is_not_applied(worker_factory, kafka_bootstrap):
+    worker = worker_factory().start()
+    s = worker.settings
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap,
+                             transactional_id=f"poison-{s.app_id}")  # fmt: skip
+    producer.init_transactions()
+    for outcome, minutes in (("abort", range(0, 20)), ("commit", range(20, 40))):
+        producer.begin_transaction()
+        for key, ev in traffic(range(5), minutes, outcome):
+            producer.send(s.usage_topic, key=key, value=orjson.dumps(ev))
+        producer.flush()
+        if outcome == "abort":
+            producer.abort_transaction()
+        else:
+            producer.commit_transaction()
+    producer.close()
+    after = traffic(range(5), range(40, 60), "plain")  # and a producer without transactions
+    send(kafka_bootstrap, s.usage_topic, after)
+    worker.wait_metric("churnwatch_events_applied_total", 5 * 40, timeout=60)
+    time.sleep(2)  # anything more would have come with the rest
+    assert worker.metrics()["churnwatch_events_applied_total"] == 5 * 40
+    status, doc = worker.get_json("/accounts/acct-0")
+    assert status == 200 and doc["events_applied"] == 40, doc
+    assert doc["first_ts"] == T0 + 20 * MIN  # the aborted minutes 0-19 left no trace
 
 
 def test_garbage_on_internal_topics_is_counted_and_skipped(worker_factory, kafka_bootstrap):

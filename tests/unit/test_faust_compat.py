@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from faust.app.base import App
 from faust.streams import Stream
 from faust.tables.recovery import Recovery
@@ -82,6 +83,13 @@ FINGERPRINTS = {
     "Recovery._slurp_changelogs": (Recovery._slurp_changelogs.fun, "7825c7e50f766d5a"),
     "Recovery.active_remaining": (Recovery.active_remaining, "0dcc38568ad5018b"),
     "Recovery._restart_recovery": (Recovery._restart_recovery.fun, "6bd8a8558a2dffe4"),
+    # 4. read_committed: Faust builds the consumer read_uncommitted; aiokafka's start hands
+    # the isolation level __init__ kept to the fetcher it makes
+    "AIOKafkaConsumerThread._create_worker_consumer": (
+        AIOKafkaConsumerThread._create_worker_consumer.__wrapped__,
+        "c2701bfc3e6f6cad",
+    ),
+    "AIOKafkaConsumer.start": (AIOKafkaConsumer.start, "2f1ba70443327538"),
 }
 
 
@@ -110,7 +118,8 @@ def test_pyproject_pins_the_same_versions() -> None:
 def test_patches_apply_once() -> None:
     def patched_now() -> tuple[Any, ...]:
         return (Consumer._new_offset, Consumer._filter_committable_offsets, Consumer.wait_first,
-                AIOKafkaConsumerThread.seek_to_committed)  # fmt: skip
+                AIOKafkaConsumerThread.seek_to_committed,
+                AIOKafkaConsumerThread._create_worker_consumer)  # fmt: skip
 
     patched = patched_now()
     faust_compat.apply()
@@ -391,6 +400,22 @@ def test_delivery_that_blocks_finishes_or_is_cancelled_as_before(consumer: Any) 
         assert cancelled == [True] and len(result.results) == 1
 
     consumer.loop.run_until_complete(main())  # mode schedules its waiters on the app's loop
+
+
+def test_the_worker_consumer_reads_committed_records_only(app: Any) -> None:
+    """Patch 4: the consumer Faust builds for the worker reads ``read_committed`` (Faust
+    would build it ``read_uncommitted``: the unpatched builder shows it), and aiokafka's
+    fetcher gets that level when the consumer starts (its ``start`` is fingerprinted)."""
+
+    async def build() -> tuple[str, str]:
+        thread = app.consumer._thread
+        patched = thread._create_worker_consumer(app.transport)
+        as_faust_builds = AIOKafkaConsumerThread._create_worker_consumer.__wrapped__(
+            thread, app.transport
+        )
+        return patched._isolation_level, as_faust_builds._isolation_level
+
+    assert asyncio.run(build()) == ("read_committed", "read_uncommitted")
 
 
 def test_committed_offset_reads_the_consumers_last_commit(consumer: Any) -> None:
