@@ -413,7 +413,10 @@ def test_the_worker_consumer_reads_committed_records_only(app: Any) -> None:
         as_faust_builds = AIOKafkaConsumerThread._create_worker_consumer.__wrapped__(
             thread, app.transport
         )
-        return patched._isolation_level, as_faust_builds._isolation_level
+        levels = patched._isolation_level, as_faust_builds._isolation_level
+        for built in (patched, as_faust_builds):  # never started: closes its client only
+            await built.stop()
+        return levels
 
     assert asyncio.run(build()) == ("read_committed", "read_uncommitted")
 
