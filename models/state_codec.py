@@ -281,7 +281,7 @@ _DECOMPRESSOR_V9 = zstandard.ZstdDecompressor()  # version 9: the frame without 
 
 def encode(state: AccountState) -> bytes:
     """The changelog record of ``state`` (see the module docstring)."""
-    return _HEADER + _COMPRESSOR.compress(_ENCODER.encode(_to_wire(state)))
+    return frame(_ENCODER.encode(_to_wire(state)))
 
 
 def decode(raw: bytes) -> AccountState:
