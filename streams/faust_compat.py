@@ -24,6 +24,11 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
 4. ``read_committed`` - ``AIOKafkaConsumerThread._create_worker_consumer`` makes the
    worker's consumer read committed records only: an input producer's aborted
    transactions were applied as events.
+5. ``commit_past_skipped`` - ``FetchResult.getall`` notes the offsets the fetcher
+   passed without a record (a transaction's commit marker, an aborted transaction's
+   records, a compacted tail), and ``Consumer._filter_committable_offsets`` commits
+   past them: a partition whose log ends in a commit marker counted as one message
+   behind for good (:func:`skipped_to` tells the ingest such a partition is caught up).
 
 Accessors (read or write a private attribute, one place each):
 
@@ -62,6 +67,7 @@ def apply() -> None:
     rewind_uncommitted()
     never_commit_past_in_flight()
     read_committed()
+    commit_past_skipped()
 
 
 # --- 1. faust-streaming #596: partitions without a commit are not rewound ------------
@@ -331,6 +337,105 @@ def read_committed() -> None:
     setattr(_create_worker_consumer, _APPLIED, True)
     _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+# --- 5. offsets without a record at the end of a partition ---------------------------
+
+
+_SKIPPED = "churnwatch_skipped"  # on aiokafka's TopicPartitionState: (first, end) or None
+
+
+def commit_past_skipped() -> None:
+    """Commit past the offsets at the end of a partition that hold no record.
+
+    A transactional producer ends each transaction with a commit (or abort) marker: an
+    offset that no consumer is given. Faust commits the offset after the last message
+    it acknowledged, and fills holes between messages itself (``Consumer._add_gap``),
+    but nothing fills a hole at the *end* of a partition. So a partition whose last
+    transaction was committed stayed one offset behind for good: its consumer lag
+    showed 1, and the ingest's merge, which asks whether Kafka holds more of a quiet
+    partition, held every other partition back for ``CHURNWATCH_INPUT_STALL_S`` (60 s)
+    each time such a partition went quiet (``tests/integration/test_worker_ingest.py``;
+    the same for records of an aborted transaction, and for a compacted input's tail).
+
+    aiokafka's ``FetchResult.getall`` hands out a fetched partition's records and moves
+    the consumer's position past everything the fetcher went through, markers and
+    aborted records included. Wrapped here, it notes on the partition's state the span
+    from the offset after the last record it handed out (or from where it began, when
+    it handed out none, joined to the span noted before) to the new position: offsets
+    that hold no record. That is a fact about the log, true for good, whatever seeks
+    come later (a log only grows; compaction only removes records). ``getall`` runs in
+    the consumer's thread, in one piece, so no seek comes between the records and the
+    position. ``Consumer._filter_committable_offsets`` (what a commit asks) then moves
+    the commit of each acknowledged partition whose committed or next offset lies in
+    such a span to the span's end: no message can be in flight there.
+    """
+    from aiokafka.consumer.fetcher import FetchResult
+    from faust.transport.consumer import Consumer
+
+    original_getall = FetchResult.getall
+    if getattr(original_getall, _APPLIED, False):
+        return
+    original_filter = Consumer._filter_committable_offsets
+
+    def getall(self: Any, max_records: int | None = None) -> Any:
+        state = self._assignment.state_value(self._topic_partition)
+        before = state.position if state is not None and state.has_valid_position else None
+        records = original_getall(self, max_records)
+        if before is not None and state.has_valid_position:
+            note_skipped(state, before, records[-1].offset + 1 if records else None)
+        return records
+
+    def _filter_committable_offsets(self: Any, tps: Any) -> Any:
+        offsets = original_filter(self, tps)
+        acks = self.app.topics.acks_enabled_for  # stream topics: not the changelogs
+        for tp in list(self._acked):  # every partition a stream acknowledged
+            at = offsets.get(tp, self._committed_offset.get(tp))
+            end = skipped_to(self, tp, at)
+            if at is not None and end is not None and end > at and acks(tp.topic):
+                offsets[tp] = end
+        return offsets
+
+    replacing = ((getall, original_getall), (_filter_committable_offsets, original_filter))
+    for patched, replaced in replacing:
+        setattr(patched, _APPLIED, True)
+        patched.__wrapped__ = replaced  # type: ignore[attr-defined]
+    FetchResult.getall = getall
+    Consumer._filter_committable_offsets = _filter_committable_offsets
+
+
+def note_skipped(state: Any, before: int, after_records: int | None) -> None:
+    """Note on ``state`` (aiokafka's ``TopicPartitionState``) the offsets a ``getall``
+    passed without a record: from ``after_records`` (the offset after the last record it
+    handed out) or, with none handed out, from ``before`` (its position when it began,
+    joined to the span noted before if that one ends there) to its new position."""
+    after = state.position
+    if after_records is not None:
+        first = after_records
+    elif after == before:
+        return  # nothing passed: what was noted stays true
+    else:
+        noted = getattr(state, _SKIPPED, None)
+        first = noted[0] if noted is not None and noted[1] == before else before
+    setattr(state, _SKIPPED, (first, after) if after > first else None)
+
+
+def skipped_to(consumer: Any, tp: Any, offset: int | None) -> int | None:
+    """Where the next record of ``tp`` can be, once everything before ``offset`` is read:
+    past the span of offsets without a record that ``offset`` falls in (the fetcher went
+    through it: :func:`commit_past_skipped`), else ``offset`` itself. ``consumer`` is the
+    app's Faust consumer; its aiokafka consumer keeps the partition's state."""
+    if offset is None:
+        return None
+    try:
+        assignment = consumer._thread._consumer._subscription.subscription.assignment
+        state = assignment.state_value(tp)
+    except AttributeError:  # not started, stopped, or between subscriptions
+        return offset
+    span = getattr(state, _SKIPPED, None)
+    if span is not None and span[0] <= offset < span[1]:
+        return int(span[1])
+    return offset
 
 
 # --- accessors -----------------------------------------------------------------------

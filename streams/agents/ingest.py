@@ -26,7 +26,14 @@ from models.ordering import MARKS_HEADER, Reorderer, behind, chunks, encode_mark
 from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
-from streams.faust_compat import committed_offset, give_back, read_again, revoking, rewind
+from streams.faust_compat import (
+    committed_offset,
+    give_back,
+    read_again,
+    revoking,
+    rewind,
+    skipped_to,
+)
 from streams.metrics import children
 from streams.runtime import CRASH, Runtime
 
@@ -110,6 +117,11 @@ def register(rt: Runtime) -> None:
                 "(churnwatch_input_unaligned_events_total counts unkeyed events)"
             )
 
+    def offset_read(tp: Any) -> int | None:
+        """The offset after the last message of ``tp`` the agent was given, or the
+        committed one it resumes from (None: a new group, from the start of the log)."""
+        return delivered.get(tp) or committed_offset(app.consumer, tp)
+
     def check_backlogs(now_ms: int, wall: int) -> None:
         """Tell the merge which silent partitions still have messages in Kafka (and, with
         ``CHURNWATCH_INPUT_LIVE_S``, which of every partition are live)."""
@@ -119,7 +131,8 @@ def register(rt: Runtime) -> None:
                 highwater = consumer.highwater(tp)  # the fetcher's latest view
             except Exception:  # noqa: BLE001 - not assigned any more: let it go idle
                 highwater = 0
-            start = delivered.get(tp) or committed_offset(consumer, tp)
+            # past a trailing transaction marker (or aborted records): no event is there
+            start = skipped_to(consumer, tp, offset_read(tp))
             reorder.mark_behind(tp, behind(highwater, start), wall)
 
     # force=True on every send: inside the agent (a stop, a full merge) Faust would
@@ -161,9 +174,10 @@ def register(rt: Runtime) -> None:
         frontier, active, idle = report(reorder, now)
         active_src, idle_src = list(map(source, active)), list(map(source, idle))
         # what an idle claim stands on: the offset read (the account agents wait for it to
-        # be confirmed before another worker's events go past it, ``WatermarkMerge``)
+        # be confirmed before another worker's events go past it, ``WatermarkMerge``), past
+        # any offsets without a record after it (a transaction's marker: no event is there)
         consumer: Any = app.consumer
-        read = {source(tp): delivered.get(tp) or committed_offset(consumer, tp) or 0 for tp in idle}
+        read = {source(tp): skipped_to(consumer, tp, offset_read(tp)) or 0 for tp in idle}
         marks = encode_marks(frontier, active_src, idle_src, read)
         headers = [(MARKS_HEADER, marks)]
         pending = []

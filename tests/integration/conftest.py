@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.devworker import WorkerProc, isolated_env, read_all
 from streams.settings import Settings
@@ -95,6 +96,18 @@ def applied(worker: WorkerProc, accounts: int) -> dict[str, int]:
     for a in range(accounts):
         status, doc = worker.get_json(f"/accounts/acc-{a}")
         out[f"acc-{a}"] = doc["events_applied"] if status == 200 else 0
+    return out
+
+
+def labelled(worker, name: str, *labels: str) -> dict[tuple[str, ...], float]:  # type: ignore[no-untyped-def]
+    """Samples of one metric by the values of ``labels``."""
+    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.value:  # known label values start at 0
+                out[tuple(sample.labels[k] for k in labels)] = sample.value
     return out
 
 

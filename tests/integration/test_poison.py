@@ -32,11 +32,10 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from models.contract import Event, encode_batch
 from streams.app import partition_for
-from tests.integration.conftest import produce, read_all
+from tests.integration.conftest import labelled, produce, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -60,18 +59,6 @@ def traffic(accounts: range, minutes: range, tag: str) -> list[tuple[bytes, dict
 
 def send(bootstrap: str, topic: str, events: list[tuple[bytes, dict]]) -> None:
     produce(bootstrap, topic, [(k, orjson.dumps(v)) for k, v in events])
-
-
-def labelled(worker, name: str, *labels: str) -> dict[tuple[str, ...], float]:  # type: ignore[no-untyped-def]
-    """Samples of one metric by the values of ``labels``."""
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[tuple[str, ...], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.value:  # known label values start at 0
-                out[tuple(sample.labels[k] for k in labels)] = sample.value
-    return out
 
 
 def ready(worker) -> bool:  # type: ignore[no-untyped-def]

@@ -11,11 +11,12 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from tests.integration.conftest import produce, read_all
+from tests.integration.conftest import labelled, produce, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+LAG = "churnwatch_consumer_lag_messages"
 
 
 def _events(n_accounts: int = 12) -> dict[str, list[dict]]:
@@ -166,15 +167,27 @@ def test_valid_events_once_bad_input_dead_lettered(worker_factory, kafka_bootstr
     assert metrics["churnwatch_dead_letters_total"] == len(malformed) + 2
 
 
-def test_live_input_is_not_held_for_a_quiet_partition(worker_factory, kafka_bootstrap):
+@pytest.mark.parametrize("transactional", [False, True], ids=["plain", "transactional"])
+def test_live_input_is_not_held_for_a_quiet_partition(worker_factory, kafka_bootstrap,
+                                                      transactional):  # fmt: skip
     """Events stamped with the time they are sent (a live service) go through as they
     come, although the partitions they are not on stay quiet: idle and quiet times of 10
     minutes would otherwise hold them that long (``CHURNWATCH_INPUT_LIVE_S``,
-    docs/design.md "Live input")."""
+    docs/design.md "Live input").
+
+    Transactional: the quiet partitions' last events came in a committed transaction,
+    so each partition ends in a commit marker that no consumer reads. Such a partition
+    is caught up all the same: it used to count as behind, held the others back for
+    ``CHURNWATCH_INPUT_STALL_S``, and its consumer lag stayed at 1 for good."""
     # (with CHURNWATCH_INPUT_LIVE_S=0 the first 8 events stop at 1 applied)
-    worker = worker_factory(CHURNWATCH_INPUT_IDLE_S="600", CHURNWATCH_INPUT_QUIET_S="600").start()
+    worker = worker_factory(CHURNWATCH_INPUT_IDLE_S="600", CHURNWATCH_INPUT_QUIET_S="600",
+                            CHURNWATCH_INPUT_STALL_S="600").start()  # fmt: skip
     s = worker.settings
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    txn = {"transactional_id": f"live-{s.app_id}"} if transactional else {}
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5, **txn)
+    if transactional:
+        producer.init_transactions()
+        producer.begin_transaction()
     sent = 0
 
     def send(topic: str, partition: int, ev: dict) -> None:
@@ -196,6 +209,10 @@ def test_live_input_is_not_held_for_a_quiet_partition(worker_factory, kafka_boot
         send(s.usage_topic, p, {"event_id": f"{acc}-l0", "type": "login", "account_id": acc,
                                 "ts": now(), "device_id": "tv-1"})  # fmt: skip
     producer.flush()
+    if transactional:
+        producer.commit_transaction()
+        producer.close()  # the rest from a producer without transactions
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     worker.wait_metric("churnwatch_events_applied_total", sent, timeout=60)
     # then one usage partition only: newer than every other partition's last event
     for i in range(1, 21):
@@ -206,3 +223,9 @@ def test_live_input_is_not_held_for_a_quiet_partition(worker_factory, kafka_boot
     producer.close()
     worker.wait_metric("churnwatch_events_applied_total", sent, timeout=60)
     assert worker.metrics().get("churnwatch_late_events_dropped_total", 0) == 0
+    inputs = {s.subscription_topic, s.usage_topic}
+    deadline = time.monotonic() + 30  # everything read is committed: no input lag left
+    while lag := {tp: n for tp, n in labelled(worker, LAG, "topic", "partition").items()
+                  if tp[0] in inputs}:  # fmt: skip
+        assert time.monotonic() < deadline, f"consumer lag stays at {lag}"
+        time.sleep(0.5)

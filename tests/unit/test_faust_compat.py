@@ -16,10 +16,13 @@ import inspect
 import re
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
+from aiokafka.consumer.subscription_state import Assignment
 from faust.app.base import App
 from faust.streams import Stream
 from faust.tables.recovery import Recovery
@@ -43,8 +46,9 @@ FINGERPRINTS = {
     # 2. never_commit_past_in_flight: wraps it; relies on _acked, _committed_offset
     "Consumer._new_offset": (Consumer._new_offset.__wrapped__, "1d2c7ea89a7ad4f1"),
     # ... called once per partition by the commit's filter (which gathers for it)
+    # (and by patch 5, which also wraps it: unwrapped to Faust's own)
     "Consumer._filter_committable_offsets": (
-        Consumer._filter_committable_offsets.__wrapped__,
+        inspect.unwrap(Consumer._filter_committable_offsets),
         "dc5e9baf5d994485",
     ),
     # ... and on acks landing in _acked (ack) and taken messages in _unacked_messages
@@ -90,6 +94,16 @@ FINGERPRINTS = {
         "c2701bfc3e6f6cad",
     ),
     "AIOKafkaConsumer.start": (AIOKafkaConsumer.start, "2f1ba70443327538"),
+    # 5. commit_past_skipped: getall hands out records and moves the position in one
+    # piece (_update_position); the fetcher moves next_fetch_offset past control batches
+    # and aborted records without a record; a commit asks every partition in _acked
+    "FetchResult.getall": (FetchResult.getall.__wrapped__, "3e717e30de5068d5"),
+    "FetchResult._update_position": (FetchResult._update_position, "83fb1473bf10027b"),
+    "PartitionRecords._unpack_records": (PartitionRecords._unpack_records, "b803e6d46480732c"),
+    "Consumer._filter_tps_with_pending_acks": (
+        Consumer._filter_tps_with_pending_acks,
+        "f6f9239774234e7e",
+    ),
 }
 
 
@@ -119,7 +133,7 @@ def test_patches_apply_once() -> None:
     def patched_now() -> tuple[Any, ...]:
         return (Consumer._new_offset, Consumer._filter_committable_offsets, Consumer.wait_first,
                 AIOKafkaConsumerThread.seek_to_committed,
-                AIOKafkaConsumerThread._create_worker_consumer)  # fmt: skip
+                AIOKafkaConsumerThread._create_worker_consumer, FetchResult.getall)  # fmt: skip
 
     patched = patched_now()
     faust_compat.apply()
@@ -419,6 +433,97 @@ def test_the_worker_consumer_reads_committed_records_only(app: Any) -> None:
         return levels
 
     assert asyncio.run(build()) == ("read_committed", "read_uncommitted")
+
+
+class _Fetched:
+    """What ``FetchResult.getall`` iterates (aiokafka's ``PartitionRecords``): records, and
+    ``next_fetch_offset``, which ends past offsets that hold none (a transaction marker)."""
+
+    def __init__(self, start: int, offsets: list[int], end: int) -> None:
+        self.next_fetch_offset, self._offsets, self._end = start, offsets, end
+
+    def __iter__(self) -> Any:
+        for offset in self._offsets:
+            self.next_fetch_offset = offset + 1
+            yield Message("t", 0, offset, 0.0, 0, {}, None, b"v", None)
+        self.next_fetch_offset = self._end
+
+
+def _fetch(assignment: Any, start: int, offsets: list[int], end: int) -> list[int]:
+    """One fetch of partition ("t", 0) handed out by ``getall``: the offsets it gave."""
+    result = FetchResult(TP("t", 0), assignment=assignment, backoff=0,
+                         partition_records=_Fetched(start, offsets, end))  # fmt: skip
+    return [m.offset for m in result.getall()]
+
+
+def test_the_offsets_a_fetch_passes_without_a_record_are_noted() -> None:
+    """Patch 5: the span from the last record handed out to the position ``getall`` left."""
+    tp = TP("t", 0)
+
+    async def fetches() -> list[Any]:
+        assignment = Assignment([tp])
+        state = assignment.state_value(tp)
+        state.seek(5)
+        noted = []
+        for start, offsets, end in [
+            (5, [5, 6], 8),  # two records, then a commit marker at 7
+            (8, [], 10),  # an aborted transaction's record and its marker: nothing given
+            (10, [10], 11),  # a record: nothing skipped after it
+            (11, [], 12),  # a marker alone
+        ]:
+            assert _fetch(assignment, start, offsets, end) == offsets
+            assert state.position == end
+            noted.append(getattr(state, "churnwatch_skipped", None))
+        state.seek(20)  # a seek (a rebalance): what lies between is unknown
+        _fetch(assignment, 20, [], 21)
+        noted.append(getattr(state, "churnwatch_skipped", None))
+        return noted
+
+    assert asyncio.run(fetches()) == [(7, 8), (7, 10), None, (11, 12), (20, 21)]
+
+
+def test_a_commit_goes_past_the_offsets_without_a_record(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patch 5: a partition ending in a commit marker is committed to its end, not to the
+    marker (its lag stayed 1 for good); never into or past a record."""
+    tp, changelog = TP("t", 0), TP("changelog", 0)
+
+    async def commits() -> list[Any]:
+        assignment = Assignment([tp, changelog])
+        # where aiokafka's consumer keeps the assignment (the Faust consumer is not started)
+        subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+        monkeypatch.setattr(
+            consumer._thread, "_consumer", SimpleNamespace(_subscription=subscription)
+        )
+        monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda t: t == "t")
+        for p in (tp, changelog):
+            assignment.state_value(p).seek(10)
+            consumer._committed_offset[p] = 10
+        got = []
+        for m in _take(consumer, tp, range(10, 13)):
+            _ack(consumer, m)
+        _fetch(assignment, 10, [10, 11, 12], 14)  # a marker at 13
+        assert faust_compat.skipped_to(consumer, tp, 13) == 14
+        assert faust_compat.skipped_to(consumer, tp, 12) == 12  # a record is there
+        got.append(consumer._filter_committable_offsets([tp]))  # past the marker
+        consumer._committed_offset[tp] = 14
+        got.append(consumer._filter_committable_offsets([tp]))  # nothing more to commit
+        _fetch(assignment, 14, [], 16)  # an aborted record and its marker
+        got.append(consumer._filter_committable_offsets([tp]))  # its acks are all committed
+        consumer._committed_offset[tp] = 16
+        held = _take(consumer, tp, range(16, 18))
+        _fetch(assignment, 16, [16, 17], 19)
+        _ack(consumer, held[1])  # 16 still in flight: the commit stays below it
+        got.append(consumer._filter_committable_offsets([tp]))
+        _ack(consumer, held[0])
+        got.append(consumer._filter_committable_offsets([tp]))
+        consumer._acked[changelog] = []  # a changelog (no acks): Faust does not commit it
+        _fetch(assignment, 10, [], 12)
+        got.append(consumer._filter_committable_offsets([changelog]))
+        return got
+
+    assert asyncio.run(commits()) == [{tp: 14}, {}, {tp: 16}, {}, {tp: 19}, {}]
 
 
 def test_committed_offset_reads_the_consumers_last_commit(consumer: Any) -> None:
