@@ -62,6 +62,14 @@ PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0
 _APPLIED = "churnwatch_patch"  # marks a replaced function, so each patch applies once
 
 
+def _install(owner: type, name: str, patched: Callable[..., Any]) -> None:
+    """Replace ``owner.name`` with ``patched``, marked as a patch (each applies once) and
+    with the function it replaces as ``__wrapped__`` (what the fingerprints hash)."""
+    setattr(patched, _APPLIED, True)
+    patched.__wrapped__ = getattr(owner, name)  # type: ignore[attr-defined]
+    setattr(owner, name, patched)
+
+
 def apply() -> None:
     """Apply the patches the worker runs with (idempotent). Not patch 3: see its doc."""
     rewind_uncommitted()
@@ -103,9 +111,7 @@ def rewind_uncommitted() -> None:
             await self.seek_to_beginning(*fresh)
         return committed
 
-    setattr(seek_to_committed, _APPLIED, True)
-    seek_to_committed.__wrapped__ = original  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed
+    _install(AIOKafkaConsumerThread, "seek_to_committed", seek_to_committed)
 
 
 # --- 2. faust-streaming #606: a commit past a message still in flight ----------------
@@ -173,12 +179,8 @@ def never_commit_past_in_flight() -> None:
         finally:
             acked.extend(later)
 
-    replacing = ((_new_offset, original), (_filter_committable_offsets, original_filter))
-    for patched, replaced in replacing:
-        setattr(patched, _APPLIED, True)
-        patched.__wrapped__ = replaced  # type: ignore[attr-defined]
-    Consumer._new_offset = _new_offset
-    Consumer._filter_committable_offsets = _filter_committable_offsets
+    _install(Consumer, "_new_offset", _new_offset)
+    _install(Consumer, "_filter_committable_offsets", _filter_committable_offsets)
 
 
 _IN_FLIGHT = "_churnwatch_in_flight"  # a commit's gathered in-flight offsets (patch 2)
@@ -296,9 +298,7 @@ def deliver_without_tasks() -> None:
             coros = (_finish(first, blocked_on), coros[1])
         return await original(self, *coros, timeout=timeout)
 
-    setattr(wait_first, _APPLIED, True)
-    wait_first.__wrapped__ = original  # type: ignore[attr-defined]
-    Consumer.wait_first = wait_first
+    _install(Consumer, "wait_first", wait_first)
 
 
 # --- 4. records of aborted transactions --------------------------------------------
@@ -334,9 +334,7 @@ def read_committed() -> None:
         consumer._isolation_level = "read_committed"  # what __init__ keeps of its argument
         return consumer
 
-    setattr(_create_worker_consumer, _APPLIED, True)
-    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    _install(AIOKafkaConsumerThread, "_create_worker_consumer", _create_worker_consumer)
 
 
 # --- 5. offsets without a record at the end of a partition ---------------------------
@@ -396,12 +394,8 @@ def commit_past_skipped() -> None:
                 offsets[tp] = end
         return offsets
 
-    replacing = ((getall, original_getall), (_filter_committable_offsets, original_filter))
-    for patched, replaced in replacing:
-        setattr(patched, _APPLIED, True)
-        patched.__wrapped__ = replaced  # type: ignore[attr-defined]
-    FetchResult.getall = getall
-    Consumer._filter_committable_offsets = _filter_committable_offsets
+    _install(FetchResult, "getall", getall)
+    _install(Consumer, "_filter_committable_offsets", _filter_committable_offsets)
 
 
 def note_skipped(state: Any, before: int, after_records: int | None) -> None:
