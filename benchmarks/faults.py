@@ -326,9 +326,10 @@ class Harness:
         return per_account, sent
 
     def sink(self, s: Settings) -> KafkaSink:
+        txn = {"transactional_id": f"faults-{s.app_id}"} if self.args.transactional else {}
         return KafkaSink(self.broker.bootstrap,
                          {"subscription": s.subscription_topic, "usage": s.usage_topic},
-                         batch=self.args.batch)  # fmt: skip
+                         batch=self.args.batch, **txn)  # fmt: skip
 
     # -- deployments --------------------------------------------------------------
 
@@ -636,6 +637,13 @@ class Harness:
                 (a.outage <= 0 or fig.outage_logs)
                 and (a.join_at < 0 or left)
                 and (a.kills < 0 or fig.kills >= a.kills or a.kill_every <= 0)
+                # a rebalance after the outage may outlast the log window: the check of
+                # the group's readiness after the restart waits up to its own limit
+                and (
+                    restarted_at is None
+                    or fig.ready_after_outage is not None
+                    or time.monotonic() - restarted_at > a.ready_limit
+                )
             )
             if (
                 sent >= sent_total
@@ -976,6 +984,10 @@ def parser() -> argparse.ArgumentParser:
         "over --duration s (a replay at days of event time per second: see the docs on "
         "what a pause then costs) (default backlog)",
     )
+    ap.add_argument("--transactional", action="store_true",
+                    help="the input is written in transactions (of 500 messages, each "
+                         "committed: a commit marker after each), as an exactly-once "
+                         "producer writes it")  # fmt: skip
     ap.add_argument("--learn", action="store_true",
                     help="workers learn (default: a fixed model, CHURNWATCH_LEARN=false); the "
                          "churn alerts are then compared by count only")  # fmt: skip

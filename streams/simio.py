@@ -49,11 +49,18 @@ class JsonlSink:
 HOLD_MS = 10 * 60_000
 
 
+TRANSACTION_MESSAGES = 500  # messages per transaction of a transactional KafkaSink
+
+
 class KafkaSink:
     """Sends to the contract topic of each event type: one event per message keyed by
     ``account_id``, or (``batch`` > 1) JSON arrays of up to ``batch`` events without a
     key, each array sent once full or once the stream is ``hold_ms`` of event time past
     its first event (events given in event time order, as ``pump`` does).
+
+    With a ``transactional_id`` (producer config) it writes as an exactly-once producer
+    does: in transactions of ``TRANSACTION_MESSAGES`` messages, each committed when full
+    and at :meth:`flush`, so the input holds a commit marker after every one of them.
     """
 
     def __init__(
@@ -69,8 +76,14 @@ class KafkaSink:
         if not 1 <= batch <= 1000:
             raise ValueError("batch must be within 1..1000 (the contract's limit)")
         config = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1, "compression_type": "gzip"}
+        self._transactional = bool(producer_config.get("transactional_id"))
+        if self._transactional:
+            config["acks"] = "all"  # what a transactional producer needs
         config.update(producer_config)
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+        if self._transactional:
+            self._producer.init_transactions()
+        self._in_transaction = 0  # messages sent in the open transaction
         self._topics, self._batch, self._hold = topics, batch, hold_ms
         self._buffers: dict[str, list[bytes]] = {kind: [] for kind in topics}
         self._since: dict[str, int] = {}  # kind -> event time of its buffer's first event
@@ -101,14 +114,27 @@ class KafkaSink:
             buffer.clear()
 
     def _send(self, kind: str, value: bytes, key: bytes | None) -> None:
+        if self._transactional and not self._in_transaction:
+            self._producer.begin_transaction()
         future = self._producer.send(self._topics[kind], value=value, key=key)
         future.add_errback(self.errors.append)
         self.messages += 1
+        if self._transactional:
+            self._in_transaction += 1
+            if self._in_transaction >= TRANSACTION_MESSAGES:
+                self._commit()
+
+    def _commit(self) -> None:
+        self._producer.commit_transaction()  # (flushes first)
+        self._in_transaction = 0
 
     def flush(self) -> None:
-        """Send the held batches now, and wait until the broker has every message."""
+        """Send the held batches now, and wait until the broker has every message (with
+        transactions: commit the open one)."""
         for kind in self._buffers:
             self._flush(kind)
+        if self._in_transaction:
+            self._commit()
         self._producer.flush()
 
     def close(self) -> None:
