@@ -19,21 +19,35 @@ from models.simulator import SimConfig, simulate
 from models.simulator.world import DAY_MS
 from streams.demo import action_outcomes
 from streams.devworker import read_all
-from streams.simio import HOLD_MS, KafkaSink, Progress, RateLimiter, encode_events, pump
+from streams.simio import (
+    HOLD_MS,
+    TRANSACTION_MESSAGES,
+    KafkaSink,
+    Progress,
+    RateLimiter,
+    encode_events,
+    pump,
+)
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("batch", [1, 100])
+@pytest.mark.parametrize(
+    ("batch", "transactional"), [(1, False), (100, False), (1, True)],
+    ids=["1/msg", "100/msg", "1/msg-transactions"],
+)  # fmt: skip
 def test_every_simulated_event_arrives_and_parses(
-    kafka_bootstrap: str, new_topic: Callable[..., str], batch: int
+    kafka_bootstrap: str, new_topic: Callable[..., str], batch: int, transactional: bool
 ) -> None:
-    from kafka import KafkaConsumer
+    """Transactions (the fault harness's ``--transactional``): every event is read
+    ``read_committed``, and the log holds a commit marker per transaction and partition."""
+    from kafka import KafkaConsumer, TopicPartition
 
     topics = {"subscription": new_topic("sim-sub", 3), "usage": new_topic("sim-usage", 3)}
     events = list(simulate(SimConfig(accounts=60, days=10, seed=2)))
     sent = Counter((topic_kind(e["type"]), e["event_id"], e["account_id"]) for e in events)
-    sink = KafkaSink(kafka_bootstrap, topics, batch=batch)
+    txn = {"transactional_id": f"sim-{topics['usage']}"} if transactional else {}
+    sink = KafkaSink(kafka_bootstrap, topics, batch=batch, **txn)
     pump(encode_events(events), sink, RateLimiter(None), Progress("simulate", None))
     sink.close()
     if batch == 1:
@@ -46,6 +60,7 @@ def test_every_simulated_event_arrives_and_parses(
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=1000,
+        isolation_level="read_committed",
     )
     kind_of = {topic: kind for kind, topic in topics.items()}
     received: Counter[tuple[str, str, str]] = Counter()
@@ -65,9 +80,20 @@ def test_every_simulated_event_arrives_and_parses(
             # a batch never holds an event while the stream runs HOLD_MS of event time past
             # it (late-dropped events downstream otherwise: see HOLD_MS)
             assert max(e.ts for e in parsed) - parsed[0].ts < HOLD_MS
+    tps = [TopicPartition(t, p) for t in topics.values() for p in range(3)]
+    offsets = sum(consumer.end_offsets(tps).values())
     consumer.close()
     assert received == sent  # every event, duplicates included, on its contract topic
     assert messages == sink.messages
+    markers = offsets - messages  # one per transaction and partition written
+    if transactional:
+        assert (
+            len(events) / TRANSACTION_MESSAGES
+            <= markers
+            <= 6 * (len(events) // TRANSACTION_MESSAGES + 1)
+        )
+    else:
+        assert markers == 0
     if batch > 1:  # batched (60 accounts hold ~5 events per 10 minutes of event time)
         assert messages < len(events) / 4
 
