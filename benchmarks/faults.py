@@ -303,6 +303,7 @@ class Harness:
         self.fig = Figures()
         self.sim = SimConfig(accounts=args.accounts, days=args.days, seed=args.seed)
         self.everyone: list[Identity] = []  # every worker identity made, for the cleanup
+        self.lag_by_partition: dict[str, tuple[int, int]] = {}  # the last lag() seen
         # the worker's allowed lateness (event time), unless --lateness says otherwise
         self.lateness_s = args.lateness if args.lateness >= 0 else Settings().allowed_lateness_s
 
@@ -464,7 +465,10 @@ class Harness:
             tps = [TopicPartition(t, p) for t in (s.subscription_topic, s.usage_topic)
                    for p in consumer.partitions_for_topic(t) or ()]  # fmt: skip
             ends = consumer.end_offsets(tps)
-            return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+            behind = {tp: ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
+            self.lag_by_partition = {f"{tp.topic}:{tp.partition}": (n, ends[tp])
+                                     for tp, n in behind.items() if n}  # fmt: skip
+            return sum(behind.values())
         finally:
             consumer.close()
             admin.close()
@@ -474,6 +478,8 @@ class Harness:
         while True:
             n = self.lag(s)
             if n == 0 or time.monotonic() > deadline:
+                if n:
+                    say(f"  input lag by partition (lag, end): {self.lag_by_partition}")
                 return n
             time.sleep(2)
 
