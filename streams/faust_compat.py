@@ -28,7 +28,9 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    passed without a record (a transaction's commit marker, an aborted transaction's
    records, a compacted tail), and ``Consumer._filter_committable_offsets`` commits
    past them: a partition whose log ends in a commit marker counted as one message
-   behind for good (:func:`skipped_to` tells the ingest such a partition is caught up).
+   behind for good (:func:`skipped_to` tells the ingest such a partition is caught up),
+   and one whose record at offset 0 was followed by two markers was never committed
+   past 1 (:func:`fill_holes`).
 
 Accessors (read or write a private attribute, one place each):
 
@@ -53,8 +55,10 @@ Accessors (read or write a private attribute, one place each):
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 PINNED = {"faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiokafka": "0.14.0"}
@@ -367,6 +371,11 @@ def commit_past_skipped() -> None:
     position. ``Consumer._filter_committable_offsets`` (what a commit asks) then moves
     the commit of each acknowledged partition whose committed or next offset lies in
     such a span to the span's end: no message can be in flight there.
+
+    The same wrapper notes every hole it went past, before, between and after the
+    records it handed out (:func:`note_holes`), and each commit first puts them into
+    Faust's gap tree (:func:`fill_holes`): Faust's own filling of holes between
+    messages misses the ones after offset 0.
     """
     from aiokafka.consumer.fetcher import FetchResult
     from faust.transport.consumer import Consumer
@@ -381,10 +390,13 @@ def commit_past_skipped() -> None:
         before = state.position if state is not None and state.has_valid_position else None
         records = original_getall(self, max_records)
         if before is not None and state.has_valid_position:
+            note_holes(state, before, records)
             note_skipped(state, before, records[-1].offset + 1 if records else None)
         return records
 
     def _filter_committable_offsets(self: Any, tps: Any) -> Any:
+        for tp in list(self._acked):
+            fill_holes(self, tp)
         offsets = original_filter(self, tps)
         acks = self.app.topics.acks_enabled_for  # stream topics: not the changelogs
         for tp in list(self._acked):  # every partition a stream acknowledged
@@ -412,6 +424,64 @@ def note_skipped(state: Any, before: int, after_records: int | None) -> None:
         noted = getattr(state, _SKIPPED, None)
         first = noted[0] if noted is not None and noted[1] == before else before
     setattr(state, _SKIPPED, (first, after) if after > first else None)
+
+
+_HOLES = "churnwatch_holes"  # on aiokafka's TopicPartitionState: a deque of (first, end)
+HOLES_KEPT = 1024  # per partition between two commits (a changelog's are never taken)
+
+
+def note_holes(state: Any, before: int, records: list[Any]) -> None:
+    """Note on ``state`` the offsets a ``getall`` went past without a record: before its
+    first record (from ``before``, its position when it began), between two of its
+    records, and after its last one (to its new position). Kept for the next commit
+    (:func:`fill_holes`), at most :data:`HOLES_KEPT`, joined where one ends as the next
+    begins."""
+    after = state.position
+    if records:
+        first, last = records[0].offset, records[-1].offset
+        holes = [(before, first)] if first > before else []
+        if last - first + 1 != len(records):  # (contiguous offsets: no hole between)
+            holes += [(a.offset + 1, b.offset) for a, b in pairwise(records)
+                      if b.offset > a.offset + 1]  # fmt: skip
+        if after > last + 1:
+            holes.append((last + 1, after))
+    else:
+        holes = [(before, after)] if after > before else []
+    if not holes:
+        return
+    kept: deque[tuple[int, int]] | None = getattr(state, _HOLES, None)
+    if kept is None:
+        kept = deque(maxlen=HOLES_KEPT)
+        setattr(state, _HOLES, kept)
+    for hole in holes:
+        kept.append(hole)  # (the consumer's thread appends, a commit takes: both atomic)
+
+
+def fill_holes(consumer: Any, tp: Any) -> None:
+    """Put the holes the fetcher noted for ``tp`` (:func:`note_holes`) into Faust's gap
+    tree, from the committed offset on, where a commit reads them as acknowledged.
+
+    Faust fills it itself from the offsets its drain sees jump, but from its read offset,
+    which it keeps as 0 after reading offset 0 and tests for truth: a partition whose
+    first record, at 0, is followed by two offsets without one (two transactions'
+    markers) was committed to 1 and never past it (session 27, the fault harness's clean
+    run with ``--transactional``)."""
+    try:
+        assignment = consumer._thread._consumer._subscription.subscription.assignment
+        kept = getattr(assignment.state_value(tp), _HOLES, None)
+    except AttributeError:  # not started, stopped, or between subscriptions
+        return
+    if not kept:
+        return
+    committed = consumer._committed_offset.get(tp)
+    gap = consumer._gap[tp]
+    while kept:
+        first, end = kept.popleft()
+        if committed is not None:
+            first = max(first, committed)
+        if first < end:
+            gap.addi(first, end)
+    gap.merge_overlaps()
 
 
 def skipped_to(consumer: Any, tp: Any, offset: int | None) -> int | None:

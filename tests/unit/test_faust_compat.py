@@ -526,6 +526,58 @@ def test_a_commit_goes_past_the_offsets_without_a_record(
     assert asyncio.run(commits()) == [{tp: 14}, {}, {tp: 16}, {}, {tp: 19}, {}]
 
 
+def test_the_holes_a_fetch_passes_are_noted_before_between_and_after_its_records() -> None:
+    tp = TP("t", 0)
+
+    async def fetches() -> list[Any]:
+        assignment = Assignment([tp])
+        state = assignment.state_value(tp)
+        state.seek(5)
+        _fetch(assignment, 5, [7, 8, 11, 12], 15)  # markers at 5-6, 9-10, 13-14
+        _fetch(assignment, 15, [], 16)  # one more alone
+        _fetch(assignment, 16, [16, 17], 18)  # none
+        return list(getattr(state, "churnwatch_holes", ()))
+
+    assert asyncio.run(fetches()) == [(5, 7), (9, 11), (13, 15), (15, 16)]
+
+
+def test_holes_after_offset_0_do_not_stop_the_commits(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust fills a hole from its read offset, which is 0 after reading offset 0 and
+    taken as "nothing read": a record at 0, two markers, then records, and the partition
+    was committed to 1 for good. The holes the fetcher noted fill it (patch 5)."""
+    filled, faust_alone = TP("t", 0), TP("t", 1)
+
+    async def commits() -> list[Any]:
+        assignment = Assignment([filled, faust_alone])
+        subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+        monkeypatch.setattr(
+            consumer._thread, "_consumer", SimpleNamespace(_subscription=subscription)
+        )
+        got = []
+        for tp in (filled, faust_alone):
+            assignment.state_value(tp).seek(0)
+            result = FetchResult(tp, assignment=assignment, backoff=0,
+                                 partition_records=_Fetched(0, [0], 1))  # fmt: skip
+            result.getall()
+            result = FetchResult(tp, assignment=assignment, backoff=0,
+                                 partition_records=_Fetched(1, [3, 4], 5))  # fmt: skip
+            result.getall()  # markers at 1 and 2
+            for m in _take(consumer, tp, range(1)):
+                _ack(consumer, m)
+        assignment.state_value(faust_alone).churnwatch_holes.clear()  # as Faust alone
+        got.append(consumer._filter_committable_offsets([filled, faust_alone]))
+        consumer._committed_offset.update(got[-1])
+        taken = _take(consumer, filled, range(3, 5)) + _take(consumer, faust_alone, range(3, 5))
+        for m in taken:
+            _ack(consumer, m)
+        got.append(consumer._filter_committable_offsets([filled, faust_alone]))
+        return got
+
+    assert asyncio.run(commits()) == [{filled: 1, faust_alone: 1}, {filled: 5}]
+
+
 def test_committed_offset_reads_the_consumers_last_commit(consumer: Any) -> None:
     tp = TP("t", 3)
     assert faust_compat.committed_offset(consumer, tp) is None
