@@ -449,11 +449,19 @@ class _Fetched:
         self.next_fetch_offset = self._end
 
 
-def _fetch(assignment: Any, start: int, offsets: list[int], end: int) -> list[int]:
-    """One fetch of partition ("t", 0) handed out by ``getall``: the offsets it gave."""
-    result = FetchResult(TP("t", 0), assignment=assignment, backoff=0,
+def _fetch(assignment: Any, start: int, offsets: list[int], end: int, tp: Any = None) -> list[int]:
+    """One fetch of ``tp`` (default ("t", 0)) handed out by ``getall``: the offsets it gave."""
+    result = FetchResult(tp or TP("t", 0), assignment=assignment, backoff=0,
                          partition_records=_Fetched(start, offsets, end))  # fmt: skip
     return [m.offset for m in result.getall()]
+
+
+def _assigned(tps: list[Any], at: int) -> Any:
+    """aiokafka's assignment of ``tps``, each at position ``at`` (needs an event loop)."""
+    assignment = Assignment(tps)
+    for tp in tps:
+        assignment.state_value(tp).seek(at)
+    return assignment
 
 
 def test_the_offsets_a_fetch_passes_without_a_record_are_noted() -> None:
@@ -461,9 +469,8 @@ def test_the_offsets_a_fetch_passes_without_a_record_are_noted() -> None:
     tp = TP("t", 0)
 
     async def fetches() -> list[Any]:
-        assignment = Assignment([tp])
+        assignment = _assigned([tp], 5)
         state = assignment.state_value(tp)
-        state.seek(5)
         noted = []
         for start, offsets, end in [
             (5, [5, 6], 8),  # two records, then a commit marker at 7
@@ -530,9 +537,8 @@ def test_the_holes_a_fetch_passes_are_noted_before_between_and_after_its_records
     tp = TP("t", 0)
 
     async def fetches() -> list[Any]:
-        assignment = Assignment([tp])
+        assignment = _assigned([tp], 5)
         state = assignment.state_value(tp)
-        state.seek(5)
         _fetch(assignment, 5, [7, 8, 11, 12], 15)  # markers at 5-6, 9-10, 13-14
         _fetch(assignment, 15, [], 16)  # one more alone
         _fetch(assignment, 16, [16, 17], 18)  # none
@@ -550,20 +556,15 @@ def test_holes_after_offset_0_do_not_stop_the_commits(
     filled, faust_alone = TP("t", 0), TP("t", 1)
 
     async def commits() -> list[Any]:
-        assignment = Assignment([filled, faust_alone])
+        assignment = _assigned([filled, faust_alone], 0)
         subscription = SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
         monkeypatch.setattr(
             consumer._thread, "_consumer", SimpleNamespace(_subscription=subscription)
         )
         got = []
         for tp in (filled, faust_alone):
-            assignment.state_value(tp).seek(0)
-            result = FetchResult(tp, assignment=assignment, backoff=0,
-                                 partition_records=_Fetched(0, [0], 1))  # fmt: skip
-            result.getall()
-            result = FetchResult(tp, assignment=assignment, backoff=0,
-                                 partition_records=_Fetched(1, [3, 4], 5))  # fmt: skip
-            result.getall()  # markers at 1 and 2
+            _fetch(assignment, 0, [0], 1, tp)
+            _fetch(assignment, 1, [3, 4], 5, tp)  # markers at 1 and 2
             for m in _take(consumer, tp, range(1)):
                 _ack(consumer, m)
         assignment.state_value(faust_alone).churnwatch_holes.clear()  # as Faust alone
