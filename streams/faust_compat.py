@@ -434,8 +434,8 @@ def note_holes(state: Any, before: int, records: list[Any]) -> None:
     """Note on ``state`` the offsets a ``getall`` went past without a record: before its
     first record (from ``before``, its position when it began), between two of its
     records, and after its last one (to its new position). Kept for the next commit
-    (:func:`fill_holes`), at most :data:`HOLES_KEPT`, joined where one ends as the next
-    begins."""
+    (:func:`fill_holes`), at most :data:`HOLES_KEPT` (the oldest go first: a partition
+    that no commit reads, a changelog, keeps no more)."""
     after = state.position
     if records:
         first, last = records[0].offset, records[-1].offset
