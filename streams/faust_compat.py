@@ -373,7 +373,7 @@ def commit_past_skipped() -> None:
     such a span to the span's end: no message can be in flight there.
 
     The same wrapper notes every hole it went past, before, between and after the
-    records it handed out (:func:`note_holes`), and each commit first puts them into
+    records it handed out (:func:`note_passed`), and each commit first puts them into
     Faust's gap tree (:func:`fill_holes`): Faust's own filling of holes between
     messages misses the ones after offset 0.
     """
@@ -390,8 +390,7 @@ def commit_past_skipped() -> None:
         before = state.position if state is not None and state.has_valid_position else None
         records = original_getall(self, max_records)
         if before is not None and state.has_valid_position:
-            note_holes(state, before, records)
-            note_skipped(state, before, records[-1].offset + 1 if records else None)
+            note_passed(state, before, records)
         return records
 
     def _filter_committable_offsets(self: Any, tps: Any) -> Any:
@@ -410,32 +409,22 @@ def commit_past_skipped() -> None:
     _install(Consumer, "_filter_committable_offsets", _filter_committable_offsets)
 
 
-def note_skipped(state: Any, before: int, after_records: int | None) -> None:
-    """Note on ``state`` (aiokafka's ``TopicPartitionState``) the offsets a ``getall``
-    passed without a record: from ``after_records`` (the offset after the last record it
-    handed out) or, with none handed out, from ``before`` (its position when it began,
-    joined to the span noted before if that one ends there) to its new position."""
-    after = state.position
-    if after_records is not None:
-        first = after_records
-    elif after == before:
-        return  # nothing passed: what was noted stays true
-    else:
-        noted = getattr(state, _SKIPPED, None)
-        first = noted[0] if noted is not None and noted[1] == before else before
-    setattr(state, _SKIPPED, (first, after) if after > first else None)
-
-
 _HOLES = "churnwatch_holes"  # on aiokafka's TopicPartitionState: a deque of (first, end)
 HOLES_KEPT = 1024  # per partition between two commits (a changelog's are never taken)
 
 
-def note_holes(state: Any, before: int, records: list[Any]) -> None:
-    """Note on ``state`` the offsets a ``getall`` went past without a record: before its
-    first record (from ``before``, its position when it began), between two of its
-    records, and after its last one (to its new position). Kept for the next commit
-    (:func:`fill_holes`), at most :data:`HOLES_KEPT` (the oldest go first: a partition
-    that no commit reads, a changelog, keeps no more)."""
+def note_passed(state: Any, before: int, records: list[Any]) -> None:
+    """Note on ``state`` (aiokafka's ``TopicPartitionState``) the offsets a ``getall``
+    went past without a record, ``before`` being its position when it began:
+
+    - the holes before its first record, between two of its records and after its last
+      one (to its new position), kept for the next commit (:func:`fill_holes`), at most
+      :data:`HOLES_KEPT` (the oldest go first: a partition that no commit reads, a
+      changelog, keeps no more);
+    - the span at the end (after its last record, or, with none handed out, from
+      ``before``, joined to the span noted before if that one ends there), for
+      :func:`skipped_to`.
+    """
     after = state.position
     if records:
         first, last = records[0].offset, records[-1].offset
@@ -443,10 +432,16 @@ def note_holes(state: Any, before: int, records: list[Any]) -> None:
         if last - first + 1 != len(records):  # (contiguous offsets: no hole between)
             holes += [(a.offset + 1, b.offset) for a, b in pairwise(records)
                       if b.offset > a.offset + 1]  # fmt: skip
-        if after > last + 1:
-            holes.append((last + 1, after))
+        tail = (last + 1, after)
+    elif after == before:
+        return  # nothing passed: what was noted stays true
     else:
         holes = [(before, after)] if after > before else []
+        noted = getattr(state, _SKIPPED, None)
+        tail = (noted[0] if noted is not None and noted[1] == before else before, after)
+    setattr(state, _SKIPPED, tail if after > tail[0] else None)
+    if after > tail[0] and records:
+        holes.append(tail)
     if not holes:
         return
     kept: deque[tuple[int, int]] | None = getattr(state, _HOLES, None)
@@ -458,7 +453,7 @@ def note_holes(state: Any, before: int, records: list[Any]) -> None:
 
 
 def fill_holes(consumer: Any, tp: Any) -> None:
-    """Put the holes the fetcher noted for ``tp`` (:func:`note_holes`) into Faust's gap
+    """Put the holes the fetcher noted for ``tp`` (:func:`note_passed`) into Faust's gap
     tree, from the committed offset on, where a commit reads them as acknowledged.
 
     Faust fills it itself from the offsets its drain sees jump, but from its read offset,
@@ -466,11 +461,7 @@ def fill_holes(consumer: Any, tp: Any) -> None:
     first record, at 0, is followed by two offsets without one (two transactions'
     markers) was committed to 1 and never past it (session 27, the fault harness's clean
     run with ``--transactional``)."""
-    try:
-        assignment = consumer._thread._consumer._subscription.subscription.assignment
-        kept = getattr(assignment.state_value(tp), _HOLES, None)
-    except AttributeError:  # not started, stopped, or between subscriptions
-        return
+    kept = getattr(_partition_state(consumer, tp), _HOLES, None)
     if not kept:
         return
     committed = consumer._committed_offset.get(tp)
@@ -491,15 +482,20 @@ def skipped_to(consumer: Any, tp: Any, offset: int | None) -> int | None:
     app's Faust consumer; its aiokafka consumer keeps the partition's state."""
     if offset is None:
         return None
-    try:
-        assignment = consumer._thread._consumer._subscription.subscription.assignment
-        state = assignment.state_value(tp)
-    except AttributeError:  # not started, stopped, or between subscriptions
-        return offset
-    span = getattr(state, _SKIPPED, None)
+    span = getattr(_partition_state(consumer, tp), _SKIPPED, None)
     if span is not None and span[0] <= offset < span[1]:
         return int(span[1])
     return offset
+
+
+def _partition_state(consumer: Any, tp: Any) -> Any:
+    """aiokafka's ``TopicPartitionState`` of ``tp`` in the app's Faust ``consumer`` (None:
+    not assigned, or the consumer not started, stopped or between subscriptions)."""
+    try:
+        assignment = consumer._thread._consumer._subscription.subscription.assignment
+        return assignment.state_value(tp)
+    except AttributeError:
+        return None
 
 
 # --- accessors -----------------------------------------------------------------------
