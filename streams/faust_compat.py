@@ -31,6 +31,11 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    behind for good (:func:`skipped_to` tells the ingest such a partition is caught up),
    and one whose record at offset 0 was followed by two markers was never committed
    past 1 (:func:`fill_holes`).
+6. ``seek_while_nothing_is_delivered`` - ``Consumer.perform_seek`` (the seek to the
+   committed offsets that ends a rebalance) stops the consumer's flow before it seeks,
+   and ``Consumer._wait_next_records`` makes the seeks :func:`rewind` asks for between
+   two fetches: a delivery racing a seek moved Faust's read offset or the fetch
+   position past records the streams never saw, which Faust then marked as read.
 
 Accessors (read or write a private attribute, one place each):
 
@@ -80,6 +85,7 @@ def apply() -> None:
     never_commit_past_in_flight()
     read_committed()
     commit_past_skipped()
+    seek_while_nothing_is_delivered()
 
 
 # --- 1. faust-streaming #596: partitions without a commit are not rewound ------------
@@ -498,6 +504,58 @@ def _partition_state(consumer: Any, tp: Any) -> Any:
         return None
 
 
+# --- 6. a seek that a delivery overtakes -----------------------------------------------
+
+
+def seek_while_nothing_is_delivered() -> None:
+    """Let no delivery overtake a seek: Faust's at the end of a rebalance, or a rewind.
+
+    ``Consumer.perform_seek`` (called by the recovery when a rebalance ends) seeks the
+    fetcher to the committed offsets in the consumer's thread, then sets Faust's read
+    offsets to them. The recovery resumes the stream partitions just before it, while
+    the consumer's flow may be running (a recovery with nothing to read resumes it
+    early): the drain then fetched from the new position and handed records to the
+    streams before the read offsets were set, and the streams skipped them (their
+    flow control is resumed after the seek). The fetch position was past them, the read
+    offset back at the commit, so the next record came as a jump that
+    ``Consumer._drain_messages`` fills as a gap: a commit passed records no stream had
+    seen. Found by the fault harness with live transactional input (session 28): 7
+    events of a subscription partition never forwarded, and a partition given back
+    whose skipped records held the given-back offset stalled instead. Now the flow is
+    stopped before the seek (the drain leaves the batch it was handing over, and fetches
+    nothing until the recovery resumes the flow after the seek, as both its callers do
+    at once); a seek that fails resumes the flow it stopped. ``getmany``, the third
+    caller, seeks with the flow stopped already.
+
+    ``Consumer._wait_next_records`` (the drain, before each fetch) first makes the
+    seeks :func:`rewind` asked for (:func:`seek_back`).
+    """
+    from faust.transport.consumer import Consumer
+
+    original_seek = Consumer.perform_seek
+    if getattr(original_seek, _APPLIED, False):
+        return
+    original_wait = Consumer._wait_next_records
+
+    async def perform_seek(self: Any) -> None:
+        stopped = self.flow_active
+        if stopped:
+            self.stop_flow()  # (the drain's delivery in hand returns at once: suspend_flow)
+        try:
+            await original_seek(self)
+        except BaseException:
+            if stopped:
+                self.resume_flow()
+            raise
+
+    async def _wait_next_records(self: Any, timeout: float) -> Any:
+        await seek_back(self)
+        return await original_wait(self, timeout)
+
+    _install(Consumer, "perform_seek", perform_seek)
+    _install(Consumer, "_wait_next_records", _wait_next_records)
+
+
 # --- accessors -----------------------------------------------------------------------
 
 
@@ -546,10 +604,15 @@ def track_revocations(app: Any) -> None:
 
 def given_back(app: Any) -> dict[Any, int]:
     """Per partition, the lowest offset given back (:func:`give_back`) and not read again."""
-    book: dict[Any, int] | None = getattr(app, _GIVEN_BACK, None)
+    return _book(app, _GIVEN_BACK)
+
+
+def _book(app: Any, name: str) -> dict[Any, int]:
+    """A dict by partition kept on the app under ``name`` (made on first use)."""
+    book: dict[Any, int] | None = getattr(app, name, None)
     if book is None:
         book = {}
-        setattr(app, _GIVEN_BACK, book)
+        setattr(app, name, book)
     return book
 
 
@@ -602,24 +665,51 @@ def read_again(app: Any, msg: Any) -> bool:
     return msg.offset < back
 
 
-async def rewind(app: Any, tps: Iterable[Any]) -> None:
-    """Seek partitions back to their committed offset after a message past one given
-    back came before it (:func:`read_again` said no, and the caller gave it back).
+def rewind(app: Any, tps: Iterable[Any]) -> None:
+    """Ask for partitions to be sought back to their committed offset, after a message
+    past one given back came before it (:func:`read_again` said no, and the caller gave
+    it back).
 
     Such a message was fetched before the rebalance's seek and handed over after it.
     Faust moves its read offset to each message it hands over
     (``Consumer._drain_messages``) and drops any later message below it as already
     read, so the given-back one, fetched again from the commit, was dropped: it never
     came back, every later message was given back in turn, and the commits stayed
-    below it. The partition was not read again: seen once in
-    ``tests/integration/test_two_workers.py`` (9,451 messages of one input partition
-    not forwarded in 10 minutes, no log line; 1 run in 12). ``Consumer.seek`` (public)
-    moves the fetch position and Faust's read offset together. From the commit, what
-    was read since comes again as duplicates, as after any rebalance.
+    below it (``tests/integration/test_two_workers.py``, 1 run in 12). ``Consumer.seek``
+    (public) moves the fetch position and Faust's read offset together; it is made
+    between two fetches (:func:`seek_back`, patch 6), not here: the consumer's drain
+    may be in the middle of a fetched batch, and each message it hands over after a
+    seek sets the read offset past the commit again, so that the partition, read again
+    from the commit, was dropped up to the batch's end (session 28: two input
+    partitions of the fault harness sought back 454 times in 100 s, ~300 of them in the
+    first 3 s, and never read again). From the commit, what was read since comes again as
+    duplicates, as after any rebalance.
     """
-    consumer, book = app.consumer, given_back(app)
-    for tp in set(tps):
-        if tp in book:
+    book, pending = given_back(app), _book(app, _REWINDS)
+    count = getattr(app, "rebalancing_count", 0)
+    pending.update((tp, count) for tp in tps if tp in book)
+
+
+_REWINDS = "churnwatch_rewinds"  # on the app: partitions rewind asked for -> rebalance count
+
+
+async def seek_back(consumer: Any) -> None:
+    """Seek each partition :func:`rewind` asked for to its committed offset, if what was
+    given back there is still to be read again. Run by the consumer's drain before each
+    fetch (patch 6), when it is not handing over a batch. One asked for before a
+    rebalance, or during one, is dropped: Faust seeks every partition it assigns to its
+    commit when the rebalance ends."""
+    app = consumer.app
+    pending: dict[Any, int] | None = getattr(app, _REWINDS, None)
+    if not pending:
+        return
+    asked, count = dict(pending), getattr(app, "rebalancing_count", 0)
+    pending.clear()
+    if rebalancing(app):
+        return
+    book = given_back(app)
+    for tp, then in asked.items():
+        if tp in book and then == count:
             try:
                 await consumer.seek(tp, committed_offset(consumer, tp) or 0)
             except Exception:  # noqa: BLE001 - revoked meanwhile: its owner reads from the commit

@@ -505,7 +505,7 @@ def register(rt: Runtime) -> None:
                 if later:  # past a message given back: that one goes first
                     m.given_back.labels("accounts").inc(give_back(app, [e.message for e in later]))
                     if not rt.stopping:
-                        await rewind(app, [e.message.tp for e in later])
+                        rewind(app, [e.message.tp for e in later])
                 upstreams.take(keep, _now_ms())
                 await apply()
                 if rt.stopping:  # read after the drain: its stop would wait for it forever

@@ -238,7 +238,7 @@ def register(rt: Runtime) -> None:
             if not read_again(app, msg):  # past a message given back: that one goes first
                 m.given_back.labels("ingest").inc(give_back(app, [msg]))
                 if not rt.stopping:
-                    await rewind(app, [msg.tp])
+                    rewind(app, [msg.tp])
                 continue
             delivered[msg.tp] = msg.offset + 1
             consumed(msg.topic).inc()

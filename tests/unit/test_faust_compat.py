@@ -70,7 +70,7 @@ FINGERPRINTS = {
         AIOKafkaConsumerThread.seek_to_committed.__wrapped__,
         "775ab0adc4b052ab",
     ),
-    "Consumer.perform_seek": (Consumer.perform_seek, "0e8c130ff4b0afd8"),
+    "Consumer.perform_seek": (Consumer.perform_seek.__wrapped__, "0e8c130ff4b0afd8"),
     # store_locally: a table write is on_key_set (the changelog send) + data[key] = value
     "ManagedUserDict.__setitem__": (ManagedUserDict.__setitem__, "f3bdf602abc08dd1"),
     # graceful_worker: the signal handlers it overrides
@@ -104,6 +104,15 @@ FINGERPRINTS = {
         Consumer._filter_tps_with_pending_acks,
         "f6f9239774234e7e",
     ),
+    # 6. seek_while_nothing_is_delivered: stop_flow sets suspend_flow (the drain's
+    # delivery in hand returns) and getmany hands over nothing more with the flow stopped;
+    # the drain calls _wait_next_records once per fetch; both recovery callers of
+    # perform_seek resume the flow right after it (getmany's seeks with it stopped)
+    "Consumer.stop_flow": (Consumer.stop_flow, "cf7e875a2b0d40e8"),
+    "Consumer.getmany": (Consumer.getmany, "4b168d84882a70d6"),
+    "Consumer._wait_next_records": (Consumer._wait_next_records.__wrapped__, "6218e1969a636b3f"),
+    "Recovery.on_recovery_completed": (Recovery.on_recovery_completed, "6ef567acf072e46d"),
+    "Recovery._resume_streams": (Recovery._resume_streams, "d986a6710c1aca98"),
 }
 
 
@@ -312,8 +321,9 @@ def test_a_message_past_one_given_back_rewinds_its_partition_to_the_commit(
 ) -> None:
     """A message fetched before the rebalance's seek, handed over after it, moved Faust's
     read offset past the one given back, so that Faust dropped it when it came again: the
-    partition stalled (test_two_workers, once). The agent then seeks back to the commit,
-    which resets Faust's read offset (``Consumer.seek``, fingerprinted above)."""
+    partition stalled (test_two_workers, once). The agent then asks for a seek back to the
+    commit, which resets Faust's read offset (``Consumer.seek``, fingerprinted above);
+    the drain makes it before its next fetch (patch 6), once however often it was asked."""
     tp, other, app = TP("t", 0), TP("t", 1), consumer.app
     consumer._committed_offset[tp] = 5
     seeks: list[tuple[TP, int]] = []
@@ -326,15 +336,113 @@ def test_a_message_past_one_given_back_rewinds_its_partition_to_the_commit(
     faust_compat.give_back(app, [seven])
     assert not faust_compat.read_again(app, eight)
     faust_compat.give_back(app, [eight])
-    asyncio.run(faust_compat.rewind(app, [tp, tp, other]))
+    faust_compat.rewind(app, [tp, tp, other])
+    assert seeks == []  # not while the drain may be handing over a batch
+    asyncio.run(faust_compat.seek_back(consumer))
     assert seeks == [(tp, 5)]  # once, and only where something was given back
+    asyncio.run(faust_compat.seek_back(consumer))
+    assert seeks == [(tp, 5)]
 
     async def refused(partition: TP, offset: int) -> None:
         raise AssertionError("Partition is not assigned")
 
     monkeypatch.setattr(consumer, "seek", refused)
-    asyncio.run(faust_compat.rewind(app, [tp]))  # revoked meanwhile: nothing to do here
+    faust_compat.rewind(app, [tp])
+    asyncio.run(faust_compat.seek_back(consumer))  # revoked meanwhile: nothing to do here
     assert faust_compat.given_back(app) == {tp: 7}  # ... and commits stay below it
+
+
+def test_a_rewind_is_dropped_once_its_message_is_read_again_or_at_a_rebalance(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tp, app = TP("t", 0), consumer.app
+    consumer._committed_offset[tp] = 5
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    seven, eight = _take(consumer, tp, range(7, 9))
+    faust_compat.give_back(app, [seven])
+    faust_compat.rewind(app, [tp])
+    assert faust_compat.read_again(app, seven)  # came again before the next fetch
+    asyncio.run(faust_compat.seek_back(consumer))
+    assert seeks == []
+    faust_compat.give_back(app, [eight])
+    faust_compat.rewind(app, [tp])
+    monkeypatch.setattr(app, "rebalancing", True, raising=False)
+    asyncio.run(faust_compat.seek_back(consumer))  # Faust seeks to the commit at its end
+    monkeypatch.setattr(app, "rebalancing", False, raising=False)
+    asyncio.run(faust_compat.seek_back(consumer))
+    faust_compat.rewind(app, [tp])  # asked before a rebalance that has ended since
+    monkeypatch.setattr(app, "rebalancing_count", app.rebalancing_count + 1)
+    asyncio.run(faust_compat.seek_back(consumer))
+    assert seeks == []
+    faust_compat.rewind(app, [tp])
+    asyncio.run(faust_compat.seek_back(consumer))
+    assert seeks == [(tp, 5)]
+
+
+def test_the_drain_makes_the_rewinds_before_each_fetch(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 28: seeking at once, while the drain handed over the rest of a fetched
+    batch, each message it handed over set Faust's read offset past the commit again,
+    so the partition, read again from the commit, was dropped (two partitions of the
+    fault harness sought ~230 times a second, none read again)."""
+    tp, app = TP("t", 0), consumer.app
+    consumer._committed_offset[tp] = 5
+    order: list[str] = []
+
+    async def seek(partition: TP, offset: int) -> None:
+        order.append(f"seek {offset}")
+
+    async def sleep(seconds: float) -> None:  # (no partition to fetch: Faust sleeps)
+        order.append("fetch")
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "sleep", sleep)
+    monkeypatch.setattr(consumer, "_get_active_partitions", set)
+    faust_compat.give_back(app, _take(consumer, tp, range(7, 8)))
+    faust_compat.rewind(app, [tp])
+    asyncio.run(consumer._wait_next_records(0.01))
+    assert order == ["seek 5", "fetch"]
+
+
+def test_the_seek_that_ends_a_rebalance_stops_the_flow_first(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 28: the recovery resumes the stream partitions, then seeks them to the
+    commit; the drain fetched from the new position before the read offsets were set and
+    handed over records the streams skipped, which Faust then filled as a gap (7 events
+    of the fault harness lost). The flow is stopped during the seek; the recovery
+    resumes it after (Recovery.on_recovery_completed, fingerprinted)."""
+    tp = TP("t", 0)
+    flowing: list[bool] = []
+
+    async def seek_to_committed() -> dict[TP, int]:
+        flowing.append(consumer.flow_active)
+        return {tp: 5}
+
+    monkeypatch.setattr(consumer, "seek_to_committed", seek_to_committed)
+    consumer.resume_flow()
+    asyncio.run(consumer.perform_seek())
+    assert flowing == [False]
+    assert consumer._read_offset[tp] == 5 and not consumer.flow_active
+    assert consumer.suspend_flow.is_set()  # a delivery in hand returns at once
+    asyncio.run(consumer.perform_seek())  # (getmany's: the flow stopped already)
+    assert flowing == [False, False] and not consumer.flow_active
+
+    async def failed() -> dict[TP, int]:
+        raise TimeoutError
+
+    monkeypatch.setattr(consumer, "seek_to_committed", failed)
+    consumer.resume_flow()
+    with pytest.raises(TimeoutError):
+        asyncio.run(consumer.perform_seek())
+    assert consumer.flow_active  # a seek that failed leaves the flow as it found it
+    consumer._read_offset.clear()
 
 
 def test_a_given_back_offset_below_the_commit_is_stale(consumer: Any) -> None:
