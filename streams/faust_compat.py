@@ -700,7 +700,7 @@ async def seek_back(consumer: Any) -> None:
     rebalance, or during one, is dropped: Faust seeks every partition it assigns to its
     commit when the rebalance ends."""
     app = consumer.app
-    pending: dict[Any, int] | None = getattr(app, _REWINDS, None)
+    pending = _book(app, _REWINDS)
     if not pending:
         return
     asked, count = dict(pending), getattr(app, "rebalancing_count", 0)

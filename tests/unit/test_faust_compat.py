@@ -317,8 +317,20 @@ def test_a_message_past_one_given_back_is_given_back_too_until_that_one_is_read_
     assert faust_compat.given_back(app) == {}
 
 
+@pytest.fixture()
+def seeks(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[TP, int]]:
+    """The seeks the consumer is asked for (the unstarted consumer cannot make them)."""
+    made: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:
+        made.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    return made
+
+
 def test_a_message_past_one_given_back_rewinds_its_partition_to_the_commit(
-    consumer: Any, monkeypatch: pytest.MonkeyPatch
+    consumer: Any, seeks: list[tuple[TP, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message fetched before the rebalance's seek, handed over after it, moved Faust's
     read offset past the one given back, so that Faust dropped it when it came again: the
@@ -327,12 +339,6 @@ def test_a_message_past_one_given_back_rewinds_its_partition_to_the_commit(
     the drain makes it before its next fetch (patch 6), once however often it was asked."""
     tp, other, app = TP("t", 0), TP("t", 1), consumer.app
     consumer._committed_offset[tp] = 5
-    seeks: list[tuple[TP, int]] = []
-
-    async def seek(partition: TP, offset: int) -> None:  # the unstarted consumer cannot
-        seeks.append((partition, offset))
-
-    monkeypatch.setattr(consumer, "seek", seek)
     seven, eight = _take(consumer, tp, range(7, 9))
     faust_compat.give_back(app, [seven])
     assert not faust_compat.read_again(app, eight)
@@ -354,19 +360,13 @@ def test_a_message_past_one_given_back_rewinds_its_partition_to_the_commit(
 
 
 def test_a_rewind_is_dropped_once_its_message_is_read_again_or_at_a_rebalance(
-    consumer: Any, monkeypatch: pytest.MonkeyPatch
+    consumer: Any, seeks: list[tuple[TP, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing to seek back to once the given-back message came again; and a rebalance
     seeks every partition it assigns to its commit itself (an older commit would be
     stale after it)."""
     tp, app = TP("t", 0), consumer.app
     consumer._committed_offset[tp] = 5
-    seeks: list[tuple[TP, int]] = []
-
-    async def seek(partition: TP, offset: int) -> None:
-        seeks.append((partition, offset))
-
-    monkeypatch.setattr(consumer, "seek", seek)
     seven, eight = _take(consumer, tp, range(7, 9))
     faust_compat.give_back(app, [seven])
     faust_compat.rewind(app, [tp])
