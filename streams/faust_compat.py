@@ -19,8 +19,8 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
 3. ``deliver_without_tasks`` - ``Consumer.wait_first`` hands a fetched message to the
    streams without creating four asyncio tasks when the delivery does not block (the
    per-message cost of Faust's consumer loop; measured in ``docs/design.md``). Not
-   applied by :func:`apply`: ``streams.app.create_app`` applies it when
-   ``CHURNWATCH_DELIVER_WITHOUT_TASKS`` is true (default false: see its doc).
+   applied by :func:`apply`: ``streams.app.create_app`` applies it unless
+   ``CHURNWATCH_DELIVER_WITHOUT_TASKS`` is false (default true since session 29).
 4. ``read_committed`` - ``AIOKafkaConsumerThread._create_worker_consumer`` makes the
    worker's consumer read committed records only: an input producer's aborted
    transactions were applied as events.
@@ -260,22 +260,17 @@ def deliver_without_tasks() -> None:
     exactly as before. The consumer's other ``wait_first`` calls
     (none in faust-streaming 0.15.3 pass a coroutine first) go straight through.
 
-    The worker applies it only with ``CHURNWATCH_DELIVER_WITHOUT_TASKS=true``
-    (``benchmarks/bench_scale.py`` applies it for its ``fast-floor`` row). It buys one
-    worker's one-event messages 1.37x (docs/design.md), but at-least-once comes first:
-    ``tests/integration/test_two_workers.py`` with it once stalled after the rebalance
-    with 108 account-events messages never consumed (session 8, before the ``sleep(0)``
-    below) and once never applied one event of 86,718 with every lag at 0. Four
-    rebalance fixes later (``give_back``, ``read_again``, ``rewind``, event ids
-    forgotten by the account's clock) the same module passed 12 runs of 12 with it
-    alone, but the whole integration tier with it as the default lost 498 events of
-    ~92,700 in its unkeyed two-worker test (session 23, the tier in two processes).
-    Session 24 reproduced it: the tier with this applied to every worker lost events
-    in 2 runs of 3 (the unkeyed test; a hard kill). Every event had reached the
-    account-events topic and every offset was committed, but events of one
-    account-events partition that changed hands at a rebalance were never applied:
-    that points at a commit past events delivered but not processed when their
-    partition was revoked (``docs/design.md``, "Faust, contained").
+    The worker applies it unless ``CHURNWATCH_DELIVER_WITHOUT_TASKS=false``
+    (``benchmarks/bench_scale.py`` applies it for its ``fast-floor`` row, and its
+    ``floor`` row is Faust's own delivery). It buys one worker's one-event messages
+    ~1.4x (5,568 -> 7,888 ev/s, session 29; arrays of 100 unchanged). It was opt-in
+    from session 8 to 28: the integration tier with it lost events of an
+    account-events partition that changed hands at a rebalance (sessions 8, 23, 24;
+    every offset committed, the events never applied). Session 28's patch 6 removed
+    a race of that shape (a delivery during the seek that ends a rebalance, records
+    marked as read that no stream had seen); in session 29 everything that had lost
+    events with this patch passed with it (``docs/design.md``, "Faust, contained",
+    has the runs), and it became the default.
     """
     from faust.transport.consumer import Consumer
     from mode.services import WaitResults

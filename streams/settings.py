@@ -154,8 +154,8 @@ class Settings:
     heartbeat_interval_s: float = 3.0
     rebalance_timeout_s: float = 20.0
     # Faust's consumer loop hands a message to the streams without four new asyncio tasks
-    # when nothing blocks (streams.faust_compat.deliver_without_tasks): opt-in, see its doc
-    deliver_without_tasks: bool = False
+    # when nothing blocks (streams.faust_compat.deliver_without_tasks; false: Faust's own)
+    deliver_without_tasks: bool = True
     # a table recovery that reads nothing from a changelog partition this long is
     # started again (streams.agents.recovery); 0: never
     recovery_stall_s: float = 30.0

@@ -37,7 +37,7 @@ from streams.app import create_app
 from streams.settings import Settings
 
 faust_compat.apply()
-faust_compat.deliver_without_tasks()  # not applied by the worker (see its doc); tested here
+faust_compat.deliver_without_tasks()  # applied by create_app unless its setting is false
 
 ROOT = Path(__file__).resolve().parents[2]
 
