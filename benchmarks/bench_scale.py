@@ -17,9 +17,9 @@ that same input, in each run:
 
   ceiling     a bare aiokafka ``getmany`` consumer + ``orjson.loads``
   floor       a Faust agent that only counts messages (the worker's Faust app
-              settings, ``streams.app.create_app``)
+              settings, ``streams.app.create_app``), with Faust's own delivery
   fast-floor  the same agent with ``streams.faust_compat.deliver_without_tasks``
-              (opt-in for the worker: see its doc): what that patch buys the floor
+              (the worker's default since session 29): what that patch buys the floor
   peer        a Quix Streams application keeping a dict per account in its
               RocksDB state (arrays are exploded and grouped by account_id);
               needs ``pip install -e '.[bench]'``, skipped otherwise
@@ -355,12 +355,10 @@ def _faust_floor(spec: dict[str, Any], seen: Callable[[int], None]) -> None:
     s = Settings(kafka_bootstrap_servers=spec["bootstrap"], app_id=spec["group"],
                  data_dir=spec["data_dir"], web_port=free_port(), partitions=PARTITIONS,
                  session_timeout_s=6, heartbeat_interval_s=1.5, rebalance_timeout_s=10,
-                 log_level="warning")  # fmt: skip
+                 log_level="warning",
+                 # the floor is Faust's own delivery; the fast floor the worker's default
+                 deliver_without_tasks=spec["role"] == "fast-floor")  # fmt: skip
     app = create_app(s)
-    if spec["role"] == "fast-floor":  # delivery without four tasks per message
-        from streams.faust_compat import deliver_without_tasks
-
-        deliver_without_tasks()
     topic = app.topic(*spec["topics"], key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")  # fmt: skip
     count = [0]
