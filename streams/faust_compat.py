@@ -42,8 +42,8 @@ Accessors (read or write a private attribute, one place each):
 - :func:`committed_offset` - ``Consumer._committed_offset``;
 - :func:`store_locally` - ``Table.data[key] = value``, a table write without
   Faust's per-key changelog send;
-- :func:`rebalancing`, :func:`revoking` - ``App.rebalancing``, ``App.rebalancing_count``
-  (public, undocumented);
+- :func:`rebalancing`, :func:`rebalances`, :func:`revoking` - ``App.rebalancing``,
+  ``App.rebalancing_count`` (public, undocumented);
 - :func:`give_back` - ``Consumer._unacked_messages``: messages held at a rebalance go
   back to Kafka unacknowledged (with patch 2, which keeps commits below them); and
   :func:`rewind` (``Consumer.seek``, public) when Faust's read offset passed them;
@@ -570,6 +570,12 @@ def rebalancing(app: Any) -> bool:
     return bool(getattr(app, "rebalancing", False))
 
 
+def rebalances(app: Any) -> int:
+    """How many rebalances this worker has started (``App.rebalancing_count``, public
+    but undocumented): what tells one rebalance from the next."""
+    return int(getattr(app, "rebalancing_count", 0))
+
+
 _GIVEN_BACK = "churnwatch_given_back"
 _REVOKED_AT = "churnwatch_revoked_at"
 
@@ -580,8 +586,7 @@ def revoking(app: Any) -> bool:
     ``on_partitions_revoked`` signal has not been sent yet (:func:`track_revocations`).
     Faust waits meanwhile for every message a stream took to be acknowledged
     (``Consumer.wait_empty``); the agents give back what they hold (:func:`give_back`)."""
-    count = getattr(app, "rebalancing_count", 0)
-    return rebalancing(app) and getattr(app, _REVOKED_AT, None) != count
+    return rebalancing(app) and getattr(app, _REVOKED_AT, None) != rebalances(app)
 
 
 def track_revocations(app: Any) -> None:
@@ -591,7 +596,7 @@ def track_revocations(app: Any) -> None:
     next rebalance, and would hold its partition's commits until then)."""
 
     async def done(sender: object, tps: object, **kwargs: object) -> None:
-        setattr(app, _REVOKED_AT, getattr(app, "rebalancing_count", 0))
+        setattr(app, _REVOKED_AT, rebalances(app))
 
     app.on_partitions_revoked.connect(done, weak=False)
     app.on_partitions_assigned.connect(done, weak=False)
@@ -681,7 +686,7 @@ def rewind(app: Any, tps: Iterable[Any]) -> None:
     duplicates, as after any rebalance.
     """
     book, pending = given_back(app), _book(app, _REWINDS)
-    count = getattr(app, "rebalancing_count", 0)
+    count = rebalances(app)
     pending.update((tp, count) for tp in tps if tp in book)
 
 
@@ -698,7 +703,7 @@ async def seek_back(consumer: Any) -> None:
     pending = _book(app, _REWINDS)
     if not pending:
         return
-    asked, count = dict(pending), getattr(app, "rebalancing_count", 0)
+    asked, count = dict(pending), rebalances(app)
     pending.clear()
     if rebalancing(app):
         return
