@@ -36,6 +36,10 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    and ``Consumer._wait_next_records`` makes the seeks :func:`rewind` asks for between
    two fetches: a delivery racing a seek moved Faust's read offset or the fetch
    position past records the streams never saw, which Faust then marked as read.
+7. ``forget_acks_of_revoked`` - ``Consumer.ack`` ignores a message fetched before its
+   partition was revoked (``Consumer.on_partitions_revoked`` notes the generation):
+   Faust recorded such an acknowledgement for the partition's next assignment, and a
+   commit could pass the message before it was read again.
 
 Accessors (read or write a private attribute, one place each):
 
@@ -86,6 +90,7 @@ def apply() -> None:
     read_committed()
     commit_past_skipped()
     seek_while_nothing_is_delivered()
+    forget_acks_of_revoked()
 
 
 # --- 1. faust-streaming #596: partitions without a commit are not rewound ------------
@@ -549,6 +554,57 @@ def seek_while_nothing_is_delivered() -> None:
 
     _install(Consumer, "perform_seek", perform_seek)
     _install(Consumer, "_wait_next_records", _wait_next_records)
+
+
+# --- 7. an acknowledgement that outlives its partition's revocation -------------------
+
+
+_REVOKED_IN = "churnwatch_revoked_in"  # on the app: partition -> generation it was revoked in
+
+
+def forget_acks_of_revoked() -> None:
+    """Ignore the acknowledgement of a message fetched before its partition was revoked.
+
+    ``Consumer.on_partitions_revoked`` drops a revoked partition's books (acknowledged
+    offsets, committed offset). A message of it that a stream acknowledges after that
+    -- Faust's own stream acknowledges the messages it skips for an old generation
+    (``Stream._c_aiter``: ``do_ack or value is skipped_value``), and an agent may
+    finish a message it took -- was recorded in fresh books, with no committed offset
+    to compare it with (``Consumer.ack``). If the partition came back to this worker,
+    that offset counted as done in the new assignment: once the seek set the committed
+    offset below it, a commit could pass it before it was read again, and a worker
+    stopped then never applied it (shown on Faust's own ``ack`` in session 29; not
+    seen in the fault harness). Messages carry the consumer generation they were fetched
+    in, and generations only grow: the revocation notes, per partition, the generation
+    it ends, and an acknowledgement of a message from that generation or an older one
+    only marks the message done (it is read again from the commit, by whichever worker
+    owns the partition now). ``Consumer.ack`` is fingerprinted with the revocation.
+    """
+    from faust.transport.consumer import Consumer
+    from faust.types.tuples import ack_lock
+
+    original_ack = Consumer.ack
+    if getattr(original_ack, _APPLIED, False):
+        return
+    original_revoked = Consumer.on_partitions_revoked
+
+    async def on_partitions_revoked(self: Any, revoked: Any) -> None:
+        book, generation = _book(self.app, _REVOKED_IN), self.app.consumer_generation_id
+        book.update((tp, generation) for tp in revoked)  # (before Faust drops the books)
+        await original_revoked(self, revoked)
+
+    def ack(self: Any, message: Any) -> bool:
+        revoked_in = _book(self.app, _REVOKED_IN).get(message.tp)
+        generation = message.generation_id
+        if revoked_in is not None and generation is not None and generation <= revoked_in:
+            with ack_lock:  # (as Faust's ``ack``: a reentrant lock around the bookkeeping)
+                message.acked = True
+                self._unacked_messages.discard(message)  # (nothing may wait for it any more)
+            return False
+        return bool(original_ack(self, message))
+
+    _install(Consumer, "on_partitions_revoked", on_partitions_revoked)
+    _install(Consumer, "ack", ack)
 
 
 # --- accessors -----------------------------------------------------------------------

@@ -27,8 +27,10 @@ from faust.app.base import App
 from faust.streams import Stream
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, ConsumerRebalanceListener
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer_
 from faust.types import TP, Message
+from faust.types.tuples import ConsumerMessage
 from mode.utils.collections import ManagedUserDict
 from mode.worker import Worker as ModeWorker
 
@@ -52,7 +54,8 @@ FINGERPRINTS = {
         "dc5e9baf5d994485",
     ),
     # ... and on acks landing in _acked (ack) and taken messages in _unacked_messages
-    "Consumer.ack": (Consumer.ack, "5fcf41cf45153475"),
+    # (and by patch 7, which wraps ack: unwrapped to Faust's own)
+    "Consumer.ack": (Consumer.ack.__wrapped__, "5fcf41cf45153475"),
     "Consumer.track_message": (Consumer.track_message, "217d7f1399a4cd8e"),
     "Stream._c_aiter": (Stream._c_aiter, "fa44582a5882e9df"),
     # give_back: wait_empty waits on _unacked_messages alone; the revocation sends its
@@ -111,6 +114,17 @@ FINGERPRINTS = {
     "Consumer.stop_flow": (Consumer.stop_flow, "cf7e875a2b0d40e8"),
     "Consumer.getmany": (Consumer.getmany, "4b168d84882a70d6"),
     "Consumer._wait_next_records": (Consumer._wait_next_records.__wrapped__, "6218e1969a636b3f"),
+    # 7. forget_acks_of_revoked: the revocation drops the partition's books; a message
+    # carries the generation it was fetched in, set at each assignment
+    "Consumer.on_partitions_revoked": (
+        Consumer.on_partitions_revoked.__wrapped__,
+        "d04b7ae72c6fc206",
+    ),
+    "aiokafka Consumer._to_message": (AIOKafkaConsumer_._to_message, "7c24f6511b2fcef7"),
+    "ConsumerRebalanceListener.on_partitions_assigned": (
+        ConsumerRebalanceListener.on_partitions_assigned,
+        "1c1f8406ad3698a6",
+    ),
     "Recovery.on_recovery_completed": (Recovery.on_recovery_completed, "6ef567acf072e46d"),
     "Recovery._resume_streams": (Recovery._resume_streams, "d986a6710c1aca98"),
 }
@@ -141,6 +155,7 @@ def test_pyproject_pins_the_same_versions() -> None:
 def test_patches_apply_once() -> None:
     def patched_now() -> tuple[Any, ...]:
         return (Consumer._new_offset, Consumer._filter_committable_offsets, Consumer.wait_first,
+                Consumer.ack, Consumer.on_partitions_revoked,
                 AIOKafkaConsumerThread.seek_to_committed,
                 AIOKafkaConsumerThread._create_worker_consumer, FetchResult.getall)  # fmt: skip
 
@@ -459,6 +474,62 @@ def test_a_given_back_offset_below_the_commit_is_stale(consumer: Any) -> None:
     (forty,) = _take(consumer, tp, range(40, 41))
     assert faust_compat.read_again(app, forty)
     assert faust_compat.given_back(app) == {}
+
+
+@pytest.fixture()
+def revoke(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Revoke partitions as Faust does, without the app's part (tables, signals)."""
+
+    async def apps_part(revoked: Any) -> None:
+        pass
+
+    monkeypatch.setattr(consumer, "_on_partitions_revoked", apps_part)
+    monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda t: t == "t")
+    yield lambda tps: asyncio.run(consumer.on_partitions_revoked(set(tps)))
+    faust_compat._book(consumer.app, faust_compat._REVOKED_IN).clear()
+
+
+def _fetched(tp: TP, offset: int, generation: int) -> ConsumerMessage:
+    """A message delivered to one stream, fetched in ``generation``."""
+    m = ConsumerMessage(tp.topic, tp.partition, offset, 0.0, 0, {}, None, b"v", None,
+                        generation_id=generation)  # fmt: skip
+    m.incref()
+    return m
+
+
+def test_upstream_records_an_ack_that_comes_after_its_partitions_revocation(
+    consumer: Any, revoke: Any
+) -> None:
+    """When this fails, Faust no longer records it and patch 7 can go."""
+    tp, app = TP("t", 0), consumer.app
+    app.consumer_generation_id = 1
+    consumer._committed_offset[tp] = 10
+    m = _fetched(tp, 10, 1)
+    revoke([tp])
+    m.acked = False
+    assert Consumer.ack.__wrapped__(consumer, m)  # Faust's own
+    consumer._committed_offset[tp] = 10  # the partition back here: Faust's seek sets it
+    assert consumer._new_offset(tp) == 11  # offset 10 would be committed before it is read
+
+
+def test_an_ack_after_its_partitions_revocation_is_not_counted(consumer: Any, revoke: Any) -> None:
+    """Patch 7: Faust's stream acknowledges a message it skips for an old generation; a
+    revocation came between its fetch and that: the offset is not done in the next
+    assignment, which reads it again from the commit. Messages of the new one count."""
+    tp, other, app = TP("t", 0), TP("t", 1), consumer.app
+    app.consumer_generation_id = 4
+    consumer._committed_offset[tp] = 10
+    stale, kept = _fetched(tp, 10, 4), _fetched(other, 3, 4)
+    consumer._unacked_messages.update((stale, kept))
+    revoke([tp])
+    assert not stale.ack(consumer) and stale.acked  # done, and not recorded
+    assert stale not in consumer._unacked_messages and 10 not in consumer._acked_index[tp]
+    assert kept.ack(consumer)  # a partition this revocation left alone
+    app.consumer_generation_id = 5  # assigned again
+    consumer._committed_offset[tp] = 10
+    assert consumer._new_offset(tp) is None  # nothing to commit past the commit
+    again = _fetched(tp, 10, 5)
+    assert again.ack(consumer) and consumer._new_offset(tp) == 11
 
 
 def test_revoking_lasts_from_the_rebalance_start_to_the_revoked_signal(app: Any) -> None:
