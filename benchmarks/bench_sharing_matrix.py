@@ -19,7 +19,8 @@ worker's code, as in ``bench_sharing.py``) and judged against the simulator's
 ground truth with ``models.evaluation``: precision and recall of sharing
 alerts (a sharer counts for recall once shared for 3 days, before the end or
 before its sharing ended), the false-positive rate per look-alike kind, the
-recall of subtle sharers, the ROC AUC of each account's last ``sharing_score``,
+recall of subtle sharers (also by the days their borrower watched in the run: the
+simulator's ``borrowed_days``; one or two days is one or two days of evidence), the ROC AUC of each account's last ``sharing_score``,
 the median delay from the first borrowed playback to the first alert, and a
 reliability diagram (bins of predicted score vs observed share of sharers) with
 its expected calibration error. The last score is judged against what was true
@@ -109,6 +110,8 @@ MIX: tuple[tuple[str, float], ...] = (
     ("subtle_sharer", 0.22),
 )
 TUNE_SEEDS = range(1, 1000)
+# strata of subtle sharers by the days their borrower watched in the run
+BORROWED_DAYS = {"1-2 d": (1, 2), "3-5 d": (3, 5), "6+ d": (6, 10**6)}
 HELD_OUT_SEEDS = range(1001, 2000)
 
 
@@ -181,6 +184,15 @@ def cell_quality(
     q = sharing_alert_quality(alerts, final, truths, end_ms=end_ms)
     subtle = [t for t in truths if t["archetype"] == "subtle_sharer"]
     q["subtle_recall"] = sharing_alert_quality(alerts, final, subtle, end_ms=end_ms)["recall"]
+    # how much a subtle sharer's borrower watched (days with a playback, simulator truth):
+    # a borrower seen on one or two days leaves one or two days of evidence
+    q["subtle_by_borrowed_days"] = {
+        label: {k: sq[k] for k in ("sharers", "recall")}
+        for label, (lo, hi) in BORROWED_DAYS.items()
+        for sq in [sharing_alert_quality(
+            alerts, final, [t for t in subtle if lo <= t.get("borrowed_days", 0) <= hi],
+            end_ms=end_ms)]
+    }  # fmt: skip
     # the last score against what was still true at the end (a borrower blocked or paid
     # for is no sharing any more: those accounts are left out); ``_ever_shared`` is
     # the same against "ever shared", as this benchmark measured before
@@ -276,6 +288,15 @@ def main() -> None:
         for label, qs in cells.items():
             w = worst(qs)
             print(f"  WORST     {label:<8} {_fmt({**w, 'fp_rate': w['fp_rate']})}")
+            strata = []
+            for band in BORROWED_DAYS:
+                n = sum(q["subtle_by_borrowed_days"][band]["sharers"] for q in qs)
+                hit = sum(q["subtle_by_borrowed_days"][band]["sharers"]
+                          * q["subtle_by_borrowed_days"][band]["recall"]
+                          for q in qs if q["subtle_by_borrowed_days"][band]["sharers"])  # fmt: skip
+                strata.append(f"{band} {hit / n if n else float('nan'):.2f} (n={n})")
+            print(f"  subtle recall by days the borrower watched ({label}, cells pooled): "
+                  + ", ".join(strata))  # fmt: skip
             pooled = [b for q in qs for b in q["reliability"]]
             print(f"  reliability ({label}, cells pooled): " + " ".join(
                 f"[{b['lo']:.1f},{b['hi']:.1f}) n={b['n']} p={b['predicted']:.2f} "

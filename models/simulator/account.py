@@ -215,6 +215,7 @@ class Account:
         self.inbox: list[dict[str, Any]] = []  # alerts read, answered on the next day lived
         self.answered: list[dict[str, Any]] = []  # what they were answered with
         self.settled_ts: int | None = None  # the latest borrower blocked or paid for
+        self.borrowed_days: set[int] = set()  # (truth) days a borrower not paid for watched
         self.truth: dict[str, Any] = {
             "account_id": self.id,
             "archetype": archetype,
@@ -236,6 +237,7 @@ class Account:
             "extra_member_ts": None,
             "sharing_at_end": False,  # set by ``finish``: a borrower still unpaid, unblocked
             "share_end_ts": None,  # ... else when the last one was blocked or paid for
+            "borrowed_days": 0,  # days on which a borrower not paid for started a playback
             "decline_start_ts": [],
             "price_changed_ts": None,
             "payment_failures": 0,
@@ -581,6 +583,8 @@ class Account:
                 for _ in range(poisson(rng, v.rate * cfg.session_rate)):
                     start = self._start(v, day_start)
                     if lo <= start < hi:
+                        if b.status == "active":
+                            self.borrowed_days.add(d)
                         self._session(out, d, v, start, eng, "borrower", v.place, None)
         if cfg.daily_activity:
             self._daily_activity(out, lo, hi, eng)
@@ -788,6 +792,7 @@ class Account:
         started, neither blocked nor paid for, on a subscription not cancelled)? If it
         was shared and is not any more, when that ended."""
         t = self.truth
+        t["borrowed_days"] = len(self.borrowed_days)
         if not t["shared"]:
             return
         unpaid = any(b.first_ts is not None and b.status == "active" for b in self.borrowers)

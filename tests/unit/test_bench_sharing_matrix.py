@@ -69,3 +69,21 @@ def test_worst_cell_takes_the_worst_of_each_figure():
     assert (w["median_delay_days"], w["ece"]) == (2.0, 0.02)
     assert (w["auc_ever_shared"], w["ece_ever_shared"]) == (0.7, 0.1)
     assert w["fp_rate"]["traveller"] == 0.05 and w["fp_rate"]["vpn_user"] == 0.1
+
+
+def test_subtle_recall_is_also_given_by_the_days_the_borrower_watched():
+    day = 86_400_000
+    truths = [
+        {"account_id": a, "archetype": "subtle_sharer", "shared": True, "share_start_ts": 0,
+         "sharing_at_end": True, "borrowed_days": n}
+        for a, n in (("few", 2), ("some", 4), ("many", 9), ("more", 12))
+    ] + [{"account_id": "h", "archetype": "household", "shared": False}]  # fmt: skip
+    alerts = [{"kind": "sharing", "account_id": a, "ts": 5 * day} for a in ("few", "many")]
+    final = {t["account_id"]: 0.5 for t in truths}
+    q = bench.cell_quality(alerts, final, truths, 30 * day)
+    assert q["subtle_recall"] == 0.5
+    assert q["subtle_by_borrowed_days"] == {
+        "1-2 d": {"sharers": 1, "recall": 1.0},
+        "3-5 d": {"sharers": 1, "recall": 0.0},
+        "6+ d": {"sharers": 2, "recall": 0.5},
+    }

@@ -180,6 +180,19 @@ def test_truth_says_whether_sharing_still_goes_on_at_the_end(run: Any) -> None:
                             for t in paid_one)  # fmt: skip
 
 
+def test_truth_counts_the_days_a_borrower_watched(run: Any) -> None:
+    """``borrowed_days``: days on which a borrower not paid for started a playback; none
+    for an account never shared, at most one a day, and a first borrowed playback is one."""
+    events, truth = run
+    assert all(t["borrowed_days"] == 0 for t in truth.values() if not t["shared"])
+    days = [t["borrowed_days"] for t in truth.values() if t["shared"]]
+    assert all(0 <= n <= CFG.days for n in days) and max(days) > 3
+    first_watched = {(e["account_id"], parse_ts(e["ts"])) for e in events
+                     if e["type"] == "playback_started"}  # fmt: skip
+    assert all(t["borrowed_days"] >= 1 for t in truth.values()
+               if t["shared"] and (t["account_id"], t["share_start_ts"]) in first_watched)  # fmt: skip
+
+
 def test_no_new_playback_while_cancelled(run: Any) -> None:
     events, truth = run
     state: dict[str, bool] = {}
