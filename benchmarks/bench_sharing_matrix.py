@@ -19,8 +19,9 @@ worker's code, as in ``bench_sharing.py``) and judged against the simulator's
 ground truth with ``models.evaluation``: precision and recall of sharing
 alerts (a sharer counts for recall once shared for 3 days, before the end or
 before its sharing ended), the false-positive rate per look-alike kind, the
-recall of subtle sharers (also by the days their borrower watched in the run: the
-simulator's ``borrowed_days``; one or two days is one or two days of evidence), the ROC AUC of each account's last ``sharing_score``,
+recall of subtle sharers (also by the days their borrower watched in the run, the
+simulator's ``borrowed_days``: one or two days is one or two days of evidence), the
+ROC AUC of each account's last ``sharing_score``,
 the median delay from the first borrowed playback to the first alert, and a
 reliability diagram (bins of predicted score vs observed share of sharers) with
 its expected calibration error. The last score is judged against what was true
@@ -110,9 +111,9 @@ MIX: tuple[tuple[str, float], ...] = (
     ("subtle_sharer", 0.22),
 )
 TUNE_SEEDS = range(1, 1000)
+HELD_OUT_SEEDS = range(1001, 2000)
 # strata of subtle sharers by the days their borrower watched in the run
 BORROWED_DAYS = {"1-2 d": (1, 2), "3-5 d": (3, 5), "6+ d": (6, 10**6)}
-HELD_OUT_SEEDS = range(1001, 2000)
 
 
 def draw_params(seed: int, held_out: bool) -> dict[str, float]:
@@ -288,15 +289,9 @@ def main() -> None:
         for label, qs in cells.items():
             w = worst(qs)
             print(f"  WORST     {label:<8} {_fmt({**w, 'fp_rate': w['fp_rate']})}")
-            strata = []
-            for band in BORROWED_DAYS:
-                n = sum(q["subtle_by_borrowed_days"][band]["sharers"] for q in qs)
-                hit = sum(q["subtle_by_borrowed_days"][band]["sharers"]
-                          * q["subtle_by_borrowed_days"][band]["recall"]
-                          for q in qs if q["subtle_by_borrowed_days"][band]["sharers"])  # fmt: skip
-                strata.append(f"{band} {hit / n if n else float('nan'):.2f} (n={n})")
             print(f"  subtle recall by days the borrower watched ({label}, cells pooled): "
-                  + ", ".join(strata))  # fmt: skip
+                  + ", ".join(f"{band} {r:.2f} (n={n})"
+                              for band, (r, n) in _pool_strata(qs).items()))  # fmt: skip
             pooled = [b for q in qs for b in q["reliability"]]
             print(f"  reliability ({label}, cells pooled): " + " ".join(
                 f"[{b['lo']:.1f},{b['hi']:.1f}) n={b['n']} p={b['predicted']:.2f} "
@@ -304,6 +299,24 @@ def main() -> None:
             report[f"{name}/{label}"] = {"cells": dict(zip(seeds, qs, strict=True)), "worst": w}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
+
+
+def _pool_strata(cells: list[Mapping[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Subtle-sharer recall by days the borrower watched, cells pooled: band -> (recall, n).
+
+    >>> c = {"subtle_by_borrowed_days": {"1-2 d": {"sharers": 2, "recall": 0.5},
+    ...                                  "3-5 d": {"sharers": 0, "recall": float("nan")},
+    ...                                  "6+ d": {"sharers": 1, "recall": 1.0}}}
+    >>> _pool_strata([c, c])["1-2 d"], _pool_strata([c])["6+ d"]
+    ((0.5, 4), (1.0, 1))
+    """
+    out = {}
+    for band in BORROWED_DAYS:
+        strata = [c["subtle_by_borrowed_days"][band] for c in cells]
+        n = sum(s["sharers"] for s in strata)
+        hits = sum(s["sharers"] * s["recall"] for s in strata if s["sharers"])
+        out[band] = (hits / n if n else float("nan"), n)
+    return out
 
 
 def _pool(bins: list[Mapping[str, float]]) -> list[dict[str, float]]:

@@ -87,3 +87,4 @@ def test_subtle_recall_is_also_given_by_the_days_the_borrower_watched():
         "3-5 d": {"sharers": 1, "recall": 0.0},
         "6+ d": {"sharers": 2, "recall": 0.5},
     }
+    assert bench._pool_strata([q, q]) == {"1-2 d": (1.0, 2), "3-5 d": (0.0, 2), "6+ d": (0.5, 4)}
