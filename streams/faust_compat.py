@@ -37,9 +37,9 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    two fetches: a delivery racing a seek moved Faust's read offset or the fetch
    position past records the streams never saw, which Faust then marked as read.
 7. ``forget_acks_of_revoked`` - ``Consumer.ack`` ignores a message fetched before its
-   partition was revoked (``Consumer.on_partitions_revoked`` notes the generation):
-   Faust recorded such an acknowledgement for the partition's next assignment, and a
-   commit could pass the message before it was read again.
+   partition was revoked (``Consumer.on_partitions_revoked`` notes the generation): Faust
+   recorded such an acknowledgement in the partition's fresh books, and a commit could
+   pass a message a stream had skipped, not processed (it acknowledges those too).
 
 Accessors (read or write a private attribute, one place each):
 
@@ -565,20 +565,24 @@ _REVOKED_IN = "churnwatch_revoked_in"  # on the app: partition -> generation it 
 def forget_acks_of_revoked() -> None:
     """Ignore the acknowledgement of a message fetched before its partition was revoked.
 
-    ``Consumer.on_partitions_revoked`` drops a revoked partition's books (acknowledged
-    offsets, committed offset). A message of it that a stream acknowledges after that
-    -- Faust's own stream acknowledges the messages it skips for an old generation
-    (``Stream._c_aiter``: ``do_ack or value is skipped_value``), and an agent may
-    finish a message it took -- was recorded in fresh books, with no committed offset
-    to compare it with (``Consumer.ack``). If the partition came back to this worker,
-    that offset counted as done in the new assignment: once the seek set the committed
-    offset below it, a commit could pass it before it was read again, and a worker
-    stopped then never applied it (shown on Faust's own ``ack`` in session 29; not
-    seen in the fault harness). Messages carry the consumer generation they were fetched
-    in, and generations only grow: the revocation notes, per partition, the generation
-    it ends, and an acknowledgement of a message from that generation or an older one
-    only marks the message done (it is read again from the commit, by whichever worker
-    owns the partition now). ``Consumer.ack`` is fingerprinted with the revocation.
+    Faust's revocation first drops the revoked partitions' books
+    (``Consumer.on_partitions_revoked``: acknowledged offsets, committed offset), then
+    waits for the messages the streams took (``Consumer.wait_empty``), committing as they
+    are acknowledged. An acknowledgement after the drop landed in fresh books with no
+    committed offset to compare it with (``Consumer.ack``), and it need not mean the
+    message was processed: a stream acknowledges the messages it *skips* while the flow
+    is suspended (as during a revocation) or for an old generation (``Stream._c_aiter``:
+    ``do_ack or value is skipped_value``). The commit that followed -- the revocation's,
+    or the next assignment's if the partition came back here, once the seek set the
+    committed offset below it -- could pass a message no stream processed (shown on
+    Faust's own ``ack`` in the tests). Messages carry the consumer generation they were
+    fetched in, and generations only grow: the revocation notes, per partition, the
+    generation it ends, and an acknowledgement of a message from that generation or an
+    older one only marks the message done (``wait_empty`` stops waiting for it). It is
+    read again from the last commit by whichever worker owns the partition next; one an
+    agent did finish comes again as a duplicate (the state's event-id memory drops it):
+    at least once, where Faust could skip one. Fingerprinted: ``Consumer.ack``,
+    ``Consumer.on_partitions_revoked`` and where messages and the app get a generation.
     """
     from faust.transport.consumer import Consumer
     from faust.types.tuples import ack_lock
