@@ -506,16 +506,17 @@ def test_upstream_records_an_ack_that_comes_after_its_partitions_revocation(
     consumer._committed_offset[tp] = 10
     m = _fetched(tp, 10, 1)
     revoke([tp])
-    m.acked = False
     assert Consumer.ack.__wrapped__(consumer, m)  # Faust's own
     consumer._committed_offset[tp] = 10  # the partition back here: Faust's seek sets it
     assert consumer._new_offset(tp) == 11  # offset 10 would be committed before it is read
 
 
 def test_an_ack_after_its_partitions_revocation_is_not_counted(consumer: Any, revoke: Any) -> None:
-    """Patch 7: Faust's stream acknowledges a message it skips for an old generation; a
-    revocation came between its fetch and that: the offset is not done in the next
-    assignment, which reads it again from the commit. Messages of the new one count."""
+    """Patch 7: a stream acknowledges the messages it skips (flow suspended, as during the
+    revocation's wait for the messages in flight, or an old generation) as well as the
+    ones it finished; after the revocation dropped the partition's books, neither counts,
+    then or in the next assignment, which reads the message again from the commit.
+    Messages of the new assignment count."""
     tp, other, app = TP("t", 0), TP("t", 1), consumer.app
     app.consumer_generation_id = 4
     consumer._committed_offset[tp] = 10
