@@ -125,7 +125,7 @@ def truth(cfg: SimConfig) -> list[dict[str, Any]]:
 
     >>> t = truth(SimConfig(accounts=2, days=3, seed=4))
     >>> sorted(t[0])[:4]
-    ['account_id', 'archetype', 'borrowers_blocked', 'cancels']
+    ['account_id', 'archetype', 'borrowed_days', 'borrowers_blocked']
     """
     records: list[dict[str, Any]] = []
     for _ in simulate(cfg, records.append):
