@@ -1,6 +1,6 @@
 """Scale benchmark (issue #12): churnwatch against its ceiling, its floor and a peer.
 
-    python benchmarks/bench_scale.py                      # every row, ~12 minutes here
+    python benchmarks/bench_scale.py                      # every row, ~13 minutes here
     python benchmarks/bench_scale.py --only churnwatch,ceiling --runs 5
     python benchmarks/bench_scale.py --json figures.json
     python benchmarks/bench_scale.py --only churnwatch --versus CHURNWATCH_INPUT_QUIET_S=0.3
@@ -927,9 +927,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--runs", type=int, default=3, help="runs per throughput figure (default 3)")
     ap.add_argument("--only", default=",".join(ROWS), help=f"rows to measure, of {','.join(ROWS)}")
-    ap.add_argument(
-        "--latency-s", type=float, default=10.0, help="seconds of input for the latency row"
-    )
+    ap.add_argument("--latency-s", type=float, default=40.0,
+                    help="seconds of input for the latency row (default 40: long enough for "
+                    "a queue to build; 10 s showed little more than the first scores)")  # fmt: skip
     ap.add_argument("--latency-rate", type=float, help="events/s for the latency row (default: "
                     "half of churnwatch's median 1/msg events/s, measured in this run)")  # fmt: skip
     ap.add_argument(
