@@ -559,7 +559,8 @@ def seek_while_nothing_is_delivered() -> None:
 # --- 7. an acknowledgement that outlives its partition's revocation -------------------
 
 
-_REVOKED_IN = "churnwatch_revoked_in"  # on the app: partition -> generation it was revoked in
+_GENERATION_REVOKED = "churnwatch_generation_revoked"  # on the app: partition -> the
+# consumer generation its last revocation ended (not _REVOKED_AT: a rebalance count)
 
 
 def forget_acks_of_revoked() -> None:
@@ -593,12 +594,12 @@ def forget_acks_of_revoked() -> None:
     original_revoked = Consumer.on_partitions_revoked
 
     async def on_partitions_revoked(self: Any, revoked: Any) -> None:
-        book, generation = _book(self.app, _REVOKED_IN), self.app.consumer_generation_id
+        book, generation = _book(self.app, _GENERATION_REVOKED), self.app.consumer_generation_id
         book.update((tp, generation) for tp in revoked)  # (before Faust drops the books)
         await original_revoked(self, revoked)
 
     def ack(self: Any, message: Any) -> bool:
-        revoked_in = _book(self.app, _REVOKED_IN).get(message.tp)
+        revoked_in = _book(self.app, _GENERATION_REVOKED).get(message.tp)
         generation = message.generation_id
         if revoked_in is not None and generation is not None and generation <= revoked_in:
             with ack_lock:  # (as Faust's ``ack``: a reentrant lock around the bookkeeping)

@@ -486,7 +486,7 @@ def revoke(consumer: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(consumer, "_on_partitions_revoked", apps_part)
     monkeypatch.setattr(consumer.app.topics, "acks_enabled_for", lambda t: t == "t")
     yield lambda tps: asyncio.run(consumer.on_partitions_revoked(set(tps)))
-    faust_compat._book(consumer.app, faust_compat._REVOKED_IN).clear()
+    faust_compat._book(consumer.app, faust_compat._GENERATION_REVOKED).clear()
 
 
 def _fetched(tp: TP, offset: int, generation: int) -> ConsumerMessage:
