@@ -11,9 +11,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 from pathlib import Path
+from time import monotonic
+from typing import Any
 
 import faust
 from faust.app import BootStrategy
+from faust.sensors import Monitor
 from mode import ServiceT
 
 from models.partitioning import partition_for
@@ -51,6 +54,46 @@ class WebFirst(BootStrategy):
             self.kafka_conductor(),
             self.tables(),
         )
+
+
+class QuietMonitor(Monitor):
+    """Faust's monitor without its bookkeeping per message and per event.
+
+    Faust's ``Monitor`` counts and times every message and event for its statistics
+    pages, which churnwatch turns off (``web_stats_enabled=False``; its own metrics are
+    in ``streams.metrics``): ~5% of a worker's main thread at one event per message
+    (py-spy, docs/design.md). ``App(monitor=...)`` is Faust's way to give the app
+    another one. Kept: the time each partition's stream last took an event, which
+    Faust's check for a stream that stopped processing reads
+    (``stream_inbound_time``), and everything outside the per-message path
+    (commits, end offsets, rebalances).
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        self.stream_inbound_time[tp] = monotonic()
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        pass
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+
+class RawSchema(faust.Schema):
+    """Keys and values as the bytes Kafka holds, which is what the ``raw`` serializer
+    gives, without the serializer registry's lookups for every message (overriding
+    ``loads_key``/``loads_value`` is Faust's way to customise a schema)."""
+
+    def loads_key(self, app: Any, message: Any, **kwargs: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Any, **kwargs: Any) -> Any:
+        return message.value
 
 
 def create_app(s: Settings) -> faust.App:
@@ -95,6 +138,7 @@ def create_app(s: Settings) -> faust.App:
         logging_config=None,
         table_standby_replicas=0,
         stream_wait_empty=True,
+        monitor=QuietMonitor(),
     )
     app.boot_strategy = WebFirst(app)
     faust_compat.track_revocations(app)
@@ -109,10 +153,9 @@ def create_runtime(s: Settings, metrics: Metrics | None = None) -> Runtime:
     metrics = metrics or Metrics()
     app = create_app(s)
     raw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
+        "schema": RawSchema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
     }
     topics = Topics(
         input=app.topic(*s.input_topics, **raw),
