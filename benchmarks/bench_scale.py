@@ -27,7 +27,8 @@ that same input, in each run:
               its first message read until every input event is applied,
               duplicate- or late-dropped (its ``/metrics``)
   two-workers one worker, then two in one group, on 8 partitions, started on
-              empty topics: the input is produced once every worker is ready
+              empty topics: the input is produced once every worker is ready, and
+              the time runs from the start of that send to the last event done
 
 With ``--versus CHURNWATCH_X=VALUE`` (repeatable) each churnwatch measurement is
 made twice on the same topics, with the settings as given and with the ``--versus``
@@ -491,11 +492,19 @@ def cpu_seconds(workers: list[WorkerProc]) -> float:
     return total
 
 
-def measure_workers(workers: list[WorkerProc], events: int, timeout: float) -> dict[str, float]:
+def measure_workers(workers: list[WorkerProc], events: int, timeout: float,
+                    started: tuple[float, float] | None = None) -> dict[str, float]:  # fmt: skip
     """events/s from the first input message read to the last event done (applied or dropped),
-    and the workers' CPU over that time: µs per event, and cores busy."""
+    and the workers' CPU over that time: µs per event, and cores busy.
+
+    ``started``: (monotonic time, the workers' CPU seconds) when ready workers were sent
+    their input, which they read from its first message on: the time starts there (looking
+    for the first message read once the input is sent would miss what they did meanwhile)."""
     deadline = time.monotonic() + timeout
     before = start = None
+    if started is not None:
+        start, cpu = started
+        before = start
     done = 0.0
     last_report = time.monotonic()
     while True:
@@ -546,8 +555,9 @@ def live_workers(broker: Broker, inp: Input, n: int, run: str, workdir: Path, ti
     try:
         wait_all_ready(workers, timeout=120)
         if rate is None:
+            started = (time.monotonic(), cpu_seconds(workers))
             broker.produce(topics, inp, 1)
-            return measure_workers(workers, topics.events, timeout), workers, topics
+            return measure_workers(workers, topics.events, timeout, started), workers, topics
         cpu, started = cpu_seconds(workers), time.monotonic()
         broker.produce_paced(topics, inp, rate, sent if sent is not None else {}, live)
         result = measure_workers(workers, topics.events, timeout)
