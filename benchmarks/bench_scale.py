@@ -555,9 +555,9 @@ def live_workers(broker: Broker, inp: Input, n: int, run: str, workdir: Path, ti
     try:
         wait_all_ready(workers, timeout=120)
         if rate is None:
-            started = (time.monotonic(), cpu_seconds(workers))
+            sent_at = (time.monotonic(), cpu_seconds(workers))
             broker.produce(topics, inp, 1)
-            return measure_workers(workers, topics.events, timeout, started), workers, topics
+            return measure_workers(workers, topics.events, timeout, sent_at), workers, topics
         cpu, started = cpu_seconds(workers), time.monotonic()
         broker.produce_paced(topics, inp, rate, sent if sent is not None else {}, live)
         result = measure_workers(workers, topics.events, timeout)
