@@ -494,8 +494,8 @@ def cpu_seconds(workers: list[WorkerProc]) -> float:
 
 def measure_workers(workers: list[WorkerProc], events: int, timeout: float,
                     started: tuple[float, float] | None = None) -> dict[str, float]:  # fmt: skip
-    """events/s from the first input message read to the last event done (applied or dropped),
-    and the workers' CPU over that time: µs per event, and cores busy.
+    """events/s from the first input message read (or ``started``) to the last event done
+    (applied or dropped), and the workers' CPU over that time: µs per event, and cores busy.
 
     ``started``: (monotonic time, the workers' CPU seconds) when ready workers were sent
     their input, which they read from its first message on: the time starts there (looking

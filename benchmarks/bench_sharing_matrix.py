@@ -187,13 +187,11 @@ def cell_quality(
     q["subtle_recall"] = sharing_alert_quality(alerts, final, subtle, end_ms=end_ms)["recall"]
     # how much a subtle sharer's borrower watched (days with a playback, simulator truth):
     # a borrower seen on one or two days leaves one or two days of evidence
-    q["subtle_by_borrowed_days"] = {
-        label: {k: sq[k] for k in ("sharers", "recall")}
-        for label, (lo, hi) in BORROWED_DAYS.items()
-        for sq in [sharing_alert_quality(
-            alerts, final, [t for t in subtle if lo <= t.get("borrowed_days", 0) <= hi],
-            end_ms=end_ms)]
-    }  # fmt: skip
+    q["subtle_by_borrowed_days"] = {}
+    for label, (lo, hi) in BORROWED_DAYS.items():
+        band = [t for t in subtle if lo <= t.get("borrowed_days", 0) <= hi]
+        sq = sharing_alert_quality(alerts, final, band, end_ms=end_ms)
+        q["subtle_by_borrowed_days"][label] = {"sharers": sq["sharers"], "recall": sq["recall"]}
     # the last score against what was still true at the end (a borrower blocked or paid
     # for is no sharing any more: those accounts are left out); ``_ever_shared`` is
     # the same against "ever shared", as this benchmark measured before
