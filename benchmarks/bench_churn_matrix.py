@@ -23,23 +23,33 @@ Per cell, reusing ``bench_churn_model`` (collection, cache, evaluation):
   within the 30-day horizon, precision, median lead in days. Only snapshots
   with a settled label are scored, so cancellations are judged from warm-up +
   30 days to a week after the last of them. Snapshots are weekly (the engine
-  decides daily), so lead and recall are a little pessimistic.
+  decides daily) and each account's track stays up between them, so this
+  understates recall: use it to compare candidates, not to judge the engine;
+- with ``--engine-alerts T/R``: the alerts the engine itself raises at churn
+  alert level T, reset R. Each cell's whole population is replayed once more in
+  one process, as one worker sees it (one model learning from every account's
+  labels, the engine's daily decisions, its wait for labels before the first
+  alert, its hysteresis and action rule), and ``churn_alert_quality`` judges its
+  alerts that are not ``win_back`` from the warm-up to the end of the run.
 
 Then the worst held-out cell of each figure.
 
     .venv/bin/python benchmarks/bench_churn_matrix.py --jobs 2                # tuning cells
     .venv/bin/python benchmarks/bench_churn_matrix.py --held-out --jobs 2     # the report
+    .venv/bin/python benchmarks/bench_churn_matrix.py --held-out --jobs 2 --engine-alerts 0.4/0.3
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing as mp
 import random
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +60,17 @@ from bench_churn_model import (  # noqa: E402 - the benchmark next to this one
     DEFAULT,
     collect,
     evaluate,
+    log,
     settled,
+    simulate_accounts,
 )
 
 from models.account import DAY_MS  # noqa: E402
 from models.alerting import AlertConfig, AlertTrack, churn_action, update_track  # noqa: E402
+from models.contract import parse_ts  # noqa: E402
+from models.engine import EngineConfig, Outputs  # noqa: E402
 from models.evaluation import churn_alert_quality  # noqa: E402
+from models.replay import replay  # noqa: E402
 from models.simulator import SimConfig  # noqa: E402
 
 # (low, high) of each knob; held-out cells draw from wider ranges
@@ -121,6 +136,75 @@ def alerts_of(
             out.append({"kind": "churn", "account_id": account, "ts": r[3],
                         "action": churn_action(r[0])})  # fmt: skip
     return out
+
+
+def engine_alerts(
+    cfg: SimConfig, level: AlertConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The churn alerts the engine raises over the whole of ``cfg``'s population in one
+    replay (one worker: one model, daily decisions), and the cancellations (truth rows).
+
+    >>> alerts, truth = engine_alerts(SimConfig(accounts=3, days=5, seed=1), AlertConfig(0.4, 0.3))
+    >>> sorted(t["account_id"] for t in truth)
+    ['a0000000', 'a0000001', 'a0000002']
+    """
+    cancels: dict[str, list[dict[str, int]]] = {}  # every account, with or without
+    alerts: list[dict[str, Any]] = []
+
+    def events() -> Iterator[dict[str, Any]]:
+        for e in simulate_accounts(cfg, 0, cfg.accounts):
+            ts = cancels.setdefault(e["account_id"], [])
+            if e["type"] == "subscription_cancelled":
+                ts.append({"ts": parse_ts(e["ts"])})
+            yield e
+
+    def on_outputs(out: Outputs) -> None:
+        alerts.extend(a for a in out.alerts if a["kind"] == "churn")
+
+    replay(events(), cfg=EngineConfig(churn_alert=level), on_outputs=on_outputs)
+    return alerts, [{"account_id": a, "cancels": c} for a, c in cancels.items()]
+
+
+def _judge_engine_alerts(job: tuple[str, SimConfig, tuple[float, float], int]) -> dict[str, Any]:
+    # the level comes as two floats: the compiled AlertConfig does not pickle
+    name, cfg, level, warmup_days = job
+    started = time.perf_counter()
+    alerts, truth = engine_alerts(cfg, AlertConfig(*level))
+    q = churn_alert_quality(
+        alerts, truth, start_ms=cfg.start_ms + warmup_days * DAY_MS,
+        end_ms=cfg.start_ms + cfg.days * DAY_MS, horizon_ms=HORIZON_MS,
+    )  # fmt: skip
+    payment = sum(a["action"] == "payment_reminder" for a in alerts)
+    log(f"  engine alerts of {name}: {len(alerts)} in {time.perf_counter() - started:.0f} s")
+    return {"name": name, "q": q, "payment": payment}
+
+
+def print_engine_alerts(
+    cells: list[tuple[str, SimConfig]], level: AlertConfig, args: argparse.Namespace
+) -> None:
+    """``--engine-alerts``: each cell replayed whole, the engine's own alerts judged."""
+    log(
+        f"engine alerts at {level.threshold}/{level.reset}: {len(cells)} cells, {args.jobs} processes"
+    )
+    jobs = [(name, cfg, (level.threshold, level.reset), args.warmup_days) for name, cfg in cells]
+    with mp.get_context("fork").Pool(args.jobs) as pool:
+        judged = pool.map(_judge_engine_alerts, jobs)
+    print(
+        f"\nthe engine's own churn alerts at {level.threshold} / reset {level.reset} (each cell"
+        " replayed whole in one process: one model, daily decisions; not win_back):"
+    )
+    for j in judged:
+        q = j["q"]
+        print(
+            f"  {j['name']:20} {q['alerts_judged']} judged ({j['payment']} payment reminders),"
+            f" precision {q['precision']:.2f}; {q['cancellations']} cancellations,"
+            f" caught {q['recall']:.2f}, median lead {q['median_lead_days']:.1f} d"
+        )
+    worst = []
+    for figure in ("recall", "precision", "median_lead_days"):
+        w = min(judged, key=lambda j: _nan_low(j["q"][figure]))
+        worst.append(f"{figure} {w['q'][figure]:.2f} ({w['name']})")
+    print("  worst: " + ", ".join(worst))
 
 
 def run_cell(
@@ -238,6 +322,11 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp"))
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--chunk-accounts", type=int, default=150)
+    ap.add_argument(
+        "--engine-alerts", metavar="T/R", type=_level,
+        help="also judge the engine's own churn alerts at level T, reset R (e.g. 0.4/0.3):"
+        " each cell replayed whole once more",
+    )  # fmt: skip
     args = ap.parse_args()
     seeds, ranges = (
         (HELD_OUT_SEEDS, HELD_OUT_RANGES) if args.held_out else (TUNING_SEEDS, TUNING_RANGES)
@@ -246,13 +335,22 @@ def main() -> None:
     parts = args.only.split(",")
     names = [n for n in CANDIDATES if any(p in n for p in parts) and not n.startswith("arf")]
     kind = "held-out" if args.held_out else "tuning"
-    cells = [
-        run_cell(
-            f"{kind} cell {seed}", cell_config(seed, ranges, args.accounts, args.days), names, args
-        )  # fmt: skip
-        for seed in seeds
+    configs = [
+        (f"{kind} cell {s}", cell_config(s, ranges, args.accounts, args.days)) for s in seeds
     ]
+    cells = [run_cell(name, cfg, names, args) for name, cfg in configs]
     worst(cells, names)
+    if args.engine_alerts is not None:
+        print_engine_alerts(configs, args.engine_alerts, args)
+
+
+def _level(text: str) -> AlertConfig:
+    """``T/R`` as an alert level (0 <= R < T <= 1)."""
+    threshold, _, reset = text.partition("/")
+    try:
+        return AlertConfig(float(threshold), float(reset))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"want THRESHOLD/RESET, got {text!r} ({e})") from None
 
 
 if __name__ == "__main__":

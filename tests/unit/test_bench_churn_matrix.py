@@ -1,4 +1,5 @@
-"""benchmarks/bench_churn_matrix.py: cells drawn within their ranges, alerts from scores."""
+"""benchmarks/bench_churn_matrix.py: cells drawn within their ranges, alerts from scores and
+from the engine."""
 
 from __future__ import annotations
 
@@ -33,3 +34,17 @@ def test_alerts_follow_the_engine_hysteresis_and_action_rule() -> None:
         ("b", 0, "payment_reminder"),
         ("a", 7 * DAY, "retention_offer"),  # 0.45 and 0.9 stay above the reset: one episode
     ]
+
+
+def test_engine_alerts_are_the_engines_own_a_win_back_at_each_cancellation() -> None:
+    from models.contract import parse_ts
+    from models.simulator import SimConfig
+
+    cfg = SimConfig(accounts=20, days=40, seed=3, churn_scale=3.0)
+    alerts, truth = matrix.engine_alerts(cfg, matrix.AlertConfig(0.4, 0.3))
+    assert sorted(t["account_id"] for t in truth) == [f"a{i:07d}" for i in range(20)]
+    cancels = sorted((t["account_id"], c["ts"]) for t in truth for c in t["cancels"])
+    win_backs = sorted(
+        (a["account_id"], parse_ts(a["ts"])) for a in alerts if a["action"] == "win_back"
+    )
+    assert cancels and win_backs == cancels  # the engine re-arms at a cancellation
