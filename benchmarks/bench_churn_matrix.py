@@ -30,7 +30,9 @@ Per cell, reusing ``bench_churn_model`` (collection, cache, evaluation):
   one process, as one worker sees it (one model learning from every account's
   labels, the engine's daily decisions, its wait for labels before the first
   alert, its hysteresis and action rule), and ``churn_alert_quality`` judges its
-  alerts that are not ``win_back`` from the warm-up to the end of the run.
+  alerts that are not ``win_back`` from the warm-up to the end of the run. With
+  ``--rearm-after-horizon`` too, an alert whose horizon passed without a
+  cancellation ends its episode (a proposal to the contract, not its rule).
 
 Then the worst held-out cell of each figure.
 
@@ -139,10 +141,11 @@ def alerts_of(
 
 
 def engine_alerts(
-    cfg: SimConfig, level: AlertConfig
+    cfg: SimConfig, level: AlertConfig, *, rearm: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The churn alerts the engine raises over the whole of ``cfg``'s population in one
     replay (one worker: one model, daily decisions), and the cancellations (truth rows).
+    ``rearm``: ``EngineConfig.churn_rearm_after_horizon`` (not the contract's rule).
 
     >>> alerts, truth = engine_alerts(SimConfig(accounts=3, days=5, seed=1), AlertConfig(0.4, 0.3))
     >>> sorted(t["account_id"] for t in truth)
@@ -161,15 +164,18 @@ def engine_alerts(
     def on_outputs(out: Outputs) -> None:
         alerts.extend(a for a in out.alerts if a["kind"] == "churn")
 
-    replay(events(), cfg=EngineConfig(churn_alert=level), on_outputs=on_outputs)
+    engine = EngineConfig(churn_alert=level, churn_rearm_after_horizon=rearm)
+    replay(events(), cfg=engine, on_outputs=on_outputs)
     return alerts, [{"account_id": a, "cancels": c} for a, c in cancels.items()]
 
 
-def _judge_engine_alerts(job: tuple[str, SimConfig, tuple[float, float], int]) -> dict[str, Any]:
+def _judge_engine_alerts(
+    job: tuple[str, SimConfig, tuple[float, float], bool, int],
+) -> dict[str, Any]:
     # the level comes as two floats: the compiled AlertConfig does not pickle
-    name, cfg, level, warmup_days = job
+    name, cfg, level, rearm, warmup_days = job
     started = time.perf_counter()
-    alerts, truth = engine_alerts(cfg, AlertConfig(*level))
+    alerts, truth = engine_alerts(cfg, AlertConfig(*level), rearm=rearm)
     q = churn_alert_quality(
         alerts, truth, start_ms=cfg.start_ms + warmup_days * DAY_MS,
         end_ms=cfg.start_ms + cfg.days * DAY_MS, horizon_ms=HORIZON_MS,
@@ -186,12 +192,16 @@ def print_engine_alerts(
     log(
         f"engine alerts at {level.threshold}/{level.reset}: {len(cells)} cells, {args.jobs} processes"
     )
-    jobs = [(name, cfg, (level.threshold, level.reset), args.warmup_days) for name, cfg in cells]
+    rearm = args.rearm_after_horizon
+    jobs = [
+        (name, cfg, (level.threshold, level.reset), rearm, args.warmup_days) for name, cfg in cells
+    ]
     with mp.get_context("fork").Pool(args.jobs) as pool:
         judged = pool.map(_judge_engine_alerts, jobs)
     print(
-        f"\nthe engine's own churn alerts at {level.threshold} / reset {level.reset} (each cell"
-        " replayed whole in one process: one model, daily decisions; not win_back):"
+        f"\nthe engine's own churn alerts at {level.threshold} / reset {level.reset}"
+        + (", re-armed after the horizon (not the contract's rule)" if rearm else "")
+        + " (each cell replayed whole in one process: one model, daily decisions; not win_back):"
     )
     for j in judged:
         q = j["q"]
@@ -327,7 +337,14 @@ def main() -> None:
         help="also judge the engine's own churn alerts at level T, reset R (e.g. 0.4/0.3):"
         " each cell replayed whole once more",
     )  # fmt: skip
+    ap.add_argument(
+        "--rearm-after-horizon", action="store_true",
+        help="with --engine-alerts: a churn alert whose horizon passed without a cancellation"
+        " ends its episode (a proposal, not the contract's rule: docs/churn.md)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.rearm_after_horizon and args.engine_alerts is None:
+        ap.error("--rearm-after-horizon needs --engine-alerts")
     seeds, ranges = (
         (HELD_OUT_SEEDS, HELD_OUT_RANGES) if args.held_out else (TUNING_SEEDS, TUNING_RANGES)
     )

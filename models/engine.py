@@ -75,6 +75,11 @@ class EngineConfig:
     churn_actions: ChurnActionConfig = field(default_factory=ChurnActionConfig)
     sharing_policy: SharingPolicy = field(default_factory=SharingPolicy)
     score_delta: float = 0.02
+    # not the contract's rule, so no setting: a churn alert closed as wrong when its
+    # horizon passes also ends its episode, and a score still above the threshold
+    # raises the next one (benchmarks/bench_churn_matrix.py --rearm-after-horizon
+    # measures this proposal to the contract, docs/churn.md)
+    churn_rearm_after_horizon: bool = False
     # a churn model that has learned fewer examples than this raises no alerts
     min_churn_examples: int = 1000
     # quiet accounts are re-scored by the sweep at most this often (event time)
@@ -257,6 +262,8 @@ def decide(
     fired = r.open_alerts.get("churn")
     if fired is not None and now_ms - fired > cfg.state.horizon_ms:
         _close_alert(r, "churn", "wrong", out)
+        if cfg.churn_rearm_after_horizon and churn_p < 1.0:
+            r.tracks["churn"].active = False
     if models.churn.examples < cfg.min_churn_examples and churn_p < 1.0:
         return churn_p  # an untrained churn model raises no alerts (a cancelled account does)
     track = r.tracks["churn"]

@@ -171,6 +171,20 @@ def test_churn_alert_outcome_wrong_when_the_horizon_passes():
     assert ("churn", "wrong") in out.outcomes
 
 
+def test_an_account_still_at_risk_after_the_horizon_gets_no_second_alert_by_the_contract():
+    """The contract: no new alert until the score falls below the reset. The proposal
+    measured in docs/churn.md (off by default, no setting) ends the episode when the
+    alert's horizon passes without a cancellation."""
+    for rearm, alert_ids in ((False, ["a:churn:1"]), (True, ["a:churn:1", "a:churn:2"])):
+        models, out = trained_models(), Outputs()
+        cfg = EngineConfig(churn_rearm_after_horizon=rearm)
+        s = risky_account(models, cfg, out)
+        for days in range(0, 45, 4):  # daily decisions, still above the reset throughout
+            assert decide(s, now_ms=s.max_ts + days * DAY_MS, models=models, cfg=cfg, out=out) > 0.9
+        assert [a["alert_id"] for a in out.alerts] == alert_ids
+        assert out.outcomes == [("churn", "wrong")]
+
+
 def test_sharing_label_uses_the_evidence_before_the_label_event():
     cfg, out = EngineConfig(), Outputs()
     s = new_account("a")
