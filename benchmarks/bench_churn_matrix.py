@@ -156,16 +156,16 @@ def engine_alerts(
 
     def events() -> Iterator[dict[str, Any]]:
         for e in simulate_accounts(cfg, 0, cfg.accounts):
-            ts = cancels.setdefault(e["account_id"], [])
+            account_cancels = cancels.setdefault(e["account_id"], [])
             if e["type"] == "subscription_cancelled":
-                ts.append({"ts": parse_ts(e["ts"])})
+                account_cancels.append({"ts": parse_ts(e["ts"])})
             yield e
 
     def on_outputs(out: Outputs) -> None:
         alerts.extend(a for a in out.alerts if a["kind"] == "churn")
 
-    engine = EngineConfig(churn_alert=level, churn_rearm_after_horizon=rearm)
-    replay(events(), cfg=engine, on_outputs=on_outputs)
+    engine_cfg = EngineConfig(churn_alert=level, churn_rearm_after_horizon=rearm)
+    replay(events(), cfg=engine_cfg, on_outputs=on_outputs)
     return alerts, [{"account_id": a, "cancels": c} for a, c in cancels.items()]
 
 

@@ -179,7 +179,7 @@ def test_an_account_still_at_risk_after_the_horizon_gets_no_second_alert_by_the_
         models, out = trained_models(), Outputs()
         cfg = EngineConfig(churn_rearm_after_horizon=rearm)
         s = risky_account(models, cfg, out)
-        for days in range(0, 45, 4):  # daily decisions, still above the reset throughout
+        for days in range(0, 45, 4):  # a decision every 4 days, all above the reset
             assert decide(s, now_ms=s.max_ts + days * DAY_MS, models=models, cfg=cfg, out=out) > 0.9
         assert [a["alert_id"] for a in out.alerts] == alert_ids
         assert out.outcomes == [("churn", "wrong")]
