@@ -204,17 +204,8 @@ def print_engine_alerts(
         + " (each cell replayed whole in one process: one model, daily decisions; not win_back):"
     )
     for j in judged:
-        q = j["q"]
-        print(
-            f"  {j['name']:20} {q['alerts_judged']} judged ({j['payment']} payment reminders),"
-            f" precision {q['precision']:.2f}; {q['cancellations']} cancellations,"
-            f" caught {q['recall']:.2f}, median lead {q['median_lead_days']:.1f} d"
-        )
-    worst = []
-    for figure in ("recall", "precision", "median_lead_days"):
-        w = min(judged, key=lambda j: _nan_low(j["q"][figure]))
-        worst.append(f"{figure} {w['q'][figure]:.2f} ({w['name']})")
-    print("  worst: " + ", ".join(worst))
+        print(f"  {j['name']:20} {_alert_figures(j['q'], j['payment'])}")
+    print("  worst: " + _worst_alerts([(j["name"], j["q"]) for j in judged]))
 
 
 def run_cell(
@@ -271,12 +262,7 @@ def run_cell(
     )
     for cand in names:
         for threshold, q, payment in cell[cand]["alerts"]:
-            print(
-                f"  {cand.strip(' *'):32} alerts at {threshold}: {q['alerts_judged']} judged"
-                f" ({payment} payment reminders), precision {q['precision']:.2f};"
-                f" {q['cancellations']} cancellations, caught {q['recall']:.2f},"
-                f" median lead {q['median_lead_days']:.1f} d"
-            )
+            print(f"  {cand.strip(' *'):32} alerts at {threshold}: {_alert_figures(q, payment)}")
     sys.stdout.flush()
     return cell
 
@@ -296,14 +282,7 @@ def worst(cells: list[dict[str, Any]], names: list[str]) -> None:
     for cand in names:
         for i, level in enumerate(ALERT_LEVELS):
             qs = [(c["name"], c[cand]["alerts"][i][1]) for c in cells]
-            print(
-                f"  {cand.strip(' *'):32} alerts at {level.threshold}: "
-                + ", ".join(
-                    f"{figure} {q[figure]:.2f} ({name})"
-                    for figure in ("recall", "precision", "median_lead_days")
-                    for name, q in [min(qs, key=lambda t: _nan_low(t[1][figure]))]
-                )
-            )
+            print(f"  {cand.strip(' *'):32} alerts at {level.threshold}: {_worst_alerts(qs)}")
     print(
         "  median over cells of snap AUC minus GBM: "
         + "; ".join(
@@ -315,6 +294,24 @@ def worst(cells: list[dict[str, Any]], names: list[str]) -> None:
 
 def _nan_low(x: float) -> float:
     return -math.inf if math.isnan(x) else x
+
+
+def _alert_figures(q: dict[str, float], payment: int) -> str:
+    """One line of ``churn_alert_quality`` figures."""
+    return (
+        f"{q['alerts_judged']} judged ({payment} payment reminders),"
+        f" precision {q['precision']:.2f}; {q['cancellations']} cancellations,"
+        f" caught {q['recall']:.2f}, median lead {q['median_lead_days']:.1f} d"
+    )
+
+
+def _worst_alerts(named: list[tuple[str, dict[str, float]]]) -> str:
+    """The lowest recall, precision and median lead of (cell name, alert figures)."""
+    worst = []
+    for figure in ("recall", "precision", "median_lead_days"):
+        name, q = min(named, key=lambda t: _nan_low(t[1][figure]))
+        worst.append(f"{figure} {q[figure]:.2f} ({name})")
+    return ", ".join(worst)
 
 
 def main() -> None:
