@@ -637,6 +637,18 @@ def rebalances(app: Any) -> int:
     return int(getattr(app, "rebalancing_count", 0))
 
 
+def generation(app: Any) -> int:
+    """The consumer group generation of this worker's last assignment
+    (``App.consumer_generation_id``, public but undocumented; 0 before the first)."""
+    return int(getattr(app, "consumer_generation_id", 0))
+
+
+def commits_asked(app: Any) -> dict[Any, int]:
+    """Per partition, the offset of the last commit Faust asked Kafka for
+    (``Monitor.tp_committed_offsets``: booked whether or not Kafka took it)."""
+    return dict(app.monitor.tp_committed_offsets or {})
+
+
 _GIVEN_BACK = "churnwatch_given_back"
 _REVOKED_AT = "churnwatch_revoked_at"
 

@@ -27,9 +27,13 @@ from models.partitioning import partition_for
 from models.privacy import Pseudonymiser, coarsen
 from models.timepolicy import MergedClock, wall_ms
 from streams.faust_compat import (
+    commits_asked,
     committed_offset,
+    generation,
     give_back,
+    given_back,
     read_again,
+    rebalancing,
     revoking,
     rewind,
     skipped_to,
@@ -291,6 +295,11 @@ def register(rt: Runtime) -> None:
     async def drain() -> None:
         """Before a graceful stop: give back what is held, so Faust's stop waits for no
         message read, and whoever reads these partitions next reads it again."""
+        consumer: Any = app.consumer
+        assigned = sum(tp.topic in s.input_topics for tp in consumer.assignment())
+        busy = ", rebalancing" if rebalancing(app) else ""
+        log.info("stopping: %d input partitions assigned (consumer generation %s%s)",
+                 assigned, generation(app), busy)  # fmt: skip
         if "input" in streams:
             async with lock:
                 hand_back()
@@ -310,11 +319,27 @@ def register(rt: Runtime) -> None:
             reading.update(inputs)
 
     async def on_revoked(sender: object, revoked: set[Any], **kwargs: object) -> None:
+        if revoked and not rt.stopping:
+            log.info("rebalance: %d input partitions revoked",
+                     sum(tp.topic in s.input_topics for tp in revoked))  # fmt: skip
         for tp in revoked:
             reorder.forget(tp)
             delivered.pop(tp, None)
 
+    async def on_stopped(sender: object, **kwargs: object) -> None:
+        """What the stop committed, for the operator (and the shutdown tests' failures).
+        Faust books a commit as asked for: one Kafka refused (a worker expelled from its
+        group) is in the log as aiokafka's ``OffsetCommit failed`` error."""
+        committed = Counter[str]()
+        for tp, offset in commits_asked(app).items():
+            if tp.topic in s.input_topics:
+                committed[tp.topic] += offset
+        back = {f"{tp.topic}[{tp.partition}]": offset for tp, offset in given_back(app).items()}
+        log.info("stopped: input commits asked for up to %s (offsets summed over partitions); "
+                 "given back from %s", dict(committed) or "nothing", back or "none")  # fmt: skip
+
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)
+    app.on_before_shutdown.connect(on_stopped)
     app.agent(rt.topics.input, name="churnwatch.ingest", supervisor_strategy=CRASH)(ingest)
     app.timer(FLUSH_EVERY_S, name="churnwatch.ingest_flush")(flush)

@@ -50,9 +50,18 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+# The tests' 6 s session timeout is short so that failover tests run quickly; a worker frozen
+# past it (a starved CI machine) is expelled from its group, and Kafka refuses its commits.
+LONG_SESSION = {"CHURNWATCH_SESSION_TIMEOUT_S": "30", "CHURNWATCH_HEARTBEAT_INTERVAL_S": "3",
+                "CHURNWATCH_REBALANCE_TIMEOUT_S": "30"}  # fmt: skip
+
+
 def test_sigterm_mid_stream_loses_nothing_and_duplicates_nothing(worker_factory, kafka_bootstrap):
+    # This test is about the stop, so its worker must stay a member of its group: with
+    # the 6 s session, a CI run once froze it past that, and every offset was 0 after the
+    # SIGTERM (test_a_worker_expelled_while_frozen_... below is that case)
     n_accounts, per_account = 300, 40
-    first = worker_factory(CHURNWATCH_INGEST_BATCH_MAX="50").start()
+    first = worker_factory(CHURNWATCH_INGEST_BATCH_MAX="50", **LONG_SESSION).start()
     s = first.settings
     produce(kafka_bootstrap, s.usage_topic, _stream(n_accounts, per_account))
     total = n_accounts * per_account
@@ -60,19 +69,56 @@ def test_sigterm_mid_stream_loses_nothing_and_duplicates_nothing(worker_factory,
     started = time.monotonic()
     code = first.stop(signal.SIGTERM, timeout=60)
     stopped_in = time.monotonic() - started
-    applied_before = first.log()  # kept for the assertion message
-    assert code == 0, applied_before
+    assert code == 0, first.log()
     assert stopped_in < 30
     # the stop committed the input it had applied (one event per message here)
     committed = committed_offsets(kafka_bootstrap, s.app_id, s.usage_topic)
-    assert sum(committed.values()) >= applied_at_sigterm, committed
+    assert sum(committed.values()) >= applied_at_sigterm, f"{committed}\n{first.log()}"
+    _resume_and_check_each_event_applied_once(
+        worker_factory, kafka_bootstrap, n_accounts, per_account
+    )
 
-    # more input while no worker runs: the drain may have applied all the first part
-    # (it applies everything read), and the new worker must resume, not only recover
+
+def test_a_worker_expelled_while_frozen_then_stopped_loses_nothing_and_duplicates_nothing(
+    worker_factory, kafka_bootstrap
+):
+    """A worker frozen past its session timeout (SIGSTOP: a starved machine) is expelled
+    from its group. Thawed, its commits are refused (``UnknownMemberIdError``) and it
+    rejoins; stopped right then, it exits cleanly having committed nothing it acknowledged
+    while expelled, and the next worker reads that input again: every event applied once."""
+    n_accounts, per_account = 300, 40
+    first = worker_factory(CHURNWATCH_INGEST_BATCH_MAX="50").start()  # the 6 s session
+    s = first.settings
+    messages = _stream(n_accounts, per_account)
+    produce(kafka_bootstrap, s.usage_topic, messages[:1500])
+    first.wait_metric("churnwatch_events_applied_total", 1200)
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    produce(kafka_bootstrap, s.usage_topic, messages[1500:])
+    time.sleep(max(0.0, 9.0 - (time.monotonic() - frozen_at)))
+    first.proc.send_signal(signal.SIGCONT)
+    time.sleep(1.0)
+    assert first.stop(signal.SIGTERM, timeout=60) == 0, first.log()
+    log = first.log()  # aiokafka's words for it (pinned, pyproject.toml)
+    assert "UnknownMemberIdError" in log or "member_id was not recognized" in log, log
+    _resume_and_check_each_event_applied_once(
+        worker_factory, kafka_bootstrap, n_accounts, per_account
+    )
+
+
+def _resume_and_check_each_event_applied_once(
+    worker_factory, kafka_bootstrap, n_accounts, per_account
+):  # type: ignore[no-untyped-def]
+    """More input while no worker runs, then a new worker: every event applied exactly once."""
+    # the drain may have applied all the first part (it applies everything read), and the
+    # new worker must resume, not only recover
     tail = 5
+    second = worker_factory(**LONG_SESSION)
+    s = second.settings
     produce(kafka_bootstrap, s.usage_topic, _stream(n_accounts, per_account + tail, per_account))
     per_account += tail
-    second = worker_factory().start()
+    second.start()
     second.wait_metric("churnwatch_events_applied_total", 1, timeout=60)
     deadline = time.monotonic() + 120
     counts: dict[str, int] = {}

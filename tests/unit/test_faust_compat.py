@@ -823,3 +823,29 @@ def test_recovery_pending_is_what_the_recovery_still_waits_for(app: Any) -> None
         r.active_tps.clear()
         r.active_highwaters.clear()
         r.active_offsets.clear()
+
+
+def test_commits_asked_are_booked_even_when_kafka_refuses_them(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the worker's "stopped:" log line reports: a commit refused (a worker expelled
+    from its group) is booked all the same, so the log says "asked for"."""
+    tp = TP("t", 2)
+
+    async def refused(offsets: Any) -> bool:
+        return False  # as Consumer._commit when Kafka says the group rebalanced
+
+    async def flushed() -> None:
+        pass
+
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "_commit", refused)
+    monkeypatch.setattr(consumer.app.producer, "flush", flushed)
+    assert asyncio.run(consumer._commit_offsets({tp: 7})) is False
+    assert faust_compat.commits_asked(consumer.app)[tp] == 7
+    consumer.app.monitor.tp_committed_offsets.clear()
+
+
+def test_generation_is_the_last_assignments(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app, "consumer_generation_id", 3)  # as the rebalance listener sets it
+    assert faust_compat.generation(app) == 3
