@@ -643,6 +643,17 @@ def generation(app: Any) -> int:
     return int(getattr(app, "consumer_generation_id", 0))
 
 
+def group_generation(app: Any) -> int | None:
+    """The generation the consumer's group coordinator holds now (aiokafka's
+    ``GroupCoordinator.generation``, read as Faust's rebalance listener reads it), None
+    before the consumer runs. The heartbeat that finds this worker expelled from its
+    group resets it to -1 at once, before Faust hears of any rebalance."""
+    try:
+        return int(app.consumer._thread._ensure_consumer()._coordinator.generation)
+    except Exception:  # noqa: BLE001 - not started, or stopping
+        return None
+
+
 def commits_asked(app: Any) -> dict[Any, int]:
     """Per partition, the offset of the last commit Faust asked Kafka for
     (``Monitor.tp_committed_offsets``: booked whether or not Kafka took it)."""

@@ -183,6 +183,13 @@ class Metrics:
         self.state_writes = Counter(
             f"{p}_state_writes_total", "Account states written to the changelog", registry=r
         )
+        self.writes_fenced = Counter(
+            f"{p}_state_writes_fenced_total",
+            "Buffers the account agent applied but did not write, because the worker may "
+            "have been expelled from its group (its event loop stalled near the session "
+            "timeout, or the group generation changed): their messages are read again",
+            registry=r,
+        )  # fmt: skip
         self.state_bytes = Counter(
             f"{p}_state_written_bytes_total",
             "Bytes of account states written to the changelog (divided by "

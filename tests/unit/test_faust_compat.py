@@ -849,3 +849,23 @@ def test_commits_asked_are_booked_even_when_kafka_refuses_them(
 def test_generation_is_the_last_assignments(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app, "consumer_generation_id", 3)  # as the rebalance listener sets it
     assert faust_compat.generation(app) == 3
+
+
+def test_group_generation_is_none_before_the_consumer_runs(app: Any) -> None:
+    assert faust_compat.group_generation(app) is None  # (the module's app never starts)
+
+
+def test_group_generation_reads_the_coordinators(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Faust's rebalance listener reads it (``ConsumerRebalanceListener
+    .on_partitions_assigned``): the aiokafka consumer's group coordinator."""
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    coordinator = GroupCoordinator.__new__(GroupCoordinator)  # its state only
+    coordinator.generation = 7
+    aiokafka_consumer = type("AIOKafkaConsumer", (), {"_coordinator": coordinator})()
+    monkeypatch.setattr(app.consumer._thread, "_consumer", aiokafka_consumer)
+    assert faust_compat.group_generation(app) == 7
+    coordinator.reset_generation = GroupCoordinator.reset_generation.__get__(coordinator)
+    coordinator.request_rejoin = lambda: None
+    coordinator.reset_generation()  # what the heartbeat that finds the member expelled does
+    assert faust_compat.group_generation(app) == -1
