@@ -32,6 +32,7 @@ from streams.faust_compat import (
     generation,
     give_back,
     given_back,
+    group_generation,
     read_again,
     rebalancing,
     revoking,
@@ -298,8 +299,9 @@ def register(rt: Runtime) -> None:
         consumer: Any = app.consumer
         assigned = sum(tp.topic in s.input_topics for tp in consumer.assignment())
         busy = ", rebalancing" if rebalancing(app) else ""
-        log.info("stopping: %d input partitions assigned (consumer generation %s%s)",
-                 assigned, generation(app), busy)  # fmt: skip
+        log.info("stopping: %d input partitions assigned (in group generation %s, the "
+                 "group's now %s%s)", assigned, generation(app), group_generation(app),
+                 busy)  # fmt: skip
         if "input" in streams:
             async with lock:
                 hand_back()
