@@ -247,7 +247,7 @@ class MemberFence:
     older than them: the changelog's last word on those accounts lacks events that the
     new owner applied and committed, and a restore from it loses them (two workers,
     one frozen 10 s mid-backlog against a 6 s session: one account of 1,000 restored
-    short by an event, in 1 of 6 runs; ``tests/integration/test_frozen_worker.py``).
+    short by an event, in 1 of 9 runs; ``tests/integration/test_frozen_worker.py``).
 
     So a buffer is written only while the group coordinator's generation is the one
     the partitions were assigned in (the heartbeat that finds the worker expelled
