@@ -77,15 +77,20 @@ def test_sigterm_mid_stream_loses_nothing_and_duplicates_nothing(worker_factory,
     _resume_and_check_each_event_applied_once(
         worker_factory, kafka_bootstrap, n_accounts, per_account
     )
+    scores = read_all(kafka_bootstrap, s.scores_topic)
+    keyed = Counter((m.key, m.value) for m in scores)
+    assert keyed and max(keyed.values()) == 1, "a score message was published twice"
 
 
-def test_a_worker_expelled_while_frozen_then_stopped_loses_nothing_and_duplicates_nothing(
+def test_a_worker_expelled_while_frozen_then_stopped_applies_each_event_once(
     worker_factory, kafka_bootstrap
 ):
     """A worker frozen past its session timeout (SIGSTOP: a starved machine) is expelled
     from its group. Thawed, its commits are refused (``UnknownMemberIdError``) and it
     rejoins; stopped right then, it exits cleanly having committed nothing it acknowledged
-    while expelled, and the next worker reads that input again: every event applied once."""
+    while expelled, and the next worker reads that input again: every event applied once.
+    (A score it published for a buffer it then could not write may come again from the
+    next worker: at least once, as after a crash.)"""
     n_accounts, per_account = 300, 40
     first = worker_factory(CHURNWATCH_INGEST_BATCH_MAX="50").start()  # the 6 s session
     s = first.settings
@@ -100,8 +105,8 @@ def test_a_worker_expelled_while_frozen_then_stopped_loses_nothing_and_duplicate
     first.proc.send_signal(signal.SIGCONT)
     time.sleep(1.0)
     assert first.stop(signal.SIGTERM, timeout=60) == 0, first.log()
-    log = first.log()  # aiokafka's words for it (pinned, pyproject.toml)
-    assert "UnknownMemberIdError" in log or "member_id was not recognized" in log, log
+    log = first.log_path.read_text()  # aiokafka's words for it (pinned, pyproject.toml)
+    assert "UnknownMemberIdError" in log or "member_id was not recognized" in log, log[-4000:]
     _resume_and_check_each_event_applied_once(
         worker_factory, kafka_bootstrap, n_accounts, per_account
     )
@@ -136,10 +141,6 @@ def _resume_and_check_each_event_applied_once(
     assert all(c == per_account for c in counts.values()), {
         a: c for a, c in counts.items() if c != per_account
     }
-
-    scores = read_all(kafka_bootstrap, s.scores_topic)
-    keyed = Counter((m.key, m.value) for m in scores)
-    assert keyed and max(keyed.values()) == 1, "a score message was published twice"
 
 
 @pytest.mark.timeout(300)
