@@ -605,7 +605,9 @@ class Harness:
                         continue
                     code = i.proc.proc.returncode
                     fig.unexpected_exits.append(f"{i.name} exited {code} at {t:.0f}s")
-                    say(f"[{t:5.0f}s] {i.name} EXITED {code} unasked: started again")
+                    ended = i.proc.log_path.read_text(errors="replace").splitlines()[-20:]
+                    say(f"[{t:5.0f}s] {i.name} EXITED {code} unasked: started again; its log "
+                        "ended:\n      " + "\n      ".join(line[:300] for line in ended))  # fmt: skip
                     i.launch("crash")
             # the kills
             if a.kill_every > 0 and t >= next_kill and (a.kills < 0 or fig.kills < a.kills):

@@ -297,7 +297,10 @@ def register(rt: Runtime) -> None:
         """Before a graceful stop: give back what is held, so Faust's stop waits for no
         message read, and whoever reads these partitions next reads it again."""
         consumer: Any = app.consumer
-        assigned = sum(tp.topic in s.input_topics for tp in consumer.assignment())
+        try:
+            assigned = sum(tp.topic in s.input_topics for tp in consumer.assignment())
+        except Exception:  # noqa: BLE001 - the consumer not started: nothing is held
+            assigned = 0
         busy = ", rebalancing" if rebalancing(app) else ""
         log.info("stopping: %d input partitions assigned (in group generation %s, the "
                  "group's now %s%s)", assigned, generation(app), group_generation(app),
