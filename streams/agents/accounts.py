@@ -605,8 +605,7 @@ def register(rt: Runtime) -> None:
                 await asyncio.sleep(0)  # let heartbeats, HTTP requests and ingest through
             if events:
                 m.event_time_lag.observe(max(0.0, now_s - events[-1].ts / 1000))
-        if not fence.may_write(time.monotonic(), group_generation(app), generation(app)):
-            fenced(done)
+        if not may_write(done):
             return
         await publish(out)
         t_flush = time.monotonic()
@@ -614,8 +613,7 @@ def register(rt: Runtime) -> None:
         for p in list(store.shards):  # thousands of states to encode: let heartbeats in
             records += store.flush([p])
             await asyncio.sleep(0)
-        if not fence.may_write(time.monotonic(), group_generation(app), generation(app)):
-            fenced(done)  # (again: the encoding takes a while, a freeze may come in it)
+        if not may_write(done):  # (again: the encoding takes a while, a freeze may come in it)
             return
         acks = await send_all((changelog, key, raw, p) for p, key, raw in records)
         m.events_applied.inc(applied)
@@ -637,11 +635,14 @@ def register(rt: Runtime) -> None:
                 m.watermark.labels(str(p)).set((shard.clock - cfg.state.lateness_ms) / 1000)
         m.processing_latency.observe(time.monotonic() - started)
 
-    def fenced(done: list[Any]) -> None:
-        """A buffer applied while this worker may have been expelled (``MemberFence``):
-        its states are dropped unwritten (the next buffer reads them from the local
-        store), and its messages and what the merges hold go back to Kafka, read again
-        by whoever owns the partitions (this worker, from the commit, if it still does)."""
+    def may_write(done: list[Any]) -> bool:
+        """Whether this buffer may be written (``MemberFence``). If not (this worker may
+        have been expelled), its states are dropped unwritten (the next buffer reads them
+        from the local store), and its messages and what the merges hold go back to
+        Kafka, read again by whoever owns the partitions (this worker, from the commit,
+        if it still does)."""
+        if fence.may_write(time.monotonic(), group_generation(app), generation(app)):
+            return True
         messages = [ev.message for ev in done]
         m.given_back.labels("accounts").inc(give_back(app, messages))
         rewind(app, {msg.tp for msg in messages})
@@ -653,6 +654,7 @@ def register(rt: Runtime) -> None:
             "(its event loop stalled for %.1f s or more, or the group generation changed); "
             "its %d messages will be read again", fence.stall_s, len(messages),
         )  # fmt: skip
+        return False
 
     def hand_back() -> None:
         """Give what the merges hold back to Kafka, unacknowledged, instead of applying it

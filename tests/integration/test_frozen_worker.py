@@ -14,33 +14,23 @@ import signal
 import time
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from models.account import load_state
-from tests.integration.conftest import produce
+from tests.integration.conftest import produce, read_all
 from tests.integration.test_shutdown import _stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def changelog_history(bootstrap: str, topic: str) -> dict[str, list[int]]:
-    """Each account's ``events_applied`` in the order of its changelog records."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        history: dict[str, list[int]] = {}
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for records in consumer.poll(timeout_ms=1000).values():
-                for r in records:
-                    if r.value is not None:
-                        state = load_state(r.value)
-                        history.setdefault(state.account_id, []).append(state.events_applied)
-        return history
-    finally:
-        consumer.close()
+    """Each account's ``events_applied`` in the order of its changelog records (an
+    account's records are in one partition, which ``read_all`` reads in order)."""
+    history: dict[str, list[int]] = {}
+    for r in read_all(bootstrap, topic, timeout=60):
+        if r.value is not None:
+            state = load_state(r.value)
+            history.setdefault(state.account_id, []).append(state.events_applied)
+    return history
 
 
 @pytest.mark.timeout(300)
