@@ -46,6 +46,10 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "second_place_prefixes_28d": -1.5,  # min(max(n - 2, 0), 4) networks beyond v4 + v6
     "second_place_rotating_prefixes_28d": -2.0,  # min(n, 4) more one-day networks per IP version
     "impossible_travel_28d": -1.0,  # min(n, 5) impossible jumps of one device (VPN)
+    # the same two signals when the devices live apart by network rather than by place
+    # (a group of devices that never used a network of home's): the larger pair counts
+    "apart_devices_28d": 1.5,  # min(n, 2) devices of the apart group
+    "apart_coactive_days_28d": 1.8,  # min(n, 5) days it was active with home
 }
 # The home is unknown in an account's first days: the second-household signals
 # ramp up linearly over this many days of observed usage. A week: a household's
@@ -55,7 +59,9 @@ PRIOR_WEIGHTS: dict[str, float] = {
 # "living" on each side, active on the same days (measured: most look-alike false
 # positives on the tuning cells fired with 2-6 days of history).
 RAMP_DAYS = 7.0
-_RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4])
+_OWN = ("second_place_own_devices_28d", "second_place_own_coactive_days_28d")
+_APART = ("apart_devices_28d", "apart_coactive_days_28d")
+_RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4]) | frozenset(_APART)
 
 
 def _settled(f: Mapping[str, float]) -> bool:
@@ -95,8 +101,17 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
         "second_place_prefixes_28d": min(max(f["second_place_prefixes_28d"] - 2.0, 0.0), 4.0),
         "second_place_rotating_prefixes_28d": min(f["second_place_rotating_prefixes_28d"], 4.0),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
+        "apart_devices_28d": min(f["apart_devices_28d"], 2.0),
+        "apart_coactive_days_28d": min(f["apart_coactive_days_28d"], 5.0),
     }
+    # one household living elsewhere, seen by place or by network: the stronger view counts
+    weaker = _OWN if _weighed(x, _APART) > _weighed(x, _OWN) else _APART
+    x.update(dict.fromkeys(weaker, 0.0))
     return {k: v * ramp if k in _RAMPED else v for k, v in x.items()}
+
+
+def _weighed(x: Mapping[str, float], names: tuple[str, ...]) -> float:
+    return sum(PRIOR_WEIGHTS[k] * x[k] for k in names)
 
 
 def _contributions(f: Mapping[str, float]) -> dict[str, float]:
@@ -181,6 +196,7 @@ MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_")
     "popular_network_places_28d",
     "rhythm_shift_hours",
     "observed_days_28d",
+    *_APART,
 )
 _UNLOGGED = frozenset({"away_share", "second_place_share", "rhythm_shift_hours"})
 

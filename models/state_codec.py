@@ -2,7 +2,7 @@
 
 ``models.account.dump_state`` / ``load_state`` call :func:`encode` / :func:`decode`.
 
-A record is ``b"CWAS"``, a version byte, then (version 10) one zstandard frame
+A record is ``b"CWAS"``, a version byte, then (version 10 and 11) one zstandard frame
 (level 4, its content size in the header, compressed with the dictionary
 :data:`DICTIONARY`) of a msgpack array written and read by
 msgspec against the typed schema below (``_Account``), so decoding builds only
@@ -36,17 +36,22 @@ dataclass is an array of its fields (no field names); besides that:
 Choosing the columns this way keeps the Python work per state small: the loops
 over days and values run inside C (``map``, ``array``, msgspec).
 
-Version 10 added to version 9 the dictionary, the packing's whole numbers (kind 3),
-the integer columns and the place's day list; its schema reads a version 9 record
-(a place's days as a map, float columns as floats or bytes, a snapshot's packing
-without kind 3) as it is. The dictionary (``models/state_v10.zdict``, 32 KB, made by
-``benchmarks/train_state_dictionary.py`` from simulated states whose action names and
-places were scrambled, so that it holds the format rather than the simulator's
-vocabulary) gives zstandard the msgpack layout, the fixed names and the columns'
-shapes that a record of a few KB is too short to teach it: median record ~2,550 ->
-~2,020 bytes on a held-out population, at the same CPU (docs/design.md, "Account
-state on the changelog"). It is part of the format: its sha256 is checked when this
-module is imported, and a new dictionary needs a new version.
+Version 11 added to version 10 each device's network group (``Device.group``, a
+trailing field) and a network's group and days seen to the household's network
+records (``HouseholdState.prefixes``: ``evidence._link``); a
+version 10 record reads as is (groups -1, networks as (ts, place)), and its networks
+are padded when next seen. Version 10 added to version 9 the dictionary, the packing's
+whole numbers (kind 3), the integer columns and the place's day list; its schema reads
+a version 9 record (a place's days as a map, float columns as floats or bytes, a
+snapshot's packing without kind 3) as it is. The dictionary
+(``models/state_v10.zdict``, 32 KB, made by ``benchmarks/train_state_dictionary.py``
+from simulated states whose action names and places were scrambled, so that it holds
+the format rather than the simulator's vocabulary) gives zstandard the msgpack layout,
+the fixed names and the columns' shapes that a record of a few KB is too short to
+teach it: median record ~2,550 -> ~2,020 bytes on a held-out population, at the same
+CPU (docs/design.md, "Account state on the changelog"). It is part of the format: its
+sha256 is checked when this module is imported, and a new dictionary needs a new
+version.
 Version 8 is version 9 without the zstandard frame (the msgpack array as is): the
 frame halves a state (median 5,517 -> ~2,900 bytes, ``benchmarks/bench_state.py``)
 for ~18 µs per encode and ~6 µs per decode. Version 7 is version 8 with every pending
@@ -68,7 +73,7 @@ holds, and converted. Anything else raises ``ValueError``.
 >>> from models.account import new_account
 >>> raw = encode(new_account("a-1"))
 >>> raw[:4], raw[4], len(raw) < 150, decode(raw) == new_account("a-1")
-(b'CWAS', 10, True, True)
+(b'CWAS', 11, True, True)
 """
 
 from __future__ import annotations
@@ -95,10 +100,11 @@ from models.risk import RiskState
 MAGIC = b"CWAS"
 # 2: pickle, 3: without follow-ups, 4: a shorter NAMES, 5: without pool evidence,
 # 6: a shorter NAMES, 7: pending snapshots as float64, 8: not compressed, 9: no
-# dictionary (2-9 read only); 10: this
-VERSION = 10
+# dictionary, 10: no network groups (2-10 read only); 11: this
+VERSION = 11
 LEVEL = 4  # zstandard's compression level (with the dictionary: 3's CPU, -3% bytes)
-# version 10's dictionary (benchmarks/train_state_dictionary.py): part of the format
+# version 10's dictionary (benchmarks/train_state_dictionary.py), used by 11 too: part of
+# the format
 DICTIONARY = "state_v10.zdict"
 DICTIONARY_SHA256 = "38de3f4cc50bee3ea7dd76474799550b97cbb7dd0d9932b85681a3b854743c2a"
 MAX_PAYLOAD = 16 << 20  # the largest inflated state read (the largest seen: ~30 KB)
@@ -181,6 +187,7 @@ class _Device(msgspec.Struct, array_like=True):
     pos: tuple[int, float, float] | None
     place_days: dict[int, set[int]]
     overlap: dict[int, int]
+    group: int = -1  # version 11
 
 
 class _Household(msgspec.Struct, array_like=True):
@@ -188,7 +195,7 @@ class _Household(msgspec.Struct, array_like=True):
     max_ts: int
     sealed_until: int | None
     next_pid: int
-    prefixes: dict[str, tuple[int, int]]
+    prefixes: dict[str, tuple[int, ...]]  # version 10 and before: (ts, place id) only
     profiles: dict[str, int]
     open_sessions: dict[str, tuple[int, int, str]]
     pending_stops: dict[str, tuple[int, float | None]]
@@ -285,17 +292,17 @@ def encode(state: AccountState) -> bytes:
 
 
 def decode(raw: bytes) -> AccountState:
-    """Inverse of :func:`encode`; reads versions 2 to 9 too. ValueError on anything else.
+    """Inverse of :func:`encode`; reads versions 2 to 10 too. ValueError on anything else.
 
-    >>> decode(b"CWAS\\x0b")
+    >>> decode(b"CWAS\\x0c")
     Traceback (most recent call last):
     ...
-    ValueError: unsupported account state version 11
+    ValueError: unsupported account state version 12
     """
     if len(raw) < 5 or raw[:4] != MAGIC:
         raise ValueError("not an account state")
     version = raw[4]
-    if version not in (2, 3, 4, 5, 6, 7, 8, 9, VERSION):
+    if version not in (2, 3, 4, 5, 6, 7, 8, 9, 10, VERSION):
         raise ValueError(f"unsupported account state version {version}")
     try:
         if version == 2:
@@ -307,10 +314,10 @@ def decode(raw: bytes) -> AccountState:
 
 
 def payload(raw: bytes) -> bytes:
-    """The msgpack array of a version 8 to 10 record, inflated: what a test or a tool
+    """The msgpack array of a version 8 to 11 record, inflated: what a test or a tool
     searches or measures (the frame would hide both what it holds and how it grows)."""
-    if raw[:4] != MAGIC or raw[4] not in (8, 9, VERSION):
-        raise ValueError("not a version 8 to 10 account state")
+    if raw[:4] != MAGIC or raw[4] not in (8, 9, 10, VERSION):
+        raise ValueError("not a version 8 to 11 account state")
     return bytes(_array(raw))
 
 
@@ -321,9 +328,9 @@ def frame(array: bytes) -> bytes:
 
 
 def _array(raw: bytes) -> bytes | memoryview:
-    """The msgpack array of a record of version 3 to 10 (inflated from the frame of
-    version 9, or of version 10 with its dictionary)."""
-    if raw[4] == VERSION:
+    """The msgpack array of a record of version 3 to 11 (inflated from the frame of
+    version 9, or of version 10 and 11 with the dictionary)."""
+    if raw[4] in (10, VERSION):
         return _inflate(raw[5:], _DECOMPRESSOR)
     return _inflate(raw[5:], _DECOMPRESSOR_V9) if raw[4] == 9 else memoryview(raw)[5:]
 
@@ -344,7 +351,7 @@ def _inflate(frame: bytes, decompressor: zstandard.ZstdDecompressor) -> bytes:
     return decompressor.decompress(frame, max_output_size=size)
 
 
-# --- the wire form: version 10 (read: 3 to 9) -------------------------------------------
+# --- the wire form: version 11 (read: 3 to 10) -------------------------------------------
 
 
 def _floats(values: list[float], whole: bool = False) -> bytes | list[float]:

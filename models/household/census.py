@@ -56,7 +56,8 @@ class PrefixCensus:
             return
         home = _home(hs, _window_view(hs, hs.max_ts), hs.max_ts)
         cap = 2 * self.popular_accounts
-        for h, (ts, pid) in hs.prefixes.items():
+        for h, seen in hs.prefixes.items():
+            ts, pid = seen[0], seen[1]
             if pid == home:
                 continue
             users = self.users.setdefault(h, {})

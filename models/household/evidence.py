@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import chain
 from typing import Any
 
 from models.contract import Event
@@ -114,7 +115,7 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
         if h is not None:
             seen = _seen(place.prefixes.get(h), ts, version, host)
             _put_capped(place.prefixes, h, seen, MAX_PREFIXES_PER_PLACE)
-            _put_capped(hs.prefixes, h, (ts, pid), MAX_PREFIXES)
+            _put_capped(hs.prefixes, h, _link(hs, hs.prefixes.get(h), dev, ts, pid), MAX_PREFIXES)
     if dev is not None:
         if lat is not None and lon is not None:
             _check_travel(hs, dev, ts, lat, lon)
@@ -135,6 +136,60 @@ def _observe(hs: HouseholdState, ts: int, f: Mapping[str, Any], salt: bytes) -> 
             hs.profiles, str(profile), max(ts, hs.profiles.get(str(profile), ts)), MAX_PROFILES
         )
     return pid
+
+
+def _link(
+    hs: HouseholdState, old: tuple[int, ...] | None, dev: Device | None, ts: int, pid: int
+) -> tuple[int, ...]:
+    """A network's record after one more event on it: (last ts, place id, network group,
+    days seen); records of states saved before version 11 hold (ts, place id) only and
+    are padded here.
+
+    The *network group* joins devices that used a common network, directly or through
+    other devices: a home's devices share its line (a new lease is joined by the
+    devices that move to it), a commuter's phone joins the home through the home's
+    Wi-Fi, a traveller's devices through theirs. A borrower's device that never used
+    a network of the owner's stays in a group of its own, wherever its geo puts it
+    (``features._apart``). Groups only ever merge.
+
+    >>> hs = HouseholdState()
+    >>> tv, phone = Device(0, 0), Device(0, 0)
+    >>> hs.prefixes["home"] = _link(hs, None, tv, 0, 0)
+    >>> hs.prefixes["cell"] = _link(hs, None, phone, 0, 1)
+    >>> tv.group, phone.group
+    (0, 1)
+    >>> hs.devices = {"tv": tv, "phone": phone}
+    >>> hs.prefixes["home"] = _link(hs, hs.prefixes["home"], phone, DAY_MS, 0)
+    >>> tv.group == phone.group == hs.prefixes["cell"][2], hs.prefixes["home"][3]
+    (True, 2)
+    """
+    group, days, last = (-1, 0, -1) if old is None or len(old) < 4 else (old[2], old[3], old[0])
+    if dev is not None:
+        if dev.group < 0:
+            dev.group = group if group >= 0 else _new_group(hs)
+        elif 0 <= group != dev.group:
+            _merge(hs, group, dev.group)
+        group = dev.group
+    if last < 0 or ts // DAY_MS > last // DAY_MS:
+        days += 1
+    return (max(ts, last), pid, group, days)
+
+
+def _new_group(hs: HouseholdState) -> int:
+    """A network group number no device or network holds."""
+    devices = (d.group for d in hs.devices.values())
+    networks = (v[2] for v in hs.prefixes.values() if len(v) > 2)
+    return 1 + max(chain(devices, networks), default=-1)
+
+
+def _merge(hs: HouseholdState, group: int, into: int) -> None:
+    """Network group ``group`` becomes ``into`` (a device used a network of both)."""
+    for dev in hs.devices.values():
+        if dev.group == group:
+            dev.group = into
+    for h, v in hs.prefixes.items():
+        if len(v) > 2 and v[2] == group:
+            hs.prefixes[h] = (*v[:2], into, *v[3:])
 
 
 def _host(ip: str) -> int:
@@ -386,7 +441,7 @@ def _forget(hs: HouseholdState, before_ms: int) -> None:
     for place in hs.places.values():
         for h in [h for h, seen in place.prefixes.items() if seen[1] < before_ms]:
             del place.prefixes[h]
-    for h in [h for h, (ts, _) in hs.prefixes.items() if ts < before_ms]:
+    for h in [h for h, seen in hs.prefixes.items() if seen[0] < before_ms]:
         del hs.prefixes[h]
     for d in [d for d, dev in hs.devices.items() if dev.last_ts < before_ms]:
         del hs.devices[d]

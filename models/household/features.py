@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from models.household.census import PrefixCensus
 from models.household.geo import haversine_km
 from models.household.places import (
+    DeviceView,
     _device_view,
     _home,
     _hubs,
@@ -55,6 +58,8 @@ FEATURE_NAMES = (
     "away_devices_failed_28d",
     "verifications_failed",
     "verifications_verified",
+    "apart_devices_28d",
+    "apart_coactive_days_28d",
 )
 _SECOND_PLACE_NAMES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_"))
 
@@ -165,13 +170,15 @@ def household_features(
             if h1 is not None and h2 is not None:
                 shift = min(abs(h1 - h2), 24 - abs(h1 - h2))
 
+    paid = sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
+    apart_devices, apart_days = _apart(hs, per_device, home, hubs, win, lo_day, paid)
     grace = (hs.first_ts or 0) + NEW_DEVICE_GRACE_MS
     feats: dict[str, float] = {
         "observed_days_28d": min(WINDOW_DAYS, (now_ms - hs.first_ts) / DAY_MS)
         if hs.first_ts is not None
         else 0.0,
         "places_28d": float(len(view)),
-        "distinct_prefixes_28d": float(sum(1 for t, _ in hs.prefixes.values() if t >= lo_ms)),
+        "distinct_prefixes_28d": float(sum(1 for v in hs.prefixes.values() if v[0] >= lo_ms)),
         "devices_28d": float(sum(1 for d in hs.devices.values() if d.last_ts >= lo_ms)),
         "new_devices_28d": float(
             sum(1 for d in hs.devices.values() if d.first_ts >= max(lo_ms, grace))
@@ -185,9 +192,7 @@ def household_features(
         "impossible_travel_28d": float(sum(1 for t in hs.travel_flags if t >= lo_ms)),
         "popular_network_places_28d": float(len(hubs)),
         "rhythm_shift_hours": shift,
-        "paid_member_places": float(
-            sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
-        ),
+        "paid_member_places": float(paid),
         "away_devices_failed_28d": float(
             sum(
                 1
@@ -197,5 +202,107 @@ def household_features(
         ),
         "verifications_failed": float(hs.verifications_failed),
         "verifications_verified": float(hs.verifications_verified),
+        "apart_devices_28d": apart_devices,
+        "apart_coactive_days_28d": apart_days,
     }
     return {name: float(feats[name]) for name in FEATURE_NAMES}
+
+
+def _apart(
+    hs: HouseholdState,
+    per_device: list[DeviceView],
+    home_place: int | None,
+    hubs: AbstractSet[int],
+    win: set[int],
+    lo_day: int,
+    paid: int,
+) -> tuple[float, float]:
+    """(devices, days active while home was) of the network group living apart from home.
+
+    Devices are grouped by the networks they used (``evidence._link``). The home's
+    group is the one with the most device-days at the home place (``home_place``),
+    then the most in all; its *line* is a network of that group at the home place,
+    seen on two days or more with one address (``_line``). Another group *lives
+    apart* when it has a line of its own: a network of the same IP version as the
+    home's line (a dual-stack home whose TV uses only IPv4 and whose phones only IPv6
+    is one home), kept on two days or more and on at least half of the days the
+    group was active, not at a hub (VPN exit, carrier NAT); and it is not phones
+    alone (a phone on mobile data keeps a carrier's prefix for days), nor seen at two
+    places with geo other than home (somebody moving about: a laptop at the office
+    and at a cafe). Its devices never used a network of home's, whatever their geo
+    says: a borrower a street away, or both geolocated at the city centre, is
+    apart; a trip, a commute or a new lease joins home's group through the devices
+    that cross, and a home behind carrier NAT has no line, so no group is apart
+    from it. The most active apart groups beyond the ``paid`` extra members count not.
+    """
+    groups: dict[int, list[DeviceView]] = {}
+    for view in per_device:
+        if view[1].group >= 0:
+            groups.setdefault(view[1].group, []).append(view)
+    if len(groups) < 2:
+        return 0.0, 0.0
+
+    def weight(g: int) -> tuple[int, int, int]:
+        views = groups[g]
+        at_home = sum(v[2].get(home_place, 0) for v in views) if home_place is not None else 0
+        return at_home, sum(sum(v[2].values()) for v in views), -g
+
+    home = max(groups, key=weight)
+    home_versions: set[int] = set()
+    lines: dict[int, list[tuple[int, int]]] = {}  # group -> (days seen, IP version) of its lines
+    lo_ms = lo_day * DAY_MS
+    for h, v in hs.prefixes.items():
+        if len(v) < 4 or v[3] < 2 or v[0] < lo_ms or v[1] in hubs:
+            continue
+        version = _line(hs, h, v[1])
+        if version < 0:
+            continue
+        if v[2] == home:
+            if v[1] == home_place:  # the home's own line, not a holiday flat's
+                home_versions.add(version)
+        elif v[2] in groups:
+            lines.setdefault(v[2], []).append((v[3], version))
+    if not home_versions or not lines:
+        return 0.0, 0.0
+    home_days = _days(groups[home], win)
+    found: list[tuple[int, int]] = []  # (days active with home, devices) per apart group
+    for g, seen in lines.items():
+        views = groups[g]
+        if all(view[1].kind == "mobile" for view in views):
+            continue
+        away = {p for view in views for p in view[2] if p != home_place}
+        if len(away) >= 2 and sum(1 for p in away if _has_geo(hs, p)) >= 2:
+            continue
+        days = _days(views, win)
+        if any(2 * n >= len(days) and version in home_versions for n, version in seen):
+            found.append((len(days & home_days), len(views)))
+    found.sort(reverse=True)
+    return (float(found[paid][1]), float(found[paid][0])) if len(found) > paid else (0.0, 0.0)
+
+
+def _days(views: list[DeviceView], win: set[int]) -> set[int]:
+    """The days in ``win`` any of these devices was active."""
+    out: set[int] = set()
+    for view in views:
+        for p in view[2]:
+            out |= view[1].place_days[p] & win
+    return out
+
+
+def _has_geo(hs: HouseholdState, pid: int) -> bool:
+    place = hs.places.get(pid)
+    return place is not None and place.lat is not None
+
+
+def _line(hs: HouseholdState, h: str, pid: int) -> int:
+    """The IP version of network ``h`` (4, 6, 0 if unknown) if it is a *line* at its
+    place ``pid``: seen there with one address on two days or more (a home's address
+    stays for days); else -1: carrier NAT hands out a new address per connection, and a
+    /24 of its pool seen again is a chance, at another address. IPv6 and unknown
+    addresses have no host number: seen on two days, they are a line."""
+    place = hs.places.get(pid)
+    seen = place.prefixes.get(h) if place is not None else None
+    if seen is None or len(seen) < 7:
+        return -1
+    first, last, changed = seen[0] // DAY_MS, seen[1] // DAY_MS, seen[5]
+    return seen[2] if last > (changed // DAY_MS if changed else first) else -1

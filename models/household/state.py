@@ -77,6 +77,9 @@ class Device:
     pos: tuple[int, float, float] | None = None  # (ts, lat, lon) of the latest geo
     place_days: dict[int, set[int]] = field(default_factory=dict)  # pid -> active days
     overlap: dict[int, int] = field(default_factory=dict)  # sealed day -> cross-place ms
+    # its network group: devices linked by a network any of them used (-1: none seen yet);
+    # see ``models.household.evidence._link``
+    group: int = -1
 
 
 @dataclass(slots=True)
@@ -88,7 +91,9 @@ class HouseholdState:
     sealed_until: int | None = None  # day boundary (ms): days before it are sealed
     next_pid: int = 0
     places: dict[int, Place] = field(default_factory=dict)
-    prefixes: dict[str, tuple[int, int]] = field(default_factory=dict)  # hash -> (ts, pid)
+    # hash -> (last ts, place id, network group, days seen); states saved before version
+    # 11 hold (ts, place id) only (see ``evidence._link``)
+    prefixes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     devices: dict[str, Device] = field(default_factory=dict)
     profiles: dict[str, int] = field(default_factory=dict)  # profile -> last ts
     open_sessions: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # ts,pid,dev

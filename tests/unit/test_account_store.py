@@ -197,7 +197,7 @@ def test_unreadable_states_in_the_changelog_are_skipped_and_counted():
 
 def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
     """Version 2 (pickle) and 3 records are migrated on load and written back as the
-    current version (10)."""
+    current version (11)."""
     data = Path(__file__).parent / "data"
     old = (data / "account_state_v2_sim.bin").read_bytes()
     v3 = (data / "account_state_v3.bin").read_bytes()  # account "a-1"
@@ -208,7 +208,7 @@ def test_a_state_in_an_older_format_is_rewritten_in_the_current_one():
     records = store.flush()
     store.commit(records)
     assert sorted(key for _, key, _ in records) == [b"a-1", b"a0000007"]
-    assert table[b"a0000007"][:5] == table[b"a-1"][:5] == b"CWAS\x0a"
+    assert table[b"a0000007"][:5] == table[b"a-1"][:5] == b"CWAS\x0b"
     assert load_state(table[b"a0000007"]) == load_state(old)
     assert load_state(table[b"a-1"]) == load_state(v3)
 

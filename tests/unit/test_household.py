@@ -956,3 +956,159 @@ def test_two_addresses_seen_out_of_order_are_one_lease_change_not_a_pool():
     for k, host in enumerate((12,)):
         rec = _seen(rec, T0 + (6 + k) * HOUR_MS, 4, host)
     assert rec[6] == 1
+
+
+# --------------------------------------------------------------------------- network groups
+
+
+def borrower_on_own_line(geo=HOME_GEO, ip="203.0.113.77", kind="tablet", days=range(1, DAYS, 2)):
+    """The household, and a borrower's device on a line of its own (never the home's),
+    every other day, geolocated where ``geo`` says (default: at the home, as a borrower
+    a street away or two homes both geolocated at the city centre are)."""
+    out = []
+    home_life(out)
+    for d in days:
+        watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind=kind, ip=ip, geo=geo)
+    return out, 2
+
+
+def test_a_borrower_on_its_own_line_at_the_home_geo_lives_apart():
+    """Geo puts the borrower's tablet at home (one place), but it never used a network
+    of the home's: a household apart by network, alerted as one living elsewhere."""
+    hs, f = run(*borrower_on_own_line())
+    assert f["places_28d"] == 1 and f["second_place_own_devices_28d"] == 0
+    assert hs.devices["pad"].group != hs.devices["tv"].group == hs.devices["phone"].group
+    assert f["apart_devices_28d"] == 1 and f["apart_coactive_days_28d"] == 10
+    assert sharing_evidence_score(f) > 0.9
+
+
+def test_every_lookalike_has_no_household_apart_by_network(feats):
+    for name in LOOKALIKES:
+        assert feats[name]["apart_devices_28d"] == 0, name
+
+
+def test_a_device_that_used_the_home_line_joins_the_home_for_good():
+    """Groups only merge: the borrower's tablet, brought to the owner's home once and
+    used on its Wi-Fi, is one of the home's devices from then on (conservative)."""
+    out, ms = borrower_on_own_line()
+    watch(out, "pad", T0 + 2 * DAY_MS + 12 * HOUR_MS, 30, kind="tablet")
+    hs, f = run(out, ms)
+    assert hs.devices["pad"].group == hs.devices["tv"].group
+    assert f["apart_devices_28d"] == 0
+
+
+def test_a_new_lease_is_joined_by_the_devices_that_move_to_it():
+    out = []
+    home_life(out, range(10))
+    for d in range(10, DAYS):  # the ISP moved the home to another /24
+        base = T0 + d * DAY_MS
+        watch(out, "tv", base + 20 * HOUR_MS, 120, ip="198.51.101.23", profile="p1")
+        if d % 2 == 0:
+            watch(out, "phone", base + 21 * HOUR_MS, 40, kind="mobile", ip="198.51.101.23")
+    hs, f = run(out, 2)
+    assert len({d.group for d in hs.devices.values()}) == 1
+    assert f["apart_devices_28d"] == 0
+
+
+def test_a_home_behind_carrier_nat_has_no_line_so_no_group_is_apart():
+    """Carrier NAT: an address from the carrier's pool per session, so no network links
+    the home's devices; a /24 of the pool seen again (at another address) is chance."""
+    rnd = random.Random(7)
+    out = []
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        for dev, kind, hour, pool in (("tv", "tv", 20, 200), ("pad", "tablet", 18, 3)):
+            ip = f"100.{64 + (pool == 3)}.{rnd.randrange(pool)}.{rnd.randrange(1, 255)}"
+            watch(out, dev, base + hour * HOUR_MS, 60, kind=kind, ip=ip)
+    hs, f = run(out, 2)
+    assert len({d.group for d in hs.devices.values()}) > 1
+    assert f["apart_devices_28d"] == 0
+
+
+def test_phones_alone_on_a_network_of_their_own_are_not_a_household_apart():
+    """A phone on mobile data keeps a carrier's IPv6 prefix for days; a dual-stack home
+    (its TV on IPv6 too) has a line of that version, so only the phone rule tells them
+    apart from a borrower's tablet on its own IPv6 line."""
+
+    def dual_stack(kind):
+        out, ms = borrower_on_own_line(ip="2001:db8:77::1", kind=kind)
+        for d in range(DAYS):
+            watch(out, "tv", T0 + d * DAY_MS + 23 * HOUR_MS, 30, ip="2001:db8:1::23")
+        return out, ms
+
+    assert run(*dual_stack("mobile"))[1]["apart_devices_28d"] == 0
+    assert run(*dual_stack("tablet"))[1]["apart_devices_28d"] == 1
+
+
+def test_one_carrier_prefix_at_a_new_address_every_session_is_no_line():
+    """A tablet on mobile data whose carrier hands out addresses of one /24: the same
+    network every day, never at one address, so not a line (``features._line``)."""
+    rnd = random.Random(3)
+    out = []
+    home_life(out)
+    for d in range(1, DAYS, 2):
+        ip = f"100.64.9.{rnd.randrange(1, 255)}"
+        watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind="tablet", ip=ip)
+    _, f = run(out, 2)
+    assert f["apart_devices_28d"] == 0
+
+
+def test_the_home_line_is_at_the_home_place():
+    """A family behind carrier NAT (no line at home) whose tablet used a holiday flat's
+    line on a trip: that line is not the home's, so the TV's address seen twice by
+    chance does not make the TV a household apart from the tablet."""
+    rnd = random.Random(5)
+    out = []
+    flat = {"lat": 41.90, "lon": 12.50}  # Rome
+    for d in range(DAYS):
+        base = T0 + d * DAY_MS
+        if d in range(5, 9):
+            watch(out, "pad", base + 18 * HOUR_MS, 60, kind="tablet", ip="192.0.2.99", geo=flat)
+        else:
+            ip = f"100.64.{rnd.randrange(200)}.{rnd.randrange(1, 255)}"
+            watch(out, "pad", base + 18 * HOUR_MS, 60, kind="tablet", ip=ip)
+    for d, ip in ((2, "100.65.0.7"), (12, "100.65.1.9"), (16, "100.65.0.7")):
+        watch(out, "tv", T0 + d * DAY_MS + 20 * HOUR_MS, 60, ip=ip)  # 100.65.0.7 twice
+    hs, f = run(out, 2)
+    assert hs.devices["pad"].group != hs.devices["tv"].group
+    assert f["apart_devices_28d"] == 0
+
+
+def test_a_dual_stack_home_split_by_ip_version_is_one_home():
+    """A home whose TV only uses IPv4 and whose tablet only IPv6: two groups, one home."""
+    out = []
+    home_life(out, devices=(("tv", "tv"),))
+    for d in range(DAYS):
+        watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind="tablet", ip="2001:db8:5::9")
+    hs, f = run(out, 2)
+    assert hs.devices["pad"].group != hs.devices["tv"].group
+    assert f["apart_devices_28d"] == 0
+
+
+def test_a_device_apart_seen_at_two_places_away_is_somebody_moving_about():
+    out, ms = borrower_on_own_line(geo={"lat": 52.60, "lon": 13.50})
+    for d in range(2, DAYS, 4):  # the same laptop, another line, 20 km from the first
+        watch(out, "pad", T0 + d * DAY_MS + 12 * HOUR_MS, 30, kind="tablet", ip="192.0.2.40",
+              geo={"lat": 52.45, "lon": 13.20})  # fmt: skip
+    _, f = run(out, ms)
+    assert f["apart_devices_28d"] == 0
+
+
+def test_a_paid_extra_member_apart_by_network_counts_no_more():
+    out, ms = borrower_on_own_line()
+    out.append(ev("extra_member_added", T0 + 12 * DAY_MS, member_id="m"))
+    _, f = run(out, ms)
+    assert f["paid_member_places"] == 1 and f["apart_devices_28d"] == 0
+    assert sharing_evidence_score(f) < 0.05
+
+
+def test_a_line_used_on_a_few_of_a_groups_days_is_a_visit_not_its_home():
+    """A tablet on mobile data (a new carrier address every day) that used the
+    grandparents' Wi-Fi on two of its 14 days: visits, not a household of its own."""
+    out = []
+    home_life(out)
+    for d in range(14):
+        ip = "192.0.2.50" if d in (3, 10) else f"100.64.{d}.{d + 7}"
+        watch(out, "pad", T0 + d * DAY_MS + 16 * HOUR_MS, 60, kind="tablet", ip=ip)
+    _, f = run(out, 2)
+    assert f["apart_devices_28d"] == 0

@@ -80,10 +80,37 @@ def test_prior_is_a_probability_and_ranks_evidence():
     assert scores[2] > 0.95
 
 
+# moderate evidence seen by network (a group of devices apart from home's) only
+MODERATE_APART = {
+    **MODERATE,
+    "second_place_own_coactive_days_28d": 0.0,
+    "second_place_own_devices_28d": 0.0,
+    "apart_devices_28d": 1.0,
+    "apart_coactive_days_28d": 1.0,
+}
+
+
 @pytest.mark.parametrize("name", [n for n, w in PRIOR_WEIGHTS.items() if w > 0])
 def test_each_positive_signal_raises_the_prior(name):
-    more = {**MODERATE, name: MODERATE[name] + 5.0}
-    assert sharing_evidence_score(more) > sharing_evidence_score(MODERATE)
+    base = MODERATE_APART if name.startswith("apart_") else MODERATE
+    more = {**base, name: base[name] + 5.0}
+    assert sharing_evidence_score(more) > sharing_evidence_score(base)
+
+
+def test_a_household_apart_counts_once_by_place_or_by_network():
+    """The same evidence by place and by network is one household, not two: the stronger
+    view counts, and a weaker one beside it adds nothing."""
+    assert sharing_evidence_score(MODERATE_APART) == pytest.approx(sharing_evidence_score(MODERATE))
+    both = {**MODERATE, "apart_devices_28d": 1.0, "apart_coactive_days_28d": 1.0}
+    assert sharing_evidence_score(both) == sharing_evidence_score(MODERATE)
+    stronger = {**MODERATE, "apart_devices_28d": 1.0, "apart_coactive_days_28d": 4.0}
+    assert sharing_evidence_score(stronger) == sharing_evidence_score(
+        {**MODERATE, "second_place_own_coactive_days_28d": 4.0}
+    )
+    assert [r["feature"] for r in sharing_reasons(stronger)][:2] == [
+        "apart_coactive_days_28d",
+        "apart_devices_28d",
+    ]
 
 
 def test_carrier_networks_and_impossible_travel_lower_the_prior():

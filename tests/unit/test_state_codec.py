@@ -29,7 +29,7 @@ from models.account import (
 from models.alerting import AlertTrack
 from models.contract import Event, parse_message
 from models.engine import EngineConfig, Models, Outputs, Shard, process
-from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place
+from models.household import MAX_TRAVEL_FLAGS, Device, HouseholdState, Place, evidence
 from models.risk import RiskState
 from models.simulator import SimConfig, simulate
 
@@ -157,10 +157,23 @@ def rich_state_v7() -> AccountState:
     return s
 
 
-def test_round_trip_is_exact() -> None:
+def rich_state_v11() -> AccountState:
+    """``rich_state_v7`` with the network groups of version 11: a device's group, and a
+    network's group and days seen."""
     s = rich_state_v7()
+    hs = s.household
+    for dev in hs.devices.values():
+        dev.group = 2
+    for h, seen in list(hs.prefixes.items()):
+        hs.prefixes[h] = (*seen[:2], 2, 3)
+    return s
+
+
+def test_round_trip_is_exact() -> None:
+    s = rich_state_v11()
+    assert any(len(v) == 4 for v in s.household.prefixes.values())
     raw = dump_state(s)
-    assert raw[:5] == b"CWAS\x0a"
+    assert raw[:5] == b"CWAS\x0b"
     back = load_state(raw)
     assert back == s and same(back, s)
     assert back.household.travel_flags.maxlen == MAX_TRAVEL_FLAGS
@@ -188,12 +201,12 @@ def test_version_3_records_stay_readable() -> None:
     assert same(load_state((DATA / "account_state_v3.bin").read_bytes()), rich_state())
 
 
-def test_version_3_records_get_no_follow_ups_and_are_written_as_version_10() -> None:
+def test_version_3_records_get_no_follow_ups_and_are_written_as_version_11() -> None:
     state = load_state((DATA / "account_state_v3.bin").read_bytes())
     assert state.risk.follow_ups == []
     state.risk.follow_ups.append(("churn", "retention_offer", T0))
     raw = dump_state(state)
-    assert raw[:5] == b"CWAS\x0a"
+    assert raw[:5] == b"CWAS\x0b"
     assert load_state(raw).risk.follow_ups == [("churn", "retention_offer", T0)]
 
 
@@ -219,12 +232,12 @@ def test_version_7_records_stay_readable() -> None:
     assert raw[:5] == b"CWAS\x07"
     back = load_state(raw)
     assert same(back, rich_state_v7())
-    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 10
+    assert dump_state(back) == dump_state(rich_state_v7())  # written as version 11
 
 
-def payload(raw: bytes) -> bytes:
-    """The msgpack array of a version 10 record (what version 8 stored as is)."""
-    assert raw[:5] == b"CWAS\x0a"
+def payload(raw: bytes, version: int = 11) -> bytes:
+    """The msgpack array of a version 10 or 11 record (what version 8 stored as is)."""
+    assert raw[:5] == b"CWAS" + bytes([version])
     return state_codec.payload(raw)
 
 
@@ -253,9 +266,31 @@ def test_version_10_records_stay_readable_and_are_smaller() -> None:
     inflated: another zstd release may compress otherwise. Its pending snapshot packs
     its counts in a byte each (kind 3 of ``pack_floats``)."""
     raw = (DATA / "account_state_v10.bin").read_bytes()
-    assert payload(raw) == payload(dump_state(rich_state_v7()))
-    assert same(load_state(raw), rich_state_v7())
+    assert payload(raw, 10)[:64] == payload(dump_state(rich_state_v7()))[:64]
+    back = load_state(raw)
+    assert same(back, rich_state_v7())
     assert len(raw) < len((DATA / "account_state_v9.bin").read_bytes())
+    # no network groups: every device in none, every network as (ts, place)
+    assert {d.group for d in back.household.devices.values()} == {-1}
+    assert {len(v) for v in back.household.prefixes.values()} == {2}
+
+
+def test_version_10_networks_are_padded_when_next_seen() -> None:
+    back = load_state((DATA / "account_state_v10.bin").read_bytes())
+    hs = back.household
+    h, (ts, pid) = next(iter(hs.prefixes.items()))
+    dev = next(iter(hs.devices.values()))
+    hs.prefixes[h] = evidence._link(hs, hs.prefixes[h], dev, ts + D, pid)
+    assert hs.prefixes[h] == (ts + D, pid, dev.group, 1) and dev.group >= 0
+    assert load_state(dump_state(back)) == back
+
+
+def test_version_11_records_stay_readable() -> None:
+    """``data/account_state_v11.bin`` is ``dump_state(rich_state_v11())`` when version 11
+    was made: a change to the schema must come with a new version (and this file kept)."""
+    raw = (DATA / "account_state_v11.bin").read_bytes()
+    assert payload(raw) == payload(dump_state(rich_state_v11()))
+    assert same(load_state(raw), rich_state_v11())
 
 
 def test_the_dictionary_is_the_one_version_10_was_made_with(monkeypatch) -> None:
@@ -415,7 +450,7 @@ def test_garbage_raises_value_error(raw: bytes) -> None:
 
 def test_an_unknown_version_raises_value_error() -> None:
     raw = dump_state(new_account("a"))
-    for version in (0, 1, 11, 255):
+    for version in (0, 1, 12, 255):
         with pytest.raises(ValueError, match=f"version {version}"):
             load_state(raw[:4] + bytes([version]) + raw[5:])
 
