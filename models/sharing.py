@@ -59,6 +59,12 @@ PRIOR_WEIGHTS: dict[str, float] = {
 # "living" on each side, active on the same days (measured: most look-alike false
 # positives on the tuning cells fired with 2-6 days of history).
 RAMP_DAYS = 7.0
+# ... unless both views see the same thing: devices living at a second place that geo
+# puts elsewhere *and* a group of devices apart by network (its own line, of an IP
+# version the home's line has, never a network of the home's). The confusions the week
+# waits out do not pass both: a lease change or the other IP version is one group by
+# network, and city-centre geo is one place by network. Measured on the tuning cells:
+# worst median delay 5.01 -> 4.10 d, no look-alike alerted more (docs/sharing.md).
 _OWN = ("second_place_own_devices_28d", "second_place_own_coactive_days_28d")
 _APART = ("apart_devices_28d", "apart_coactive_days_28d")
 _RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4]) | frozenset(_APART)
@@ -84,9 +90,20 @@ def _mirror(f: Mapping[str, float]) -> bool:
     return shared >= 2 and shared >= f["second_place_own_devices_28d"]
 
 
+def _agree(f: Mapping[str, float]) -> bool:
+    """Whether the place view and the network view both see a household living
+    elsewhere: devices living at a second place with geo of its own, and a group of
+    devices apart by network. Then its home is known enough: no week's ramp."""
+    return (
+        f["apart_devices_28d"] > 0
+        and f["second_place_own_devices_28d"] > 0
+        and f["second_place_distance_km"] > 0
+    )
+
+
 def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     """The transformed value of each prior signal."""
-    ramp = min(1.0, f["observed_days_28d"] / RAMP_DAYS)
+    ramp = 1.0 if _agree(f) else min(1.0, f["observed_days_28d"] / RAMP_DAYS)
     # days of a phone on networks that never recur count once: a commute, not a home
     days_cap = 5.0 if _settled(f) and not _mirror(f) else 1.0
     x = {

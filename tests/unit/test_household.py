@@ -982,6 +982,38 @@ def test_a_borrower_on_its_own_line_at_the_home_geo_lives_apart():
     assert sharing_evidence_score(f) > 0.9
 
 
+def test_a_borrower_seen_apart_both_ways_needs_no_week_to_know_the_home():
+    """A new account's first days: the second-household signals wait a week (one home
+    seen two ways looks like two), unless both views see the borrower -- its tablet
+    lives at a place geo puts 11 km away *and* on a line of its own. Then it is
+    alerted on the fourth day; seen one way only, it waits."""
+    elsewhere = {"lat": 52.600, "lon": 13.500}
+
+    def first_days(geo, phone_visits=False):
+        out = []
+        home_life(out, range(4))
+        for d in (1, 2, 3):
+            watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind="tablet",
+                  ip="203.0.113.77", geo=geo)  # fmt: skip
+        if phone_visits:  # the home's phone at a friend's, on the friend's Wi-Fi
+            watch(out, "phone", T0 + 2 * DAY_MS + 12 * HOUR_MS, 30, kind="mobile",
+                  ip="192.0.2.40", geo=elsewhere)  # fmt: skip
+        return run(out, 2)[1]
+
+    week = {"observed_days_28d": 7.0}
+    both = first_days(elsewhere)
+    assert both["observed_days_28d"] < 7 and both["second_place_distance_km"] > 3
+    assert both["second_place_own_devices_28d"] == 1 and both["apart_devices_28d"] == 1
+    assert sharing_evidence_score(both) > 0.9
+    # by network only: geo puts the tablet at the home, or reports nothing for it (a
+    # place without geo is also how a home's duplicate looks), or the second place by
+    # geo is where the home's phone visited
+    for one_way in (first_days(HOME_GEO), first_days(None), first_days(HOME_GEO, True)):
+        assert one_way["apart_devices_28d"] == 1
+        assert sharing_evidence_score(one_way) < 0.7
+        assert sharing_evidence_score({**one_way, **week}) > 0.7  # alerted after a week
+
+
 def test_every_lookalike_has_no_household_apart_by_network(feats):
     for name in LOOKALIKES:
         assert feats[name]["apart_devices_28d"] == 0, name
