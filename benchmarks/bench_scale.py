@@ -41,6 +41,11 @@ and once, without a broker or after the runs:
               ingest's coarsening and pseudonymisation), internal codec, engine
               (``models.engine.process`` per partition, buffers of 1000) and state
               encode (``dump_state`` of each changed state per buffer)
+              and, on the states they left, an event on a *cold* account: each
+              account gets one more playback an hour after the history's newest
+              event, applied alone to its state read back from its encoded bytes
+              (decode, engine, encode: what a worker pays per event when its
+              accounts outnumber its cache of decoded states)
   state       bytes per account, of the states the stages left (identifiers
               pseudonymised, as a worker stores them): serialized (``dump_state``) and resident
               (tracemalloc: what decoding one state allocates and keeps)
@@ -83,7 +88,7 @@ from typing import Any
 
 import orjson
 
-from models.account import dump_state, load_state
+from models.account import AccountState, dump_state, load_state
 from models.contract import decode_batch, encode_batch, parse_message, parse_ts, topic_kind
 from models.engine import Models, Outputs, Shard, process
 from models.household import PrefixCensus
@@ -673,6 +678,61 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
     return per_event, shards
 
 
+COLD_STAGES = ("decode", "engine", "encode")
+
+
+def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
+    """CPU µs/event of an event on an account whose state is not in memory, by stage.
+
+    Each account of ``shards`` that played something gets its last playback again, an
+    hour after the newest event of the history (a login after a quiet spell: the engine
+    crosses the midnights since the account's last event and scores it afresh). The
+    account's state is read back from its encoded bytes when the event needs it, the
+    event applied alone, and the state encoded again, as a worker whose cache of decoded
+    states is smaller than its accounts does for each such event.
+    """
+    last: dict[str, dict[str, Any]] = {}
+    newest = 0
+    for e in inp.events:
+        if isinstance(e.get("ts"), int):
+            newest = max(newest, e["ts"])
+            if e.get("type") == "playback_started":
+                last[e["account_id"]] = e
+    pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
+    raws = {a: dump_state(s) for shard in shards for a, s in shard.accounts.items()}
+    events = []
+    for i, e in enumerate(last.values()):
+        again = {**e, "event_id": f"{e['event_id']}-cold", "ts": newest + 3_600_000}
+        parsed = parse_message(orjson.dumps(again), topic="usage", partition=0, offset=i)[0]
+        events += [x for x in map(pseudonymise, map(coarsen, parsed)) if x.account_id in raws]
+    if not events:
+        return dict.fromkeys((*COLD_STAGES, "total", "events"), 0.0)
+    decoding = 0.0
+
+    def load(account_id: str) -> AccountState:
+        nonlocal decoding
+        t = time.process_time()
+        state = load_state(raws[account_id])
+        decoding += time.process_time() - t
+        return state
+
+    cfg, models, census, out = Settings().engine_config(), Models.fresh(), PrefixCensus(), Outputs()
+    shard = Shard(load=load)
+    t = time.process_time()
+    for e in events:
+        process(shard, [e], models, cfg, out, census)
+    applying = time.process_time() - t
+    t = time.process_time()
+    for account_id in shard.dirty:
+        dump_state(shard.accounts[account_id])
+    encoding = time.process_time() - t
+    cost = {"decode": decoding, "engine": applying - decoding, "encode": encoding}
+    per_event = {k: v / len(events) * 1e6 for k, v in cost.items()}
+    per_event["total"] = sum(per_event.values())
+    per_event["events"] = float(len(events))
+    return per_event
+
+
 def state_bytes(shards: list[Shard]) -> dict[str, Any]:
     """Serialized and resident bytes per account of the states the engine left."""
     raws = [dump_state(s) for shard in shards for s in shard.accounts.values()]
@@ -795,6 +855,13 @@ def table(fig: dict[str, Any], runs: int) -> str:
         ]
         for stage in (*STAGES, "total (1/msg)"):
             s = spread([r[stage] for r in fig["stages"]])
+            lines.append(f"  {stage:<43}{s['min']:>9.1f} {s['median']:>9.1f} {s['max']:>9.1f}")
+    if fig.get("cold"):
+        n = fig["cold"][0]["events"]
+        lines += ["", f"CPU µs/event on a cold account ({n:,.0f} events){'min':>17} {'median':>9} "
+                      f"{'max':>9}"]  # fmt: skip
+        for stage in (*COLD_STAGES, "total"):
+            s = spread([r[stage] for r in fig["cold"]])
             lines.append(f"  {stage:<43}{s['min']:>9.1f} {s['median']:>9.1f} {s['max']:>9.1f}")
     if "state" in fig:
         st = fig["state"]
@@ -974,6 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"stages, run {i + 1}/{args.runs}")
             per_event, shards = stages(inp)
             bench.fig.setdefault("stages", []).append(per_event)
+            if bench.want("stages"):
+                bench.fig.setdefault("cold", []).append(cold(inp, shards))
         if bench.want("state"):
             say("state bytes")
             bench.fig["state"] = state_bytes(shards)

@@ -18,6 +18,11 @@ def test_stages_state_and_table_on_a_tiny_history():
     # the engine got the events as the ingest forwards them: device ids are tokens
     devices = [d for shard in shards for a in shard.accounts.values() for d in a.devices]
     assert devices and all(len(d) == 16 and int(d, 16) >= 0 for d in devices)
+    cold = bench.cold(inp, shards)
+    assert set(cold) == {*bench.COLD_STAGES, "total", "events"} and cold["decode"] > 0
+    playing = {e["account_id"] for e in inp.events if e.get("type") == "playback_started"}
+    assert cold["events"] == len(playing) > 0  # one event for each account that played
+    assert cold["total"] == sum(cold[k] for k in bench.COLD_STAGES)
     state = bench.state_bytes(shards)
     assert state["accounts"] == 4 and state["serialized"]["min"] > 0
     assert state["resident"]["median"] > state["serialized"]["median"] / 10
@@ -26,6 +31,7 @@ def test_stages_state_and_table_on_a_tiny_history():
         "input": {"events": len(inp.events), "accounts": 4, "days": 3, "bytes_mean": 200.0},
         "throughput": {row: {"1/msg": [run]} for row in ("ceiling", "floor", "churnwatch")},
         "stages": [per_event],
+        "cold": [cold],
         "state": state,
         "two-workers": [
             {
@@ -62,7 +68,7 @@ def test_stages_state_and_table_on_a_tiny_history():
     text = bench.table(fig, runs=1)
     for needle in ("ceiling", "floor", "churnwatch", "100.00%", "ratio two/one", "cores busy 0.90", "engine",
                    "serialized", "p99 8 ms", "peer: skipped", "FAILED floor", "privacy",
-                   "p99 7 ms", "310 CPU µs/event, cores busy 0.45"):  # fmt: skip
+                   "p99 7 ms", "310 CPU µs/event, cores busy 0.45", "cold account"):  # fmt: skip
         assert needle in text, needle
 
 
