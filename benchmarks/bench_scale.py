@@ -685,7 +685,7 @@ def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
     """CPU µs/event of an event on an account whose state is not in memory, by stage.
 
     Each account of ``shards`` that played something gets its last playback again, an
-    hour after the newest event of the history (a login after a quiet spell: the engine
+    hour after the newest event of the history (back after a quiet spell: the engine
     crosses the midnights since the account's last event and scores it afresh). The
     account's state is read back from its encoded bytes when the event needs it, the
     event applied alone, and the state encoded again, as a worker whose cache of decoded

@@ -64,7 +64,7 @@ RAMP_DAYS = 7.0
 # version the home's line has, never a network of the home's). The confusions the week
 # waits out do not pass both: a lease change or the other IP version is one group by
 # network, and city-centre geo is one place by network. Measured on the tuning cells:
-# worst median delay 5.01 -> 4.10 d, no look-alike alerted more (docs/sharing.md).
+# worst median delay 5.01 -> 4.02 d, no look-alike alerted more (docs/sharing.md).
 _OWN = ("second_place_own_devices_28d", "second_place_own_coactive_days_28d")
 _APART = ("apart_devices_28d", "apart_coactive_days_28d")
 _RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4]) | frozenset(_APART)
