@@ -89,8 +89,8 @@ from typing import Any
 import orjson
 
 from models.account import AccountState, dump_state, load_state
-from models.contract import decode_batch, encode_batch, parse_message, parse_ts, topic_kind
-from models.engine import Models, Outputs, Shard, process
+from models.contract import Event, decode_batch, encode_batch, parse_message, parse_ts, topic_kind
+from models.engine import EngineConfig, Models, Outputs, Shard, process
 from models.household import PrefixCensus
 from models.privacy import Pseudonymiser, coarsen
 from models.simulator import SimConfig, simulate
@@ -633,6 +633,14 @@ STAGES = (
 )
 
 
+def _as_a_worker() -> tuple[Callable[[Event], Event], EngineConfig, Models, PrefixCensus]:
+    """What the in-process rows run as a worker would: the test workers' pseudonyms
+    (tokens of 16 hex digits whatever the key, so states have the size and the cost they
+    have in a worker), the engine's settings, untrained models and an empty census."""
+    pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
+    return pseudonymise, Settings().engine_config(), Models.fresh(), PrefixCensus()
+
+
 def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard]]:
     """CPU µs/event of each stage of the worker's path, in one process (no Kafka)."""
     from streams.agents.ingest import INTERNAL_BATCH, route
@@ -651,11 +659,8 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
         raw, topic="usage", partition=0, offset=0)[0]])  # fmt: skip
     timed(f"parse {ARRAY}/msg", lambda: [parse_message(raw, topic="usage", partition=0, offset=0)
                                          for raw in arrays])  # fmt: skip
-    # the test workers' key: tokens of 16 hex digits whatever the key, so states have the
-    # size and the cost they have in a worker
-    pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
+    pseudonymise, cfg, models, census = _as_a_worker()
     parsed = timed("privacy", lambda: [pseudonymise(coarsen(e)) for e in parsed])
-    cfg, models, census = Settings().engine_config(), Models.fresh(), PrefixCensus()
     shards = [Shard() for _ in range(PARTITIONS)]
     for i in range(0, len(parsed), buffer):
         routed = route(parsed[i : i + buffer], PARTITIONS)
@@ -698,7 +703,7 @@ def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
             newest = max(newest, e["ts"])
             if e.get("type") == "playback_started":
                 last[e["account_id"]] = e
-    pseudonymise = Pseudonymiser(TEST_PSEUDONYM_KEY.encode()).event
+    pseudonymise, cfg, models, census = _as_a_worker()
     raws = {a: dump_state(s) for shard in shards for a, s in shard.accounts.items()}
     events = []
     for i, e in enumerate(last.values()):
@@ -716,8 +721,7 @@ def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
         decoding += time.process_time() - t
         return state
 
-    cfg, models, census, out = Settings().engine_config(), Models.fresh(), PrefixCensus(), Outputs()
-    shard = Shard(load=load)
+    shard, out = Shard(load=load), Outputs()
     t = time.process_time()
     for e in events:
         process(shard, [e], models, cfg, out, census)
