@@ -51,6 +51,8 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "apart_devices_28d": 1.5,  # min(n, 2) devices of the apart group
     "apart_coactive_days_28d": 1.8,  # min(n, 5) days it was active with home
 }
+# (both "days with home" terms count, once there is one such day, the stays beyond the
+# first instead when they are more: _together)
 # The home is unknown in an account's first days: the second-household signals
 # ramp up linearly over this many days of observed usage. A week: a household's
 # own structure (which network and geo is home, which devices cross over) takes
@@ -101,6 +103,20 @@ def _agree(f: Mapping[str, float]) -> bool:
     )
 
 
+def _together(days: float, visits: float) -> float:
+    """The days a household living elsewhere showed it lives alongside home: the days
+    both were active, or (once there is one) its stays beyond the first, each with home
+    active before and after it (``second_place_own_visits_28d``), whichever is more. A
+    subtle borrower and the owner rarely watch on the same day, but the borrower comes
+    back while the home keeps watching; a trip is one stay, together with home only on
+    the days it leaves and returns.
+
+    >>> _together(1.0, 4.0), _together(0.0, 4.0), _together(3.0, 2.0)
+    (3.0, 0.0, 3.0)
+    """
+    return max(days, visits - 1.0) if days >= 1.0 else days
+
+
 def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     """The transformed value of each prior signal."""
     ramp = 1.0 if _agree(f) else min(1.0, f["observed_days_28d"] / RAMP_DAYS)
@@ -109,7 +125,8 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     x = {
         "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
         "second_place_own_coactive_days_28d": min(
-            f["second_place_own_coactive_days_28d"], days_cap
+            _together(f["second_place_own_coactive_days_28d"], f["second_place_own_visits_28d"]),
+            days_cap,
         ),
         "cross_place_overlap_hours_28d": math.log1p(f["cross_place_overlap_hours_28d"]),
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
@@ -119,7 +136,9 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
         "second_place_rotating_prefixes_28d": min(f["second_place_rotating_prefixes_28d"], 4.0),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
         "apart_devices_28d": min(f["apart_devices_28d"], 2.0),
-        "apart_coactive_days_28d": min(f["apart_coactive_days_28d"], 5.0),
+        "apart_coactive_days_28d": min(
+            _together(f["apart_coactive_days_28d"], f["apart_visits_28d"]), 5.0
+        ),
     }
     # one household living elsewhere, seen by place or by network: the stronger view counts
     weaker = _OWN if _weighed(x, _APART) > _weighed(x, _OWN) else _APART
@@ -214,6 +233,7 @@ MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_")
     "rhythm_shift_hours",
     "observed_days_28d",
     *_APART,
+    "apart_visits_28d",
 )
 _UNLOGGED = frozenset({"away_share", "second_place_share", "rhythm_shift_hours"})
 

@@ -60,6 +60,8 @@ FEATURE_NAMES = (
     "verifications_verified",
     "apart_devices_28d",
     "apart_coactive_days_28d",
+    "second_place_own_visits_28d",
+    "apart_visits_28d",
 )
 _SECOND_PLACE_NAMES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_"))
 
@@ -163,6 +165,7 @@ def household_features(
             home_days = hp.days.keys() & win
             sp["second_place_coactive_days_28d"] = len(place.days.keys() & home_days)
             sp["second_place_own_coactive_days_28d"] = len(own_days & home_days)
+            sp["second_place_own_visits_28d"] = float(_visits(own_days, home_days))
             if hp.lat is not None and hp.lon is not None and place.lat is not None:
                 assert place.lon is not None  # lat and lon are set together
                 sp["second_place_distance_km"] = haversine_km(hp.lat, hp.lon, place.lat, place.lon)
@@ -171,7 +174,7 @@ def household_features(
                 shift = min(abs(h1 - h2), 24 - abs(h1 - h2))
 
     paid = sum(1 for p in hs.places.values() if p.paid) + hs.unplaced_paid_members
-    apart_devices, apart_days = _apart(hs, per_device, home, hubs, win, lo_day, paid)
+    apart_devices, apart_days, apart_visits = _apart(hs, per_device, home, hubs, win, lo_day, paid)
     grace = (hs.first_ts or 0) + NEW_DEVICE_GRACE_MS
     feats: dict[str, float] = {
         "observed_days_28d": min(WINDOW_DAYS, (now_ms - hs.first_ts) / DAY_MS)
@@ -204,6 +207,7 @@ def household_features(
         "verifications_verified": float(hs.verifications_verified),
         "apart_devices_28d": apart_devices,
         "apart_coactive_days_28d": apart_days,
+        "apart_visits_28d": apart_visits,
     }
     return {name: float(feats[name]) for name in FEATURE_NAMES}
 
@@ -216,8 +220,9 @@ def _apart(
     win: set[int],
     lo_day: int,
     paid: int,
-) -> tuple[float, float]:
-    """(devices, days active while home was) of the network group living apart from home.
+) -> tuple[float, float, float]:
+    """(devices, days active while home was, visits: ``_visits``) of the network group
+    living apart from home.
 
     Devices are grouped by the networks they used (``evidence._link``). The home's
     group is the one with the most device-days at the home place (``home_place``),
@@ -240,7 +245,7 @@ def _apart(
         if view[1].group >= 0:
             groups.setdefault(view[1].group, []).append(view)
     if len(groups) < 2:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
 
     def weight(g: int) -> tuple[int, int, int]:
         views = groups[g]
@@ -263,9 +268,9 @@ def _apart(
         elif v[2] in groups:
             lines.setdefault(v[2], []).append((v[3], version))
     if not home_versions or not lines:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     home_days = _days(groups[home], win)
-    found: list[tuple[int, int]] = []  # (days active with home, devices) per apart group
+    found: list[tuple[int, int, int]] = []  # (days active with home, devices, visits) per group
     for g, seen in lines.items():
         views = groups[g]
         if all(view[1].kind == "mobile" for view in views):
@@ -275,9 +280,34 @@ def _apart(
             continue
         days = _days(views, win)
         if any(2 * n >= len(days) and version in home_versions for n, version in seen):
-            found.append((len(days & home_days), len(views)))
+            found.append((len(days & home_days), len(views), _visits(days, home_days)))
     found.sort(reverse=True)
-    return (float(found[paid][1]), float(found[paid][0])) if len(found) > paid else (0.0, 0.0)
+    if len(found) <= paid:
+        return 0.0, 0.0, 0.0
+    together, devices, visits = found[paid]
+    return float(devices), float(together), float(visits)
+
+
+def _visits(away: AbstractSet[int], home: AbstractSet[int]) -> int:
+    """The separate stays in the days ``away`` (a place's, a group's): runs of its days
+    in the order of all days either was active, split by days only home was active. A
+    trip is one stay however long (home is quiet while away); a household living
+    elsewhere comes and goes while the home keeps watching in between.
+
+    >>> _visits({3, 4, 5}, {1, 2, 3, 5, 6}), _visits({3, 10, 17}, {1, 5, 12, 20})
+    (1, 3)
+    >>> _visits({3, 10}, set()), _visits(set(), {1})
+    (1, 0)
+    """
+    runs, inside = 0, False
+    for day in sorted(away | home):
+        if day in away:
+            if not inside:
+                runs += 1
+            inside = True
+        else:
+            inside = False
+    return runs
 
 
 def _days(views: list[DeviceView], win: set[int]) -> set[int]:

@@ -103,7 +103,8 @@ def _device_view(
     A device *lives away* when it was never at home and mostly at one unpaid place
     -- not on the move: a device seen at two or more places other than home is
     somebody moving about (a commute along carrier cells, a trip, VPN exits); a TV
-    stays put.
+    stays put. (A place without geo that shares a network with one of the device's
+    places with geo is that place, seen before its geo: ``_places_away``.)
     """
     out: list[DeviceView] = []
     residents: dict[int, int] = {}
@@ -117,7 +118,7 @@ def _device_view(
         lives_away = (
             not at_home
             and main != home
-            and sum(1 for p in days if p != home) < 2
+            and _places_away(hs, days, home) < 2
             and where is not None
             and not where.paid
             and main not in hubs
@@ -127,6 +128,24 @@ def _device_view(
             residents[main] = residents.get(main, 0) + 1
         out.append((dev_id, dev, days, at_home, main, where, lives_away))
     return out, residents
+
+
+def _places_away(hs: HouseholdState, days: Mapping[int, int], home: int | None) -> int:
+    """How many places other than ``home`` a device was seen at (``days``: place ->
+    active days), a place without geo that shares a network with one of the others
+    that has geo not counted: the same place, its network first seen without geo (so
+    it founded a place of its own) and later with geo there."""
+    away = [hs.places.get(p) for p in days if p != home]
+    if len(away) < 2:
+        return len(away)
+    with_geo = [p for p in away if p is not None and p.lat is not None]
+    return sum(
+        1
+        for p in away
+        if p is None
+        or p.lat is not None
+        or not any(h in q.prefixes for q in with_geo for h in p.prefixes)
+    )
 
 
 def _hubs(

@@ -1144,3 +1144,97 @@ def test_a_line_used_on_a_few_of_a_groups_days_is_a_visit_not_its_home():
         watch(out, "pad", T0 + d * DAY_MS + 16 * HOUR_MS, 60, kind="tablet", ip=ip)
     _, f = run(out, 2)
     assert f["apart_devices_28d"] == 0
+
+
+# --------------------------------------------------------------------------- stays
+
+
+BORROWER_DAYS = (3, 8, 13, 18)
+
+
+def borrower_between_home_days(*, together=(3,), ip="2001:db8:77::5", geo=CITY_CENTRE):
+    """A borrower's tablet on ``BORROWER_DAYS`` (its own network: IPv6 only, so not a
+    line of an IP version the home's has, by default; geo 9 km off), and the home
+    watching every other day of the three weeks, and on those of the borrower's days
+    in ``together``: the two rarely watch on the same day."""
+    out = []
+    home_life(out, [d for d in range(DAYS) if d not in BORROWER_DAYS or d in together])
+    for d in BORROWER_DAYS:
+        watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind="tablet", ip=ip, geo=geo)
+    return out, 2
+
+
+def test_a_borrower_who_comes_back_while_home_watches_lives_alongside_it():
+    """One day together with home, but four separate stays with home watching before and
+    after each: the stays beyond the first count as days together (``_together``)."""
+    _, f = run(*borrower_between_home_days())
+    assert f["second_place_own_devices_28d"] == 1 and f["apart_devices_28d"] == 0
+    assert f["second_place_own_coactive_days_28d"] == 1
+    assert f["second_place_own_visits_28d"] == 4
+    assert sharing_evidence_score(f) > 0.9
+    assert sharing_evidence_score({**f, "second_place_own_visits_28d": 0.0}) < 0.4
+    # two stays are what a trip to the same place twice looks like: the second only counts
+    assert sharing_evidence_score({**f, "second_place_own_visits_28d": 2.0}) < 0.4
+    # never on a day with home: stays alone are not a household alongside (a trip is one
+    # stay while the home is quiet, but several trips to the same hotel are several)
+    _, apart = run(*borrower_between_home_days(together=()))
+    assert apart["second_place_own_coactive_days_28d"] == 0
+    assert apart["second_place_own_visits_28d"] == 4
+    assert sharing_evidence_score(apart) < 0.1
+
+
+def test_a_stay_away_is_one_visit_whatever_its_length():
+    """A hotel TV on every evening of a five-day trip, the home watching on the day it
+    left and the day it came back: one stay, counted by its two days together only."""
+    out = []
+    home_life(out, [d for d in range(DAYS) if d not in (9, 10, 11)])
+    madrid = {"lat": 40.4168, "lon": -3.7038}
+    for d in range(8, 13):
+        watch(out, "hoteltv", T0 + d * DAY_MS + 22 * HOUR_MS, 60, ip="203.0.113.80", geo=madrid)
+    _, f = run(out, 2)
+    assert f["second_place_own_coactive_days_28d"] == 2
+    assert f["second_place_own_visits_28d"] == 1
+    score = sharing_evidence_score(f)
+    assert score == sharing_evidence_score({**f, "second_place_own_visits_28d": 0.0})
+
+
+def test_a_household_apart_by_network_that_comes_back_lives_alongside_home():
+    """The same stays seen by the network view: a tablet on a line of its own (IPv4, as
+    the home's), geolocated at the home."""
+    _, f = run(*borrower_between_home_days(ip="203.0.113.77", geo=HOME_GEO))
+    assert f["second_place_own_devices_28d"] == 0
+    assert f["apart_devices_28d"] == 1 and f["apart_coactive_days_28d"] == 1
+    assert f["apart_visits_28d"] == 4
+    assert sharing_evidence_score(f) > 0.9
+    assert sharing_evidence_score({**f, "apart_visits_28d": 0.0}) < 0.4
+
+
+def test_a_place_first_seen_without_geo_is_the_place_its_network_later_shows():
+    """A borrower's tablet on its own IPv6 network, first without geo (a place of its
+    own, without geo), then with geo at the borrower's place, founded meanwhile by the
+    owner's phone on a visit: two places by the record, one by the network they share,
+    so the tablet lives there (it is not somebody moving about)."""
+    there = {"lat": 52.600, "lon": 13.500}
+    out = []
+    home_life(out)
+    watch(out, "phone", T0 + DAY_MS + 12 * HOUR_MS, 30, kind="mobile", ip="203.0.113.77",
+          geo=there)  # fmt: skip
+    for d, geo in ((2, None), (4, None), (6, None), (8, there), (10, there), (12, there)):
+        watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind="tablet",
+              ip="2001:db8:77::5", geo=geo)  # fmt: skip
+    hs, f = run(out, 2)
+    pads = {pid: hs.places[pid].lat for pid in hs.devices["pad"].place_days}
+    assert len(pads) == 2 and None in pads.values()  # the record: two places
+    assert f["second_place_own_devices_28d"] == 1 and f["apart_devices_28d"] == 0
+    assert sharing_evidence_score(f) > 0.7
+    # a second place with geo (another network) is somebody moving about, as before
+    for e in out:
+        if (
+            e.fields.get("device_id") == "pad"
+            and e.fields.get("geo") is None
+            and e.ts < T0 + 7 * DAY_MS
+        ):
+            e.fields["ip"] = "2001:db8:99::5"
+            e.fields["geo"] = {"lat": 52.45, "lon": 13.20}
+    _, moving = run(out, 2)
+    assert moving["second_place_own_devices_28d"] == 0
