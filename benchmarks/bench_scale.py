@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import math
 import os
@@ -686,6 +687,24 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
 COLD_STAGES = ("decode", "engine", "encode")
 
 
+@contextmanager
+def worker_gc() -> Iterator[None]:
+    """Python's cyclic garbage collector as the worker tunes it (``streams.cli.tune_gc``:
+    what is alive now frozen, the young generation collected every
+    ``CHURNWATCH_GC_YOUNG_THRESHOLD`` objects), then as it was. Under the default one, a
+    full collection over the earlier runs' states landed in the cold row's decode in
+    some runs and not others (compiled: 137 then 626 and 628 µs per event)."""
+    from streams.cli import tune_gc
+
+    before = gc.get_threshold()
+    tune_gc(Settings().gc_young_threshold)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
     """CPU µs/event of an event on an account whose state is not in memory, by stage.
 
@@ -694,7 +713,8 @@ def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
     crosses the midnights since the account's last event and scores it afresh). The
     account's state is read back from its encoded bytes when the event needs it, the
     event applied alone, and the state encoded again, as a worker whose cache of decoded
-    states is smaller than its accounts does for each such event.
+    states is smaller than its accounts does for each such event, under the worker's
+    garbage collector (``worker_gc``).
     """
     last: dict[str, dict[str, Any]] = {}
     newest = 0
@@ -722,14 +742,15 @@ def cold(inp: Input, shards: list[Shard]) -> dict[str, float]:
         return state
 
     shard, out = Shard(load=load), Outputs()
-    t = time.process_time()
-    for e in events:
-        process(shard, [e], models, cfg, out, census)
-    applying = time.process_time() - t
-    t = time.process_time()
-    for account_id in shard.dirty:
-        dump_state(shard.accounts[account_id])
-    encoding = time.process_time() - t
+    with worker_gc():
+        t = time.process_time()
+        for e in events:
+            process(shard, [e], models, cfg, out, census)
+        applying = time.process_time() - t
+        t = time.process_time()
+        for account_id in shard.dirty:
+            dump_state(shard.accounts[account_id])
+        encoding = time.process_time() - t
     cost = {"decode": decoding, "engine": applying - decoding, "encode": encoding}
     per_event = {k: v / len(events) * 1e6 for k, v in cost.items()}
     per_event["total"] = sum(per_event.values())

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import doctest
+import gc
 
 from models.simulator import SimConfig, simulate
 from tests.unit.bench_loader import load_benchmark
 
 bench = load_benchmark("bench_scale")
+
+
+def test_the_cold_row_runs_under_the_workers_collector_and_gives_it_back():
+    before = gc.get_threshold()
+    with bench.worker_gc():
+        assert gc.get_threshold()[0] == bench.Settings().gc_young_threshold != before[0]
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_stages_state_and_table_on_a_tiny_history():
