@@ -105,11 +105,12 @@ def _agree(f: Mapping[str, float]) -> bool:
 
 def _together(days: float, visits: float) -> float:
     """The days a household living elsewhere showed it lives alongside home: the days
-    both were active, or (once there is one) its stays beyond the first, each with home
-    active before and after it (``second_place_own_visits_28d``), whichever is more. A
-    subtle borrower and the owner rarely watch on the same day, but the borrower comes
-    back while the home keeps watching; a trip is one stay, together with home only on
-    the days it leaves and returns.
+    both were active, or (once there is one) its stays beyond the first (runs of its
+    days split by days only home was active: ``second_place_own_visits_28d``), whichever
+    is more. A subtle borrower and the owner rarely watch on the same day, but the
+    borrower comes back while the home keeps watching; a trip is one stay, together with
+    home only on the days it leaves and returns, and a second trip to the same place is
+    a second stay: only the third counts.
 
     >>> _together(1.0, 4.0), _together(0.0, 4.0), _together(3.0, 2.0)
     (3.0, 0.0, 3.0)
