@@ -1155,8 +1155,8 @@ BORROWER_DAYS = (3, 8, 13, 18)
 def borrower_between_home_days(*, together=(3,), ip="2001:db8:77::5", geo=CITY_CENTRE):
     """A borrower's tablet on ``BORROWER_DAYS`` (its own network: IPv6 only, so not a
     line of an IP version the home's has, by default; geo 9 km off), and the home
-    watching every other day of the three weeks, and on those of the borrower's days
-    in ``together``: the two rarely watch on the same day."""
+    watching on every day of the three weeks but the borrower's, except those in
+    ``together``: the two rarely watch on the same day."""
     out = []
     home_life(out, [d for d in range(DAYS) if d not in BORROWER_DAYS or d in together])
     for d in BORROWER_DAYS:
