@@ -184,18 +184,32 @@ def sharing_evidence_score(features: Mapping[str, float]) -> float:
 
 def sharing_reasons(features: Mapping[str, float], k: int = 3) -> list[dict[str, Any]]:
     """The ``k`` prior signals that raise the score most (weight = logit contribution).
+    A "days with home" term that counted the stays (``_together``) is named by them.
 
     >>> f = {**dict.fromkeys(FEATURE_NAMES, 0.0), "second_place_own_devices_28d": 2.0,
     ...      "observed_days_28d": 10.0, "second_place_shared_devices_28d": 1.0}
     >>> sharing_reasons(f)
     [{'feature': 'second_place_own_devices_28d', 'value': 2.0, 'weight': 3.0}]
+    >>> stays = {**f, "second_place_own_coactive_days_28d": 1.0, "second_place_own_visits_28d": 4.0}
+    >>> sharing_reasons(stays, k=1)
+    [{'feature': 'second_place_own_visits_28d', 'value': 4.0, 'weight': 5.4}]
     """
     pos = [(w, name) for name, w in _contributions(features).items() if w > 0]
     pos.sort(reverse=True)
-    return [
-        {"feature": name, "value": float(features[name]), "weight": round(w, 3)}
-        for w, name in pos[:k]
-    ]
+    out = []
+    for w, name in pos[:k]:
+        stays = _STAYS.get(name)
+        if stays is not None and _together(features[name], features[stays]) > features[name]:
+            name = stays
+        out.append({"feature": name, "value": float(features[name]), "weight": round(w, 3)})
+    return out
+
+
+# the stays that a "days with home" term counts instead of its days (_together)
+_STAYS = {
+    "second_place_own_coactive_days_28d": "second_place_own_visits_28d",
+    "apart_coactive_days_28d": "apart_visits_28d",
+}
 
 
 def sharing_label(event: Event) -> bool | None:

@@ -196,6 +196,25 @@ def test_reasons_are_top_positive_contributions_in_order():
     assert sharing_reasons(QUIET) == []
 
 
+@pytest.mark.parametrize(
+    ("base", "days", "stays"),
+    [
+        (MODERATE, "second_place_own_coactive_days_28d", "second_place_own_visits_28d"),
+        (MODERATE_APART, "apart_coactive_days_28d", "apart_visits_28d"),
+    ],
+)
+def test_a_reason_names_the_stays_when_they_counted(base, days, stays):
+    """Days with home or the stays beyond the first, whichever counted (``_together``):
+    an operator reading one day with home and a large weight would not see why."""
+    came_back = {**base, days: 1.0, stays: 4.0}
+    reason = next(r for r in sharing_reasons(came_back, k=10) if r["feature"] in (days, stays))
+    assert reason["feature"] == stays and reason["value"] == 4.0
+    assert reason["weight"] == pytest.approx(PRIOR_WEIGHTS[days] * 3.0)
+    together = {**base, days: 3.0, stays: 2.0}
+    reason = next(r for r in sharing_reasons(together, k=10) if r["feature"] in (days, stays))
+    assert reason["feature"] == days and reason["value"] == 3.0
+
+
 def test_reasons_never_include_penalties():
     f = {**ESTABLISHED, "impossible_travel_28d": 3.0, "second_place_prefixes_28d": 9.0}
     names = {r["feature"] for r in sharing_reasons(f, k=10)}
