@@ -253,13 +253,29 @@ MODEL_FEATURES = tuple(n for n in FEATURE_NAMES if n.startswith("second_place_")
 _UNLOGGED = frozenset({"away_share", "second_place_share", "rhythm_shift_hours"})
 
 
+# Features added since the first sharing examples (network groups, stays): an example a
+# worker of an older version put on the training topic lacks them and reads them as 0,
+# evidence not seen, rather than failing the burst it came in (``read_training``).
+_ADDED = (
+    "apart_devices_28d",
+    "apart_coactive_days_28d",
+    "second_place_own_visits_28d",
+    "apart_visits_28d",
+)
+
+
 def sharing_model_input(features: Mapping[str, float]) -> dict[str, float]:
     """Fixed transforms of the evidence features plus the prior's logit (model input).
 
     >>> x = sharing_model_input(dict.fromkeys(FEATURE_NAMES, 0.0))
     >>> round(x["prior_logit"], 1), x["second_place_own_devices_28d"], "devices_28d" in x
     (-4.0, 0.0, False)
+    >>> older = {k: v for k, v in dict.fromkeys(FEATURE_NAMES, 0.0).items() if k not in _ADDED}
+    >>> sharing_model_input(older) == x
+    True
     """
+    if not all(name in features for name in _ADDED):
+        features = {**dict.fromkeys(_ADDED, 0.0), **features}
     x = {
         name: float(features[name]) if name in _UNLOGGED else math.log1p(max(features[name], 0.0))
         for name in MODEL_FEATURES

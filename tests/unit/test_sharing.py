@@ -224,6 +224,19 @@ def test_reasons_never_include_penalties():
 # --------------------------------------------------------------------------- model
 
 
+def test_examples_from_an_older_worker_are_learned_with_the_evidence_they_lack_as_zero():
+    """A rolling upgrade: the training topic holds sharing examples from workers that
+    did not compute the network-group and stay features yet. They are learned (not
+    the whole burst skipped on a missing key), the features they lack read as 0."""
+    added = ("apart_devices_28d", "apart_coactive_days_28d",
+             "second_place_own_visits_28d", "apart_visits_28d")  # fmt: skip
+    older = {k: v for k, v in ESTABLISHED.items() if k not in added}
+    zeroed = {**ESTABLISHED, **dict.fromkeys(added, 0.0)}
+    lrn = OnlineLearner(make_sharing_model(), name="sharing")
+    assert lrn.learn_many([(older, True, "a:0"), (ESTABLISHED, True, "b:0")]) == 2
+    assert lrn.predict_proba(older) == lrn.predict_proba(zeroed) > 0.5
+
+
 def _synthetic(n: int, seed: int):
     """Sharers have overlap and resident devices; non-sharers mostly not (noisy labels)."""
     rnd = random.Random(seed)
