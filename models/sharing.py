@@ -182,6 +182,13 @@ def sharing_evidence_score(features: Mapping[str, float]) -> float:
     return _sigmoid(PRIOR_BIAS + sum(_contributions(features).values()))
 
 
+# the stays that a "days with home" term counts instead of its days (_together)
+_STAYS = {
+    "second_place_own_coactive_days_28d": "second_place_own_visits_28d",
+    "apart_coactive_days_28d": "apart_visits_28d",
+}
+
+
 def sharing_reasons(features: Mapping[str, float], k: int = 3) -> list[dict[str, Any]]:
     """The ``k`` prior signals that raise the score most (weight = logit contribution).
     A "days with home" term that counted the stays (``_together``) is named by them.
@@ -203,13 +210,6 @@ def sharing_reasons(features: Mapping[str, float], k: int = 3) -> list[dict[str,
             name = stays
         out.append({"feature": name, "value": float(features[name]), "weight": round(w, 3)})
     return out
-
-
-# the stays that a "days with home" term counts instead of its days (_together)
-_STAYS = {
-    "second_place_own_coactive_days_28d": "second_place_own_visits_28d",
-    "apart_coactive_days_28d": "apart_visits_28d",
-}
 
 
 def sharing_label(event: Event) -> bool | None:
@@ -255,7 +255,8 @@ _UNLOGGED = frozenset({"away_share", "second_place_share", "rhythm_shift_hours"}
 
 # Features added since the first sharing examples (network groups, stays): an example a
 # worker of an older version put on the training topic lacks them and reads them as 0,
-# evidence not seen, rather than failing the burst it came in (``read_training``).
+# evidence not seen, rather than failing the learner's whole burst with a KeyError
+# (``streams.agents.learner``: ``learn_failed``).
 _ADDED = (
     "apart_devices_28d",
     "apart_coactive_days_28d",
