@@ -40,6 +40,10 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    partition was revoked (``Consumer.on_partitions_revoked`` notes the generation): Faust
    recorded such an acknowledgement in the partition's fresh books, and a commit could
    pass a message a stream had skipped, not processed (it acknowledges those too).
+8. ``check_positioned_only`` - ``AIOKafkaConsumerThread.verify_event_path`` (Faust's
+   livelock check, every 2.5 commit intervals) skips a partition aiokafka has not
+   positioned yet: one assigned by a rebalance a moment before has no position, and
+   reading it raised an ``AssertionError`` that crashed the worker.
 
 Accessors (read or write a private attribute, one place each):
 
@@ -91,6 +95,7 @@ def apply() -> None:
     commit_past_skipped()
     seek_while_nothing_is_delivered()
     forget_acks_of_revoked()
+    check_positioned_only()
 
 
 # --- 1. faust-streaming #596: partitions without a commit are not rewound ------------
@@ -610,6 +615,48 @@ def forget_acks_of_revoked() -> None:
 
     _install(Consumer, "on_partitions_revoked", on_partitions_revoked)
     _install(Consumer, "ack", ack)
+
+
+# --- 8. the livelock check reads the position of a partition not positioned yet ------
+
+
+def check_positioned_only() -> None:
+    """Skip, in Faust's livelock check, a partition aiokafka has no position for yet.
+
+    Every 2.5 commit intervals outside a rebalance, ``Consumer.verify_all_partitions_active``
+    runs ``AIOKafkaConsumerThread.verify_event_path`` for each assigned partition, which
+    reads aiokafka's ``TopicPartitionState.position``. That property asserts a position
+    is set, and a partition assigned by the rebalance a moment before has none until the
+    fetcher resets it to the committed offset; ``app.rebalancing`` is already false by
+    then. The ``AssertionError`` ended the detector's task, and with it the worker (the
+    fault harness saw it in 2 of 7 CI runs, on the worker that took over the partitions of
+    one that left). The check has nothing to say about such a partition yet (nothing
+    fetched, nothing to be slow on), so it is skipped until it has a position; so is one
+    no longer assigned (no state: the check yields to the loop between partitions).
+    Fingerprinted: ``verify_event_path``, ``verify_all_partitions_active`` and aiokafka's
+    ``TopicPartitionState.position``.
+    """
+    from aiokafka.structs import TopicPartition
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    original = AIOKafkaConsumerThread.verify_event_path
+    if getattr(original, _APPLIED, False):
+        return
+
+    def verify_event_path(self: Any, now: float, tp: Any) -> None:
+        if _positioned(self._consumer, TopicPartition(tp.topic, tp.partition)):
+            return original(self, now, tp)  # type: ignore[no-any-return]
+        return None
+
+    _install(AIOKafkaConsumerThread, "verify_event_path", verify_event_path)
+
+
+def _positioned(consumer: Any, tp: Any) -> bool:
+    """Whether aiokafka ``consumer`` has a fetch position for ``tp`` (assigned, reset)."""
+    subscription = consumer and consumer._fetcher._subscriptions.subscription
+    assignment = subscription and subscription.assignment
+    state = assignment and assignment.state_value(tp)
+    return bool(state and state.has_valid_position)
 
 
 # --- accessors -----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
-from aiokafka.consumer.subscription_state import Assignment
+from aiokafka.consumer.subscription_state import Assignment, TopicPartitionState
 from faust.app.base import App
 from faust.streams import Stream
 from faust.tables.recovery import Recovery
@@ -127,6 +127,14 @@ FINGERPRINTS = {
     ),
     "Recovery.on_recovery_completed": (Recovery.on_recovery_completed, "6ef567acf072e46d"),
     "Recovery._resume_streams": (Recovery._resume_streams, "d986a6710c1aca98"),
+    # 8. check_positioned_only: the livelock check reads each assigned partition's
+    # position, which aiokafka asserts is set
+    "AIOKafkaConsumerThread.verify_event_path": (
+        AIOKafkaConsumerThread.verify_event_path.__wrapped__,
+        "b983e7735f647cb3",
+    ),
+    "Consumer.verify_all_partitions_active": (Consumer.verify_all_partitions_active, "4e0e46f5c297305d"),
+    "TopicPartitionState.position": (TopicPartitionState.position.fget, "816b6b289bd14f5c"),
 }
 
 
@@ -157,7 +165,8 @@ def test_patches_apply_once() -> None:
         return (Consumer._new_offset, Consumer._filter_committable_offsets, Consumer.wait_first,
                 Consumer.ack, Consumer.on_partitions_revoked,
                 AIOKafkaConsumerThread.seek_to_committed,
-                AIOKafkaConsumerThread._create_worker_consumer, FetchResult.getall)  # fmt: skip
+                AIOKafkaConsumerThread._create_worker_consumer, FetchResult.getall,
+                AIOKafkaConsumerThread.verify_event_path)  # fmt: skip
 
     patched = patched_now()
     faust_compat.apply()
@@ -531,6 +540,41 @@ def test_an_ack_after_its_partitions_revocation_is_not_counted(consumer: Any, re
     assert consumer._new_offset(tp) is None  # nothing to commit past the commit
     again = _fetched(tp, 10, 5)
     assert again.ack(consumer) and consumer._new_offset(tp) == 11
+
+
+def test_the_livelock_check_skips_a_partition_not_positioned_yet(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patch 8: Faust's check read the position of a partition aiokafka was still
+    resetting (fetched before, then ``await_reset``, as after a rebalance's seek) and the
+    ``AssertionError`` crashed the worker; patched, such a partition is skipped and a
+    positioned one is checked as before."""
+    thread = app.consumer._thread
+    resetting, positioned = TP("t", 0), TP("t", 1)
+    checked: list[Any] = []
+
+    def fetch_path_fine(now: float, tp: Any) -> bool:
+        checked.append(tp)
+        return False  # (no error logged: go on to the stream's part of the check)
+
+    async def check() -> None:
+        assignment = _assigned([resetting, positioned], 5)
+        for tp in (resetting, positioned):
+            assignment.state_value(tp).timestamp = 1_000  # fetched from, once
+        assignment.state_value(resetting).await_reset(1)  # its position is being reset
+        fetcher = SimpleNamespace(_subscriptions=SimpleNamespace(
+            subscription=SimpleNamespace(assignment=assignment)))  # fmt: skip
+        monkeypatch.setattr(thread, "_consumer", SimpleNamespace(_fetcher=fetcher))
+        monkeypatch.setattr(thread, "_verify_aiokafka_event_path", fetch_path_fine)
+        monkeypatch.setattr(thread, "time_started", 1.0, raising=False)  # (set by start)
+        with pytest.raises(AssertionError):  # as Faust ships it
+            AIOKafkaConsumerThread.verify_event_path.__wrapped__(thread, 2_000.0, resetting)
+        checked.clear()
+        for tp in (resetting, positioned, TP("t", 2)):  # (t, 2): no longer assigned
+            assert thread.verify_event_path(2_000.0, tp) is None
+
+    asyncio.run(check())
+    assert checked == [positioned]
 
 
 def test_revoking_lasts_from_the_rebalance_start_to_the_revoked_signal(app: Any) -> None:
