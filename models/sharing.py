@@ -51,8 +51,6 @@ PRIOR_WEIGHTS: dict[str, float] = {
     "apart_devices_28d": 1.5,  # min(n, 2) devices of the apart group
     "apart_coactive_days_28d": 1.8,  # min(n, 5) days it was active with home
 }
-# (both "days with home" terms count, once there is one such day, the stays beyond the
-# first instead when they are more: _together)
 # The home is unknown in an account's first days: the second-household signals
 # ramp up linearly over this many days of observed usage. A week: a household's
 # own structure (which network and geo is home, which devices cross over) takes
@@ -69,6 +67,12 @@ RAMP_DAYS = 7.0
 # worst median delay 5.01 -> 4.02 d, no look-alike alerted more (docs/sharing.md).
 _OWN = ("second_place_own_devices_28d", "second_place_own_coactive_days_28d")
 _APART = ("apart_devices_28d", "apart_coactive_days_28d")
+# each "days with home" term and the stays it counts instead, once there is one such
+# day, when they are more (_together; an alert's reasons then name the stays)
+_STAYS = {
+    "second_place_own_coactive_days_28d": "second_place_own_visits_28d",
+    "apart_coactive_days_28d": "apart_visits_28d",
+}
 _RAMPED = frozenset(list(PRIOR_WEIGHTS)[:4]) | frozenset(_APART)
 
 
@@ -123,11 +127,11 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     ramp = 1.0 if _agree(f) else min(1.0, f["observed_days_28d"] / RAMP_DAYS)
     # days of a phone on networks that never recur count once: a commute, not a home
     days_cap = 5.0 if _settled(f) and not _mirror(f) else 1.0
+    together = {days: _together(f[days], f[stays]) for days, stays in _STAYS.items()}
     x = {
         "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
         "second_place_own_coactive_days_28d": min(
-            _together(f["second_place_own_coactive_days_28d"], f["second_place_own_visits_28d"]),
-            days_cap,
+            together["second_place_own_coactive_days_28d"], days_cap
         ),
         "cross_place_overlap_hours_28d": math.log1p(f["cross_place_overlap_hours_28d"]),
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
@@ -137,9 +141,7 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
         "second_place_rotating_prefixes_28d": min(f["second_place_rotating_prefixes_28d"], 4.0),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
         "apart_devices_28d": min(f["apart_devices_28d"], 2.0),
-        "apart_coactive_days_28d": min(
-            _together(f["apart_coactive_days_28d"], f["apart_visits_28d"]), 5.0
-        ),
+        "apart_coactive_days_28d": min(together["apart_coactive_days_28d"], 5.0),
     }
     # one household living elsewhere, seen by place or by network: the stronger view counts
     weaker = _OWN if _weighed(x, _APART) > _weighed(x, _OWN) else _APART
@@ -180,13 +182,6 @@ def sharing_evidence_score(features: Mapping[str, float]) -> float:
     0.01
     """
     return _sigmoid(PRIOR_BIAS + sum(_contributions(features).values()))
-
-
-# the stays that a "days with home" term counts instead of its days (_together)
-_STAYS = {
-    "second_place_own_coactive_days_28d": "second_place_own_visits_28d",
-    "apart_coactive_days_28d": "apart_visits_28d",
-}
 
 
 def sharing_reasons(features: Mapping[str, float], k: int = 3) -> list[dict[str, Any]]:
