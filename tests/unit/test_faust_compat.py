@@ -133,7 +133,10 @@ FINGERPRINTS = {
         AIOKafkaConsumerThread.verify_event_path.__wrapped__,
         "b983e7735f647cb3",
     ),
-    "Consumer.verify_all_partitions_active": (Consumer.verify_all_partitions_active, "4e0e46f5c297305d"),
+    "Consumer.verify_all_partitions_active": (
+        Consumer.verify_all_partitions_active,
+        "4e0e46f5c297305d",
+    ),
     "TopicPartitionState.position": (TopicPartitionState.position.fget, "816b6b289bd14f5c"),
 }
 
