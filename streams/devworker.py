@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
@@ -128,8 +129,10 @@ class WorkerProc:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
-    def metrics(self) -> dict[str, float]:
-        return scrape(self.url + "/metrics")
+    def metrics(self, *names: str) -> dict[str, float]:
+        """The worker's /metrics summed by sample name; only ``names`` when given."""
+        query = "?" + urlencode([("name[]", name) for name in names]) if names else ""
+        return scrape(self.url + "/metrics" + query)
 
     def get_json(self, path: str) -> tuple[int, dict]:  # type: ignore[type-arg]
         """GET ``path``, with the worker's ``CHURNWATCH_API_TOKEN`` as bearer token if set."""

@@ -22,12 +22,18 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 from models.alerting import CHURN_ACTIONS
 from models.contract import ERROR_KINDS
 from models.outcomes import OUTCOMES
 from models.risk import KINDS
+
+# No ``_created`` sample beside each counter and histogram (prometheus_client's creation
+# timestamps, a process-wide switch): nothing reads them, and they were 183 of a
+# worker's 615 samples, each a series Prometheus stores, and a third of a scrape's work.
+disable_created_metrics()
 
 # the actions ``models.sharing.sharing_action`` recommends (pre-initialised label values)
 SHARING_ACTIONS = ("household_verification", "extra_member_offer")

@@ -1,6 +1,9 @@
 """HTTP endpoints on the worker's web port (``CHURNWATCH_WEB_PORT``, default 6066).
 
-- ``/metrics``: Prometheus exposition of this worker's metrics;
+- ``/metrics``: Prometheus exposition of this worker's metrics; ``?name[]=<sample
+  name>`` (repeatable) restricts it to those, as prometheus_client's own handler does
+  (a poller that reads two counters need not have the whole page built: ~3 ms of the
+  event loop);
 - ``/healthz``: liveness (the process and its event loop answer). The web server
   starts first of Faust's services (``streams.app.WebFirst``), so it answers while the
   producer connects and the tables recover; before Faust starts, while the worker
@@ -29,16 +32,24 @@ import asyncio
 import hmac
 import ipaddress
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.report import render_live
 from streams.runtime import Runtime
 
 # aiohttp wants the charset out of content_type (it adds utf-8 itself)
 EXPOSITION_TYPE = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+
+
+def exposition(registry: CollectorRegistry, query_string: str) -> bytes:
+    """The /metrics page of ``registry``: every sample, or only the sample names that the
+    query's ``name[]`` parameters ask for (as prometheus_client's own handler does)."""
+    names = parse_qs(query_string).get("name[]")
+    return generate_latest(registry.restricted_registry(names) if names else registry)
 
 
 def is_ready(app: Any) -> tuple[bool, str]:
@@ -128,7 +139,8 @@ def register(rt: Runtime) -> None:
 
     @app.page("/metrics")
     async def prometheus_metrics(web: View, request: Request) -> Response:
-        return web.bytes(generate_latest(metrics.registry), content_type=EXPOSITION_TYPE)
+        page = exposition(metrics.registry, request.query_string)
+        return web.bytes(page, content_type=EXPOSITION_TYPE)
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:

@@ -82,6 +82,10 @@ def test_prometheus_scrapes_worker_metrics(worker_factory, kafka_bootstrap, tmp_
         exposition = resp.read()
     check = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    assert b"_created" not in exposition  # no creation-timestamp series (streams.metrics)
+    # a poller asks for the samples it reads only (name[], as prometheus_client serves it)
+    assert worker.metrics("churnwatch_events_applied_total", "churnwatch_ready") == {
+        "churnwatch_events_applied_total": len(messages), "churnwatch_ready": 1.0}  # fmt: skip
 
     port = free_port()
     config = tmp_path / "prometheus.yml"
