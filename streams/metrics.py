@@ -32,7 +32,7 @@ from models.risk import KINDS
 
 # No ``_created`` sample beside each counter and histogram (prometheus_client's creation
 # timestamps, a process-wide switch): nothing reads them, and they were 183 of a
-# worker's 615 samples, each a series Prometheus stores, and a third of a scrape's work.
+# worker's 615 samples, each a series Prometheus stores, and a quarter of a scrape's work.
 disable_created_metrics()
 
 # the actions ``models.sharing.sharing_action`` recommends (pre-initialised label values)
