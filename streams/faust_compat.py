@@ -41,9 +41,9 @@ Patches (applied once by :func:`apply`, from ``streams.app.create_app``):
    recorded such an acknowledgement in the partition's fresh books, and a commit could
    pass a message a stream had skipped, not processed (it acknowledges those too).
 8. ``check_positioned_only`` - ``AIOKafkaConsumerThread.verify_event_path`` (Faust's
-   livelock check, every 2.5 commit intervals) skips a partition aiokafka has not
-   positioned yet: one assigned by a rebalance a moment before has no position, and
-   reading it raised an ``AssertionError`` that crashed the worker.
+   livelock check, every 2.5 commit intervals) skips a partition aiokafka has no
+   position for (being reset, as after a rebalance): reading it raised an
+   ``AssertionError`` that crashed the worker.
 
 Accessors (read or write a private attribute, one place each):
 
@@ -626,13 +626,16 @@ def check_positioned_only() -> None:
     Every 2.5 commit intervals outside a rebalance, ``Consumer.verify_all_partitions_active``
     runs ``AIOKafkaConsumerThread.verify_event_path`` for each assigned partition, which
     reads aiokafka's ``TopicPartitionState.position``. That property asserts a position
-    is set, and a partition assigned by the rebalance a moment before has none until the
-    fetcher resets it to the committed offset; ``app.rebalancing`` is already false by
-    then. The ``AssertionError`` ended the detector's task, and with it the worker (the
-    fault harness saw it in 2 of 7 CI runs, on the worker that took over the partitions of
-    one that left). The check has nothing to say about such a partition yet (nothing
-    fetched, nothing to be slow on), so it is skipped until it has a position; so is one
-    no longer assigned (no state: the check yields to the loop between partitions).
+    is set, and a partition whose position is being reset has none until the fetcher
+    answers, though it was fetched from before (which is what gets it past the check's
+    first test): a seek to its beginning (patch 1 asks for one after a rebalance where
+    a partition has no commit), no commit in Kafka, an offset out of range.
+    ``app.rebalancing`` is false by then. The ``AssertionError`` ended the detector's
+    task, and with it the worker (the fault harness saw it in 2 of 7 CI runs, on the
+    worker that took over the partitions of one that left). The check has nothing to say
+    about such a partition until it has a position (nothing fetched since the reset,
+    nothing to be slow on), so it is skipped until then; so is one no longer assigned (no
+    state: the check yields to the loop between partitions).
     Fingerprinted: ``verify_event_path``, ``verify_all_partitions_active`` and aiokafka's
     ``TopicPartitionState.position``.
     """

@@ -549,7 +549,7 @@ def test_the_livelock_check_skips_a_partition_not_positioned_yet(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Patch 8: Faust's check read the position of a partition aiokafka was still
-    resetting (fetched before, then ``await_reset``, as after a rebalance's seek) and the
+    resetting (fetched before, then ``await_reset``, as a seek to its beginning does) and the
     ``AssertionError`` crashed the worker; patched, such a partition is skipped and a
     positioned one is checked as before."""
     thread = app.consumer._thread
