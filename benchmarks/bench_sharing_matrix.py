@@ -2,6 +2,7 @@
 
 Run: python benchmarks/bench_sharing_matrix.py [--tune 4] [--held-out 4] [--accounts 400]
      [--days 35] [--only held-out|tune] [--prior] [--json FILE] [--geo-grid-km 1]
+     [--fit-calibration]
 
 Each *cell* is one simulated population whose behaviour parameters are drawn
 from a seed (:func:`draw_cell`): trip frequency, length and repeated
@@ -24,7 +25,8 @@ simulator's ``borrowed_days``: one or two days is one or two days of evidence), 
 ROC AUC of each account's last ``sharing_score``,
 the median delay from the first borrowed playback to the first alert, and a
 reliability diagram (bins of predicted score vs observed share of sharers) with
-its expected calibration error. The last score is judged against what was true
+its expected calibration error (``--fit-calibration`` replays the cells without the
+score's calibration and fits ``models.sharing.CALIBRATION`` on them). The last score is judged against what was true
 at the end: an account whose every borrower was blocked or paid for as an extra
 member (or that cancelled) is no longer shared, and is left out of AUC and
 calibration (``models.evaluation.shared_at_end``); "ever shared" gives the same
@@ -52,11 +54,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sharing import Censuses, PriorOnly, prior_events  # noqa: E402
 
+from models.alerting import AlertConfig  # noqa: E402
 from models.engine import EngineConfig  # noqa: E402
 from models.evaluation import (  # noqa: E402
     DAY_MS,
     LOOK_ALIKES,
     expected_calibration_error,
+    fit_calibration,
     reliability,
     shared_at_end,
     sharing_alert_quality,
@@ -64,6 +68,7 @@ from models.evaluation import (  # noqa: E402
 from models.household.state import POPULAR_ACCOUNTS  # noqa: E402
 from models.privacy import GEO_GRID_KM  # noqa: E402
 from models.replay import replay  # noqa: E402
+from models.sharing import calibrate  # noqa: E402
 from models.simulator import SimConfig, simulate  # noqa: E402
 
 # Full (held-out) range of each drawn parameter; tuning cells use the middle 60%.
@@ -183,6 +188,9 @@ def cell_quality(
 ) -> dict[str, Any]:
     """The figures of one cell: ``sharing_alert_quality`` plus subtle recall and calibration."""
     q = sharing_alert_quality(alerts, final, truths, end_ms=end_ms)
+    # each account's last score and whether it was still shared (for --fit-calibration)
+    q["last_scores"] = [(final[t["account_id"]], shared_at_end(t)) for t in truths
+                        if t["account_id"] in final and shared_at_end(t) is not None]  # fmt: skip
     subtle = [t for t in truths if t["archetype"] == "subtle_sharer"]
     q["subtle_recall"] = sharing_alert_quality(alerts, final, subtle, end_ms=end_ms)["recall"]
     # how much a subtle sharer's borrower watched (days with a playback, simulator truth):
@@ -205,13 +213,21 @@ def cell_quality(
 
 
 def run_cell(
-    cfg: SimConfig, *, with_prior: bool, geo_grid_km: float = GEO_GRID_KM
+    cfg: SimConfig, *, with_prior: bool, geo_grid_km: float = GEO_GRID_KM, calibrated: bool = True
 ) -> dict[str, dict[str, Any]]:
+    """The figures of one cell: the pipeline's (and the prior's alone). Not ``calibrated``:
+    the score is the blend of prior and model as it is, alerting at 0.7 / 0.5 (where the
+    calibrated score alerts: the same alerts)."""
     truths: list[dict[str, Any]] = []
     events = list(simulate(cfg, truths.append))
     end = cfg.start_ms + cfg.days * DAY_MS
     t0 = time.perf_counter()
-    r = replay(events, cfg=EngineConfig(geo_grid_km=geo_grid_km))
+    engine = EngineConfig(geo_grid_km=geo_grid_km)
+    if not calibrated:
+        engine = EngineConfig(
+            geo_grid_km=geo_grid_km, sharing_alert=AlertConfig(0.7, 0.5), sharing_calibration=()
+        )
+    r = replay(events, cfg=engine)
     final = {t["account_id"]: 0.0 for t in truths}
     final.update({a: s["sharing_score"] for a, s in r.scores.items()})
     out = {"pipeline": cell_quality(r.alerts, final, truths, end)}
@@ -261,6 +277,10 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=35)
     ap.add_argument("--prior", action="store_true", help="also score the evidence prior alone")
     ap.add_argument("--json", type=Path, help="write every figure (and the diagrams) here")
+    ap.add_argument("--fit-calibration", action="store_true",
+                    help="replay without the sharing score's calibration and print the one "
+                    "fitted on each group's cells (models.sharing.CALIBRATION: the tuning "
+                    "cells'), with each cell's ECE under the map fitted on the others")  # fmt: skip
     ap.add_argument("--geo-grid-km", type=float, default=GEO_GRID_KM,
                     help="coarsen coordinates to this grid, as the worker's ingest does "
                     "(CHURNWATCH_GEO_GRID_KM; 0: as the simulator sends them)")  # fmt: skip
@@ -280,6 +300,7 @@ def main() -> None:
                 draw_cell(seed, held_out=held_out, accounts=args.accounts, days=args.days),
                 with_prior=args.prior,
                 geo_grid_km=args.geo_grid_km,
+                calibrated=not args.fit_calibration,
             )
             for label, q in res.items():
                 cells.setdefault(label, []).append(q)
@@ -294,9 +315,38 @@ def main() -> None:
             print(f"  reliability ({label}, cells pooled): " + " ".join(
                 f"[{b['lo']:.1f},{b['hi']:.1f}) n={b['n']} p={b['predicted']:.2f} "
                 f"o={b['observed']:.2f}" for b in _pool(pooled)))  # fmt: skip
+            if args.fit_calibration and label == "pipeline":
+                _print_fit([q["last_scores"] for q in qs])
+            for q in qs:
+                del q["last_scores"]
             report[f"{name}/{label}"] = {"cells": dict(zip(seeds, qs, strict=True)), "worst": w}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
+
+
+def _print_fit(cells: list[list[tuple[float, bool]]]) -> None:
+    """The calibration fitted on every cell's last scores (alert levels 0.5 and 0.7 as
+    knots), and each cell's ECE under the map fitted on the other cells."""
+    table = fit_calibration(*zip(*[p for c in cells for p in c], strict=True), anchors=ALERT_LEVELS)
+    print(f"  calibration fitted on {len(cells)} cells: CALIBRATION = {table}")
+    loo = []
+    for i, cell in enumerate(cells):
+        others = [p for j, c in enumerate(cells) if j != i for p in c]
+        t = fit_calibration(*zip(*others, strict=True), anchors=ALERT_LEVELS)
+        loo.append(
+            (
+                expected_calibration_error(reliability(*zip(*cell, strict=True))),
+                expected_calibration_error(
+                    reliability([calibrate(x, t) for x, _ in cell], [y for _, y in cell])
+                ),
+            )
+        )
+    print("  ECE of each cell, as it is -> under the map fitted on the other cells: "
+          + ", ".join(f"{a:.3f} -> {b:.3f}" for a, b in loo))  # fmt: skip
+
+
+# the blend's alert levels before the calibration: knots of the map
+ALERT_LEVELS = (0.5, 0.7)
 
 
 def _pool_strata(cells: list[Mapping[str, Any]]) -> dict[str, tuple[float, int]]:

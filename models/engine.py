@@ -54,7 +54,11 @@ from models.privacy import GEO_GRID_KM
 from models.risk import KINDS as KINDS  # re-exported: the model kinds
 from models.risk import RiskState
 from models.sharing import (
+    CALIBRATION,
+    RESET,
+    THRESHOLD,
     SharingPolicy,
+    calibrate,
     combine,
     make_sharing_model,
     sharing_action,
@@ -71,7 +75,10 @@ class EngineConfig:
 
     state: StateConfig = field(default_factory=StateConfig)
     churn_alert: AlertConfig = field(default_factory=lambda: AlertConfig(0.4, 0.3))
-    sharing_alert: AlertConfig = field(default_factory=AlertConfig)
+    # the alert levels apply to the calibrated score (models.sharing.CALIBRATION)
+    sharing_alert: AlertConfig = field(default_factory=lambda: AlertConfig(THRESHOLD, RESET))
+    # the published sharing score is the blend through this map (empty: the blend itself)
+    sharing_calibration: tuple[tuple[float, float], ...] = CALIBRATION
     churn_actions: ChurnActionConfig = field(default_factory=ChurnActionConfig)
     sharing_policy: SharingPolicy = field(default_factory=SharingPolicy)
     score_delta: float = 0.02
@@ -268,7 +275,7 @@ def decide(
         return churn_p  # an untrained churn model raises no alerts (a cancelled account does)
     track = r.tracks["churn"]
     if update_track(track, churn_p, cfg.churn_alert):
-        sharing_p, _ = _sharing(state, now_ms, models, census=None)
+        sharing_p, _ = _sharing(state, now_ms, models, None, cfg)
         _alert(
             state, "churn", churn_p, now_ms,
             reasons=explain(models.churn.model, churn_x),
@@ -286,13 +293,19 @@ def _churn_p(churn_x: dict[str, float], models: Models) -> float:
 
 
 def _sharing(
-    state: AccountState, now_ms: int, models: Models, census: PrefixCensus | None
+    state: AccountState,
+    now_ms: int,
+    models: Models,
+    census: PrefixCensus | None,
+    cfg: EngineConfig,
 ) -> tuple[float, dict[str, float]]:
-    """The sharing score (evidence prior combined with the learned model) and its features."""
+    """The sharing score (evidence prior combined with the learned model, calibrated) and
+    its features."""
     x = household_features(state.household, now_ms, max_streams=state.max_streams, census=census)
     learned = models.sharing.examples
     model_p = models.sharing.predict_proba(x) if learned else None
-    return combine(sharing_evidence_score(x), model_p, learned), x
+    blend = combine(sharing_evidence_score(x), model_p, learned)
+    return calibrate(blend, cfg.sharing_calibration), x
 
 
 def _alert(
@@ -373,7 +386,7 @@ def score(
     churn_x = churn_features(state, now_ms)
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
         census.observe(state.account_id, state.household)
-    sharing_p, sharing_x = _sharing(state, now_ms, models, census)
+    sharing_p, sharing_x = _sharing(state, now_ms, models, census, cfg)
     churn_p = _churn_p(churn_x, models)
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)

@@ -244,3 +244,63 @@ def expected_calibration_error(diagram: Sequence[Mapping[str, float]]) -> float:
     if not total:
         return float("nan")
     return sum(b["n"] * abs(b["predicted"] - b["observed"]) for b in diagram) / total
+
+
+def fit_calibration(
+    scores: Sequence[float],
+    labels: Sequence[bool],
+    *,
+    anchors: Sequence[float] = (),
+    floor: float = 0.002,
+    ceiling: float = 0.998,
+    step: float = 0.001,
+) -> tuple[tuple[float, float], ...]:
+    """A monotone map from a score to the share of positives among the scores like it,
+    as knots ``(score, probability)`` for ``models.sharing.calibrate``.
+
+    Isotonic regression (pool adjacent violators; equal scores pooled first): each
+    block's mean score and share of positives is a knot, the knots from ``(0,
+    floor)`` to ``(1, ceiling)`` or above, each probability at least ``step`` above the
+    one before, so that the map is strictly increasing (it keeps the order of the
+    scores: the AUC and, with the alert levels mapped through it, every alert) and never
+    says 0 or 1. Each of ``anchors`` gets a knot of its own (the map's value there,
+    rounded), so that the calibrated value of an alert level is exact in the table.
+    Probabilities are rounded to 3 decimals and scores to 4.
+
+    >>> fit_calibration([0.1, 0.2, 0.3, 0.4, 0.9], [False, True, False, True, True])
+    ((0.0, 0.002), (0.1, 0.003), (0.25, 0.5), (0.65, 0.998), (1.0, 0.999))
+    >>> fit_calibration([0.1, 0.3], [False, True], anchors=[0.2])
+    ((0.0, 0.002), (0.1, 0.003), (0.2, 0.5), (0.3, 0.998), (1.0, 0.999))
+    """
+    blocks: list[list[float]] = []  # [positives, count, sum of scores]
+    pairs = sorted(zip(scores, map(bool, labels), strict=True))
+    i = 0
+    while i < len(pairs):
+        j, positives = i, 0
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            positives += pairs[j][1]
+            j += 1
+        blocks.append([positives, j - i, pairs[i][0] * (j - i)])
+        i = j
+        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] >= blocks[-1][0] * blocks[-2][1]:
+            y, n, sx = blocks.pop()
+            blocks[-1][0] += y
+            blocks[-1][1] += n
+            blocks[-1][2] += sx
+    fitted = [(sx / n, y / n) for y, n, sx in blocks]
+
+    def at(x: float) -> float:
+        if not fitted:
+            return 0.5
+        for (x0, y0), (x1, y1) in zip(fitted, fitted[1:], strict=False):
+            if x0 <= x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
+        return fitted[0][1] if x < fitted[0][0] else fitted[-1][1]
+
+    xs = sorted({round(x, 4) for x, _ in fitted if 0.0 < x < 1.0} | {round(a, 4) for a in anchors})
+    knots = [(0.0, floor)]
+    for x in xs:
+        y = round(min(ceiling, max(floor, at(x), knots[-1][1] + step)), 3)
+        knots.append((x, y))
+    knots.append((1.0, round(max(ceiling, knots[-1][1] + step), 3)))
+    return tuple(knots)

@@ -10,7 +10,9 @@ The score is ``combine(prior, model_proba, n_labels_seen)``:
   outcomes (:func:`sharing_label`); its inputs are the household features plus
   the prior's logit, so it can learn how far to trust the prior;
 - :func:`combine` moves from the prior to the model in logit space as labels
-  accumulate.
+  accumulate;
+- :func:`calibrate` maps the blend to the share of accounts scored like it that are
+  shared (:data:`CALIBRATION`): what is published and alerted on.
 
 The recommended action (:func:`sharing_action`) depends on how established the
 second household is and on the account's churn risk. See ``docs/sharing.md``.
@@ -19,7 +21,8 @@ second household is and on the account's churn risk. See ``docs/sharing.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,6 +331,75 @@ def combine(
         return prior
     w = min(max_model_weight, n_labels_seen / (n_labels_seen + half_labels))
     return _sigmoid((1 - w) * _logit(prior) + w * _logit(model_proba))
+
+
+# The published sharing score: the blend above through a fixed monotone map, knots
+# (blend, share of accounts still shared at the end among those the blend scored so),
+# linear between them. The blend ranks well but is no probability: on the tuning cells
+# of benchmarks/bench_sharing_matrix.py accounts it scored 0.3-0.4 were sharers 70% of
+# the time, 0.1-0.2 only 7% (expected calibration error 0.04-0.09 per cell). Fitted by
+# isotonic regression (models.evaluation.fit_calibration) on the last blend of every
+# account of the eight tuning cells whose truth at the end is known, 2,526 accounts, 22%
+# of them still shared (``python benchmarks/bench_sharing_matrix.py --only tune --fit-calibration``,
+# docs/sharing.md, "Calibration"). Strictly increasing, so it changes no ranking and,
+# with the alert levels mapped through it (0.7 -> 0.932, 0.5 -> 0.842: the defaults of
+# CHURNWATCH_SHARING_THRESHOLD and _RESET), no alert. How many of the quiet accounts
+# are sharers not yet seen (the bottom of the map) depends on how many sharers a
+# population has: fit your own on verified labels (CHURNWATCH_SHARING_CALIBRATION).
+CALIBRATION: tuple[tuple[float, float], ...] = (
+    (0.0, 0.002), (0.0001, 0.003), (0.0003, 0.016), (0.0004, 0.022), (0.0008, 0.025),
+    (0.0027, 0.031), (0.0045, 0.034), (0.0105, 0.056), (0.0262, 0.064), (0.0718, 0.073),
+    (0.1396, 0.078), (0.2129, 0.083), (0.2513, 0.541), (0.3549, 0.66), (0.493, 0.841),
+    (0.5, 0.842), (0.56, 0.846), (0.6227, 0.889), (0.7, 0.932), (0.7752, 0.974),
+    (0.9622, 0.998), (1.0, 0.999),
+)  # fmt: skip
+# the alert levels of the blend before it was calibrated, as the map gives them
+THRESHOLD, RESET = 0.932, 0.842
+
+
+def calibrate(p: float, table: Sequence[tuple[float, float]] = CALIBRATION) -> float:
+    """``p`` through the piecewise-linear map ``table`` (knots from score 0 to 1, both
+    increasing; :func:`check_calibration`); an empty table leaves ``p`` as it is.
+
+    >>> calibrate(0.7), calibrate(0.5), calibrate(0.35, ((0.0, 0.1), (0.5, 0.5), (1.0, 0.9)))
+    (0.932, 0.842, 0.38)
+    >>> calibrate(0.35, ())
+    0.35
+    """
+    if not table:
+        return p
+    i = bisect_left(table, (p,))
+    if i == 0:
+        return table[0][1]
+    if i == len(table):
+        return table[-1][1]
+    (x0, y0), (x1, y1) = table[i - 1], table[i]
+    return y0 + (y1 - y0) * (p - x0) / (x1 - x0)
+
+
+def check_calibration(table: Sequence[Sequence[float]]) -> tuple[tuple[float, float], ...]:
+    """``table`` as knots for :func:`calibrate`, or ValueError: pairs of numbers, scores
+    from 0 to 1 and probabilities in [0, 1], both strictly increasing (a flat piece would
+    make different scores one, and an alert level could not tell them apart).
+
+    >>> check_calibration([[0, 0.01], [1, 0.99]])
+    ((0.0, 0.01), (1.0, 0.99))
+    >>> check_calibration([[0, 0.01], [0.5, 0.01], [1, 0.99]])
+    Traceback (most recent call last):
+    ...
+    ValueError: a calibration's scores and probabilities must both increase strictly
+    """
+    try:
+        knots = tuple((float(x), float(y)) for x, y in table)
+    except (TypeError, ValueError):
+        raise ValueError("a calibration is a list of [score, probability] pairs") from None
+    if len(knots) < 2 or knots[0][0] != 0.0 or knots[-1][0] != 1.0:
+        raise ValueError("a calibration's scores must run from 0 to 1")
+    if not all(0.0 <= y <= 1.0 for _, y in knots):
+        raise ValueError("a calibration's probabilities must be within [0, 1]")
+    if any(x1 <= x0 or y1 <= y0 for (x0, y0), (x1, y1) in zip(knots, knots[1:], strict=False)):
+        raise ValueError("a calibration's scores and probabilities must both increase strictly")
+    return knots
 
 
 # --------------------------------------------------------------------------- enforcement

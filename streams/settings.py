@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:
     from models.engine import EngineConfig
 
@@ -140,8 +142,14 @@ class Settings:
     # churn alerts are decided after each subscription event and at every multiple of
     # this much event time (UTC midnights), so a replay gives the same alerts
     churn_decision_interval_h: float = 24.0
-    sharing_threshold: float = 0.7
-    sharing_reset: float = 0.5
+    # sharing scores are calibrated too (models.sharing.CALIBRATION): 0.932 and 0.842 are
+    # where the score before calibration alerted, at 0.7 and 0.5
+    sharing_threshold: float = 0.932
+    sharing_reset: float = 0.842
+    # builtin: the map fitted on the simulator's matrix; off: the blend of prior and model
+    # as it is (set the levels on that scale); else a JSON file of [score, probability]
+    # knots from 0 to 1, both increasing (fitted on your own verified labels)
+    sharing_calibration: str = "builtin"
     # each alert's account is followed this long (event time) to count what the action
     # achieved (churnwatch_action_outcomes_total)
     action_window_days: float = 30.0
@@ -281,6 +289,10 @@ class Settings:
                     f"need 0 <= CHURNWATCH_{kind.upper()}_RESET < "
                     f"CHURNWATCH_{kind.upper()}_THRESHOLD <= 1"
                 )
+        try:
+            _ = self.sharing_calibration_table
+        except ValueError as exc:
+            problems.append(f"{self.env_name('sharing_calibration')}: {exc}")
         if self.store not in {"rocksdb", "memory"}:
             problems.append("CHURNWATCH_STORE must be rocksdb or memory")
         if self.log_format not in {"text", "json"}:
@@ -403,6 +415,35 @@ class Settings:
 
         return max(1, self.state_cache_mb * 2**20 // RESIDENT_BYTES_PER_ACCOUNT)
 
+    @property
+    def sharing_calibration_table(self) -> tuple[tuple[float, float], ...]:
+        """The knots of ``CHURNWATCH_SHARING_CALIBRATION`` (empty: off); ValueError if
+        its file cannot be read or is no calibration (``models.sharing.check_calibration``).
+
+        >>> len(Settings().sharing_calibration_table) > 2
+        True
+        >>> Settings(sharing_calibration="off").sharing_calibration_table
+        ()
+        >>> Settings(sharing_calibration="/nonexistent.json").sharing_calibration_table
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot read /nonexistent.json: No such file or directory
+        """
+        from models.sharing import CALIBRATION, check_calibration
+
+        if self.sharing_calibration == "builtin":
+            return CALIBRATION
+        if self.sharing_calibration == "off":
+            return ()
+        path = Path(self.sharing_calibration)
+        try:
+            knots = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not JSON: {exc}") from None
+        return check_calibration(knots)
+
     def engine_config(self) -> EngineConfig:
         """The engine's rules as configured (the worker's, and ``churnwatch models train``'s)."""
         from models.account import DAY_MS, StateConfig
@@ -419,6 +460,7 @@ class Settings:
             churn_alert=AlertConfig(self.churn_threshold, self.churn_reset),
             churn_decision_interval_ms=int(self.churn_decision_interval_h * 3_600_000),
             sharing_alert=AlertConfig(self.sharing_threshold, self.sharing_reset),
+            sharing_calibration=self.sharing_calibration_table,
             score_delta=self.score_delta,
             action_window_ms=int(self.action_window_days * DAY_MS),
             time=TimePolicy(int(self.max_future_skew_s * 1000), self.min_event_ms),

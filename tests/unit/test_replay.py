@@ -84,3 +84,36 @@ def test_events_our_code_fails_on_are_counted_and_the_rest_applied(monkeypatch):
     r = replay(events)
     assert 0 < r.failed == len(doomed)
     assert r.applied == len(unique - doomed)
+
+
+def test_the_published_sharing_score_is_the_blend_calibrated_and_alerts_the_same_accounts():
+    """The same input replayed with the calibration off (the blend alerting at 0.7 / 0.5)
+    and on (the defaults): the same alerts at the same times, and every published sharing
+    score the calibrated blend."""
+    from models.alerting import AlertConfig
+    from models.engine import EngineConfig
+    from models.sharing import calibrate
+    from models.simulator import parse_mix
+
+    cfg = SimConfig(accounts=80, days=30, seed=4, mix=parse_mix(
+        "household=0.4,big_family=0.1,traveller=0.1,commuter=0.1,vpn_user=0.1,sharer=0.3,"
+        "subtle_sharer=0.2"))  # fmt: skip
+    # every score published (a score is published again only once it moved by score_delta,
+    # which the map stretches or shrinks)
+    raw = replay(simulate(cfg), cfg=EngineConfig(
+        sharing_alert=AlertConfig(0.7, 0.5), sharing_calibration=(), score_delta=0.0))  # fmt: skip
+    calibrated = replay(simulate(cfg), cfg=EngineConfig(score_delta=0.0))
+    sharing = [a for a in raw.alerts if a["kind"] == "sharing"]
+    assert len(sharing) >= 5, "the population should raise sharing alerts"
+    assert [(a["alert_id"], a["ts"]) for a in raw.alerts] == [
+        (a["alert_id"], a["ts"]) for a in calibrated.alerts
+    ]
+    assert raw.scores.keys() == calibrated.scores.keys()
+    moved = 0
+    for account, msg in raw.scores.items():
+        published, blend = calibrated.scores[account]["sharing_score"], msg["sharing_score"]
+        # both are rounded to 4 decimals: the blend within 5e-5 of the one calibrated
+        low, high = calibrate(max(0.0, blend - 5e-5)), calibrate(min(1.0, blend + 5e-5))
+        assert low - 5e-5 <= published <= high + 5e-5, (account, blend, published)
+        moved += abs(published - msg["sharing_score"]) > 0.01
+    assert moved >= len(raw.scores) / 4  # it is not the identity

@@ -117,3 +117,40 @@ def test_the_model_key_is_required_where_snapshots_are_read():
     with pytest.raises(SettingsError, match="CHURNWATCH_MODEL_KEY is not set"):
         Settings().require_model_key()
     assert Settings(model_key="k" * 16).require_model_key() == b"k" * 16
+
+
+def test_the_sharing_levels_and_calibration_reach_the_engine(tmp_path):
+    from models.sharing import CALIBRATION, calibrate
+
+    cfg = Settings.from_env({}).engine_config()
+    # the defaults alert where the score before its calibration did, at 0.7 / 0.5
+    assert cfg.sharing_calibration == CALIBRATION
+    assert (cfg.sharing_alert.threshold, cfg.sharing_alert.reset) == (
+        calibrate(0.7),
+        calibrate(0.5),
+    )
+    assert Settings.from_env({"CHURNWATCH_SHARING_CALIBRATION": "off"}).engine_config(
+    ).sharing_calibration == ()  # fmt: skip
+    own = tmp_path / "calibration.json"
+    own.write_text("[[0, 0.01], [0.4, 0.3], [1, 0.9]]")
+    s = Settings.from_env({"CHURNWATCH_SHARING_CALIBRATION": str(own)})
+    assert s.engine_config().sharing_calibration == ((0.0, 0.01), (0.4, 0.3), (1.0, 0.9))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("{", "is not JSON"),
+        ('[["a", 1]]', "pairs"),
+        ("[[0, 0.1], [0.9, 0.8]]", "from 0 to 1"),
+        ("[[0, 0.1], [0.5, 1.2], [1, 1.5]]", r"within \[0, 1\]"),
+        ("[[0, 0.3], [0.5, 0.2], [1, 0.9]]", "increase strictly"),
+    ],
+)
+def test_a_bad_sharing_calibration_fails_fast_naming_the_variable(tmp_path, content, message):
+    path = tmp_path / "calibration.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SettingsError, match=f"CHURNWATCH_SHARING_CALIBRATION: .*{message}"):
+        Settings.from_env({"CHURNWATCH_SHARING_CALIBRATION": str(path)})

@@ -380,3 +380,21 @@ def test_policy_fails_fast_on_bad_values(kwargs):
 def test_policy_is_frozen():
     with pytest.raises(AttributeError):
         SharingPolicy().soften_above_churn = 0.1  # type: ignore[misc]
+
+
+def test_the_calibration_is_a_strictly_increasing_probability_that_keeps_the_alert_levels():
+    from models.alerting import AlertConfig
+    from models.engine import EngineConfig
+    from models.sharing import CALIBRATION, RESET, THRESHOLD, calibrate, check_calibration
+
+    assert check_calibration(CALIBRATION) == CALIBRATION
+    grid = [i / 1000 for i in range(1001)]
+    mapped = [calibrate(p) for p in grid]
+    assert all(0.0 < y < 1.0 for y in mapped)
+    assert all(b > a for a, b in zip(mapped, mapped[1:], strict=False))
+    # the engine alerts on the calibrated score where it alerted on the blend at 0.7 / 0.5
+    assert (THRESHOLD, RESET) == (calibrate(0.7), calibrate(0.5))
+    assert EngineConfig().sharing_alert == AlertConfig(THRESHOLD, RESET)
+    # between knots the map is linear
+    (x0, y0), (x1, y1) = CALIBRATION[-3], CALIBRATION[-2]
+    assert calibrate((x0 + x1) / 2) == pytest.approx((y0 + y1) / 2)
