@@ -302,10 +302,22 @@ def _sharing(
     """The sharing score (evidence prior combined with the learned model, calibrated) and
     its features."""
     x = household_features(state.household, now_ms, max_streams=state.max_streams, census=census)
+    return sharing_score(x, models, cfg), x
+
+
+def sharing_score(x: dict[str, float], models: Models, cfg: EngineConfig) -> float:
+    """The published sharing score of the household features ``x``."""
     learned = models.sharing.examples
-    model_p = models.sharing.predict_proba(x) if learned else None
-    blend = combine(sharing_evidence_score(x), model_p, learned)
-    return calibrate(blend, cfg.sharing_calibration), x
+    return published_sharing(x, models.sharing.predict_proba(x) if learned else None, learned, cfg)
+
+
+def published_sharing(
+    x: dict[str, float], model_p: float | None, learned: int, cfg: EngineConfig
+) -> float:
+    """The sharing score published for features ``x`` whose learned model, after
+    ``learned`` labels, gave ``model_p``: the evidence prior combined with it as far as its
+    labels allow, calibrated (what the alert levels apply to)."""
+    return calibrate(combine(sharing_evidence_score(x), model_p, learned), cfg.sharing_calibration)
 
 
 def _alert(

@@ -3,7 +3,10 @@
 Recorded events (JSONL, ours or your own) go through the worker's own pipeline
 (``models.replay``), starting from a model bundle if one is given. Every
 labelled example is scored *before* the model learns it (prequential, as the
-worker's learner does), so the curves say how the scores would have done live.
+worker's learner does), so the curves say how the scores would have done live; a
+sharing example's score is the one the engine publishes and alerts on (evidence prior,
+learned model and calibration: ``models.engine.sharing_score``), not the learned
+model's own probability.
 The page shows, for both models: ROC and precision-recall curves, the
 reliability diagram, and precision, recall and volume by threshold with the
 configured threshold marked; for the alerts: volume per day, the lead time of
@@ -94,9 +97,14 @@ def collect(
                     pass  # the replay dead-letters it
             yield doc
 
+    from models.engine import sharing_score
+
     def on_examples(examples: list[dict[str, Any]], now: Models) -> None:
         for x in examples:
-            p = now.get(x["model"]).predict_proba(x["features"])
+            if x["model"] == "sharing":  # what the engine publishes and alerts on
+                p = sharing_score(x["features"], now, cfg)
+            else:
+                p = now.churn.predict_proba(x["features"])
             data.scored.append(as_scored(x, p))
 
     result = replay(watched(), cfg=cfg, models=models, on_examples=on_examples)

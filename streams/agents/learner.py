@@ -40,7 +40,7 @@ import logging
 import time
 from typing import Any
 
-from models.engine import KINDS
+from models.engine import KINDS, published_sharing
 from models.learner import OnlineLearner, adopt_import, read_training
 from models.quality import Window
 from streams.report import as_scored
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 def register(rt: Runtime) -> None:
     app, m, s = rt.app, rt.metrics, rt.settings
     skips, cache = rt.skips, rt.models
+    engine = s.engine_config()  # the sharing scores of /quality, as the engine publishes them
     table = cache.table  # the models global table: this agent is its only writer
     key = cache.key  # snapshots are signed with it (CHURNWATCH_MODEL_KEY)
     learners: dict[str, OnlineLearner] = {}
@@ -77,9 +78,17 @@ def register(rt: Runtime) -> None:
                 m.training_redelivered.labels(kind).inc(len(items) - len(examples))
             # score the whole burst, then learn it (honest prequential metrics)
             batch_in = [(ex["features"], ex["label"], ex["example_id"]) for ex in examples]
-            before = lrn.learned_offset
+            before, seen = lrn.learned_offset, lrn.examples
 
-            def scored(i: int, p: float, examples: list[dict[str, Any]] = examples) -> None:
+            def scored(
+                i: int,
+                p: float,
+                examples: list[dict[str, Any]] = examples,
+                kind: str = kind,
+                seen: int = seen,  # the labels the model had learned when it gave p
+            ) -> None:
+                if kind == "sharing":  # the score published and alerted on, not the model's
+                    p = published_sharing(examples[i]["features"], p, seen, engine)
                 rt.quality.add(as_scored(examples[i], p))
 
             try:

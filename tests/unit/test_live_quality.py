@@ -70,3 +70,25 @@ def test_without_matplotlib_quality_says_what_is_missing(monkeypatch):
     assert no_matplotlib() is None
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     assert "needs matplotlib" in no_matplotlib()
+
+
+def test_the_report_scores_sharing_examples_as_the_engine_publishes_them():
+    """The sharing curves and threshold plots are drawn from the published score (prior,
+    model and calibration: what the alert levels apply to), not the learned model's own
+    probability: the same replay with the calibration off gives every sharing example the
+    blend the calibration maps."""
+    from dataclasses import replace
+
+    from models.sharing import calibrate
+    from models.simulator import SimConfig, simulate
+    from streams.report import collect
+
+    cfg = Settings.from_env({}).engine_config()
+    sim = SimConfig(accounts=120, days=45, seed=8)
+    on = collect(iter(simulate(sim)), cfg)
+    off = collect(iter(simulate(sim)), replace(cfg, sharing_calibration=()))
+    pairs = [(a.score, b.score) for a, b in zip(on.scored, off.scored, strict=True)
+             if a.kind == "sharing"]  # fmt: skip
+    assert len(pairs) >= 10, "the crackdown should label some sharing examples"
+    assert all(a == pytest.approx(calibrate(b)) for a, b in pairs)
+    assert sum(abs(a - b) > 0.01 for a, b in pairs) >= len(pairs) / 4
