@@ -398,3 +398,26 @@ def test_the_calibration_is_a_strictly_increasing_probability_that_keeps_the_ale
     # between knots the map is linear
     (x0, y0), (x1, y1) = CALIBRATION[-3], CALIBRATION[-2]
     assert calibrate((x0 + x1) / 2) == pytest.approx((y0 + y1) / 2)
+
+
+def test_a_calibration_fitted_on_scores_recovers_the_share_of_positives():
+    """Scores whose true probability is a known increasing function of them: the fitted
+    map gives that probability back, and the calibrated scores' ECE is small."""
+    from models.evaluation import expected_calibration_error, fit_calibration, reliability
+    from models.sharing import calibrate, check_calibration
+
+    rng = random.Random(5)
+    truth = lambda s: 0.05 + 0.9 * s**2  # noqa: E731 - the true share at score s
+    scores = [rng.random() for _ in range(20_000)]
+    labels = [rng.random() < truth(s) for s in scores]
+    table = fit_calibration(scores, labels, anchors=(0.7,))
+    assert check_calibration(table) == table  # strictly increasing, 0 to 1
+    assert 0.7 in [x for x, _ in table]
+    for s in (0.1, 0.3, 0.5, 0.7, 0.9):
+        assert calibrate(s, table) == pytest.approx(truth(s), abs=0.04)
+    held = [rng.random() for _ in range(5_000)]
+    held_labels = [rng.random() < truth(s) for s in held]
+    raw = expected_calibration_error(reliability(held, held_labels))
+    fitted = expected_calibration_error(reliability([calibrate(s, table) for s in held],
+                                                    held_labels))  # fmt: skip
+    assert raw > 0.1 and fitted < 0.03
