@@ -26,8 +26,8 @@ ROC AUC of each account's last ``sharing_score``,
 the median delay from the first borrowed playback to the first alert, and a
 reliability diagram (bins of predicted score vs observed share of sharers) with
 its expected calibration error (``--fit-calibration`` replays the cells without the
-score's calibration and fits ``models.sharing.CALIBRATION`` on them). The last score is judged against what was true
-at the end: an account whose every borrower was blocked or paid for as an extra
+score's calibration and fits ``models.sharing.CALIBRATION`` on them). The last
+score is judged against what was true at the end: an account whose every borrower was blocked or paid for as an extra
 member (or that cancelled) is no longer shared, and is left out of AUC and
 calibration (``models.evaluation.shared_at_end``); "ever shared" gives the same
 two figures counting it as shared, as this benchmark did before. The worst
@@ -70,6 +70,10 @@ from models.privacy import GEO_GRID_KM  # noqa: E402
 from models.replay import replay  # noqa: E402
 from models.sharing import calibrate  # noqa: E402
 from models.simulator import SimConfig, simulate  # noqa: E402
+
+# The blend's alert levels (reset, threshold) before the score was calibrated: where it
+# alerts without the calibration, and knots of the map fitted (--fit-calibration).
+ALERT_LEVELS = (0.5, 0.7)
 
 # Full (held-out) range of each drawn parameter; tuning cells use the middle 60%.
 RANGES: dict[str, tuple[float, float]] = {
@@ -222,12 +226,10 @@ def run_cell(
     events = list(simulate(cfg, truths.append))
     end = cfg.start_ms + cfg.days * DAY_MS
     t0 = time.perf_counter()
-    engine = EngineConfig(geo_grid_km=geo_grid_km)
+    blend: dict[str, Any] = {}
     if not calibrated:
-        engine = EngineConfig(
-            geo_grid_km=geo_grid_km, sharing_alert=AlertConfig(0.7, 0.5), sharing_calibration=()
-        )
-    r = replay(events, cfg=engine)
+        blend = {"sharing_alert": AlertConfig(*ALERT_LEVELS[::-1]), "sharing_calibration": ()}
+    r = replay(events, cfg=EngineConfig(geo_grid_km=geo_grid_km, **blend))
     final = {t["account_id"]: 0.0 for t in truths}
     final.update({a: s["sharing_score"] for a, s in r.scores.items()})
     out = {"pipeline": cell_quality(r.alerts, final, truths, end)}
@@ -343,10 +345,6 @@ def _print_fit(cells: list[list[tuple[float, bool]]]) -> None:
         )
     print("  ECE of each cell, as it is -> under the map fitted on the other cells: "
           + ", ".join(f"{a:.3f} -> {b:.3f}" for a, b in loo))  # fmt: skip
-
-
-# the blend's alert levels before the calibration: knots of the map
-ALERT_LEVELS = (0.5, 0.7)
 
 
 def _pool_strata(cells: list[Mapping[str, Any]]) -> dict[str, tuple[float, int]]:
