@@ -1,4 +1,4 @@
-"""``churnwatch models``: train, show, export and import model snapshots.
+"""``churnwatch models``: train, show, export and import model snapshots; calibrate.
 
 A bundle is one JSON file (``models.learner.dump_bundle``) holding learner
 snapshots by kind (``churn``, ``sharing``) with their prequential metrics.
@@ -8,10 +8,14 @@ models with it and learns on from them; every worker then scores with it).
 ``train`` learns a bundle offline from recorded events with the worker's own
 pipeline (``models.replay``).
 
+``calibrate-sharing`` fits the sharing score's calibration on your own verified
+accounts (``CHURNWATCH_SHARING_CALIBRATION``).
+
 Snapshots are signed with ``CHURNWATCH_MODEL_KEY`` (``models.learner``): every
-command here needs it, and refuses a bundle or snapshot not signed with it before
-unpickling anything. ``--trust-unsigned`` lets ``show``, ``export`` and ``import``
-read snapshots of formats 1 and 2 (from before signing): only for your own.
+command here that reads or writes one needs it, and refuses a bundle or snapshot not
+signed with it before unpickling anything. ``--trust-unsigned`` lets ``show``,
+``export`` and ``import`` read snapshots of formats 1 and 2 (from before signing): only
+for your own.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ if TYPE_CHECKING:  # river is imported by the commands that need it: --help stay
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     models = subparsers.add_parser(
         "models",
-        help="train, show, export and import model snapshots",
+        help="train, show, export and import model snapshots; calibrate the sharing score",
         description="Move trained models between files and a deployment's models topic "
         "(CHURNWATCH_APP_ID-models-changelog): start a new deployment from a trained model, "
         "roll back, or reprocess history with a fixed model (with CHURNWATCH_LEARN=false).",
@@ -92,6 +96,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    "is signed with CHURNWATCH_MODEL_KEY")  # fmt: skip
     _trust_flag(p)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "calibrate-sharing",
+        help="fit a sharing calibration on your own verified accounts",
+        description="Fit the map that makes the sharing score a probability "
+        "(CHURNWATCH_SHARING_CALIBRATION) on your own accounts: a JSONL file, one account a "
+        "line, with its uncalibrated sharing score (published with "
+        "CHURNWATCH_SHARING_CALIBRATION=off: 'score' or 'sharing_score') and whether it was "
+        "found shared ('shared': true or false). Take the accounts from a sample that "
+        "represents them all (households verified at random, not only the alerted ones), at "
+        "least 200 with both outcomes. Writes the knots (isotonic regression, "
+        "models.evaluation.fit_calibration) and prints the alert levels that keep the "
+        "alerts where the uncalibrated 0.7 / 0.5 put them.",
+    )
+    p.add_argument("file", type=Path, help="JSONL of {score, shared}, one account a line")
+    p.add_argument("--out", type=Path, required=True, help="JSON file of knots to write")
+    p.set_defaults(func=cmd_calibrate_sharing)
 
 
 def _trust_flag(p: argparse.ArgumentParser) -> None:
@@ -300,4 +321,60 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"imported {describe(kind, chosen[kind])}")
     finally:
         producer.close()
+    return 0
+
+
+MIN_CALIBRATION_ACCOUNTS = 200
+
+
+def read_verified(path: Path) -> tuple[list[float], list[bool]]:
+    """(scores, shared) of a ``calibrate-sharing`` file; ValueError naming the first bad
+    line."""
+    scores: list[float] = []
+    shared: list[bool] = []
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+                score = doc["score"] if "score" in doc else doc["sharing_score"]
+                label = doc["shared"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(
+                    f"{path}:{lineno}: not an object with 'score' (or 'sharing_score') and 'shared'"
+                ) from None
+            if type(label) is not bool or type(score) not in (int, float) or not 0 <= score <= 1:
+                raise ValueError(f"{path}:{lineno}: 'score' must be in [0, 1], 'shared' a boolean")
+            scores.append(float(score))
+            shared.append(label)
+    if len(scores) < MIN_CALIBRATION_ACCOUNTS or all(shared) or not any(shared):
+        raise ValueError(
+            f"{path}: {len(scores)} accounts, {sum(shared)} shared: a calibration needs at "
+            f"least {MIN_CALIBRATION_ACCOUNTS} accounts, shared and not"
+        )
+    return scores, shared
+
+
+def cmd_calibrate_sharing(args: argparse.Namespace) -> int:
+    from models.evaluation import expected_calibration_error, fit_calibration, reliability
+    from models.sharing import calibrate
+
+    try:
+        scores, shared = read_verified(args.file)
+    except (OSError, ValueError) as exc:
+        print(f"churnwatch: {exc}", file=sys.stderr)
+        return 2
+    table = fit_calibration(scores, shared, anchors=(0.5, 0.7))
+    args.out.write_bytes(orjson.dumps([list(k) for k in table]) + b"\n")
+    before = expected_calibration_error(reliability(scores, shared))
+    after = expected_calibration_error(reliability([calibrate(x, table) for x in scores], shared))
+    print(f"{len(scores):,} accounts, {sum(shared):,} shared: {len(table)} knots written to "
+          f"{args.out}")  # fmt: skip
+    print(f"expected calibration error on these accounts: {before:.3f} -> {after:.3f} "
+          "(fitted on them: judge it on others)")  # fmt: skip
+    print(f"to use it: CHURNWATCH_SHARING_CALIBRATION={args.out} "
+          f"CHURNWATCH_SHARING_THRESHOLD={calibrate(0.7, table)} "
+          f"CHURNWATCH_SHARING_RESET={calibrate(0.5, table)} "
+          "(the alerts of the uncalibrated 0.7 / 0.5)")  # fmt: skip
     return 0

@@ -108,3 +108,53 @@ def test_report_starts_from_a_trained_bundle(tmp_path, capsys):
     assert "labelled examples" in capsys.readouterr().out and page.exists()
     assert main([*args[:3], str(tmp_path / "missing.json"), *args[4:]]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_calibrate_sharing_fits_a_table_the_worker_accepts_and_the_levels_to_use(tmp_path, capsys):
+    """Verified accounts whose share of sharers rises with the uncalibrated score: the
+    command writes knots that CHURNWATCH_SHARING_CALIBRATION reads, and the levels it
+    prints put the alerts where the uncalibrated 0.7 / 0.5 did."""
+    import random
+    import re
+
+    from models.sharing import calibrate
+    from streams.settings import Settings
+
+    rng = random.Random(3)
+    lines = []
+    for i in range(1000):
+        s = rng.random()
+        key = "score" if i % 2 else "sharing_score"  # a risk-scores record's field is read too
+        lines.append(orjson.dumps({key: round(s, 4), "shared": rng.random() < s**2}))
+    verified, out = tmp_path / "verified.jsonl", tmp_path / "calibration.json"
+    verified.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["models", "calibrate-sharing", str(verified), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1,000 accounts" in printed and "expected calibration error" in printed
+    env = dict(re.findall(r"(CHURNWATCH_SHARING_\w+)=(\S+)", printed))
+    assert env["CHURNWATCH_SHARING_CALIBRATION"] == str(out)
+    cfg = Settings.from_env(env).engine_config()
+    table = cfg.sharing_calibration
+    assert table == tuple(tuple(k) for k in orjson.loads(out.read_bytes()))
+    assert cfg.sharing_alert.threshold == calibrate(0.7, table)
+    assert cfg.sharing_alert.reset == calibrate(0.5, table)
+    assert calibrate(0.5, table) == pytest.approx(0.25, abs=0.08)  # the true share at 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"score": 0.3}\n', "verified.jsonl:1: not an object with 'score'"),
+        (b'{"score": 0.3, "shared": true}\nnot json\n', "verified.jsonl:2: not an object"),
+        (b'{"score": 1.3, "shared": true}\n', "verified.jsonl:1: 'score' must be in"),
+        (b'{"score": 0.3, "shared": 1}\n', "'shared' a boolean"),
+        (b'{"score": 0.3, "shared": true}\n' * 300, "300 accounts, 300 shared"),
+    ],
+)
+def test_calibrate_sharing_refuses_a_file_it_cannot_fit(tmp_path, capsys, content, message):
+    verified = tmp_path / "verified.jsonl"
+    verified.write_bytes(content)
+    out = tmp_path / "calibration.json"
+    assert main(["models", "calibrate-sharing", str(verified), "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
