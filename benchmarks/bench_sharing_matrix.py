@@ -68,12 +68,8 @@ from models.evaluation import (  # noqa: E402
 from models.household.state import POPULAR_ACCOUNTS  # noqa: E402
 from models.privacy import GEO_GRID_KM  # noqa: E402
 from models.replay import replay  # noqa: E402
-from models.sharing import calibrate  # noqa: E402
+from models.sharing import BLEND_LEVELS, calibrate  # noqa: E402
 from models.simulator import SimConfig, simulate  # noqa: E402
-
-# The blend's alert levels (reset, threshold) before the score was calibrated: where it
-# alerts without the calibration, and knots of the map fitted (--fit-calibration).
-ALERT_LEVELS = (0.5, 0.7)
 
 # Full (held-out) range of each drawn parameter; tuning cells use the middle 60%.
 RANGES: dict[str, tuple[float, float]] = {
@@ -228,7 +224,7 @@ def run_cell(
     t0 = time.perf_counter()
     blend: dict[str, Any] = {}
     if not calibrated:
-        blend = {"sharing_alert": AlertConfig(*ALERT_LEVELS[::-1]), "sharing_calibration": ()}
+        blend = {"sharing_alert": AlertConfig(*BLEND_LEVELS[::-1]), "sharing_calibration": ()}
     r = replay(events, cfg=EngineConfig(geo_grid_km=geo_grid_km, **blend))
     final = {t["account_id"]: 0.0 for t in truths}
     final.update({a: s["sharing_score"] for a, s in r.scores.items()})
@@ -329,12 +325,14 @@ def main() -> None:
 def _print_fit(cells: list[list[tuple[float, bool]]]) -> None:
     """The calibration fitted on every cell's last scores (alert levels 0.5 and 0.7 as
     knots), and each cell's ECE under the map fitted on the other cells."""
-    table = fit_calibration(*zip(*[p for c in cells for p in c], strict=True), anchors=ALERT_LEVELS)
+    table = fit_calibration(*zip(*[p for c in cells for p in c], strict=True), anchors=BLEND_LEVELS)
     print(f"  calibration fitted on {len(cells)} cells: CALIBRATION = {table}")
+    if len(cells) < 2:
+        return  # no other cell to fit on
     loo = []
     for i, cell in enumerate(cells):
         others = [p for j, c in enumerate(cells) if j != i for p in c]
-        t = fit_calibration(*zip(*others, strict=True), anchors=ALERT_LEVELS)
+        t = fit_calibration(*zip(*others, strict=True), anchors=BLEND_LEVELS)
         loo.append(
             (
                 expected_calibration_error(reliability(*zip(*cell, strict=True))),

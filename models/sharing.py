@@ -353,7 +353,10 @@ CALIBRATION: tuple[tuple[float, float], ...] = (
     (0.5, 0.842), (0.56, 0.846), (0.6227, 0.889), (0.7, 0.932), (0.7752, 0.974),
     (0.9622, 0.998), (1.0, 0.999),
 )  # fmt: skip
-# the alert levels of the blend before it was calibrated, as the map gives them
+# the blend's alert levels (reset, threshold) before the score was calibrated: knots of
+# every map fitted, so that the alerts can stay where they were ...
+BLEND_LEVELS = (0.5, 0.7)
+# ... and those levels as this map gives them: the calibrated score's defaults
 THRESHOLD, RESET = 0.932, 0.842
 
 

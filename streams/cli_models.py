@@ -358,14 +358,15 @@ def read_verified(path: Path) -> tuple[list[float], list[bool]]:
 
 def cmd_calibrate_sharing(args: argparse.Namespace) -> int:
     from models.evaluation import expected_calibration_error, fit_calibration, reliability
-    from models.sharing import calibrate
+    from models.sharing import BLEND_LEVELS, calibrate
 
     try:
         scores, shared = read_verified(args.file)
     except (OSError, ValueError) as exc:
         print(f"churnwatch: {exc}", file=sys.stderr)
         return 2
-    table = fit_calibration(scores, shared, anchors=(0.5, 0.7))
+    table = fit_calibration(scores, shared, anchors=BLEND_LEVELS)
+    reset, threshold = (calibrate(level, table) for level in BLEND_LEVELS)
     args.out.write_bytes(orjson.dumps([list(k) for k in table]) + b"\n")
     before = expected_calibration_error(reliability(scores, shared))
     after = expected_calibration_error(reliability([calibrate(x, table) for x in scores], shared))
@@ -374,7 +375,6 @@ def cmd_calibrate_sharing(args: argparse.Namespace) -> int:
     print(f"expected calibration error on these accounts: {before:.3f} -> {after:.3f} "
           "(fitted on them: judge it on others)")  # fmt: skip
     print(f"to use it: CHURNWATCH_SHARING_CALIBRATION={args.out} "
-          f"CHURNWATCH_SHARING_THRESHOLD={calibrate(0.7, table)} "
-          f"CHURNWATCH_SHARING_RESET={calibrate(0.5, table)} "
+          f"CHURNWATCH_SHARING_THRESHOLD={threshold} CHURNWATCH_SHARING_RESET={reset} "
           "(the alerts of the uncalibrated 0.7 / 0.5)")  # fmt: skip
     return 0

@@ -88,3 +88,19 @@ def test_subtle_recall_is_also_given_by_the_days_the_borrower_watched():
         "6+ d": {"sharers": 2, "recall": 0.5},
     }
     assert bench._pool_strata([q, q]) == {"1-2 d": (1.0, 2), "3-5 d": (0.0, 2), "6+ d": (0.5, 4)}
+
+
+def test_fit_calibration_prints_the_map_and_each_cells_error_under_the_others(capsys):
+    import random
+
+    rng = random.Random(2)
+    cells = [[(s, rng.random() < s) for s in (rng.random() ** 2 for _ in range(400))]
+             for _ in range(3)]  # fmt: skip
+    bench._print_fit(cells)
+    out = capsys.readouterr().out
+    assert "calibration fitted on 3 cells: CALIBRATION = ((0.0, 0.002)" in out
+    assert "(0.5, " in out and "(0.7, " in out  # the blend's alert levels are knots
+    errors = out.split("under the map fitted on the other cells: ")[1].split(", ")
+    assert len(errors) == 3 and all(" -> " in e for e in errors)
+    bench._print_fit(cells[:1])  # one cell: the map, and no cell to judge it on
+    assert "other cells" not in capsys.readouterr().out
