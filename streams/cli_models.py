@@ -146,23 +146,28 @@ def describe(kind: str, learner: OnlineLearner) -> str:
     )
 
 
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The lines of a JSONL file that are not blank, numbered from 1."""
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                yield lineno, line
+
+
 def read_events(paths: list[Path], on_bad: Any) -> Iterator[tuple[dict[str, Any], int]]:
     """JSON objects of JSONL files with their size in bytes; other lines go to
     ``on_bad(path, lineno)``."""
     for path in paths:
-        with open(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    on_bad(path, lineno)
-                    continue
-                if isinstance(doc, dict):
-                    yield doc, len(line)
-                else:
-                    on_bad(path, lineno)
+        for lineno, line in _lines(path):
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                on_bad(path, lineno)
+                continue
+            if isinstance(doc, dict):
+                yield doc, len(line)
+            else:
+                on_bad(path, lineno)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -332,22 +337,19 @@ def read_verified(path: Path) -> tuple[list[float], list[bool]]:
     line."""
     scores: list[float] = []
     shared: list[bool] = []
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = orjson.loads(line)
-                score = doc["score"] if "score" in doc else doc["sharing_score"]
-                label = doc["shared"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(
-                    f"{path}:{lineno}: not an object with 'score' (or 'sharing_score') and 'shared'"
-                ) from None
-            if type(label) is not bool or type(score) not in (int, float) or not 0 <= score <= 1:
-                raise ValueError(f"{path}:{lineno}: 'score' must be in [0, 1], 'shared' a boolean")
-            scores.append(float(score))
-            shared.append(label)
+    for lineno, line in _lines(path):
+        try:
+            doc = orjson.loads(line)
+            score = doc["score"] if "score" in doc else doc["sharing_score"]
+            label = doc["shared"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(
+                f"{path}:{lineno}: not an object with 'score' (or 'sharing_score') and 'shared'"
+            ) from None
+        if type(label) is not bool or type(score) not in (int, float) or not 0 <= score <= 1:
+            raise ValueError(f"{path}:{lineno}: 'score' must be in [0, 1], 'shared' a boolean")
+        scores.append(float(score))
+        shared.append(label)
     if len(scores) < MIN_CALIBRATION_ACCOUNTS or all(shared) or not any(shared):
         raise ValueError(
             f"{path}: {len(scores)} accounts, {sum(shared)} shared: a calibration needs at "
