@@ -188,9 +188,6 @@ def cell_quality(
 ) -> dict[str, Any]:
     """The figures of one cell: ``sharing_alert_quality`` plus subtle recall and calibration."""
     q = sharing_alert_quality(alerts, final, truths, end_ms=end_ms)
-    # each account's last score and whether it was still shared (for --fit-calibration)
-    q["last_scores"] = [(final[t["account_id"]], shared_at_end(t)) for t in truths
-                        if t["account_id"] in final and shared_at_end(t) is not None]  # fmt: skip
     subtle = [t for t in truths if t["archetype"] == "subtle_sharer"]
     q["subtle_recall"] = sharing_alert_quality(alerts, final, subtle, end_ms=end_ms)["recall"]
     # how much a subtle sharer's borrower watched (days with a playback, simulator truth):
@@ -204,11 +201,13 @@ def cell_quality(
     # for is no sharing any more: those accounts are left out); ``_ever_shared`` is
     # the same against "ever shared", as this benchmark measured before
     for suffix, truth_of in (("", shared_at_end), ("_ever_shared", lambda t: t["shared"])):
-        known = [(final[t["account_id"]], truth_of(t)) for t in truths if t["account_id"] in final]
-        diagram = reliability([x for x, y in known if y is not None],
-                              [bool(y) for _, y in known if y is not None])  # fmt: skip
+        known = [(final[t["account_id"]], bool(y)) for t in truths
+                 if t["account_id"] in final and (y := truth_of(t)) is not None]  # fmt: skip
+        diagram = reliability([x for x, _ in known], [y for _, y in known])
         q["reliability" + suffix] = diagram
         q["ece" + suffix] = expected_calibration_error(diagram)
+        if not suffix:  # each account's last score and whether still shared (--fit-calibration)
+            q["last_scores"] = known
     return q
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from models.contract import parse_ts
+from models.sharing import calibrate
 
 DAY_MS = 86_400_000
 LOOK_ALIKES = ("household", "big_family", "traveller", "commuter", "vpn_user")
@@ -287,15 +288,10 @@ def fit_calibration(
             blocks[-1][0] += y
             blocks[-1][1] += n
             blocks[-1][2] += sx
-    fitted = [(sx / n, y / n) for y, n, sx in blocks]
+    fitted = [(sx / n, y / n) for y, n, sx in blocks]  # the blocks' means: x increasing
 
-    def at(x: float) -> float:
-        if not fitted:
-            return 0.5
-        for (x0, y0), (x1, y1) in zip(fitted, fitted[1:], strict=False):
-            if x0 <= x <= x1:
-                return y0 + (y1 - y0) * (x - x0) / (x1 - x0) if x1 > x0 else y1
-        return fitted[0][1] if x < fitted[0][0] else fitted[-1][1]
+    def at(x: float) -> float:  # linear between the blocks' means, flat beyond them
+        return calibrate(x, fitted) if fitted else 0.5
 
     xs = sorted({round(x, 4) for x, _ in fitted if 0.0 < x < 1.0} | {round(a, 4) for a in anchors})
     knots = [(0.0, floor)]

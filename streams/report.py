@@ -84,6 +84,7 @@ def collect(
 ) -> ReportData:
     """Replay ``docs`` (contract event dicts) and keep what the report needs."""
     from models.contract import parse_ts
+    from models.engine import sharing_score
     from models.replay import replay
 
     data = ReportData()
@@ -96,8 +97,6 @@ def collect(
                 except (KeyError, TypeError, ValueError):
                     pass  # the replay dead-letters it
             yield doc
-
-    from models.engine import sharing_score
 
     def on_examples(examples: list[dict[str, Any]], now: Models) -> None:
         for x in examples:

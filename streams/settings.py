@@ -8,6 +8,7 @@ time: call :meth:`Settings.from_env` where the process starts.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -429,20 +430,13 @@ class Settings:
         ...
         ValueError: cannot read /nonexistent.json: No such file or directory
         """
-        from models.sharing import CALIBRATION, check_calibration
+        from models.sharing import CALIBRATION
 
         if self.sharing_calibration == "builtin":
             return CALIBRATION
         if self.sharing_calibration == "off":
             return ()
-        path = Path(self.sharing_calibration)
-        try:
-            knots = orjson.loads(path.read_bytes())
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not JSON: {exc}") from None
-        return check_calibration(knots)
+        return _calibration_file(self.sharing_calibration)
 
     def engine_config(self) -> EngineConfig:
         """The engine's rules as configured (the worker's, and ``churnwatch models train``'s)."""
@@ -470,6 +464,22 @@ class Settings:
     def documented(self) -> list[tuple[str, str]]:
         """(environment variable, default) for every setting, for the README and ``--help``."""
         return [(self.env_name(f.name), str(f.default)) for f in fields(self)]
+
+
+@functools.lru_cache(maxsize=4)
+def _calibration_file(name: str) -> tuple[tuple[float, float], ...]:
+    """The knots of a calibration file, read once per process (validated settings and
+    every agent's engine rules see the same table)."""
+    from models.sharing import check_calibration
+
+    path = Path(name)
+    try:
+        knots = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    return check_calibration(knots)
 
 
 def unknown_env(env: Mapping[str, str] | None = None) -> list[str]:
