@@ -41,8 +41,9 @@ and once, without a broker or after the runs:
               ingest's coarsening and pseudonymisation), internal codec, engine
               (``models.engine.process`` per partition, buffers of 1000) and state
               encode (``dump_state`` of each changed state per buffer), under the
-              worker's garbage collector; and, on the states they left, an event on a *cold* account: each
-              account gets one more playback an hour after the history's newest
+              worker's garbage collector; and, on the states they left, an event
+              on a *cold* account: each account gets one more playback an hour
+              after the history's newest
               event, applied alone to its state read back from its encoded bytes
               (decode, engine, encode: what a worker pays per event when its
               accounts outnumber its cache of decoded states)
@@ -647,7 +648,7 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
     the worker's garbage collector (``worker_gc``): under Python's default one, the
     full collections over this process's history (every event as a dict, a message and
     a parsed event) landed in the stages that allocate most, and parse, privacy and the
-    internal codec measured 2-3x what a worker pays (docs/design.md)."""
+    internal codec measured 1.4-2.9x what a worker pays (docs/design.md)."""
     with worker_gc():
         return _stages(inp, buffer)
 
