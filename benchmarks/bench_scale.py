@@ -43,10 +43,10 @@ and once, without a broker or after the runs:
               encode (``dump_state`` of each changed state per buffer), under the
               worker's garbage collector; and, on the states they left, an event
               on a *cold* account: each account gets one more playback an hour
-              after the history's newest
-              event, applied alone to its state read back from its encoded bytes
-              (decode, engine, encode: what a worker pays per event when its
-              accounts outnumber its cache of decoded states)
+              after the history's newest event, applied alone to its state read
+              back from its encoded bytes (decode, engine, encode: what a worker
+              pays per event when its accounts outnumber its cache of decoded
+              states)
   state       bytes per account, of the states the stages left (identifiers
               pseudonymised, as a worker stores them): serialized (``dump_state``) and resident
               (tracemalloc: what decoding one state allocates and keeps)
