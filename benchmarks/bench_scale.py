@@ -648,7 +648,7 @@ def stages(inp: Input, buffer: int = 1000) -> tuple[dict[str, float], list[Shard
     the worker's garbage collector (``worker_gc``): under Python's default one, the
     full collections over this process's history (every event as a dict, a message and
     a parsed event) landed in the stages that allocate most, and parse, privacy and the
-    internal codec measured 1.4-2.9x what a worker pays (docs/design.md)."""
+    internal codec measured 1.4-3x what a worker pays (docs/design.md)."""
     with worker_gc():
         return _stages(inp, buffer)
 
