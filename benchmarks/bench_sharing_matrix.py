@@ -27,8 +27,8 @@ the median delay from the first borrowed playback to the first alert, and a
 reliability diagram (bins of predicted score vs observed share of sharers) with
 its expected calibration error (``--fit-calibration`` replays the cells without the
 score's calibration and fits ``models.sharing.CALIBRATION`` on them). The last
-score is judged against what was true at the end: an account whose every borrower was blocked or paid for as an extra
-member (or that cancelled) is no longer shared, and is left out of AUC and
+score is judged against what was true at the end: an account whose every borrower
+was blocked or paid for as an extra member (or that cancelled) is no longer shared, and is left out of AUC and
 calibration (``models.evaluation.shared_at_end``); "ever shared" gives the same
 two figures counting it as shared, as this benchmark did before. The worst
 cell of each group is printed last.
@@ -59,6 +59,7 @@ from models.engine import EngineConfig  # noqa: E402
 from models.evaluation import (  # noqa: E402
     DAY_MS,
     LOOK_ALIKES,
+    calibration_errors,
     expected_calibration_error,
     fit_calibration,
     reliability,
@@ -68,7 +69,7 @@ from models.evaluation import (  # noqa: E402
 from models.household.state import POPULAR_ACCOUNTS  # noqa: E402
 from models.privacy import GEO_GRID_KM  # noqa: E402
 from models.replay import replay  # noqa: E402
-from models.sharing import BLEND_LEVELS, calibrate  # noqa: E402
+from models.sharing import BLEND_LEVELS  # noqa: E402
 from models.simulator import SimConfig, simulate  # noqa: E402
 
 # Full (held-out) range of each drawn parameter; tuning cells use the middle 60%.
@@ -332,14 +333,7 @@ def _print_fit(cells: list[list[tuple[float, bool]]]) -> None:
     for i, cell in enumerate(cells):
         others = [p for j, c in enumerate(cells) if j != i for p in c]
         t = fit_calibration(*zip(*others, strict=True), anchors=BLEND_LEVELS)
-        loo.append(
-            (
-                expected_calibration_error(reliability(*zip(*cell, strict=True))),
-                expected_calibration_error(
-                    reliability([calibrate(x, t) for x, _ in cell], [y for _, y in cell])
-                ),
-            )
-        )
+        loo.append(calibration_errors(*zip(*cell, strict=True), t))
     print("  ECE of each cell, as it is -> under the map fitted on the other cells: "
           + ", ".join(f"{a:.3f} -> {b:.3f}" for a, b in loo))  # fmt: skip
 

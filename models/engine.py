@@ -302,13 +302,9 @@ def _sharing(
     """The sharing score (evidence prior combined with the learned model, calibrated) and
     its features."""
     x = household_features(state.household, now_ms, max_streams=state.max_streams, census=census)
-    return sharing_score(x, models, cfg), x
-
-
-def sharing_score(x: dict[str, float], models: Models, cfg: EngineConfig) -> float:
-    """The published sharing score of the household features ``x``."""
     learned = models.sharing.examples
-    return published_sharing(x, models.sharing.predict_proba(x) if learned else None, learned, cfg)
+    model_p = models.sharing.predict_proba(x) if learned else None
+    return published_sharing(x, model_p, learned, cfg), x
 
 
 def published_sharing(

@@ -247,6 +247,22 @@ def expected_calibration_error(diagram: Sequence[Mapping[str, float]]) -> float:
     return sum(b["n"] * abs(b["predicted"] - b["observed"]) for b in diagram) / total
 
 
+def calibration_errors(
+    scores: Sequence[float], labels: Sequence[bool], table: Sequence[tuple[float, float]]
+) -> tuple[float, float]:
+    """Expected calibration error of ``scores`` against ``labels`` as they are and through
+    the map ``table`` (``models.sharing.calibrate``).
+
+    >>> errors = calibration_errors([0.2, 0.2, 0.8, 0.8], [False, True, True, True],
+    ...                             ((0.0, 0.0), (0.2, 0.5), (0.8, 0.99), (1.0, 1.0)))
+    >>> [round(e, 3) for e in errors]
+    [0.25, 0.005]
+    """
+    before = expected_calibration_error(reliability(scores, labels))
+    after = expected_calibration_error(reliability([calibrate(x, table) for x in scores], labels))
+    return before, after
+
+
 def fit_calibration(
     scores: Sequence[float],
     labels: Sequence[bool],

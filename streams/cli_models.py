@@ -359,7 +359,7 @@ def read_verified(path: Path) -> tuple[list[float], list[bool]]:
 
 
 def cmd_calibrate_sharing(args: argparse.Namespace) -> int:
-    from models.evaluation import expected_calibration_error, fit_calibration, reliability
+    from models.evaluation import calibration_errors, fit_calibration
     from models.sharing import BLEND_LEVELS, calibrate
 
     try:
@@ -370,8 +370,7 @@ def cmd_calibrate_sharing(args: argparse.Namespace) -> int:
     table = fit_calibration(scores, shared, anchors=BLEND_LEVELS)
     reset, threshold = (calibrate(level, table) for level in BLEND_LEVELS)
     args.out.write_bytes(orjson.dumps([list(k) for k in table]) + b"\n")
-    before = expected_calibration_error(reliability(scores, shared))
-    after = expected_calibration_error(reliability([calibrate(x, table) for x in scores], shared))
+    before, after = calibration_errors(scores, shared, table)
     print(f"{len(scores):,} accounts, {sum(shared):,} shared: {len(table)} knots written to "
           f"{args.out}")  # fmt: skip
     print(f"expected calibration error on these accounts: {before:.3f} -> {after:.3f} "

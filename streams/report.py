@@ -5,7 +5,7 @@ Recorded events (JSONL, ours or your own) go through the worker's own pipeline
 labelled example is scored *before* the model learns it (prequential, as the
 worker's learner does), so the curves say how the scores would have done live; a
 sharing example's score is the one the engine publishes and alerts on (evidence prior,
-learned model and calibration: ``models.engine.sharing_score``), not the learned
+learned model and calibration: ``models.engine.published_sharing``), not the learned
 model's own probability.
 The page shows, for both models: ROC and precision-recall curves, the
 reliability diagram, and precision, recall and volume by threshold with the
@@ -84,7 +84,7 @@ def collect(
 ) -> ReportData:
     """Replay ``docs`` (contract event dicts) and keep what the report needs."""
     from models.contract import parse_ts
-    from models.engine import sharing_score
+    from models.engine import published_sharing
     from models.replay import replay
 
     data = ReportData()
@@ -100,10 +100,10 @@ def collect(
 
     def on_examples(examples: list[dict[str, Any]], now: Models) -> None:
         for x in examples:
+            lrn = now.get(x["model"])
+            p = lrn.predict_proba(x["features"])
             if x["model"] == "sharing":  # what the engine publishes and alerts on
-                p = sharing_score(x["features"], now, cfg)
-            else:
-                p = now.churn.predict_proba(x["features"])
+                p = published_sharing(x["features"], p, lrn.examples, cfg)
             data.scored.append(as_scored(x, p))
 
     result = replay(watched(), cfg=cfg, models=models, on_examples=on_examples)
