@@ -41,6 +41,10 @@ class BrokerError(RuntimeError):
     """The local broker could not be installed or started."""
 
 
+class BrokerExited(BrokerError):
+    """The broker process ended before it answered."""
+
+
 def cache_dir() -> Path:
     base = os.environ.get("CHURNWATCH_CACHE_DIR") or Path.home() / ".cache" / "churnwatch"
     return Path(base)
@@ -117,6 +121,7 @@ class LocalBroker:
         self, workdir: Path | None = None, port: int | None = None, *, sasl_ssl: bool = False
     ) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="churnwatch-kafka-"))
+        self._fixed_port = port is not None
         self.port = port or free_port()
         self.controller_port = free_port()
         self.sasl_port = free_port() if sasl_ssl else None
@@ -237,9 +242,34 @@ class LocalBroker:
         )
         return cfg
 
-    def start(self, timeout: float = 90.0) -> LocalBroker:
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> LocalBroker:
+        """Format (unless the folder holds a broker already), start, and wait until ready.
+
+        A free port is only free when it is chosen: another process (a second test worker's
+        broker, any client's outgoing connection) may take it before the broker binds it. A
+        fresh broker whose ports were chosen here and that exits before it is ready is
+        started again on new ports, up to ``attempts`` times in all.
+        """
         libs = ensure_jars()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # a folder that held a broker before is started as it is (its topics, offsets and
+        # cluster id): a broker restart, as the fault benchmarks do (same port, same data)
+        fresh = not (self.workdir / "data" / "meta.properties").exists()
+        for attempt in range(1, attempts + 1):
+            self._launch(libs, format_storage=fresh)
+            try:
+                self._wait_ready(timeout)
+                return self
+            except BrokerExited as exc:
+                if not fresh or self._fixed_port or attempt == attempts:
+                    raise
+                log.warning("the broker exited before it was ready (%s); new ports", exc)
+                shutil.rmtree(self.workdir / "data", ignore_errors=True)
+                self.port, self.controller_port = free_port(), free_port()
+                self.sasl_port = free_port() if self.sasl_port else None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _launch(self, libs: Path, *, format_storage: bool) -> None:
         cfg = self._write_config()
         cluster_id = uuid.uuid4().hex[:22]
         user = f"[name={self.username},password={self.password}]"
@@ -247,14 +277,11 @@ class LocalBroker:
             arg for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
             for arg in ("--add-scram", f"{mechanism}={user}")
         ] if self.sasl_port else []  # fmt: skip
-        # a folder that held a broker before is started as it is (its topics, offsets and
-        # cluster id): a broker restart, as the fault benchmarks do (same port, same data)
-        formatted = (self.workdir / "data" / "meta.properties").exists()
-        fmt = None if formatted else subprocess.run(
+        fmt = subprocess.run(
             _java_cmd(libs, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg),
                       "--ignore-formatted", *users, log_dir=self.workdir, heap="256m"),
             capture_output=True, text=True,
-        )  # fmt: skip
+        ) if format_storage else None  # fmt: skip
         if fmt is not None and fmt.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
         out = open(self.workdir / "broker.out", "wb")  # noqa: SIM115 - lives as long as the broker
@@ -262,8 +289,16 @@ class LocalBroker:
             _java_cmd(libs, "kafka.Kafka", str(cfg), log_dir=self.workdir),
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        self._wait_ready(timeout)
-        return self
+
+    def _tail(self, chars: int = 3000) -> str:
+        """The end of what the broker printed and logged (its log4j file holds the errors)."""
+        parts = []
+        for name in ("broker.out", "broker.log"):
+            path = self.workdir / name
+            text = path.read_text(errors="replace")[-chars:] if path.exists() else ""
+            if text.strip():
+                parts.append(f"--- {name} ---\n{text}")
+        return "\n".join(parts) or "(it printed and logged nothing)"
 
     def _wait_ready(self, timeout: float) -> None:
         from kafka import KafkaAdminClient  # kafka-python: admin/tools side
@@ -272,8 +307,8 @@ class LocalBroker:
         last: Exception | None = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                tail = (self.workdir / "broker.out").read_text(errors="replace")[-3000:]
-                raise BrokerError(f"the broker exited with {self.proc.returncode}:\n{tail}")
+                code = self.proc.returncode
+                raise BrokerExited(f"the broker exited with {code}:\n{self._tail()}")
             try:
                 admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
                 admin.list_topics()
