@@ -95,10 +95,19 @@ def _fetch_jars(pom: Path, libs: Path, digest: str) -> Path:
     return libs
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, never one this process was given before (the kernel may
+    hand the same one out again once its socket is closed)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def _java_cmd(libs: Path, main: str, *args: str, log_dir: Path, heap: str = "512m") -> list[str]:
