@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -98,16 +99,42 @@ def _fetch_jars(pom: Path, libs: Path, digest: str) -> Path:
 _GIVEN: set[int] = set()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (Linux: ``ip_local_port_range``)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A loopback port free now, never one this process was given before (the kernel may
-    hand the same one out again once its socket is closed)."""
-    while True:
+    """A loopback port free now, outside the range the kernel takes outgoing connections'
+    ports from, and never one this process was given before.
+
+    The port is free only when it is chosen: a broker binds it seconds later (after the
+    JVM starts and formats its storage). A port from the ephemeral range (what binding
+    port 0 gives) can meanwhile become the local end of any client's connection, a test
+    worker's to its own broker among them, and the broker then fails to bind it.
+    """
+    lo, hi = _ephemeral_range()
+    # above the well-known services' ports (a dev broker at 19092, Prometheus, Grafana)
+    outside = [*range(20000, lo), *range(hi + 1, 65536)]
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.choice(outside) if outside else 0  # no such port: any the kernel gives
+        if port in _GIVEN:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use: another
+                continue
             port = int(sock.getsockname()[1])
         if port not in _GIVEN:
             _GIVEN.add(port)
             return port
+    raise BrokerError("no free loopback port found")
 
 
 def _java_cmd(libs: Path, main: str, *args: str, log_dir: Path, heap: str = "512m") -> list[str]:
