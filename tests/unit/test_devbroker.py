@@ -12,4 +12,3 @@ def test_free_ports_are_bindable_distinct_and_outside_the_ephemeral_range():
     assert not [p for p in ports if lo <= p <= hi or p < 20000]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", ports[-1]))  # still free: nothing holds it
-
