@@ -47,6 +47,7 @@ from models.churn import explain, make_churn_model
 from models.contract import SUBSCRIPTION_TYPES, Event
 from models.features import churn_features
 from models.household import PrefixCensus, household_features
+from models.household.places import Window, window
 from models.labels import Example, observe, process_event
 from models.learner import OnlineLearner
 from models.outcomes import decisive, expire_follow_ups, open_follow_up, resolve
@@ -298,10 +299,13 @@ def _sharing(
     models: Models,
     census: PrefixCensus | None,
     cfg: EngineConfig,
+    seen: Window | None = None,
 ) -> tuple[float, dict[str, float]]:
     """The sharing score (evidence prior combined with the learned model, calibrated) and
     its features."""
-    x = household_features(state.household, now_ms, max_streams=state.max_streams, census=census)
+    x = household_features(
+        state.household, now_ms, max_streams=state.max_streams, census=census, seen=seen
+    )
     learned = models.sharing.examples
     model_p = models.sharing.predict_proba(x) if learned else None
     return published_sharing(x, model_p, learned, cfg), x
@@ -392,9 +396,12 @@ def score(
     """
     r = risk(state)
     churn_x = churn_features(state, now_ms)
+    hs = state.household
+    seen = window(hs, now_ms)  # the census's and the features' start, computed once
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
-        census.observe(state.account_id, state.household)
-    sharing_p, sharing_x = _sharing(state, now_ms, models, census, cfg)
+        same_day = hs.max_ts // DAY_MS == now_ms // DAY_MS  # the census's home is today's
+        census.observe(state.account_id, hs, seen if same_day else None)
+    sharing_p, sharing_x = _sharing(state, now_ms, models, census, cfg, seen)
     churn_p = _churn_p(churn_x, models)
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.household.places import _home, _window_view
+from models.household.places import Window, window
 from models.household.state import (
     CENSUS_MAX_PREFIXES,
     DAY_MS,
@@ -50,15 +50,18 @@ class PrefixCensus:
         if self.popular_accounts < 2 or self.max_prefixes < 1 or self.window_ms <= 0:
             raise ValueError("popular_accounts must be >= 2, max_prefixes and window_ms > 0")
 
-    def observe(self, account_id: str, hs: HouseholdState) -> None:
-        """Record the prefixes ``hs`` used away from its home (cheap when nothing changed)."""
+    def observe(self, account_id: str, hs: HouseholdState, home: Window | None = None) -> None:
+        """Record the prefixes ``hs`` used away from its home (cheap when nothing changed).
+
+        The home is the one of the household's window at its newest event: ``home``, when
+        the caller has it (``places.window`` at a time on that day), else computed."""
         if not hs.prefixes:
             return
-        home = _home(hs, _window_view(hs, hs.max_ts), hs.max_ts)
+        home_pid = (home if home is not None else window(hs, hs.max_ts))[1]
         cap = 2 * self.popular_accounts
         for h, seen in hs.prefixes.items():
             ts, pid = seen[0], seen[1]
-            if pid == home:
+            if pid == home_pid:
                 continue
             users = self.users.setdefault(h, {})
             if users.get(account_id, -1) >= ts:

@@ -76,6 +76,17 @@ def _home(hs: HouseholdState, view: Mapping[int, tuple[int, int]], now_ms: int) 
     )
 
 
+Window = tuple[dict[int, tuple[int, int]], int | None]
+
+
+def window(hs: HouseholdState, now_ms: int) -> Window:
+    """The places active in the window up to ``now_ms`` (``_window_view``) and the home
+    among all of them (``_home``, hubs not set apart): what the census and the features
+    both start from, computed once per score."""
+    view = _window_view(hs, now_ms)
+    return view, _home(hs, view, now_ms)
+
+
 def _second(
     hs: HouseholdState,
     view: Mapping[int, tuple[int, int]],
