@@ -196,7 +196,10 @@ class LocalBroker:
         """A CA and the listener's keystore (PKCS12), with keytool; returns the keystore."""
         keytool = _require("keytool", "install a Java 17+ JDK (Debian: openjdk-17-jdk-headless)")
         tls = self.ca_file.parent
-        tls.mkdir(parents=True, exist_ok=True)
+        if (tls / ".complete").exists():  # made for this folder's broker before: the same
+            return tls / "broker.p12"  # names, whatever its ports (a restart, a new attempt)
+        shutil.rmtree(tls, ignore_errors=True)  # half made: keytool refuses existing aliases
+        tls.mkdir(parents=True)
         ca, broker = str(tls / "ca.p12"), str(tls / "broker.p12")
         pw = ["-storepass", self._store_password, "-storetype", "PKCS12"]
         key = ["-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", "30"]
@@ -218,6 +221,7 @@ class LocalBroker:
             done = subprocess.run([keytool, *step, *pw], capture_output=True, text=True)
             if done.returncode != 0:
                 raise BrokerError(f"keytool {step[0]} failed:\n{done.stdout}{done.stderr}")
+        (tls / ".complete").touch()
         return Path(broker)
 
     def _sasl_ssl_config(self, keystore: Path) -> list[str]:

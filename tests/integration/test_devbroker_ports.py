@@ -23,14 +23,26 @@ def _occupied() -> socket.socket:
 
 def test_a_taken_port_is_replaced_by_a_free_one(tmp_path, caplog):
     with _occupied() as taken:
-        broker = LocalBroker(workdir=tmp_path / "kafka")
-        broker.port = taken.getsockname()[1]  # taken between choosing and binding
+        broker = LocalBroker(workdir=tmp_path / "kafka", sasl_ssl=True)
+        broker.sasl_port = taken.getsockname()[1]  # taken between choosing and binding
         with broker:
-            assert broker.port != taken.getsockname()[1]
+            assert broker.sasl_port != taken.getsockname()[1]
             from kafka import KafkaAdminClient
 
-            admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+            # the SASL_SSL listener, on its new port, with the certificates made once
+            admin = KafkaAdminClient(**_sasl_client(broker))
             assert admin.list_topics() is not None
             admin.close()
     assert "exited before it was ready" in caplog.text
     assert "Address already in use" in caplog.text  # the broker's own reason, from broker.log
+
+
+def _sasl_client(broker: LocalBroker) -> dict[str, object]:
+    return {
+        "bootstrap_servers": broker.sasl_bootstrap,
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": broker.username,
+        "sasl_plain_password": broker.password,
+        "ssl_cafile": str(broker.ca_file),
+    }
