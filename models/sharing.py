@@ -99,6 +99,34 @@ def _mirror(f: Mapping[str, float]) -> bool:
     return shared >= 2 and shared >= f["second_place_own_devices_28d"]
 
 
+def _networks(f: Mapping[str, float]) -> float:
+    """The second place's networks that count against it (beyond a home's v4 and v6):
+    all of them, except at a place that looks lived in by a line whose address changes
+    every few days -- most of its networks recur, something other than a phone lives
+    there, and none of the home's devices is seen there -- where only the networks that
+    do not recur count. A leased line shows a new network with each lease, seen for the
+    days the lease lasts; a place of passage (a hotel, a commute, a VPN exit) shows
+    networks seen once, or is where the household's own devices go.
+
+    >>> f = {"second_place_prefixes_28d": 6.0, "second_place_recurring_prefixes_28d": 5.0,
+    ...      "second_place_shared_devices_28d": 0.0, "second_place_own_devices_28d": 1.0,
+    ...      "second_place_phone_devices_28d": 0.0}
+    >>> _networks(f), _networks({**f, "second_place_shared_devices_28d": 1.0})
+    (1.0, 6.0)
+    >>> _networks({**f, "second_place_phone_devices_28d": 1.0})  # a phone alone: as before
+    6.0
+    """
+    n = f["second_place_prefixes_28d"]
+    recurring = f["second_place_recurring_prefixes_28d"]
+    if (
+        2 * recurring >= n
+        and f["second_place_shared_devices_28d"] == 0
+        and f["second_place_own_devices_28d"] > f["second_place_phone_devices_28d"]
+    ):
+        return n - recurring
+    return n
+
+
 def _agree(f: Mapping[str, float]) -> bool:
     """Whether the place view and the network view both see a household living
     elsewhere: devices living at a second place with geo of its own, and a group of
@@ -140,7 +168,7 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
         "away_devices_failed_28d": min(f["away_devices_failed_28d"], 2.0),
         "second_place_shared_devices_28d": min(f["second_place_shared_devices_28d"], 3.0),
-        "second_place_prefixes_28d": min(max(f["second_place_prefixes_28d"] - 2.0, 0.0), 4.0),
+        "second_place_prefixes_28d": min(max(_networks(f) - 2.0, 0.0), 4.0),
         "second_place_rotating_prefixes_28d": min(f["second_place_rotating_prefixes_28d"], 4.0),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
         "apart_devices_28d": min(f["apart_devices_28d"], 2.0),

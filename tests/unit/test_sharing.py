@@ -121,6 +121,29 @@ def test_carrier_networks_and_impossible_travel_lower_the_prior():
     assert sharing_evidence_score(rotating) < base
 
 
+def test_a_leased_line_s_recurring_networks_do_not_count_against_a_lived_in_place():
+    """A borrower whose line gets a new address every few days shows a network per
+    lease, each seen for days: lived in (a TV there, no home device), those networks are
+    not a place of passage's. One-day networks there still count; a place a home device
+    visits, or where only a phone lives, is judged by all of its networks as before."""
+    leased = {**ESTABLISHED, "second_place_prefixes_28d": 12.0,
+              "second_place_recurring_prefixes_28d": 11.0}  # fmt: skip
+    assert sharing_evidence_score(leased) == sharing_evidence_score(ESTABLISHED)
+    one_day = {**leased, "second_place_prefixes_28d": 16.0}  # 5 of 16 seen on one day only
+    assert sharing_evidence_score(one_day) < sharing_evidence_score(leased)
+    visited = {**leased, "second_place_shared_devices_28d": 1.0}
+    assert sharing_evidence_score(visited) < sharing_evidence_score(
+        {**ESTABLISHED, "second_place_shared_devices_28d": 1.0}
+    )
+    phone = {**leased, "second_place_own_devices_28d": 1.0, "second_place_phone_devices_28d": 1.0,
+             "second_place_stationary_devices_28d": 0.0}  # fmt: skip
+    assert sharing_evidence_score(phone) == sharing_evidence_score(
+        {**phone, "second_place_recurring_prefixes_28d": 1.0}  # settled still, all count
+    )
+    passage = {**leased, "second_place_recurring_prefixes_28d": 5.0}  # most seen once
+    assert sharing_evidence_score(passage) < sharing_evidence_score(ESTABLISHED)
+
+
 def test_devices_also_seen_at_home_are_the_household_on_the_move():
     """A place visited by home devices (trip, VPN) is no second household."""
     moved = {**MODERATE, "second_place_shared_devices_28d": 1.0}
