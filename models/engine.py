@@ -299,12 +299,16 @@ def _sharing(
     models: Models,
     census: PrefixCensus | None,
     cfg: EngineConfig,
-    seen: Window | None = None,
+    places_seen: Window | None = None,
 ) -> tuple[float, dict[str, float]]:
     """The sharing score (evidence prior combined with the learned model, calibrated) and
     its features."""
     x = household_features(
-        state.household, now_ms, max_streams=state.max_streams, census=census, seen=seen
+        state.household,
+        now_ms,
+        max_streams=state.max_streams,
+        census=census,
+        places_seen=places_seen,
     )
     learned = models.sharing.examples
     model_p = models.sharing.predict_proba(x) if learned else None
@@ -397,11 +401,11 @@ def score(
     r = risk(state)
     churn_x = churn_features(state, now_ms)
     hs = state.household
-    seen = window(hs, now_ms)  # the census's and the features' start, computed once
+    places_seen = window(hs, now_ms)  # the census's and the features' start, once
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
         same_day = hs.max_ts // DAY_MS == now_ms // DAY_MS  # the census's home is today's
-        census.observe(state.account_id, hs, seen if same_day else None)
-    sharing_p, sharing_x = _sharing(state, now_ms, models, census, cfg, seen)
+        census.observe(state.account_id, hs, places_seen if same_day else None)
+    sharing_p, sharing_x = _sharing(state, now_ms, models, census, cfg, places_seen)
     churn_p = _churn_p(churn_x, models)
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms
     r.models = (models.churn.model_id, models.sharing.model_id)

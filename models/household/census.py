@@ -50,18 +50,20 @@ class PrefixCensus:
         if self.popular_accounts < 2 or self.max_prefixes < 1 or self.window_ms <= 0:
             raise ValueError("popular_accounts must be >= 2, max_prefixes and window_ms > 0")
 
-    def observe(self, account_id: str, hs: HouseholdState, home: Window | None = None) -> None:
+    def observe(
+        self, account_id: str, hs: HouseholdState, places_seen: Window | None = None
+    ) -> None:
         """Record the prefixes ``hs`` used away from its home (cheap when nothing changed).
 
-        The home is the one of the household's window at its newest event: ``home``, when
-        the caller has it (``places.window`` at a time on that day), else computed."""
+        The home is the one of the household's window at its newest event: from ``places_seen``
+        when the caller has it (``places.window`` at a time on that day), else computed."""
         if not hs.prefixes:
             return
-        home_pid = (home if home is not None else window(hs, hs.max_ts))[1]
+        home = (places_seen if places_seen is not None else window(hs, hs.max_ts))[1]
         cap = 2 * self.popular_accounts
         for h, seen in hs.prefixes.items():
             ts, pid = seen[0], seen[1]
-            if pid == home_pid:
+            if pid == home:
                 continue
             users = self.users.setdefault(h, {})
             if users.get(account_id, -1) >= ts:

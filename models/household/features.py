@@ -74,11 +74,11 @@ def household_features(
     max_streams: int,
     session_timeout_ms: int = SESSION_TIMEOUT_MS,
     census: PrefixCensus | None = None,
-    seen: Window | None = None,
+    places_seen: Window | None = None,
 ) -> dict[str, float]:
     """The household evidence at ``now_ms`` over the last 28 days (names in FEATURE_NAMES).
 
-    ``seen``: ``places.window(hs, now_ms)``, when the caller computed it already.
+    ``places_seen``: ``places.window(hs, now_ms)``, when the caller computed it already.
 
     With a ``census``, a place reached only over popular networks (VPN exits,
     carrier NAT: see :class:`PrefixCensus`) is a *hub*: the household on the
@@ -104,7 +104,7 @@ def household_features(
     peak = max([peak] + [v for d, v in hs.day_max_streams.items() if d in in_win])
     over_ms += sum(v for d, v in hs.day_over_ms.items() if d in in_win)
 
-    view, home_of_all = seen if seen is not None else window(hs, now_ms)
+    view, home_of_all = places_seen if places_seen is not None else window(hs, now_ms)
     hubs = _hubs(hs, view, census, now_ms)
     # a hub is nobody's home, even when most days are spent behind the VPN
     home = _home(hs, {p: v for p, v in view.items() if p not in hubs}, now_ms) if hubs else None
