@@ -122,12 +122,9 @@ def free_port() -> int:
     outside = [*range(20000, lo), *range(hi + 1, 65536)]
     rng = random.SystemRandom()
     for _ in range(100):
-        port = rng.choice(outside) if outside else 0  # no such port: any the kernel gives
-        if port in _GIVEN:
-            continue
         with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
+            try:  # no such range: any port the kernel gives
+                sock.bind(("127.0.0.1", rng.choice(outside) if outside else 0))
             except OSError:  # in use: another
                 continue
             port = int(sock.getsockname()[1])

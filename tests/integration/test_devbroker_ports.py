@@ -10,6 +10,8 @@ import socket
 import pytest
 
 from streams.devbroker import LocalBroker
+from streams.settings import Settings
+from streams.topics import connect_admin
 
 pytestmark = pytest.mark.e2e
 
@@ -27,22 +29,9 @@ def test_a_taken_port_is_replaced_by_a_free_one(tmp_path, caplog):
         broker.sasl_port = taken.getsockname()[1]  # taken between choosing and binding
         with broker:
             assert broker.sasl_port != taken.getsockname()[1]
-            from kafka import KafkaAdminClient
-
             # the SASL_SSL listener, on its new port, with the certificates made once
-            admin = KafkaAdminClient(**_sasl_client(broker))
+            admin = connect_admin(Settings.from_env(broker.client_env()), wait_s=30)
             assert admin.list_topics() is not None
             admin.close()
     assert "exited before it was ready" in caplog.text
     assert "Address already in use" in caplog.text  # the broker's own reason, from broker.log
-
-
-def _sasl_client(broker: LocalBroker) -> dict[str, object]:
-    return {
-        "bootstrap_servers": broker.sasl_bootstrap,
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": broker.username,
-        "sasl_plain_password": broker.password,
-        "ssl_cafile": str(broker.ca_file),
-    }
