@@ -247,9 +247,9 @@ def _locate(
     away than geolocation errs (``NETWORK_RADIUS_KM``: a VPN exit or a carrier pool
     seen in another city): geo is often the city centre (IP geolocation, web and TV
     apps) or noisy, while the same network is the same home. A device whose own geo
-    fix has not moved (within ``PLACE_RADIUS_KM`` of its last one) stays at its place
-    on a new network: a lease, the other IP version or a carrier address of the same
-    home, whatever geo other devices report there. Else a new network with geo
+    fix has not moved (within ``PLACE_RADIUS_KM`` of its last one) stays at its place,
+    if that place has geo, on a new network: a lease, the other IP version or a carrier
+    address of the same home, whatever geo other devices report there. Else a new network with geo
     joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one). A new
     network is its device's place when the device lived there (seen there on two
     days or more: the home's address changed, a lease or carrier NAT) or was there a
@@ -262,10 +262,14 @@ def _locate(
     geo = lat is not None and lon is not None
     if lat is not None and lon is not None and dev is not None and dev.pos is not None:
         # a device whose own fix has not moved is where it was: a new network at the same
-        # fix is that place's new address (a lease, the other IP version, carrier NAT)
+        # fix is that place's new address (a lease, the other IP version, carrier NAT).
+        # Not if it was last at a place without geo (a new network seen without a fix):
+        # that is not where the fix was, which goes where geo puts it (below)
         _, lat0, lon0 = dev.pos
-        if dev.last_pid in hs.places and haversine_km(lat, lon, lat0, lon0) <= PLACE_RADIUS_KM:
-            return dev.last_pid
+        last = hs.places.get(dev.last_pid)
+        if last is not None and last.lat is not None:
+            if haversine_km(lat, lon, lat0, lon0) <= PLACE_RADIUS_KM:
+                return dev.last_pid
     if dev is not None and dev.last_pid in hs.places:
         # a device that lived somewhere (seen there on two days or more), or a moment ago;
         # with geo, only if that place has none yet (it then takes this fix)

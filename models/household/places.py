@@ -143,19 +143,25 @@ def _device_view(
 
 def _places_away(hs: HouseholdState, days: Mapping[int, int], home: int | None) -> int:
     """How many places other than ``home`` a device was seen at (``days``: place ->
-    active days), a place without geo that shares a network with one of the others
-    that has geo not counted: the same place, its network first seen without geo (so
-    it founded a place of its own) and later with geo there."""
-    away = [hs.places.get(p) for p in days if p != home]
+    active days), not counting a place without geo that is one of the others seen
+    another way: one that shares a network with a place of the device's that has geo
+    (that place, its network first seen without geo, so it founded a place of its own)
+    or, when the device has a place with geo away, one seen on a single day (a new
+    address of that place, a lease that began between two fixes)."""
+    away = {p: n for p, n in days.items() if p != home}
     if len(away) < 2:
         return len(away)
-    with_geo = [p for p in away if p is not None and p.lat is not None]
+    places = [(hs.places.get(p), n) for p, n in away.items()]
+    with_geo = [p for p, _ in places if p is not None and p.lat is not None]
     return sum(
         1
-        for p in away
+        for p, n in places
         if p is None
         or p.lat is not None
-        or not any(h in q.prefixes for q in with_geo for h in p.prefixes)
+        or not (
+            (bool(with_geo) and n == 1)
+            or any(h in q.prefixes for q in with_geo for h in p.prefixes)
+        )
     )
 
 

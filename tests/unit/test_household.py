@@ -1117,6 +1117,25 @@ def test_a_dual_stack_home_split_by_ip_version_is_one_home():
     assert f["apart_devices_28d"] == 0
 
 
+def test_a_borrower_seen_once_without_geo_still_lives_at_its_place():
+    """A borrower's tablet 17 km out every fourth day, on a new address of its line at
+    each visit (a lease per visit), once without geo: the visits with a fix are at the
+    place of that fix, not at the place the visit without geo founded (the tablet's
+    place a moment before), and that one sighting does not make the tablet somebody
+    moving about: it lives at its place."""
+    out = []
+    home_life(out)
+    spot = {"lat": 52.60, "lon": 13.55}
+    for i, d in enumerate(range(1, DAYS, 4)):
+        watch(out, "pad", T0 + d * DAY_MS + 18 * HOUR_MS, 60, kind="tablet",
+              ip=f"203.0.{100 + i}.7", geo=None if i == 1 else spot)  # fmt: skip
+    hs, f = run(out, 2)
+    (there,) = [p for p in hs.places.values() if p.lat is not None and p.lat > 52.55]
+    assert len(hs.devices["pad"].place_days[there.pid]) == 4
+    assert f["second_place_own_devices_28d"] == 1
+    assert f["second_place_active_days_28d"] == 4 and f["second_place_distance_km"] > 10
+
+
 def test_a_device_apart_seen_at_two_places_away_is_somebody_moving_about():
     out, ms = borrower_on_own_line(geo={"lat": 52.60, "lon": 13.50})
     for d in range(2, DAYS, 4):  # the same laptop, another line, 20 km from the first
