@@ -30,6 +30,7 @@ from river import compose, linear_model, optim, preprocessing
 
 from models.contract import Event
 from models.household import FEATURE_NAMES
+from models.household.state import NETWORK_RADIUS_KM
 from models.learner import func_step
 
 # Prior: logit = BIAS + sum(weight * transform(feature)). Transforms are fixed
@@ -62,6 +63,9 @@ PRIOR_WEIGHTS: dict[str, float] = {
 # "living" on each side, active on the same days (measured: most look-alike false
 # positives on the tuning cells fired with 2-6 days of history).
 RAMP_DAYS = 7.0
+# Further from home than geolocation errs (``NETWORK_RADIUS_KM``): a place this far is
+# not the home itself seen two ways (``_far_household``)
+FAR_KM = NETWORK_RADIUS_KM
 # ... unless both views see the same thing: devices living at a second place that geo
 # puts elsewhere *and* a group of devices apart by network (its own line, of an IP
 # version the home's line has, never a network of the home's). The confusions the week
@@ -138,6 +142,29 @@ def _agree(f: Mapping[str, float]) -> bool:
     )
 
 
+def _far_household(f: Mapping[str, float], together: float) -> bool:
+    """Whether the second place is a household far from home whatever its networks: a TV
+    or console lives there, none of the home's devices is seen there, it is further from
+    home than geolocation errs (``FAR_KM``: so not the home itself split in two by geo,
+    city centre and street), and it played alongside home on three days or more
+    (``together``: so not a hotel, where the household is while home is quiet). Its
+    networks then do not count against it: a line whose address changes at every visit
+    shows a new network each time, and a home's own new IPv6 prefix at every session
+    makes the owner's home look like that too when the borrower's is taken for home.
+
+    >>> f = {"second_place_stationary_devices_28d": 1.0, "second_place_shared_devices_28d": 0.0,
+    ...      "second_place_distance_km": 500.0}
+    >>> _far_household(f, 3.0), _far_household({**f, "second_place_distance_km": 5.0}, 3.0)
+    (True, False)
+    """
+    return (
+        f["second_place_stationary_devices_28d"] >= 1.0
+        and f["second_place_shared_devices_28d"] == 0
+        and f["second_place_distance_km"] > FAR_KM
+        and together >= 3.0
+    )
+
+
 def _together(days: float, visits: float) -> float:
     """The days a household living elsewhere showed it lives alongside home: the days
     both were active, or (once there is one) its stays beyond the first (runs of its
@@ -159,6 +186,7 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     # days of a phone on networks that never recur count once: a commute, not a home
     days_cap = 5.0 if _settled(f) and not _mirror(f) else 1.0
     together = {days: _together(f[days], f[stays]) for days, stays in _STAYS.items()}
+    far = _far_household(f, together["second_place_own_coactive_days_28d"])
     x = {
         "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
         "second_place_own_coactive_days_28d": min(
@@ -168,8 +196,10 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
         "away_devices_failed_28d": min(f["away_devices_failed_28d"], 2.0),
         "second_place_shared_devices_28d": min(f["second_place_shared_devices_28d"], 3.0),
-        "second_place_prefixes_28d": min(max(_networks(f) - 2.0, 0.0), 4.0),
-        "second_place_rotating_prefixes_28d": min(f["second_place_rotating_prefixes_28d"], 4.0),
+        "second_place_prefixes_28d": 0.0 if far else min(max(_networks(f) - 2.0, 0.0), 4.0),
+        "second_place_rotating_prefixes_28d": (
+            0.0 if far else min(f["second_place_rotating_prefixes_28d"], 4.0)
+        ),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
         "apart_devices_28d": min(f["apart_devices_28d"], 2.0),
         "apart_coactive_days_28d": min(together["apart_coactive_days_28d"], 5.0),

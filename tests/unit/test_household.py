@@ -1257,3 +1257,27 @@ def test_a_place_first_seen_without_geo_is_the_place_its_network_later_shows():
             e.fields["geo"] = {"lat": 52.45, "lon": 13.20}
     _, moving = run(out, 2)
     assert moving["second_place_own_devices_28d"] == 0
+
+
+def test_a_tv_far_away_watching_alongside_home_is_a_household_whatever_its_networks():
+    """A TV 500 km from home that plays on the evenings home does, on a new address of its
+    line at every visit: no hotel (the household is at home those days) and no error of
+    geolocation (it errs by tens of km, not hundreds), so its networks do not count
+    against it. The same TV 5 km out could be the home itself, split in two by geo: there
+    they do."""
+
+    def tv_at(geo):
+        out = []
+        home_life(out)
+        for d in range(1, DAYS, 2):
+            watch(out, "tv2", T0 + d * DAY_MS + 19 * HOUR_MS, 90, kind="tv",
+                  ip=f"203.0.{d}.7", geo=geo)  # fmt: skip
+        return run(out, 2)[1]
+
+    far = tv_at({"lat": 48.14, "lon": 11.58})
+    assert far["second_place_distance_km"] > 400
+    assert far["second_place_rotating_prefixes_28d"] >= 4
+    assert sharing_evidence_score(far) > 0.9
+    near = tv_at({"lat": 52.565, "lon": 13.405})
+    assert 3 < near["second_place_distance_km"] < 50
+    assert sharing_evidence_score(near) < 0.5
