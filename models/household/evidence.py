@@ -249,11 +249,12 @@ def _locate(
     apps) or noisy, while the same network is the same home. A device whose own geo
     fix has not moved (within ``PLACE_RADIUS_KM`` of its last one) stays at its place,
     if that place has geo, on a new network: a lease, the other IP version or a carrier
-    address of the same home, whatever geo other devices report there. Else a new network with geo
-    joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one). A new
-    network is its device's place when the device lived there (seen there on two
-    days or more: the home's address changed, a lease or carrier NAT) or was there a
-    moment ago -- if the event has no geo, or the place has none yet; else a new place.
+    address of the same home, whatever geo other devices report there. Else a new
+    network with geo joins the nearest place within ``PLACE_RADIUS_KM`` (or founds one).
+    A new network is its device's place when the device lived there (seen there on
+    two days or more: the home's address changed, a lease or carrier NAT) or was there
+    a moment ago -- if the event has no geo, or the place has none yet; else a new
+    place.
     """
     known = hs.prefixes.get(h) if h is not None else None
     if known is not None and known[1] in hs.places:
