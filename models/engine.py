@@ -403,8 +403,7 @@ def score(
     hs = state.household
     places_seen = window(hs, now_ms)  # the census's and the features' start, once
     if census is not None:  # networks many accounts use away from home: VPN exits, carrier NAT
-        same_day = hs.max_ts // DAY_MS == now_ms // DAY_MS  # the census's home is today's
-        census.observe(state.account_id, hs, places_seen if same_day else None)
+        census.observe(state.account_id, hs, places_seen, now_ms)
     sharing_p, sharing_x = _sharing(state, now_ms, models, census, cfg, places_seen)
     churn_p = _churn_p(churn_x, models)
     r.scores, r.scored_ts = (churn_p, sharing_p), now_ms

@@ -186,7 +186,10 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
     # days of a phone on networks that never recur count once: a commute, not a home
     days_cap = 5.0 if _settled(f) and not _mirror(f) else 1.0
     together = {days: _together(f[days], f[stays]) for days, stays in _STAYS.items()}
+    # the second place's networks, unless it is a household far away (then none count)
     far = _far_household(f, together["second_place_own_coactive_days_28d"])
+    networks = 0.0 if far else _networks(f)
+    rotating = 0.0 if far else f["second_place_rotating_prefixes_28d"]
     x = {
         "second_place_own_devices_28d": min(f["second_place_own_devices_28d"], 2.0),
         "second_place_own_coactive_days_28d": min(
@@ -196,10 +199,8 @@ def _prior_inputs(f: Mapping[str, float]) -> dict[str, float]:
         "second_place_stationary_devices_28d": min(f["second_place_stationary_devices_28d"], 2.0),
         "away_devices_failed_28d": min(f["away_devices_failed_28d"], 2.0),
         "second_place_shared_devices_28d": min(f["second_place_shared_devices_28d"], 3.0),
-        "second_place_prefixes_28d": 0.0 if far else min(max(_networks(f) - 2.0, 0.0), 4.0),
-        "second_place_rotating_prefixes_28d": (
-            0.0 if far else min(f["second_place_rotating_prefixes_28d"], 4.0)
-        ),
+        "second_place_prefixes_28d": min(max(networks - 2.0, 0.0), 4.0),
+        "second_place_rotating_prefixes_28d": min(rotating, 4.0),
         "impossible_travel_28d": min(f["impossible_travel_28d"], 5.0),
         "apart_devices_28d": min(f["apart_devices_28d"], 2.0),
         "apart_coactive_days_28d": min(together["apart_coactive_days_28d"], 5.0),

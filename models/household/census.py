@@ -51,15 +51,22 @@ class PrefixCensus:
             raise ValueError("popular_accounts must be >= 2, max_prefixes and window_ms > 0")
 
     def observe(
-        self, account_id: str, hs: HouseholdState, places_seen: Window | None = None
+        self,
+        account_id: str,
+        hs: HouseholdState,
+        places_seen: Window | None = None,
+        now_ms: int = 0,
     ) -> None:
         """Record the prefixes ``hs`` used away from its home (cheap when nothing changed).
 
-        The home is the one of the household's window at its newest event: from ``places_seen``
-        when the caller has it (``places.window`` at a time on that day), else computed."""
+        The home is the one of the household's window at its newest event: from
+        ``places_seen`` (``places.window(hs, now_ms)``, when the caller has it) if
+        ``now_ms`` is on that event's day (a window and its home are by day), else computed."""
         if not hs.prefixes:
             return
-        home = (places_seen if places_seen is not None else window(hs, hs.max_ts))[1]
+        if places_seen is None or now_ms // DAY_MS != hs.max_ts // DAY_MS:
+            places_seen = window(hs, hs.max_ts)
+        home = places_seen[1]
         cap = 2 * self.popular_accounts
         for h, seen in hs.prefixes.items():
             ts, pid = seen[0], seen[1]

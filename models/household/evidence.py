@@ -268,9 +268,12 @@ def _locate(
         # that is not where the fix was, which goes where geo puts it (below)
         _, lat0, lon0 = dev.pos
         last = hs.places.get(dev.last_pid)
-        if last is not None and last.lat is not None:
-            if haversine_km(lat, lon, lat0, lon0) <= PLACE_RADIUS_KM:
-                return dev.last_pid
+        if (
+            last is not None
+            and last.lat is not None
+            and (haversine_km(lat, lon, lat0, lon0) <= PLACE_RADIUS_KM)
+        ):
+            return dev.last_pid
     if dev is not None and dev.last_pid in hs.places:
         # a device that lived somewhere (seen there on two days or more), or a moment ago;
         # with geo, only if that place has none yet (it then takes this fix)
